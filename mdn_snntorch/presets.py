@@ -1,0 +1,174 @@
+"""Meta-neuron presets (paper Table 2) and meta-neuron libraries saved as versioned JSON.
+
+=========  =======  =====  ======  =====  =============================================
+preset     theta_a  theta_b theta_c theta_d description
+=========  =======  =====  ======  =====  =============================================
+2-FS        0.060   0.219  -0.065  0.003  spatial, fast spiking, near-linear rate
+2-RS        0.060   0.219  -0.010  0.050  spatial, regular spiking
+2-SDS      -0.009   0.246  -0.058  0.065  temporal, strong spike-driven depression
+2-WDS       0.005   0.158  -0.058  0.065  temporal, weak depression
+init        0.02    0.2     0.0    0.08   the learnable initial values (paper §4.2)
+1st-order   g = 0.8, V_th = 0.5, V_reset = 0 (paper Eq. 3)
+=========  =======  =====  ======  =====  =============================================
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+LIBRARY_FORMAT = "mdn-meta-neuron-library"
+LIBRARY_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MetaNeuron:
+    """A frozen neuron type: 2nd order with ``theta = (a, b, c, d)``, or 1st order with ``decay``."""
+
+    name: str
+    order: int
+    theta: tuple[float, float, float, float] | None = None
+    decay: float | None = None
+    description: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self):
+        if self.order == 2:
+            if self.theta is None or len(self.theta) != 4:
+                raise ValueError(f"meta neuron {self.name!r}: order 2 needs theta = (a, b, c, d), got {self.theta!r}")
+            object.__setattr__(self, "theta", tuple(float(t) for t in self.theta))
+        elif self.order == 1:
+            if self.decay is None:
+                raise ValueError(f"meta neuron {self.name!r}: order 1 needs a decay")
+            object.__setattr__(self, "decay", float(self.decay))
+        else:
+            raise ValueError(f"meta neuron {self.name!r}: order must be 1 or 2, got {self.order!r}")
+
+    def build(self, **kwargs):
+        """The snnTorch module of this neuron: an :class:`~mdn_snntorch.MDN` or a
+        :class:`~mdn_snntorch.FirstOrder`; ``kwargs`` go to its constructor."""
+        if self.order == 2:
+            from mdn_snntorch.mdn import MDN
+
+            return MDN(theta=self, **kwargs)
+        from mdn_snntorch.first_order import FirstOrder
+
+        return FirstOrder(decay=self.decay, **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "order": self.order}
+        if self.order == 2:
+            d["theta"] = list(self.theta)
+        else:
+            d["decay"] = self.decay
+        d["description"] = self.description
+        d["provenance"] = self.provenance
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "meta neuron") -> "MetaNeuron":
+        for key in ("name", "order"):
+            if key not in d:
+                raise ValueError(f"{where}: missing field {key!r}")
+        order = d["order"]
+        needed = "theta" if order == 2 else "decay"
+        if needed not in d:
+            raise ValueError(f"{where} ({d['name']!r}): missing field {needed!r} for an order-{order} neuron")
+        return cls(
+            name=str(d["name"]),
+            order=int(order),
+            theta=tuple(d["theta"]) if order == 2 else None,
+            decay=d.get("decay") if order == 1 else None,
+            description=str(d.get("description", "")),
+            provenance=dict(d.get("provenance", {})),
+        )
+
+
+_PAPER = {"source": "paper Table 2"}
+PRESETS: dict[str, MetaNeuron] = {
+    n.name: n
+    for n in (
+        MetaNeuron("2-FS", 2, (0.060, 0.219, -0.065, 0.003), description="spatial, fast spiking, near-linear rate vs input", provenance=_PAPER),
+        MetaNeuron("2-RS", 2, (0.060, 0.219, -0.010, 0.050), description="spatial, regular spiking, weaker linearity", provenance=_PAPER),
+        MetaNeuron("2-SDS", 2, (-0.009, 0.246, -0.058, 0.065), description="temporal, first spikes strongly depress later ones", provenance=_PAPER),
+        MetaNeuron("2-WDS", 2, (0.005, 0.158, -0.058, 0.065), description="temporal, weaker depression", provenance=_PAPER),
+        MetaNeuron("init", 2, (0.02, 0.2, 0.0, 0.08), description="learnable initial values", provenance={"source": "paper §4.2"}),
+        MetaNeuron("1st-order", 1, decay=0.8, description="LIF baseline: V' = 0.8 V + I, V_th 0.5, reset 0", provenance={"source": "paper Eq. 3"}),
+    )
+}
+PAPER_NEURONS = ("2-FS", "2-RS", "2-SDS", "2-WDS", "1st-order")
+
+
+def names() -> list[str]:
+    """Names of the built-in presets."""
+    return list(PRESETS)
+
+
+def get(name: str) -> MetaNeuron:
+    """The preset ``name``; ``KeyError`` listing the valid names otherwise."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise KeyError(f"unknown meta-neuron preset {name!r}; valid names: {', '.join(PRESETS)}") from None
+
+
+@dataclass
+class MetaNeuronLibrary:
+    """A set of generated meta neurons plus where they came from."""
+
+    neurons: list[MetaNeuron]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return [n.name for n in self.neurons]
+
+    def get(self, name: str) -> MetaNeuron:
+        for n in self.neurons:
+            if n.name == name:
+                return n
+        raise KeyError(f"no meta neuron {name!r} in this library; it has: {', '.join(self.names)}")
+
+
+def save_library(path: str | os.PathLike, neurons: Iterable[MetaNeuron], provenance: dict[str, Any] | None = None) -> Path:
+    """Write a library JSON atomically (temporary file, then rename)."""
+    path = Path(path)
+    doc = {
+        "format": LIBRARY_FORMAT,
+        "version": LIBRARY_VERSION,
+        "provenance": provenance or {},
+        "neurons": [n.to_dict() for n in neurons],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_library(path: str | os.PathLike) -> MetaNeuronLibrary:
+    """Read a library JSON; ``ValueError`` naming the file for a wrong format, version or missing field."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"meta-neuron library {path} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"meta-neuron library {path} is not valid JSON: {e}") from None
+    if not isinstance(doc, dict) or doc.get("format") != LIBRARY_FORMAT:
+        raise ValueError(f"{path}: not a meta-neuron library (field 'format' must be {LIBRARY_FORMAT!r})")
+    if doc.get("version") != LIBRARY_VERSION:
+        raise ValueError(f"{path}: library version {doc.get('version')!r} is not supported (expected {LIBRARY_VERSION})")
+    if not isinstance(doc.get("neurons"), list):
+        raise ValueError(f"{path}: missing field 'neurons' (a list of meta neurons)")
+    neurons = [MetaNeuron.from_dict(d, where=f"{path}: neurons[{i}]") for i, d in enumerate(doc["neurons"])]
+    return MetaNeuronLibrary(neurons, dict(doc.get("provenance", {})))
