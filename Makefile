@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-quick test test-fast bench clean
+.PHONY: demo demo-quick test test-fast system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,13 @@ demo: $(STAMP)
 demo-quick: $(STAMP)
 	$(BIN)/mdn demo --quick
 
-test: $(STAMP)
+system-deps:
+	@bash scripts/system_deps.sh
+
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:

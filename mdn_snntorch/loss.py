@@ -1,0 +1,55 @@
+r"""Rate loss and accuracy (paper Eq. 4).
+
+.. math:: L = \sum_k \Big( \frac{1}{T}\sum_t S_k(t) - O_k \Big)^2
+
+averaged over the batch; ``O`` is the one-hot label, or a bit vector (NETtalk's 26 phoneme bits).
+The predicted class is the output neuron with the highest firing rate; ties go to the lowest
+class index (``torch.argmax``), so a silent network always predicts class 0.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def firing_rate(spikes: torch.Tensor) -> torch.Tensor:
+    """Mean over the time axis: ``[T, B, K] -> [B, K]``."""
+    return spikes.mean(dim=0)
+
+
+def _target(rate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if target.dim() == 1:
+        return F.one_hot(target.long(), rate.shape[-1]).to(rate.dtype)
+    if target.shape != rate.shape:
+        raise ValueError(f"target shape {tuple(target.shape)} does not match output rates {tuple(rate.shape)}")
+    return target.to(rate.dtype)
+
+
+def rate_mse_loss(spikes: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Paper Eq. 4: squared error of output firing rates against the one-hot label (or bit vector),
+    summed over output neurons, averaged over the batch."""
+    rate = firing_rate(spikes)
+    return ((rate - _target(rate, target)) ** 2).sum(dim=-1).mean()
+
+
+def predict(spikes: torch.Tensor) -> torch.Tensor:
+    """Class with the highest output firing rate (lowest index on ties)."""
+    return firing_rate(spikes).argmax(dim=-1)
+
+
+def correct(spikes: torch.Tensor, target: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+    """Number of correct predictions in the batch.
+
+    With integer labels: argmax of the rate. With bit-vector targets and a code table ``codes``
+    ``[C, K]`` (NETtalk): the code closest (Euclidean) to the output rate must be the target's code.
+    """
+    if target.dim() == 1:
+        return (predict(spikes) == target).sum()
+    if codes is None:
+        raise ValueError("bit-vector targets need the code table `codes` to score the closest code")
+    rate = firing_rate(spikes)
+    codes = codes.to(rate.dtype)
+    pred = torch.cdist(rate, codes).argmin(dim=-1)
+    true = torch.cdist(target.to(rate.dtype), codes).argmin(dim=-1)
+    return (pred == true).sum()
