@@ -24,17 +24,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _available(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
-
-
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only ``command``'s module (if given) is imported to add its arguments."""
     parser = argparse.ArgumentParser(prog="mdn", description="Meta-Dynamic Neurons for snnTorch.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in SUBCOMMANDS.items():
-        if not _available(module):
-            continue
         sp = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:
             importlib.import_module(module).configure(sp)
