@@ -58,6 +58,9 @@ def _theta_tensors(theta: ThetaLike, num_neurons: int | None, dtype, device) -> 
     """Validated theta tensors, each of shape () or (num_neurons,); also returns num_neurons."""
     tensors = [_as_theta_tensor(v, dtype, device) for v in _theta_values(theta)]
     per_neuron = {t.shape[0] for t in tensors if t.dim() == 1}
+    if len(per_neuron) > 1:
+        shapes = ", ".join(f"{n} {tuple(t.shape)}" for n, t in zip(THETA_NAMES, tensors))
+        raise ValueError(f"theta tensors disagree on the number of neurons: {shapes}")
     if num_neurons is None and len(per_neuron) == 1:
         num_neurons = per_neuron.pop()
     for name, t in zip(THETA_NAMES, tensors):
