@@ -1,0 +1,117 @@
+"""A small report writer: the same content as Markdown (figures as relative PNG links) and as one
+self-contained HTML file (figures embedded as base64), both written atomically."""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write to a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Save a matplotlib figure as PNG atomically and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return write_atomic(path, buf.getvalue())
+
+
+@dataclass
+class Report:
+    """Ordered blocks: headings, paragraphs, tables and figures."""
+
+    title: str
+    blocks: list[tuple[str, object]] = field(default_factory=list)
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.blocks.append(("heading", (level, text)))
+
+    def paragraph(self, text: str) -> None:
+        self.blocks.append(("paragraph", text))
+
+    def code(self, text: str) -> None:
+        self.blocks.append(("code", text))
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+        self.blocks.append(("table", (list(header), [list(map(str, r)) for r in rows])))
+
+    def figure(self, path: str | os.PathLike, caption: str) -> None:
+        self.blocks.append(("figure", (Path(path), caption)))
+
+    def markdown(self, base: Path) -> str:
+        out = [f"# {self.title}", ""]
+        for kind, value in self.blocks:
+            if kind == "heading":
+                level, text = value
+                out += ["#" * level + " " + text, ""]
+            elif kind == "paragraph":
+                out += [value, ""]
+            elif kind == "code":
+                out += ["```", value, "```", ""]
+            elif kind == "table":
+                header, rows = value
+                out.append("| " + " | ".join(header) + " |")
+                out.append("|" + "---|" * len(header))
+                out += ["| " + " | ".join(r) + " |" for r in rows]
+                out.append("")
+            elif kind == "figure":
+                path, caption = value
+                out += [f"![{caption}]({os.path.relpath(path, base)})", "", f"*{caption}*", ""]
+        return "\n".join(out)
+
+    def html(self) -> str:
+        esc = html.escape
+        body = [f"<h1>{esc(self.title)}</h1>"]
+        for kind, value in self.blocks:
+            if kind == "heading":
+                level, text = value
+                body.append(f"<h{level}>{esc(text)}</h{level}>")
+            elif kind == "paragraph":
+                body.append(f"<p>{esc(value)}</p>")
+            elif kind == "code":
+                body.append(f"<pre>{esc(value)}</pre>")
+            elif kind == "table":
+                header, rows = value
+                head = "".join(f"<th>{esc(h)}</th>" for h in header)
+                cells = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
+                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>")
+            elif kind == "figure":
+                path, caption = value
+                data = base64.b64encode(Path(path).read_bytes()).decode()
+                body.append(f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{data}"><figcaption>{esc(caption)}</figcaption></figure>')
+        style = (
+            "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+            "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
+            "th{background:#eee}img{max-width:100%}figcaption{font-style:italic;color:#555}pre{background:#f4f4f4;padding:.6em}"
+        )
+        return f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{esc(self.title)}</title><style>{style}</style></head><body>{"".join(body)}</body></html>'
+
+    def write(self, out_dir: str | os.PathLike, stem: str = "report") -> tuple[Path, Path]:
+        """Write ``stem.md`` and the self-contained ``stem.html`` into ``out_dir``."""
+        out_dir = Path(out_dir)
+        md = write_atomic(out_dir / f"{stem}.md", self.markdown(out_dir))
+        page = write_atomic(out_dir / f"{stem}.html", self.html())
+        return md, page
