@@ -1,23 +1,32 @@
 """The paper's 3-layer SNN (Fig. 1): input -> Linear -> hidden neurons -> Linear -> output neurons.
 
 Time-major throughout: input spikes ``[T, B, n_in]`` -> output spikes ``[T, B, n_out]``. The Linear
-layers run on all ``T x B`` rows at once; the neurons run their multi-step path.
+layers run on all ``T x B`` rows at once; the neurons run their multi-step path. Under a bf16
+autocast only the Linear layers run in bf16: their output is cast back to the input's dtype, so the
+neuron dynamics (``V^2`` and the threshold test) stay in float32.
 """
 
 from __future__ import annotations
 
-from typing import Union
+import json
+from typing import Any, Union
 
 import torch
 from torch import nn
 
 from mdn_snntorch import presets
-from mdn_snntorch.first_order import FirstOrder
 from mdn_snntorch.mdn import MDN
 from mdn_snntorch.presets import MetaNeuron
 from mdn_snntorch.reset import reset
 
 NeuronSpec = Union[str, MetaNeuron]
+
+
+def resolve_neuron(spec: NeuronSpec | dict) -> NeuronSpec:
+    """A neuron spec as :func:`make_neuron` takes it; a ``MetaNeuron.to_dict()`` dict becomes a MetaNeuron."""
+    if isinstance(spec, dict):
+        return MetaNeuron.from_dict(spec)
+    return spec
 
 
 def make_neuron(spec: NeuronSpec, num_neurons: int, **kwargs) -> nn.Module:
@@ -36,6 +45,13 @@ def make_neuron(spec: NeuronSpec, num_neurons: int, **kwargs) -> nn.Module:
 
 def neuron_label(spec: NeuronSpec) -> str:
     return spec.name if isinstance(spec, MetaNeuron) else str(spec)
+
+
+def _spec_json(spec: NeuronSpec) -> str | dict:
+    """A preset name stays a name; a MetaNeuron (e.g. from a library) is stored whole."""
+    if isinstance(spec, MetaNeuron):
+        return spec.to_dict()
+    return spec
 
 
 class ThreeLayerSNN(nn.Module):
@@ -58,22 +74,57 @@ class ThreeLayerSNN(nn.Module):
         for name, value in (("n_in", n_in), ("n_hidden", n_hidden), ("n_out", n_out)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        neuron = resolve_neuron(neuron)
+        output_neuron = resolve_neuron(output_neuron) if output_neuron is not None else neuron
         self.n_in, self.n_hidden, self.n_out = n_in, n_hidden, n_out
         self.neuron_spec = neuron_label(neuron)
-        self.output_neuron_spec = neuron_label(output_neuron if output_neuron is not None else neuron)
+        self.output_neuron_spec = neuron_label(output_neuron)
+        self._spec = {
+            "n_in": n_in,
+            "n_hidden": n_hidden,
+            "n_out": n_out,
+            "neuron": _spec_json(neuron),
+            "output_neuron": _spec_json(output_neuron),
+            "neuron_kwargs": dict(neuron_kwargs),
+        }
         self.fc1 = nn.Linear(n_in, n_hidden)
         self.hidden = make_neuron(neuron, n_hidden, **neuron_kwargs)
         self.fc2 = nn.Linear(n_hidden, n_out)
-        self.output = make_neuron(output_neuron if output_neuron is not None else neuron, n_out, **neuron_kwargs)
+        self.output = make_neuron(output_neuron, n_out, **neuron_kwargs)
 
     def forward(self, x: torch.Tensor, return_hidden: bool = False):
         if x.dim() != 3 or x.shape[-1] != self.n_in:
             raise ValueError(f"ThreeLayerSNN expects input [T, B, {self.n_in}], got {tuple(x.shape)}")
         reset(self)
-        hidden = self.hidden.multi_step(self.fc1(x))
-        out = self.output.multi_step(self.fc2(hidden))
+        hidden = self.hidden.multi_step(self.fc1(x).to(x.dtype))
+        out = self.output.multi_step(self.fc2(hidden).to(x.dtype))
         return (out, hidden) if return_hidden else out
 
     def theta_parameters(self) -> list[nn.Parameter]:
         """The learnable dynamic parameters (theta of learnable MDN layers), for their own learning rate."""
         return [p for name, p in self.named_parameters() if name.split(".")[-1].startswith("theta_")]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Every parameter that is not a dynamic parameter (the synaptic weights and biases)."""
+        theta = {id(p) for p in self.theta_parameters()}
+        return [p for p in self.parameters() if id(p) not in theta]
+
+    def spec(self) -> dict[str, Any]:
+        """The constructor arguments as JSON-able data; :meth:`from_spec` rebuilds the same network."""
+        try:
+            json.dumps(self._spec)
+        except TypeError as e:
+            raise TypeError(f"ThreeLayerSNN built with non-JSON neuron arguments cannot be described by spec(): {e}") from None
+        return json.loads(json.dumps(self._spec))
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> "ThreeLayerSNN":
+        """A fresh network (new weights) from :meth:`spec`'s output; load a state dict into it for the trained one."""
+        return cls(
+            spec["n_in"],
+            spec["n_hidden"],
+            spec["n_out"],
+            neuron=spec["neuron"],
+            output_neuron=spec.get("output_neuron"),
+            **spec.get("neuron_kwargs", {}),
+        )

@@ -1,0 +1,492 @@
+r"""Training the 3-layer SNN on an HDF5 spike file (paper §2, §4.2): ``mdn train`` and :func:`train`.
+
+* Loss: paper Eq. 4 (:func:`~mdn_snntorch.loss.rate_mse_loss`), Adam, PyTorch's default initialisation.
+* Two parameter groups: synaptic weights with ``lr`` (eta_W) and, when theta is learnable, the dynamic
+  parameters with ``lr_theta`` (eta_D, default eta_W).
+* Learning-rate schedule (the paper only says "decay learning rate by epochs"): exponential per epoch,
+
+  .. math:: \eta(e) = \eta_0 \, \gamma^{e}, \qquad e = 0, 1, \ldots \quad (\gamma = \texttt{lr\_decay} = 0.9)
+
+  for both groups, so epoch 20 runs at 0.135 x the initial rate. ``lr_decay=1`` turns decay off.
+* Per finished epoch: ``epoch_NNN.pt`` (model, theta, optimiser, config, metrics), ``metrics.json`` and
+  ``metrics.csv`` in the run directory, each written to a temporary file and renamed.
+* Deterministic for a seed on CPU: the weights come from ``torch.manual_seed(seed)`` and the batch order
+  and spike sampling of epoch ``e`` from the loader's ``(seed, e)``; so ``resume`` continues exactly.
+* Data parallel under ``torchrun --nproc_per_node=N``: ``batch_size`` is the global batch. Every process
+  reads the same global batch and keeps rows ``rank::N`` (DistributedSampler's interleaving); its loss
+  is weighted by ``N * rows / batch`` so that DistributedDataParallel's gradient average is exactly the
+  gradient of the global batch's mean loss. An N-process run therefore takes the same steps as one
+  process with the same global batch. Metrics are summed over processes; rank 0 writes the files.
+  (The loader's own rank/world_size shards are contiguous slices of the epoch order, which would give
+  the processes different batches than the single-process run.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from mdn_snntorch import distributed, presets, table1
+from mdn_snntorch.checkpoint import latest_checkpoint, read_checkpoint, save_checkpoint, write_csv, write_json
+from mdn_snntorch.loss import correct, rate_mse_loss
+from mdn_snntorch.models import ThreeLayerSNN
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or inf; ``epoch`` and ``batch`` are 1-based."""
+
+    def __init__(self, epoch: int, batch: int, value: float, last_checkpoint: Path | None):
+        self.epoch, self.batch, self.value, self.last_checkpoint = epoch, batch, value, last_checkpoint
+        kept = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint had been written yet"
+        super().__init__(f"non-finite loss ({value}) at epoch {epoch}, batch {batch}: training stopped; {kept}")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. ``neuron``/``output_neuron``: a preset name, ``"learnable"``,
+    ``"1st-order"`` or a ``MetaNeuron.to_dict()`` (a library neuron)."""
+
+    data: str
+    out: str | None = None
+    neuron: str | dict = "2-FS"
+    output_neuron: str | dict | None = None
+    epochs: int = 20
+    batch_size: int = 100
+    lr: float = 1e-3
+    lr_theta: float | None = None
+    lr_decay: float = 0.9
+    hidden: int = 500
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = False
+    dt: float = 1.0
+    substeps: int = 1
+    eval_batch_size: int = 1000
+    num_workers: int = 0
+    threads: int | None = None
+    progress: bool = True
+    resume: bool = False
+    preset: str | None = None
+
+    #: fields a resumed run may change (the rest must equal the checkpoint's)
+    RESUMABLE_CHANGES = ("epochs", "lr", "lr_theta", "lr_decay", "device", "bf16", "eval_batch_size", "num_workers", "threads", "progress", "out", "resume", "preset")
+
+    def __post_init__(self):
+        checks = {
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "hidden": self.hidden >= 1,
+            "eval_batch_size": self.eval_batch_size >= 1,
+            "substeps": self.substeps >= 1,
+            "lr": math.isfinite(self.lr) and self.lr > 0,
+            "lr_theta": self.lr_theta is None or (math.isfinite(self.lr_theta) and self.lr_theta > 0),
+            "lr_decay": 0 < self.lr_decay <= 1,
+            "dt": math.isfinite(self.dt) and self.dt > 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"training setting {name}={getattr(self, name)!r} is out of range")
+        for name in ("neuron", "output_neuron"):
+            spec = getattr(self, name)
+            if isinstance(spec, str) and spec != "learnable" and spec not in presets.PRESETS:
+                raise ValueError(
+                    f"{name} {spec!r} is not a preset; valid: learnable, {', '.join(presets.PRESETS)} "
+                    "(or a library neuron, `--library FILE`)"
+                )
+
+    @property
+    def eta_theta(self) -> float:
+        return self.lr if self.lr_theta is None else self.lr_theta
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training setting(s): {', '.join(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class TrainResult:
+    model: ThreeLayerSNN
+    config: dict[str, Any]
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    out: Path | None = None
+    checkpoint: Path | None = None
+
+    @property
+    def test_acc(self) -> float:
+        """Test accuracy after the last epoch."""
+        return self.metrics[-1]["test_acc"]
+
+
+def lr_at(base: float, decay: float, epoch: int) -> float:
+    """eta(e) = eta_0 * decay^e for the 0-based epoch e."""
+    return base * decay**epoch
+
+
+# --------------------------------------------------------------------------------------------
+def train(config: TrainConfig | dict, model: ThreeLayerSNN | None = None) -> TrainResult:
+    """Train (or, with ``config.resume``, continue) a run; returns the model and per-epoch metrics.
+
+    ``model``: train this network instead of building one from the config (its input and output
+    sizes must match the data file).
+    """
+    config = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config))
+    ctx = distributed.context_from_env()
+    device = distributed.pick_device(config.device, ctx)
+    created = distributed.init(ctx, device)
+    try:
+        return _Run(config, ctx, device, model).fit()
+    finally:
+        if created:
+            torch.distributed.destroy_process_group()
+
+
+def _data_fit(model: ThreeLayerSNN, n_inputs: int, n_outputs: int, data: str, whose: str) -> None:
+    if model.n_in != n_inputs:
+        raise ValueError(
+            f"input size mismatch: data file {data} has {n_inputs} inputs per time step, "
+            f"but {whose} expects {model.n_in} (n_in)"
+        )
+    if model.n_out != n_outputs:
+        raise ValueError(f"output size mismatch: data file {data} needs {n_outputs} outputs, but {whose} has {model.n_out} (n_out)")
+
+
+class _Run:
+    """One training run: data, model, optimiser, files; :meth:`fit` runs the epochs."""
+
+    def __init__(self, config: TrainConfig, ctx: distributed.DistContext, device: torch.device, model: ThreeLayerSNN | None):
+        from mdn_snntorch.data import SpikeDataset, SpikeLoader, spike_loader
+
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        if config.batch_size < ctx.world_size:
+            raise ValueError(f"batch_size {config.batch_size} is smaller than the number of processes ({ctx.world_size})")
+        self.ctx, self.device = ctx, device
+        self.out = Path(config.out) if config.out else None
+        checkpoint = self._checkpoint_to_resume(config)
+        if checkpoint is not None:
+            config = self._merge_resumed(config, checkpoint)
+        self.config = config
+
+        train_set = SpikeDataset(config.data, "train")
+        self.meta = train_set.meta
+        self.codes = train_set.codes.to(device) if train_set.codes is not None else None
+        n_outputs = int(train_set.codes.shape[1]) if train_set.codes is not None else int(train_set.num_classes)
+
+        torch.manual_seed(config.seed)
+        if checkpoint is not None:
+            model = ThreeLayerSNN.from_spec(checkpoint["model_spec"])
+            _data_fit(model, train_set.n_inputs, n_outputs, config.data, f"the model in checkpoint {checkpoint['path']}")
+            model.load_state_dict(checkpoint["model"])
+        elif model is None:
+            model = ThreeLayerSNN(
+                train_set.n_inputs, config.hidden, n_outputs, neuron=config.neuron, output_neuron=config.output_neuron,
+                dt=config.dt, substeps=config.substeps,
+            )
+        else:
+            _data_fit(model, train_set.n_inputs, n_outputs, config.data, "the given model")
+        self.model_spec = model.spec()
+        for neuron in (model.hidden, model.output):
+            neuron.check_input = False  # a non-finite input shows up as a non-finite loss, checked per batch
+        self.model = model.to(device)
+
+        groups = [{"params": model.weight_parameters(), "lr": config.lr, "base_lr": config.lr, "name": "weights"}]
+        if model.theta_parameters():
+            groups.append({"params": model.theta_parameters(), "lr": config.eta_theta, "base_lr": config.eta_theta, "name": "theta"})
+        self.optimizer = torch.optim.Adam(groups)
+        self.metrics: list[dict[str, Any]] = []
+        self.start_epoch = 0
+        self.last_checkpoint: Path | None = None
+        if checkpoint is not None:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+            for group in self.optimizer.param_groups:  # learning rates may change on resume
+                group["base_lr"] = config.lr if group["name"] == "weights" else config.eta_theta
+            self.metrics = list(checkpoint["metrics"])
+            self.start_epoch = int(checkpoint["epoch"])
+            self.last_checkpoint = Path(checkpoint["path"])
+
+        self.net = (
+            DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None, broadcast_buffers=False)
+            if ctx.enabled
+            else model
+        )
+        self.train_loader = SpikeLoader(train_set, config.batch_size, shuffle=True, seed=config.seed, num_workers=config.num_workers)
+        self.test_loader = spike_loader(config.data, "test", config.eval_batch_size, num_workers=config.num_workers)
+        self.autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=config.bf16)
+
+    # ---- resume ---------------------------------------------------------------------------
+    def _checkpoint_to_resume(self, config: TrainConfig) -> dict | None:
+        existing = latest_checkpoint(self.out) if self.out else None
+        if not config.resume:
+            if existing is not None:
+                raise ValueError(f"run directory {self.out} already holds {existing.name}; pass --resume to continue it or choose another --out")
+            return None
+        if self.out is None:
+            raise ValueError("resume needs the run directory (--out) of the run to continue")
+        return read_checkpoint(existing) if existing is not None else None
+
+    @staticmethod
+    def _merge_resumed(config: TrainConfig, checkpoint: dict) -> TrainConfig:
+        saved = checkpoint["config"]
+        new = config.to_dict()
+        for name, value in new.items():
+            if name in TrainConfig.RESUMABLE_CHANGES:
+                continue
+            if name == "data":
+                same = Path(value).resolve() == Path(saved[name]).resolve()
+            else:
+                same = value == saved.get(name)
+            if not same:
+                raise ValueError(
+                    f"cannot resume {checkpoint['path']} with {name}={value!r}: the run was started with "
+                    f"{name}={saved.get(name)!r} (a resumed run may change only {', '.join(TrainConfig.RESUMABLE_CHANGES[:-3])})"
+                )
+        return config
+
+    # ---- epochs ---------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        cfg, main = self.config, self.ctx.is_main
+        if self.start_epoch >= cfg.epochs and main and cfg.progress:
+            print(f"{self.out}: already trained for {self.start_epoch} epochs (asked for {cfg.epochs})", file=sys.stderr)
+        for epoch in range(self.start_epoch, cfg.epochs):
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr_at(group["base_lr"], cfg.lr_decay, epoch)
+            self.train_loader.set_epoch(epoch)
+            t0 = time.perf_counter()
+            try:
+                train_stats = self._train_epoch(epoch)
+            except NonFiniteLossError:
+                self._write_run_files(status="stopped")
+                raise
+            train_time = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            test_stats = self._evaluate()
+            row = {
+                "epoch": epoch + 1,
+                "lr": lr_at(cfg.lr, cfg.lr_decay, epoch),
+                "lr_theta": lr_at(cfg.eta_theta, cfg.lr_decay, epoch) if self.model.theta_parameters() else None,
+                **{f"train_{k}": v for k, v in train_stats.items()},
+                **{f"test_{k}": v for k, v in test_stats.items()},
+                "epoch_time_s": train_time,
+                "eval_time_s": time.perf_counter() - t0,
+            }
+            row.update(self._theta_summary())
+            self.metrics.append(row)
+            if main:
+                if self.out is not None:
+                    self.last_checkpoint = save_checkpoint(self.out, epoch + 1, self._checkpoint_payload())
+                    self._write_run_files(status="finished" if epoch + 1 == cfg.epochs else "running")
+                if cfg.progress:
+                    tqdm.write(_epoch_line(row, cfg.epochs), file=sys.stderr)
+            distributed.barrier(self.ctx)
+        return TrainResult(self.model, cfg.to_dict(), self.metrics, self.out, self.last_checkpoint)
+
+    def _my_rows(self, x: torch.Tensor, y: torch.Tensor):
+        """This process's rows ``rank::N`` of a global batch, on the device, and the global batch size."""
+        r, w = self.ctx.rank, self.ctx.world_size
+        x, y = (x, y) if w == 1 else (x[:, r::w], y[r::w])
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        self.net.train()
+        sums = torch.zeros(5, dtype=torch.float64, device=self.device)  # loss*n, correct, n, hidden rate*n, output rate*n
+        bar = tqdm(
+            self.train_loader, desc=f"epoch {epoch + 1}/{self.config.epochs}", leave=False,
+            disable=not (self.config.progress and self.ctx.is_main), file=sys.stderr,
+        )
+        for batch, (x, y) in enumerate(bar):
+            batch_rows = y.shape[0]
+            if batch_rows < self.ctx.world_size:  # too few rows to give every process one; skipped by all
+                continue
+            x, y = self._my_rows(x, y)
+            with torch.autocast(**self.autocast):
+                out, hidden = self.net(x, return_hidden=True)
+            loss = rate_mse_loss(out.float(), y)
+            weight = self.ctx.world_size * y.shape[0] / batch_rows  # DDP's average of weighted means = global mean
+            bad = (~torch.isfinite(loss.detach())).to(torch.float32).reshape(1)
+            if bool(distributed.all_reduce_sum(bad, self.ctx).item()):
+                raise NonFiniteLossError(epoch + 1, batch + 1, float(loss.detach()), self.last_checkpoint)
+            self.optimizer.zero_grad(set_to_none=True)
+            (loss * weight if weight != 1 else loss).backward()
+            self.optimizer.step()
+            n = y.shape[0]
+            with torch.no_grad():
+                sums += torch.stack([
+                    loss.detach().double() * n, correct(out, y, self.codes).double(), torch.tensor(float(n), device=self.device, dtype=torch.float64),
+                    hidden.detach().double().mean() * n, out.detach().double().mean() * n,
+                ])
+            if batch % 10 == 0:
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+        return _rates(distributed.all_reduce_sum(sums, self.ctx))
+
+    @torch.no_grad()
+    def _evaluate(self) -> dict[str, float]:
+        self.model.eval()
+        sums = torch.zeros(5, dtype=torch.float64, device=self.device)
+        for x, y in self.test_loader:
+            x, y = self._my_rows(x, y)
+            if y.shape[0] == 0:
+                continue
+            with torch.autocast(**self.autocast):
+                out, hidden = self.model(x, return_hidden=True)
+            n = y.shape[0]
+            sums += torch.stack([
+                rate_mse_loss(out.float(), y).double() * n, correct(out, y, self.codes).double(), torch.tensor(float(n), device=self.device, dtype=torch.float64),
+                hidden.double().mean() * n, out.double().mean() * n,
+            ])
+        return _rates(distributed.all_reduce_sum(sums, self.ctx))
+
+    # ---- files ----------------------------------------------------------------------------
+    def _theta_summary(self) -> dict[str, float]:
+        """Mean of each learnable theta per layer (empty for frozen neurons)."""
+        return {f"{name}_mean": float(p.detach().mean()) for name, p in self.model.named_parameters() if name.split(".")[-1].startswith("theta_")}
+
+    def _checkpoint_payload(self) -> dict[str, Any]:
+        theta = {name: p.detach().cpu().clone() for name, p in self.model.named_parameters() if name.split(".")[-1].startswith("theta_")}
+        return {
+            "model_spec": self.model_spec,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "theta": theta,
+            "optimizer": self.optimizer.state_dict(),
+            "config": self.config.to_dict(),
+            "metrics": self.metrics,
+            "data_meta": _plain(self.meta),
+        }
+
+    def _write_run_files(self, status: str) -> None:
+        if self.out is None or not self.ctx.is_main:
+            return
+        write_json(self.out / "metrics.json", {"status": status, "epochs_done": len(self.metrics), "config": self.config.to_dict(), "epochs": self.metrics})
+        write_csv(self.out / "metrics.csv", self.metrics)
+
+
+def _rates(sums: torch.Tensor) -> dict[str, float]:
+    loss, right, n, hidden, output = sums.tolist()
+    n = max(n, 1.0)
+    return {"loss": loss / n, "acc": right / n, "hidden_rate": hidden / n, "output_rate": output / n}
+
+
+def _plain(value: Any) -> Any:
+    """Meta data as plain Python (numpy scalars and arrays become numbers and lists)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def _epoch_line(row: dict[str, Any], epochs: int) -> str:
+    return (
+        f"epoch {row['epoch']}/{epochs}  loss {row['train_loss']:.4f}  train {100 * row['train_acc']:.2f}%  "
+        f"test {100 * row['test_acc']:.2f}%  rate hidden {row['train_hidden_rate']:.3f} output {row['train_output_rate']:.3f}  "
+        f"{row['epoch_time_s']:.1f} s"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The settings shared by ``mdn train``, ``mdn discover`` and ``mdn evaluate`` (defaults resolved later)."""
+    g = parser.add_argument_group("training settings (explicit values beat --preset, which beats the defaults)")
+    g.add_argument("--preset", help=f"Table 1 settings of a data set: {', '.join(table1.TABLE1)}")
+    g.add_argument("--epochs", type=int, help=f"epochs (default {_DEFAULTS['epochs']})")
+    g.add_argument("--batch-size", type=int, help=f"global batch size (default {_DEFAULTS['batch_size']})")
+    g.add_argument("--lr", type=float, help=f"eta_W, learning rate of the weights (default {_DEFAULTS['lr']})")
+    g.add_argument("--lr-theta", type=float, help="eta_D, learning rate of learnable theta (default: --lr)")
+    g.add_argument("--lr-decay", type=float, help=f"per-epoch factor gamma: lr(e) = lr * gamma^e (default {_DEFAULTS['lr_decay']})")
+    g.add_argument("--hidden", type=int, help=f"hidden neurons (default {_DEFAULTS['hidden']})")
+    g.add_argument("--dt", type=float, help="MDN time step (default 1)")
+    g.add_argument("--substeps", type=int, help="MDN Euler sub-steps per time step (default 1)")
+    g.add_argument("--device", help="auto (GPU when there is one), cpu, cuda, cuda:N (default auto)")
+    g.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast for the Linear layers (dynamics stay float32)")
+    g.add_argument("--eval-batch-size", type=int, help=f"batch size of the test pass (default {_DEFAULTS['eval_batch_size']})")
+    g.add_argument("--num-workers", type=int, help="data-loader worker processes (default 0)")
+    g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    g.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar or per-epoch lines")
+
+
+def settings_from_args(args: argparse.Namespace, dataset: str | None = None) -> dict[str, Any]:
+    """Training settings from the command line: defaults, then ``--preset`` (or, when ``dataset`` is
+    given and no preset, that data set's Table 1 row if it has one), then explicit arguments."""
+    settings: dict[str, Any] = {}
+    preset = getattr(args, "preset", None) or (table1.canonical(dataset) if dataset else None)
+    if preset:
+        settings.update(table1.settings(preset))
+        settings["preset"] = table1.canonical(preset)
+    for name in ("epochs", "batch_size", "lr", "lr_theta", "lr_decay", "hidden", "dt", "substeps", "device", "bf16",
+                 "eval_batch_size", "num_workers", "threads", "progress"):
+        value = getattr(args, name, None)
+        if value is not None:
+            settings[name] = value
+    return settings
+
+
+def resolve_neuron_name(name: str, library_paths: list[str] | None) -> str | dict:
+    """A preset name or ``learnable`` as is; a library neuron's name as its ``MetaNeuron`` dict."""
+    if name == "learnable" or name in presets.PRESETS:
+        return name
+    for path in library_paths or []:
+        library = presets.load_library(path)
+        if name in library.names:
+            return library.get(name).to_dict()
+    known = ["learnable", *presets.PRESETS]
+    for path in library_paths or []:
+        known += presets.load_library(path).names
+    raise ValueError(f"unknown neuron {name!r}; known: {', '.join(known)}")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="HDF5 spike file (mdn prep)")
+    parser.add_argument("--out", help="run directory for checkpoints and metrics (default: runs/<data>-<neuron>-seed<seed>)")
+    parser.add_argument("--neuron", default="2-FS", help="hidden (and output) neuron: a preset, learnable, or a --library neuron (default 2-FS)")
+    parser.add_argument("--output-neuron", help="output-layer neuron when it differs from --neuron")
+    parser.add_argument("--library", nargs="+", help="meta-neuron library JSON(s) to look --neuron names up in")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    add_training_arguments(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    from mdn_snntorch.data import SpikeFileError, read_meta
+
+    try:
+        meta = read_meta(args.data)
+        settings = settings_from_args(args)
+        neuron = resolve_neuron_name(args.neuron, args.library)
+        output_neuron = resolve_neuron_name(args.output_neuron, args.library) if args.output_neuron else None
+        out = args.out or str(Path("runs") / f"{Path(args.data).stem}-{args.neuron}-seed{args.seed}")
+        config = TrainConfig(data=args.data, out=out, neuron=neuron, output_neuron=output_neuron, seed=args.seed, resume=args.resume, **settings)
+        ctx = distributed.context_from_env()
+        if ctx.is_main:
+            print(f"mdn train: {meta.get('dataset', args.data)} -> {out}", file=sys.stderr)
+        result = train(config)
+    except NonFiniteLossError as e:
+        print(f"mdn train: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, KeyError, FileNotFoundError, SpikeFileError) as e:
+        print(f"mdn train: error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+    if ctx.is_main and result.metrics:
+        print(f"test accuracy {100 * result.test_acc:.2f}% after {len(result.metrics)} epochs; run files in {out}")
+    return 0
