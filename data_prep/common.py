@@ -1,0 +1,106 @@
+"""What every converter shares: the error type, argument checks, meta data and the block loop.
+
+A converter knows, per split, how many samples there are, how to ``load`` samples ``start:stop``
+(features in [0, 1] or ready spikes, and labels) and how to ``encode`` them into packed spikes with a
+random generator. :func:`write_split` runs that block by block (one HDF5 chunk of samples at a time,
+so memory stays bounded), with a progress bar. The generator of block ``k`` of a split is seeded by
+``(seed, split, k)``: the result depends on the seed only, never on the order blocks are processed in.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from mdn_snntorch import __version__
+from mdn_snntorch.data import SPLITS
+
+
+class PrepError(ValueError):
+    """Bad converter input: a missing or unreadable source, a bad argument, an existing output."""
+
+
+Loader = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
+Encoder = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+def positive_int(name: str, value: Any) -> int:
+    """``value`` if it is an int >= 1, else :class:`PrepError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise PrepError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def block_rng(seed: int, split: str, block: int) -> np.random.Generator:
+    """The random generator of block ``block`` of split ``split``."""
+    return np.random.default_rng([int(seed), SPLITS.index(split), int(block)])
+
+
+def make_meta(
+    *,
+    dataset: str,
+    encoding: str,
+    encoding_params: dict[str, Any],
+    time_steps: int,
+    input_shape: Sequence[int],
+    class_names: Sequence[str],
+    seed: int,
+    source: str,
+    target_kind: str = "labels",
+    num_classes: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The root meta data of a spike file (``num_classes`` defaults to ``len(class_names)``)."""
+    return dict(
+        dataset=dataset,
+        encoding=encoding,
+        encoding_params=encoding_params,
+        time_steps=int(time_steps),
+        input_shape=[int(s) for s in input_shape],
+        n_inputs=int(np.prod(input_shape)),
+        num_classes=int(len(class_names) if num_classes is None else num_classes),
+        class_names=[str(c) for c in class_names],
+        seed=int(seed),
+        source=source,
+        package_version=__version__,
+        target_kind=target_kind,
+        **extra,
+    )
+
+
+def write_split(writer, split: str, n: int, load: Loader, encode: Encoder, *, seed: int, n_targets: int | None = None) -> None:
+    """Create ``split`` in ``writer`` (a :class:`~data_prep.spikefile.SpikeFileWriter`) and fill it
+    block by block: ``encode(*load(start, stop)[:1], rng)`` spikes, ``load(...)[1]`` labels."""
+    writer.create_split(split, n, n_targets)
+    with tqdm(total=n, desc=f"{writer.meta['dataset']} {split}", unit=" samples", leave=False) as bar:
+        for k, start in enumerate(range(0, n, writer.rows)):
+            stop = min(n, start + writer.rows)
+            x, y = load(start, stop)
+            writer.write(split, encode(x, block_rng(seed, split, k)), y)
+            bar.update(stop - start)
+
+
+def add_common(
+    parser: argparse.ArgumentParser,
+    name: str,
+    *,
+    time_steps: int | None,
+    root: str | None = None,
+    root_default: str | None = None,
+    root_required: bool = False,
+    download: bool = False,
+) -> None:
+    """The options every converter shares: ``--out --force --seed`` and, where they apply,
+    ``--root`` (help text ``root``), ``--time-steps`` (default ``time_steps``) and ``--download``."""
+    parser.add_argument("--out", default=f"data/{name}.h5", help="HDF5 file to write (default: %(default)s)")
+    if root is not None:
+        parser.add_argument("--root", default=root_default, required=root_required, help=root)
+    if time_steps is not None:
+        parser.add_argument("--time-steps", type=int, default=time_steps, help="time steps T per sample (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the spike sampling (default: %(default)s)")
+    if download:
+        parser.add_argument("--download", action="store_true", help="download the source data into --root first")
+    parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")

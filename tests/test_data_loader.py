@@ -1,0 +1,140 @@
+"""SpikeDataset and spike_loader: items, batches [T, B, D], shuffling, epochs, shards, workers."""
+
+import pickle
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from data_fixtures.spikes import id_spikes, make_spike_file, sample_ids
+
+import data_prep.spikefile
+import mdn_snntorch.data
+from mdn_snntorch.data import SpikeDataset, plan_windows, spike_loader
+
+T, D = 3, 21
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Files with 8-sample chunks and loaders with 24-sample windows, so a small file has many of both."""
+    monkeypatch.setattr(data_prep.spikefile, "CHUNK_BYTES", 8 * T * 3)
+    monkeypatch.setattr(mdn_snntorch.data, "WINDOW_SAMPLES", 24)
+
+
+@pytest.fixture
+def path(tmp_path, small_blocks):
+    return make_spike_file(tmp_path / "ids.h5", n_train=101, time_steps=T, n_inputs=D)
+
+
+def epoch_ids(loader):
+    batches = [(x, y) for x, y in loader]
+    for x, y in batches:
+        assert x.dtype == torch.float32 and x.shape[0] == T and x.shape[2] == D and x.shape[1] == len(y)
+        assert torch.equal(y, torch.from_numpy(sample_ids(x.numpy(), T) % 5))  # labels travel with their samples
+    return [sample_ids(x.numpy(), T).tolist() for x, _ in batches]
+
+
+def test_dataset_items(path):
+    ds = SpikeDataset(path, "train")
+    assert len(ds) == 101 and ds.n_inputs == D and ds.time_steps == T and ds.num_classes == 5 and ds.codes is None
+    assert ds.block == 8
+    x, y = ds[42]
+    assert x.dtype == torch.float32 and x.shape == (T, D)
+    assert np.array_equal(x.numpy(), id_spikes(np.array([42]), T, D)[0])
+    assert y.dtype == torch.int64 and y.shape == () and int(y) == 42 % 5
+    assert np.array_equal(ds[-1][0].numpy(), id_spikes(np.array([100]), T, D)[0])
+    with pytest.raises(IndexError, match="out of range"):
+        ds[101]
+
+
+def test_dataset_pickles_without_its_file_handle(path):
+    ds = SpikeDataset(path, "train")
+    ds[0]  # opens the file in this process
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone._file is None
+    assert torch.equal(clone[5][0], ds[5][0])
+
+
+@pytest.mark.parametrize("indices", [[0], [3, 4, 5, 9, 10, 50, 100], list(range(0, 101, 2)), list(range(101))])
+def test_read_packed_equals_single_reads(path, indices):
+    ds = SpikeDataset(path, "train")
+    packed = ds.read_packed(np.array(indices))
+    assert np.array_equal(packed, np.stack([ds._spikes()[i] for i in indices]))
+
+
+@pytest.mark.parametrize("batch_size, drop_last, sizes", [(10, False, [10] * 10 + [1]), (10, True, [10] * 10), (101, False, [101])])
+def test_in_order_batches(path, batch_size, drop_last, sizes):
+    loader = spike_loader(path, "train", batch_size, drop_last=drop_last)
+    ids = epoch_ids(loader)
+    assert [len(b) for b in ids] == sizes and len(loader) == len(sizes)
+    assert sum(ids, []) == list(range(sum(sizes)))
+
+
+def test_shuffled_epoch_is_a_permutation_fixed_by_seed_and_epoch(path):
+    loader = spike_loader(path, "train", 10, shuffle=True, seed=3)
+    first = epoch_ids(loader)
+    assert sorted(sum(first, [])) == list(range(101)) and sum(first, []) != list(range(101))
+    assert epoch_ids(loader) == first  # same epoch, same order
+    loader.set_epoch(1)
+    second = epoch_ids(loader)
+    assert second != first and sorted(sum(second, [])) == list(range(101))
+    again = spike_loader(path, "train", 10, shuffle=True, seed=3)
+    again.set_epoch(1)
+    assert epoch_ids(again) == second
+    assert epoch_ids(spike_loader(path, "train", 10, shuffle=True, seed=4)) != first
+
+
+def test_shuffle_mixes_blocks_within_batches(path):
+    """A batch is not one stored block: it draws samples from several 8-sample chunks."""
+    ids = epoch_ids(spike_loader(path, "train", 8, shuffle=True, seed=0))
+    assert np.mean([len({i // 8 for i in batch}) for batch in ids]) > 2
+
+
+@pytest.mark.parametrize("world_size", [2, 3, 4])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_shards_are_disjoint_and_equal(path, world_size, shuffle):
+    loaders = [spike_loader(path, "train", 6, shuffle=shuffle, seed=1, rank=r, world_size=world_size) for r in range(world_size)]
+    shards = [sum(epoch_ids(loader), []) for loader in loaders]
+    assert len({len(loader) for loader in loaders}) == 1 and [len(list(loader)) for loader in loaders] == [len(loaders[0])] * world_size
+    assert all(len(s) == 101 // world_size for s in shards)
+    flat = sum(shards, [])
+    assert len(set(flat)) == len(flat) == 101 // world_size * world_size
+
+
+def test_workers_deliver_the_same_batches(path):
+    single = epoch_ids(spike_loader(path, "train", 10, shuffle=True, seed=2))
+    workers = epoch_ids(spike_loader(path, "train", 10, shuffle=True, seed=2, num_workers=2))
+    assert Counter(map(tuple, workers)) == Counter(map(tuple, single))
+
+
+def test_windows_are_whole_batches(small_blocks):
+    windows = plan_windows(101, 8, 5, shuffle=True, seed=0, epoch=0, drop_last=False, rank=0, world_size=1)
+    assert all(len(w) % 5 == 0 for w in windows[:-1]) and sum(len(w) for w in windows) == 101
+
+
+def test_bit_vector_targets(tmp_path, small_blocks):
+    path = make_spike_file(tmp_path / "t.h5", n_train=20, targets=True)
+    ds = SpikeDataset(path, "train")
+    assert ds.codes.shape == (16, 4) and ds.codes.dtype == torch.float32 and ds.num_classes == 4
+    x, y = next(iter(spike_loader(path, "train", 6)))
+    assert y.dtype == torch.float32 and y.shape == (6, 4)
+    assert torch.equal(y, ds.codes[torch.arange(6)])  # sample i has code i % 16
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(batch_size=0), "batch_size"),
+        (dict(batch_size=4, world_size=2, rank=2), "rank"),
+        (dict(batch_size=4, num_workers=-1), "num_workers"),
+    ],
+)
+def test_bad_loader_arguments(path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        spike_loader(path, "train", **kwargs)
+
+
+def test_unknown_split(path):
+    with pytest.raises(ValueError, match="split must be one of"):
+        SpikeDataset(path, "valid")
