@@ -8,6 +8,8 @@ r"""Training the 3-layer SNN on an HDF5 spike file (paper §2, §4.2): ``mdn tra
   .. math:: \eta(e) = \eta_0 \, \gamma^{e}, \qquad e = 0, 1, \ldots \quad (\gamma = \texttt{lr\_decay} = 0.9)
 
   for both groups, so epoch 20 runs at 0.135 x the initial rate. ``lr_decay=1`` turns decay off.
+* A NaN or inf loss or gradient stops the run before the update, naming epoch and batch; the
+  checkpoints of the finished epochs stay as they are.
 * Per finished epoch: ``epoch_NNN.pt`` (model, theta, optimiser, config, metrics), ``metrics.json`` and
   ``metrics.csv`` in the run directory, each written to a temporary file and renamed.
 * Deterministic for a seed on CPU: the weights come from ``torch.manual_seed(seed)`` and the batch order
@@ -43,12 +45,17 @@ from mdn_snntorch.models import ThreeLayerSNN
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or inf; ``epoch`` and ``batch`` are 1-based."""
+    """The loss or its gradient became NaN or inf; ``epoch`` and ``batch`` are 1-based.
 
-    def __init__(self, epoch: int, batch: int, value: float, last_checkpoint: Path | None):
-        self.epoch, self.batch, self.value, self.last_checkpoint = epoch, batch, value, last_checkpoint
+    Both are checked: with Heaviside spikes a diverging state (V, U -> inf) silences the spikes and
+    leaves the loss finite, while the gradient through it is NaN.
+    """
+
+    def __init__(self, epoch: int, batch: int, loss: float, grad_norm: float, last_checkpoint: Path | None):
+        self.epoch, self.batch, self.loss, self.grad_norm, self.last_checkpoint = epoch, batch, loss, grad_norm, last_checkpoint
+        what = f"non-finite loss ({loss})" if not math.isfinite(loss) else f"non-finite gradient (norm {grad_norm}, loss {loss:.4g})"
         kept = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint had been written yet"
-        super().__init__(f"non-finite loss ({value}) at epoch {epoch}, batch {batch}: training stopped; {kept}")
+        super().__init__(f"{what} at epoch {epoch}, batch {batch}: training stopped before the update; {kept}")
 
 
 @dataclass
@@ -271,8 +278,8 @@ class _Run:
             t0 = time.perf_counter()
             try:
                 train_stats = self._train_epoch(epoch)
-            except NonFiniteLossError:
-                self._write_run_files(status="stopped")
+            except NonFiniteLossError as error:
+                self._write_run_files(status="stopped", error=str(error))
                 raise
             train_time = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -319,11 +326,12 @@ class _Run:
                 out, hidden = self.net(x, return_hidden=True)
             loss = rate_mse_loss(out.float(), y)
             weight = self.ctx.world_size * y.shape[0] / batch_rows  # DDP's average of weighted means = global mean
-            bad = (~torch.isfinite(loss.detach())).to(torch.float32).reshape(1)
-            if bool(distributed.all_reduce_sum(bad, self.ctx).item()):
-                raise NonFiniteLossError(epoch + 1, batch + 1, float(loss.detach()), self.last_checkpoint)
             self.optimizer.zero_grad(set_to_none=True)
             (loss * weight if weight != 1 else loss).backward()
+            grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().float().norm() for p in self.model.parameters() if p.grad is not None]))
+            bad = (~torch.isfinite(loss.detach()) | ~torch.isfinite(grad_norm)).to(torch.float32).reshape(1)
+            if bool(distributed.all_reduce_sum(bad, self.ctx).item()):
+                raise NonFiniteLossError(epoch + 1, batch + 1, loss.item(), grad_norm.item(), self.last_checkpoint)
             self.optimizer.step()
             n = y.shape[0]
             with torch.no_grad():
@@ -369,10 +377,13 @@ class _Run:
             "data_meta": _plain(self.meta),
         }
 
-    def _write_run_files(self, status: str) -> None:
+    def _write_run_files(self, status: str, error: str | None = None) -> None:
         if self.out is None or not self.ctx.is_main:
             return
-        write_json(self.out / "metrics.json", {"status": status, "epochs_done": len(self.metrics), "config": self.config.to_dict(), "epochs": self.metrics})
+        doc = {"status": status, "epochs_done": len(self.metrics), "config": self.config.to_dict(), "epochs": self.metrics}
+        if error:
+            doc["error"] = error
+        write_json(self.out / "metrics.json", doc)
         write_csv(self.out / "metrics.csv", self.metrics)
 
 
