@@ -23,6 +23,9 @@ class PrepError(ValueError):
     """Bad converter input: a missing or unreadable source, a bad argument, an existing output."""
 
 
+#: samples loaded per call (progress granularity); a block of the file is encoded in one piece
+LOAD_STEP = 64
+
 Loader = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
 Encoder = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -73,14 +76,17 @@ def make_meta(
 
 def write_split(writer, split: str, n: int, load: Loader, encode: Encoder, *, seed: int, n_targets: int | None = None) -> None:
     """Create ``split`` in ``writer`` (a :class:`~data_prep.spikefile.SpikeFileWriter`) and fill it
-    block by block: ``encode(*load(start, stop)[:1], rng)`` spikes, ``load(...)[1]`` labels."""
+    block by block: for samples ``a:b`` of block ``k``, ``x, y = load(a, b)`` (in pieces of at most
+    :data:`LOAD_STEP`), spikes ``encode(x, block_rng(seed, split, k))``, labels ``y``."""
     writer.create_split(split, n, n_targets)
     with tqdm(total=n, desc=f"{writer.meta['dataset']} {split}", unit=" samples", leave=False) as bar:
         for k, start in enumerate(range(0, n, writer.rows)):
-            stop = min(n, start + writer.rows)
-            x, y = load(start, stop)
+            parts = []
+            for a in range(start, min(n, start + writer.rows), LOAD_STEP):
+                parts.append(load(a, min(n, start + writer.rows, a + LOAD_STEP)))
+                bar.update(len(parts[-1][1]))
+            x, y = (np.concatenate(p) for p in zip(*parts))
             writer.write(split, encode(x, block_rng(seed, split, k)), y)
-            bar.update(stop - start)
 
 
 def add_common(
