@@ -12,8 +12,8 @@ with :math:`\mathrm{Acc}_i` the neuron's mean accuracy over seeds and :math:`\si
 deviation over the neuron types (the paper writes "var" and calls it the standard deviation); 0 when all
 types score the same.
 
-Files in ``out``: ``runs/<task>/<neuron>/seed<s>/`` (each a training run; finished ones are reused and
-unfinished ones resumed when the command is run again), ``runs.csv`` and ``runs.json`` (every run's
+Files in ``out``: ``runs/<task>/<neuron>/seed<s>/`` (each a training run; when the command is run again,
+finished ones are reused, unfinished ones resumed, and ones made with other settings refused), ``runs.csv`` and ``runs.json`` (every run's
 final metrics), ``table.md`` and ``results.json`` (Table 3 and capabilities), ``accuracy.png`` and
 ``capability.png`` (Fig. 8).
 """
@@ -55,16 +55,23 @@ def task_names(data_paths: Sequence[str | Path]) -> list[str]:
     return [f"{n}-{Path(p).stem}" if names.count(n) > 1 else n for n, p in zip(names, data_paths)]
 
 
-def _finished_run(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
-    """The metrics of a finished run in ``run_dir`` made with the same settings, else None."""
+def _reusable_run(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """The ``metrics.json`` of a finished run in ``run_dir`` with exactly these settings, else None
+    (nothing there, or unfinished, or finished with fewer epochs: ``train(resume=True)`` continues it).
+    A run made with other settings is refused rather than mixed into the table."""
     path = run_dir / "metrics.json"
     if not path.exists():
         return None
     doc = json.loads(path.read_text())
     saved, wanted = doc.get("config", {}), config.to_dict()
-    ignore = set(TrainConfig.RESUMABLE_CHANGES) - {"epochs", "lr", "lr_theta", "lr_decay", "bf16"}
-    same = all(saved.get(k) == v for k, v in wanted.items() if k not in ignore and k != "data")
-    if doc.get("status") == "finished" and same and Path(saved.get("data", "")).resolve() == Path(config.data).resolve():
+    housekeeping = {"device", "eval_batch_size", "num_workers", "threads", "progress", "out", "resume", "preset", "epochs"}
+    for name, value in wanted.items():
+        same = Path(value).resolve() == Path(saved.get(name, "")).resolve() if name == "data" else saved.get(name) == value
+        if name not in housekeeping and not same:
+            raise ValueError(f"{run_dir} holds a run made with {name}={saved.get(name)!r}, not {value!r}: remove it or use another --out")
+    if (saved.get("epochs") or 0) > config.epochs:
+        raise ValueError(f"{run_dir} holds a run of {saved['epochs']} epochs, more than the {config.epochs} asked for: remove it or use another --out")
+    if doc.get("status") == "finished" and saved.get("epochs") == config.epochs:
         return doc
     return None
 
@@ -105,7 +112,7 @@ def evaluate(
         settings.update(train_settings)
         run_dir = out_dir / "runs" / _safe(task) / _safe(neuron) / f"seed{seed}"
         config = TrainConfig(data=path, out=str(run_dir), neuron=specs[neuron], seed=seed, resume=True, progress=False, **settings)
-        done = _finished_run(run_dir, config)
+        done = _reusable_run(run_dir, config)
         if done is not None:
             metrics, reused = done["epochs"], True
         else:

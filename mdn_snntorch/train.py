@@ -315,7 +315,7 @@ class _Run:
         sums = torch.zeros(5, dtype=torch.float64, device=self.device)  # loss*n, correct, n, hidden rate*n, output rate*n
         bar = tqdm(
             self.train_loader, desc=f"epoch {epoch + 1}/{self.config.epochs}", leave=False,
-            disable=not (self.config.progress and self.ctx.is_main), file=sys.stderr,
+            disable=True if not (self.config.progress and self.ctx.is_main) else None, file=sys.stderr,  # None: no bar off a terminal
         )
         for batch, (x, y) in enumerate(bar):
             batch_rows = y.shape[0]

@@ -52,6 +52,10 @@ def test_two_neurons_two_seeds_make_the_table(digits, tmp_path):
     assert all(r["reused"] for r in again["runs"]) and again["accuracy_percent"] == doc["accuracy_percent"]
     more = evaluate([digits], ["2-FS", "2-SDS"], seeds=2, out_dir=tmp_path, progress=False, **{**SMALL, "epochs": 3})
     assert not any(r["reused"] for r in more["runs"]) and all(r["epochs"] == 3 for r in more["runs"])
+    with pytest.raises(ValueError, match="lr=0.003, not 0.001"):  # another experiment: not mixed into this table
+        evaluate([digits], ["2-FS"], seeds=1, out_dir=tmp_path, progress=False, **{**SMALL, "epochs": 3, "lr": 1e-3})
+    with pytest.raises(ValueError, match="3 epochs, more than the 2"):
+        evaluate([digits], ["2-FS"], seeds=1, out_dir=tmp_path, progress=False, **SMALL)
 
 
 def test_cli_with_a_library_neuron(digits, tmp_path, capsys):
