@@ -47,11 +47,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the converter chosen in ``args``; errors in the input print one line and return 2."""
+    """Run the converter chosen in ``args``; bad input (or an unwritable output) prints one line, returns 2."""
     options = {k: v for k, v in vars(args).items() if k not in _NOT_OPTIONS}
     try:
         path = converter(args.dataset).convert(**options)
-    except (PrepError, SpikeFileError) as err:
+    except (PrepError, SpikeFileError, OSError) as err:
         print(f"mdn prep {args.dataset}: error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")

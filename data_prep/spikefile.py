@@ -19,8 +19,9 @@ from mdn_snntorch.data import FORMAT, VERSION, encode_meta, packed_width
 
 #: target size of one HDF5 chunk (a block of whole samples), bytes before compression
 CHUNK_BYTES = 256 * 2**10
-#: HDF5 filter for the packed spikes (chosen by benchmarks/bench_data.py --compression; see docs/data.md)
-COMPRESSION = "lzf"
+#: HDF5 filter and its option for the packed spikes of new files, chosen by measurement
+#: (``benchmarks/bench_data.py --compare-compression``; figures in docs/data.md)
+COMPRESSION: tuple[str | None, int | None] = ("gzip", 4)
 
 
 def chunk_rows(time_steps: int, n_inputs: int) -> int:
@@ -49,7 +50,6 @@ class SpikeFileWriter:
         *,
         force: bool = False,
         codes: np.ndarray | None = None,
-        compression: str | None = COMPRESSION,
     ):
         self.out = check_target(out, force)
         self.force = force
@@ -58,7 +58,7 @@ class SpikeFileWriter:
         if (meta.get("target_kind") == "targets") != (codes is not None):
             raise ValueError("a code table `codes` goes with target_kind 'targets' and only with it")
         self.codes = codes
-        self.compression = compression
+        self.compression, self.compression_opts = COMPRESSION
         self.time_steps = int(meta["time_steps"])
         self.n_inputs = int(meta["n_inputs"])
         self.rows = chunk_rows(self.time_steps, self.n_inputs)
@@ -81,7 +81,10 @@ class SpikeFileWriter:
         g = f.create_group(split)
         shape = (n, self.time_steps, packed_width(self.n_inputs))
         chunks = (max(1, min(self.rows, n)), *shape[1:])
-        g.create_dataset("spikes", shape=shape, dtype=np.uint8, chunks=chunks if n else None, compression=self.compression if n else None)
+        g.create_dataset(
+            "spikes", shape=shape, dtype=np.uint8, chunks=chunks if n else None,
+            compression=self.compression if n else None, compression_opts=self.compression_opts if n else None,
+        )  # fmt: skip
         if self.meta["target_kind"] == "labels":
             g.create_dataset("labels", shape=(n,), dtype=np.int64)
         else:

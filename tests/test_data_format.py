@@ -6,7 +6,7 @@ import pytest
 from data_fixtures.spikes import id_spikes, make_spike_file
 
 from data_prep.common import PrepError, make_meta
-from data_prep.spikefile import SpikeFileWriter
+from data_prep.spikefile import COMPRESSION, SpikeFileWriter
 from mdn_snntorch.data import (
     FORMAT,
     META_KEYS,
@@ -50,7 +50,7 @@ def test_file_layout(tmp_path):
     path = make_spike_file(tmp_path / "s.h5", n_train=10, n_test=4)
     with h5py.File(path) as f:
         assert f["train/spikes"].shape == (10, 3, 3) and f["train/spikes"].dtype == np.uint8
-        assert f["train/spikes"].compression is not None and f["train/spikes"].chunks is not None
+        assert (f["train/spikes"].compression, f["train/spikes"].compression_opts) == COMPRESSION and f["train/spikes"].chunks
         assert f["train/labels"].dtype == np.int64 and f["test/labels"].shape == (4,)
         assert np.array_equal(np.unpackbits(f["test/spikes"][()], axis=-1, count=21), id_spikes(np.arange(4), 3, 21))
 
