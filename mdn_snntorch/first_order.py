@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mdn_snntorch import fused
 from mdn_snntorch.base import MDNFamilyNeuron
 from mdn_snntorch.equations import V_TH
 from mdn_snntorch.functional import first_order_multistep, first_order_step
@@ -25,6 +26,7 @@ class FirstOrder(MDNFamilyNeuron):
         threshold: V_th (0.5). reset: V_reset (0).
         learn_decay: register ``decay`` as an ``nn.Parameter``.
         input_sigmoid: apply the paper's sigmoid to the input current.
+        backend: ``"auto"`` | ``"fused"`` | ``"reference"``: how :meth:`multi_step` runs (as on :class:`~mdn_snntorch.MDN`).
         dtype, device: of ``decay`` and ``reset_value``.
 
     Other arguments as on :class:`~mdn_snntorch.MDN` and snnTorch's neurons.
@@ -51,9 +53,12 @@ class FirstOrder(MDNFamilyNeuron):
         graded_spikes_factor: float = 1.0,
         learn_graded_spikes_factor: bool = False,
         check_input: bool = True,
+        backend: str = "auto",
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ):
+        if backend not in fused.BACKENDS:
+            raise ValueError(f"backend must be one of {fused.BACKENDS}, got {backend!r}")
         dtype = dtype or torch.get_default_dtype()
         decay_t = decay.detach().to(dtype=dtype, device=device).clone() if torch.is_tensor(decay) else torch.tensor(float(decay), dtype=dtype, device=device)
         if num_neurons is None and decay_t.dim() == 1:
@@ -81,6 +86,7 @@ class FirstOrder(MDNFamilyNeuron):
             decay_t = decay_t.expand(num_neurons).clone()
         self.name = "1st-order"
         self.learn_decay = learn_decay
+        self.backend = backend
         if learn_decay:
             self.decay = nn.Parameter(decay_t)
         else:
@@ -109,8 +115,11 @@ class FirstOrder(MDNFamilyNeuron):
         return spk, self.mem
 
     def multi_step(self, input_seq: torch.Tensor, *, return_traces: bool = False):
-        """Run ``[T, B, ...]`` from the current state: spikes, or ``(spikes, mem)`` traces."""
+        """Run ``[T, B, ...]`` from the current state: spikes, or ``(spikes, mem)`` traces. The loop runs as
+        the fused op or the reference autograd loop as ``backend`` says (as on :class:`~mdn_snntorch.MDN`)."""
         if self.state_quant:  # quantisation sits between steps: run the single-step path
+            if self.backend == "fused":
+                raise ValueError("FirstOrder(backend='fused') cannot run state_quant (it quantises between steps)")
             spikes, vs = [], []
             for x in input_seq.unbind(0):
                 out = self.forward(x)
@@ -120,7 +129,16 @@ class FirstOrder(MDNFamilyNeuron):
             return (spikes, torch.stack(vs)) if return_traces else spikes
         current = self._checked_current(input_seq)
         self._ensure_states(current[0])
-        trace = first_order_multistep(current, self.mem, return_traces=return_traces, **self._step_kwargs(current.dtype))
+        kwargs = self._step_kwargs(current.dtype)
+        decay, reset = kwargs["decay"], kwargs["reset"]
+        if fused.use_fused(self, current, (self.mem,), (decay, reset)):  # the op applies the graded-spikes factor
+            trace = fused.first_order_multistep(
+                current, self.mem, decay=decay, threshold=self.threshold, reset=reset, width=self.spike_grad.width,
+                graded_spikes_factor=self.graded_spikes_factor, return_traces=return_traces,
+            )
+            spikes = trace.spikes
+        else:
+            trace = first_order_multistep(current, self.mem, return_traces=return_traces, **kwargs)
+            spikes = trace.spikes * self.graded_spikes_factor
         self.mem = trace.state
-        spikes = trace.spikes * self.graded_spikes_factor
         return (spikes, trace.v) if return_traces else spikes

@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from mdn_snntorch import presets
+from mdn_snntorch import fused, presets
 from mdn_snntorch.base import MDNFamilyNeuron
 from mdn_snntorch.equations import U0, V0, V_TH
 from mdn_snntorch.functional import MDNParameters, MDNState, initial_state, mdn_multistep, mdn_step
@@ -91,6 +91,10 @@ class MDN(MDNFamilyNeuron):
         input_sigmoid: apply the paper's sigmoid to the input current; ``False`` takes it as given.
         spike_grad: spike function with surrogate gradient (default :func:`~mdn_snntorch.surrogate.window`).
         check_input: raise on non-finite input (one device sync per call; turn off for speed).
+        backend: how :meth:`multi_step` runs the time loop: ``"auto"`` (the fused op of
+            :mod:`mdn_snntorch.fused` when it supports the configuration, else the reference loop),
+            ``"fused"`` (the op, or ``ValueError``) or ``"reference"`` (the autograd loop of
+            :mod:`mdn_snntorch.functional`). The single-step ``forward`` is the same for all three.
         dtype, device: of theta (``dtype=torch.float64`` keeps the presets' exact values).
 
     The remaining arguments (``surrogate_disable``, ``init_hidden``, ``inhibition``, ``learn_threshold``,
@@ -122,9 +126,12 @@ class MDN(MDNFamilyNeuron):
         graded_spikes_factor: float = 1.0,
         learn_graded_spikes_factor: bool = False,
         check_input: bool = True,
+        backend: str = "auto",
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ):
+        if backend not in fused.BACKENDS:
+            raise ValueError(f"backend must be one of {fused.BACKENDS}, got {backend!r}")
         if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
             raise ValueError(f"dt must be a finite number > 0, got {dt!r}")
         if not (isinstance(substeps, int) and substeps >= 1):
@@ -150,6 +157,7 @@ class MDN(MDNFamilyNeuron):
         self.substeps = substeps
         self.v0, self.u0 = float(v0), float(u0)
         self.learn_theta = learn_theta
+        self.backend = backend
         for name, t in zip(THETA_NAMES, tensors):
             if learn_theta:
                 setattr(self, name, nn.Parameter(t))
@@ -198,9 +206,13 @@ class MDN(MDNFamilyNeuron):
         """Run a whole sequence ``[T, B, ...]`` from the current state.
 
         Returns spikes ``[T, B, ...]``, or ``(spikes, u, mem)`` traces (post-reset, each ``[T, B, ...]``)
-        with ``return_traces=True``. The final state stays in the module.
+        with ``return_traces=True``. The final state stays in the module. The loop runs as the fused op
+        (:func:`mdn_snntorch.fused.mdn_multistep`) or the reference autograd loop
+        (:func:`~mdn_snntorch.functional.mdn_multistep`) as ``backend`` says (see :func:`~mdn_snntorch.fused.use_fused`).
         """
         if self.state_quant:  # quantisation sits between steps: run the single-step path
+            if self.backend == "fused":
+                raise ValueError("MDN(backend='fused') cannot run state_quant (it quantises between steps)")
             spikes, us, vs = [], [], []
             for x in input_seq.unbind(0):
                 out = self.forward(x)
@@ -211,16 +223,15 @@ class MDN(MDNFamilyNeuron):
             return (spikes, torch.stack(us), torch.stack(vs)) if return_traces else spikes
         current = self._checked_current(input_seq)
         self._ensure_states(current[0])
-        trace = mdn_multistep(
-            current,
-            MDNState(self.mem, self.u),
-            self._theta_as(current.dtype),
-            threshold=self.threshold,
-            dt=self.dt,
-            substeps=self.substeps,
-            spike_fn=self._spike_fn,
-            return_traces=return_traces,
-        )
+        state, theta = MDNState(self.mem, self.u), self._theta_as(current.dtype)
+        common = dict(threshold=self.threshold, dt=self.dt, substeps=self.substeps, return_traces=return_traces)
+        if fused.use_fused(self, current, state, theta):  # the op applies the graded-spikes factor itself
+            trace = fused.mdn_multistep(
+                current, state, theta, width=self.spike_grad.width, graded_spikes_factor=self.graded_spikes_factor, **common
+            )
+            spikes = trace.spikes
+        else:
+            trace = mdn_multistep(current, state, theta, spike_fn=self._spike_fn, **common)
+            spikes = trace.spikes * self.graded_spikes_factor
         self.mem, self.u = trace.state
-        spikes = trace.spikes * self.graded_spikes_factor
         return (spikes, trace.u, trace.v) if return_traces else spikes

@@ -1,0 +1,359 @@
+r"""Fused multi-step MDN and 1st-order neurons: the whole ``[T, ...]`` loop as one ``torch.library`` op.
+
+Semantics are those of :func:`mdn_snntorch.functional.mdn_multistep` and
+:func:`~mdn_snntorch.functional.first_order_multistep` with the window surrogate (paper Eq. 6)::
+
+    V' = V + dt (V^2 - V - U + I),  U' = U + dt theta_a (theta_b V - U),  S = H(V' - V_th)
+    V <- theta_c,  U <- U' + theta_d   where S = 1            (n Euler sub-steps of dt / n per step)
+
+The forward op runs the recurrence and keeps, per step, only the pre-step state (``V``, ``U`` in the
+input dtype) and the current ``I``; the backward op recomputes each step from it and runs BPTT through
+``V``, ``U``, the window surrogate and the reset in one reverse loop, giving the gradients of the input,
+the initial state, theta_a..d and the threshold. Both are ``torch.library.custom_op``\ s with fake
+(meta) kernels, so ``torch.compile`` treats them as single graph nodes.
+
+Kernels behind the ops (chosen per call, see :func:`use_kernel`): plain C on CPU
+(:mod:`~mdn_snntorch.kernels.cpu`), Triton on CUDA (:mod:`~mdn_snntorch.kernels.triton`), and a
+PyTorch loop (:mod:`~mdn_snntorch.kernels.torch_loop`) everywhere else or when neither can be built.
+
+The neurons pick their path with ``backend="auto" | "fused" | "reference"``; :func:`use_reference`
+forces the reference loop everywhere inside a ``with`` block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Optional
+
+import torch
+
+from mdn_snntorch.equations import V_TH
+from mdn_snntorch.functional import FirstOrderTrace, MDNParameters, MDNState, MDNTrace
+from mdn_snntorch.kernels import cpu, torch_loop
+from mdn_snntorch.surrogate import Window
+
+Tensor = torch.Tensor
+
+BACKENDS = ("auto", "fused", "reference")
+KERNELS = ("auto", "c", "triton", "torch")
+_config = {"reference": False, "kernel": "auto"}
+
+
+@contextlib.contextmanager
+def use_reference(enabled: bool = True) -> Iterator[None]:
+    """Inside this block every ``MDN`` / ``FirstOrder`` with ``backend="auto"`` runs the reference
+    autograd loop of :mod:`mdn_snntorch.functional` (``enabled=False`` re-enables the fused op)."""
+    previous = _config["reference"]
+    _config["reference"] = bool(enabled)
+    try:
+        yield
+    finally:
+        _config["reference"] = previous
+
+
+@contextlib.contextmanager
+def use_kernel(name: str) -> Iterator[None]:
+    """Force the kernel behind the fused ops: ``"c"`` (CPU), ``"triton"`` (CUDA), ``"torch"`` (any
+    device) or ``"auto"`` (the default: Triton on CUDA, C on CPU float32/float64, else the PyTorch loop)."""
+    if name not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {name!r}")
+    previous = _config["kernel"]
+    _config["kernel"] = name
+    try:
+        yield
+    finally:
+        _config["kernel"] = previous
+
+
+def _triton():
+    from mdn_snntorch.kernels import triton as triton_kernels
+
+    return triton_kernels
+
+
+def _kernels(x: Tensor):
+    """The kernel module for ``x`` under the current :func:`use_kernel` choice."""
+    choice = _config["kernel"]
+    if choice == "torch":
+        return torch_loop
+    if choice == "c" or (choice == "auto" and x.device.type == "cpu"):
+        if cpu.supports(x):
+            return cpu
+        if choice == "c":
+            raise RuntimeError(f"the C kernels cannot run a {x.dtype} tensor on {x.device} (or could not be built)")
+        return torch_loop
+    if choice == "triton" or (choice == "auto" and x.device.type == "cuda"):
+        if x.device.type == "cuda" and _triton().available():
+            return _triton()
+        if choice == "triton":
+            raise RuntimeError("the Triton kernels need a CUDA tensor and an importable triton")
+    return torch_loop
+
+
+def _flat(x: Tensor) -> Tensor:
+    """``[T, ...] -> [T, M]``, contiguous."""
+    return x.reshape(x.shape[0], -1).contiguous()
+
+
+def _state(x: Tensor | None) -> Tensor | None:
+    """``[...] -> [M]``, contiguous (``None`` stays ``None``)."""
+    return None if x is None else x.reshape(-1).contiguous()
+
+
+def _like(t: Tensor, shape: torch.Size) -> Tensor:
+    """A kernel's ``[T, M]`` result back in ``shape``; an empty placeholder stays empty."""
+    return t.view(shape) if t.numel() else t
+
+
+def _new(x: Tensor, shape, wanted: bool = True) -> Tensor:
+    """Fake-kernel output: contiguous ``shape`` like ``x``, or an empty placeholder."""
+    return x.new_empty(shape) if wanted else x.new_empty(0)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2nd-order MDN
+# ---------------------------------------------------------------------------------------------
+@torch.library.custom_op("mdn_snntorch::mdn_forward", mutates_args=())
+def mdn_forward_op(
+    x: Tensor, v0: Tensor, u0: Tensor, params: Tensor, dt: float, substeps: int, width: float, sigmoid: bool, traces: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Forward over ``x [T, ...]`` from ``(v0, u0)`` (shape ``x[0]``) with ``params = (a, b, c, d, V_th, scale) [6, N]``.
+
+    Returns ``(spikes * scale, v_T, u_T, v_trace, u_trace, I, saved_v, saved_u)``: spikes and traces ``[T, ...]``
+    (traces empty unless ``traces``), the final post-reset state, then what the backward needs:
+    ``I = sigmoid(x)`` (empty unless ``sigmoid``) and the pre-step state of every step. ``width`` is the
+    window surrogate's, used by the backward.
+    """
+    shape = x.shape
+    spk, vT, uT, vtr, utr, I, sv, su = _kernels(x).mdn_forward(
+        _flat(x), _state(v0), _state(u0), params.contiguous(), dt, substeps, sigmoid, traces
+    )
+    I = _like(I, shape) if sigmoid else x.new_empty(0)  # without the sigmoid, I is x itself: not returned
+    return _like(spk, shape), vT.view(shape[1:]), uT.view(shape[1:]), _like(vtr, shape), _like(utr, shape), I, _like(sv, shape), _like(su, shape)
+
+
+@mdn_forward_op.register_fake
+def _(x, v0, u0, params, dt, substeps, width, sigmoid, traces):
+    T, S = x.shape, x.shape[1:]
+    return _new(x, T), _new(x, S), _new(x, S), _new(x, T, traces), _new(x, T, traces), _new(x, T, sigmoid), _new(x, T), _new(x, T)
+
+
+@torch.library.custom_op("mdn_snntorch::mdn_backward", mutates_args=())
+def mdn_backward_op(
+    I: Tensor,
+    saved_v: Tensor,
+    saved_u: Tensor,
+    params: Tensor,
+    grad_spikes: Optional[Tensor],
+    grad_v_trace: Optional[Tensor],
+    grad_u_trace: Optional[Tensor],
+    grad_v_final: Optional[Tensor],
+    grad_u_final: Optional[Tensor],
+    dt: float,
+    substeps: int,
+    width: float,
+    sigmoid: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """BPTT of :func:`mdn_forward_op`: ``(grad_x, grad_v0, grad_u0, grad_params [6, N])``.
+
+    ``I`` is the current (``sigmoid(x)`` when ``sigmoid``, then ``grad_x`` includes the sigmoid's
+    derivative); missing gradients are ``None``.
+    """
+    shape = I.shape
+    opt = lambda g: None if g is None else _flat(g)  # noqa: E731
+    gx, gv0, gu0, gp = _kernels(I).mdn_backward(
+        _flat(I), _flat(saved_v), _flat(saved_u), params.contiguous(),
+        opt(grad_spikes), opt(grad_v_trace), opt(grad_u_trace), _state(grad_v_final), _state(grad_u_final),
+        dt, substeps, width, sigmoid,
+    )
+    return gx.view(shape), gv0.view(shape[1:]), gu0.view(shape[1:]), gp.to(params.dtype)
+
+
+@mdn_backward_op.register_fake
+def _(I, saved_v, saved_u, params, grad_spikes, grad_v_trace, grad_u_trace, grad_v_final, grad_u_final, dt, substeps, width, sigmoid):
+    return _new(I, I.shape), _new(I, I.shape[1:]), _new(I, I.shape[1:]), _new(params, params.shape)
+
+
+def _mdn_setup_context(ctx, inputs, output):
+    x, v0, u0, params, dt, substeps, width, sigmoid, traces = inputs
+    spk, vT, uT, vtr, utr, I, sv, su = output
+    ctx.mark_non_differentiable(I, sv, su)
+    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(I if sigmoid else x, sv, su, params)
+    ctx.config = (dt, substeps, width, sigmoid, traces)
+
+
+def _mdn_backward(ctx, g_spk, g_vT, g_uT, g_vtr, g_utr, _g_I, _g_sv, _g_su):
+    I, sv, su, params = ctx.saved_tensors
+    dt, substeps, width, sigmoid, traces = ctx.config
+    if not traces:  # the empty placeholders' gradients (None, or empty under AOT tracing)
+        g_vtr = g_utr = None
+    gx, gv0, gu0, gp = mdn_backward_op(I, sv, su, params, g_spk, g_vtr, g_utr, g_vT, g_uT, dt, substeps, width, sigmoid)
+    return gx, gv0, gu0, gp, None, None, None, None, None
+
+
+mdn_forward_op.register_autograd(_mdn_backward, setup_context=_mdn_setup_context)
+
+
+def _per_neuron(values, N: int, like: Tensor) -> Tensor:
+    """Stack scalars / ``(N,)`` tensors into ``[len(values), N]`` in ``like``'s dtype (differentiably)."""
+    return torch.stack([torch.as_tensor(v, dtype=like.dtype, device=like.device).expand(N) for v in values])
+
+
+def mdn_multistep(
+    inputs: Tensor,
+    state: MDNState,
+    theta: MDNParameters,
+    *,
+    threshold: Tensor | float = V_TH,
+    dt: float = 1.0,
+    substeps: int = 1,
+    width: float = 0.5,
+    graded_spikes_factor: Tensor | float = 1.0,
+    input_sigmoid: bool = False,
+    return_traces: bool = False,
+) -> MDNTrace:
+    """The fused equivalent of ``functional.mdn_multistep(I, state, theta, spike_fn=window(width), ...)``
+    with ``I = sigmoid(inputs)`` when ``input_sigmoid`` (else ``I = inputs``) and the spikes multiplied by
+    ``graded_spikes_factor``. Same return value.
+
+    Theta, the threshold and the factor may each be a float, a 0-dim tensor or a per-neuron ``(N,)``
+    tensor over the last dimension of ``inputs [T, ..., N]``; all get gradients when they require them.
+    """
+    N = inputs.shape[-1] if inputs.dim() > 1 else 1
+    params = _per_neuron((*theta, threshold, graded_spikes_factor), N, inputs)
+    spk, vT, uT, vtr, utr, *_ = mdn_forward_op(
+        inputs, state.v, state.u, params, float(dt), int(substeps), float(width), bool(input_sigmoid), bool(return_traces)
+    )
+    if return_traces:
+        return MDNTrace(spk, MDNState(vT, uT), utr, vtr)
+    return MDNTrace(spk, MDNState(vT, uT))
+
+
+# ---------------------------------------------------------------------------------------------
+# 1st-order neuron
+# ---------------------------------------------------------------------------------------------
+@torch.library.custom_op("mdn_snntorch::first_order_forward", mutates_args=())
+def first_order_forward_op(
+    x: Tensor, v0: Tensor, params: Tensor, width: float, sigmoid: bool, traces: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Forward of ``V' = g V + I`` with ``params = (g, V_th, V_reset, scale) [4, N]``:
+    ``(spikes * scale, v_T, v_trace, I, saved_v)`` (trace empty unless ``traces``, ``I`` empty unless ``sigmoid``)."""
+    shape = x.shape
+    spk, vT, vtr, I, sv = _kernels(x).first_order_forward(_flat(x), _state(v0), params.contiguous(), sigmoid, traces)
+    I = _like(I, shape) if sigmoid else x.new_empty(0)
+    return _like(spk, shape), vT.view(shape[1:]), _like(vtr, shape), I, _like(sv, shape)
+
+
+@first_order_forward_op.register_fake
+def _(x, v0, params, width, sigmoid, traces):
+    T, S = x.shape, x.shape[1:]
+    return _new(x, T), _new(x, S), _new(x, T, traces), _new(x, T, sigmoid), _new(x, T)
+
+
+@torch.library.custom_op("mdn_snntorch::first_order_backward", mutates_args=())
+def first_order_backward_op(
+    I: Tensor,
+    saved_v: Tensor,
+    params: Tensor,
+    grad_spikes: Optional[Tensor],
+    grad_v_trace: Optional[Tensor],
+    grad_v_final: Optional[Tensor],
+    width: float,
+    sigmoid: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """BPTT of :func:`first_order_forward_op`: ``(grad_x, grad_v0, grad_params [4, N])``."""
+    shape = I.shape
+    gx, gv0, gp = _kernels(I).first_order_backward(
+        _flat(I), _flat(saved_v), params.contiguous(), None if grad_spikes is None else _flat(grad_spikes),
+        None if grad_v_trace is None else _flat(grad_v_trace), _state(grad_v_final), width, sigmoid,
+    )
+    return gx.view(shape), gv0.view(shape[1:]), gp.to(params.dtype)
+
+
+@first_order_backward_op.register_fake
+def _(I, saved_v, params, grad_spikes, grad_v_trace, grad_v_final, width, sigmoid):
+    return _new(I, I.shape), _new(I, I.shape[1:]), _new(params, params.shape)
+
+
+def _first_order_setup_context(ctx, inputs, output):
+    x, v0, params, width, sigmoid, traces = inputs
+    spk, vT, vtr, I, sv = output
+    ctx.mark_non_differentiable(I, sv)
+    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(I if sigmoid else x, sv, params)
+    ctx.config = (width, sigmoid, traces)
+
+
+def _first_order_backward(ctx, g_spk, g_vT, g_vtr, _g_I, _g_sv):
+    I, sv, params = ctx.saved_tensors
+    width, sigmoid, traces = ctx.config
+    if not traces:
+        g_vtr = None
+    gx, gv0, gp = first_order_backward_op(I, sv, params, g_spk, g_vtr, g_vT, width, sigmoid)
+    return gx, gv0, gp, None, None, None
+
+
+first_order_forward_op.register_autograd(_first_order_backward, setup_context=_first_order_setup_context)
+
+
+def first_order_multistep(
+    inputs: Tensor,
+    v: Tensor,
+    *,
+    decay: Tensor | float = 0.8,
+    threshold: Tensor | float = V_TH,
+    reset: Tensor | float = 0.0,
+    width: float = 0.5,
+    graded_spikes_factor: Tensor | float = 1.0,
+    input_sigmoid: bool = False,
+    return_traces: bool = False,
+) -> FirstOrderTrace:
+    """The fused equivalent of ``functional.first_order_multistep(I, v, spike_fn=window(width), ...)``
+    with ``I = sigmoid(inputs)`` when ``input_sigmoid`` and the spikes times ``graded_spikes_factor``.
+    Same return value."""
+    N = inputs.shape[-1] if inputs.dim() > 1 else 1
+    params = _per_neuron((decay, threshold, reset, graded_spikes_factor), N, inputs)
+    spk, vT, vtr, *_ = first_order_forward_op(inputs, v, params, float(width), bool(input_sigmoid), bool(return_traces))
+    return FirstOrderTrace(spk, vT, vtr if return_traces else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# which path a neuron module takes
+# ---------------------------------------------------------------------------------------------
+def _param_ok(value, N: int) -> bool:
+    return not torch.is_tensor(value) or value.dim() == 0 or tuple(value.shape) == (N,)
+
+
+def unsupported(neuron, inputs: Tensor, states: tuple[Tensor, ...], params: tuple) -> str | None:
+    """Why the fused op cannot run this call of ``neuron`` exactly as the reference loop would
+    (``None`` if it can): spike functions other than :class:`~mdn_snntorch.surrogate.Window`
+    (``surrogate_disable`` included), inhibition, mixed dtypes/devices of state and input, or
+    parameters not shaped ``()`` / ``(N,)``. (State quantisation never reaches here: the neurons run
+    it step by step.)"""
+    if type(neuron.spike_grad) is not Window:
+        return f"spike_grad {neuron.spike_grad!r} is not the window surrogate"
+    if neuron.inhibition:
+        return "inhibition"
+    if inputs.dim() < 1 or inputs.shape[0] < 1:
+        return "an empty time axis"
+    N = inputs.shape[-1] if inputs.dim() > 1 else 1
+    for s in states:
+        if s.dtype != inputs.dtype or s.device != inputs.device or s.shape != inputs.shape[1:]:
+            return "state and input differ in dtype, device or shape"
+    if not all(_param_ok(p, N) for p in (*params, neuron.threshold, neuron.graded_spikes_factor)):
+        return "a parameter is not a scalar or per-neuron (N,) tensor"
+    return None
+
+
+def use_fused(neuron, inputs: Tensor, states: tuple[Tensor, ...], params: tuple) -> bool:
+    """Whether ``neuron.multi_step`` takes the fused op: ``backend="reference"`` or a
+    :func:`use_reference` block never does, ``"auto"`` does whenever :func:`unsupported` finds nothing,
+    ``"fused"`` must (``ValueError`` naming the reason otherwise)."""
+    backend = neuron.backend
+    if backend == "reference" or (backend == "auto" and _config["reference"]):
+        return False
+    why = unsupported(neuron, inputs, states, params)
+    if why is not None and backend == "fused":
+        raise ValueError(f"{type(neuron).__name__}(backend='fused') cannot run this configuration: {why}")
+    return why is None
