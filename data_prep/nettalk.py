@@ -172,8 +172,8 @@ def letter_windows(words: list[Word]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def uci_file(root: Path, download: bool) -> Path:
-    """The UCI data file: ``root`` itself, or ``root/nettalk.data`` (downloaded there with ``download``)."""
-    path = root / "nettalk.data" if root.is_dir() or download else root
+    """The UCI data file: ``root`` if it is a file, else ``root/nettalk.data`` (downloaded there with ``download``)."""
+    path = root if root.is_file() else root / "nettalk.data"
     if not path.is_file() and download:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
