@@ -11,14 +11,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from data_prep import cli, encode
-from data_prep.common import add_common, make_meta, positive_int, write_split
+from data_prep.common import Encoder, add_common, make_meta, positive_int, write_split
 from data_prep.spikefile import SpikeFileWriter
 
 DEFAULT_TIME_STEPS = 20
@@ -37,7 +37,18 @@ def split_digits() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {"train": (x_train, y_train), "test": (x_test, y_test)}
 
 
-def write_digits(out, *, dataset: str, encoding: str, params: dict, time_steps: int, input_shape, seed: int, force: bool, encoder) -> Path:
+def write_digits(
+    out: str | os.PathLike,
+    *,
+    dataset: str,
+    encoding: str,
+    params: dict[str, Any],
+    time_steps: int,
+    input_shape: tuple[int, ...],
+    seed: int,
+    force: bool,
+    encoder: Encoder,
+) -> Path:
     """Both splits of :func:`split_digits` through ``encoder(intensities [b, 8, 8], rng)``."""
     meta = make_meta(
         dataset=dataset, encoding=encoding, encoding_params=params, time_steps=time_steps, input_shape=input_shape,

@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -85,7 +85,8 @@ def convert(
     )  # fmt: skip
 
 
-def _list(kind: type):
+def _list(kind: type) -> Callable[[str], tuple]:
+    """An argparse type: a comma-separated list of ``kind``."""
     return lambda s: tuple(kind(v) for v in s.split(",") if v)
 
 

@@ -22,7 +22,7 @@ def read(path, split):
 
 def test_fixed_stratified_split():
     split = digits.split_digits()
-    (x_train, y_train), (x_test, y_test) = split["train"], split["test"]
+    (x_train, y_train), (_, y_test) = split["train"], split["test"]
     assert len(y_train) == 1347 and len(y_test) == 450 and x_train.shape[1:] == (8, 8)
     assert np.all(np.abs(np.bincount(y_test) / 450 - np.bincount(y_train) / 1347) < 0.01)
     assert np.array_equal(digits.split_digits()["test"][1], y_test)
