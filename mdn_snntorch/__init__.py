@@ -5,8 +5,9 @@
 surrogate (Eq. 6) and the paper's meta-neuron presets (Table 2).
 """
 
-from mdn_snntorch import functional, presets, surrogate
+from mdn_snntorch import functional, fused, presets, surrogate
 from mdn_snntorch.first_order import FirstOrder
+from mdn_snntorch.fused import use_reference
 from mdn_snntorch.mdn import MDN
 from mdn_snntorch.presets import MetaNeuron, MetaNeuronLibrary, load_library, save_library
 from mdn_snntorch.reset import reset
@@ -20,10 +21,12 @@ __all__ = [
     "MetaNeuron",
     "MetaNeuronLibrary",
     "functional",
+    "fused",
     "load_library",
     "presets",
     "reset",
     "save_library",
     "surrogate",
+    "use_reference",
     "window",
 ]

@@ -13,7 +13,7 @@ the initial state, theta_a..d and the threshold. Both are ``torch.library.custom
 (meta) kernels, so ``torch.compile`` treats them as single graph nodes.
 
 Kernels behind the ops (chosen per call, see :func:`use_kernel`): plain C on CPU
-(:mod:`~mdn_snntorch.kernels.cpu`), Triton on CUDA (:mod:`~mdn_snntorch.kernels.triton`), and a
+(:mod:`~mdn_snntorch.kernels.cpu`), Triton on CUDA (:mod:`~mdn_snntorch.kernels.gpu`), and a
 PyTorch loop (:mod:`~mdn_snntorch.kernels.torch_loop`) everywhere else or when neither can be built.
 
 The neurons pick their path with ``backend="auto" | "fused" | "reference"``; :func:`use_reference`
@@ -66,9 +66,9 @@ def use_kernel(name: str) -> Iterator[None]:
 
 
 def _triton():
-    from mdn_snntorch.kernels import triton as triton_kernels
+    from mdn_snntorch.kernels import gpu  # imports triton: only on first use with a CUDA tensor
 
-    return triton_kernels
+    return gpu
 
 
 def _kernels(x: Tensor):

@@ -1,0 +1,340 @@
+r"""Triton kernels of the fused time loop, for CUDA tensors.
+
+One program per block of ``BLOCK`` elements of ``[T, M]`` (``M`` = batch x neurons, neuron index
+``e % N``); the loop over time runs inside the program, forward and backward. Same algorithm and
+equations as the C kernels (:mod:`mdn_snntorch.kernels.cpu`): the forward stores the pre-step state per
+step (and ``I = sigmoid(x)`` when it applies the sigmoid), the backward recomputes each step from it and
+runs the adjoint; with ``n`` sub-steps it keeps the sub-steps' pre-step states in a scratch buffer
+``[2n, M]`` (each program only touches its own columns). Parameter gradients are written as per-element
+sums over time ``[P, M]`` and summed over the batch by PyTorch, so the result is deterministic.
+
+Kernels are launched with ``enable_fp_fusion=False``: no fused multiply-add, so the forward rounds like
+PyTorch's eager CUDA ops and the backward's recomputation is bitwise the forward's.
+
+The same code runs on CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1`` set before this
+module is imported), which is how the tests check the kernels' logic on machines without a GPU.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - exercised only where triton is missing
+    triton = None
+
+Tensor = torch.Tensor
+BLOCK = 256
+
+
+@functools.cache
+def available() -> bool:
+    """Whether triton imports (the caller checks that the tensors are on a CUDA device)."""
+    return triton is not None
+
+
+if triton is not None:
+
+    @triton.jit
+    def _mdn_fwd_kernel(
+        X, V0, U0, P, SCAL, SPK, VT, UT, VTR, UTR, IOUT, SV, SU, T, M, N,
+        SUBSTEPS: tl.constexpr, SIGMOID: tl.constexpr, TRACES: tl.constexpr, BLOCK: tl.constexpr,
+    ):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < M
+        n = offs % N
+        a = tl.load(P + n, mask=mask, other=0.0)
+        b = tl.load(P + N + n, mask=mask, other=0.0)
+        c = tl.load(P + 2 * N + n, mask=mask, other=0.0)
+        d = tl.load(P + 3 * N + n, mask=mask, other=0.0)
+        th = tl.load(P + 4 * N + n, mask=mask, other=0.0)
+        sc = tl.load(P + 5 * N + n, mask=mask, other=0.0)
+        dt = tl.load(SCAL)
+        v = tl.load(V0 + offs, mask=mask, other=0.0)
+        u = tl.load(U0 + offs, mask=mask, other=0.0)
+        o = offs.to(tl.int64)  # element offset of row t, advanced by M per step (int64: no overflow)
+        for _t in range(T):
+            x = tl.load(X + o, mask=mask, other=0.0)
+            if SIGMOID:
+                cur = tl.sigmoid(x)
+                tl.store(IOUT + o, cur, mask=mask)
+            else:
+                cur = x
+            tl.store(SV + o, v, mask=mask)
+            tl.store(SU + o, u, mask=mask)
+            acc = tl.zeros_like(v)
+            for _j in tl.static_range(SUBSTEPS):
+                vp = v + dt * (((v * v - v) - u) + cur)
+                up = u + dt * (a * (b * v - u))
+                s = ((vp - th) > 0).to(v.dtype)
+                v = tl.where(s > 0, c, vp)
+                u = up + d * s
+                acc = (acc + s) - acc * s
+            tl.store(SPK + o, acc * sc, mask=mask)
+            if TRACES:
+                tl.store(VTR + o, v, mask=mask)
+                tl.store(UTR + o, u, mask=mask)
+            o += M
+        tl.store(VT + offs, v, mask=mask)
+        tl.store(UT + offs, u, mask=mask)
+
+    @triton.jit
+    def _mdn_bwd_kernel(
+        CUR, SV, SU, P, SCAL, GS, GVTR, GUTR, GVT, GUT, GX, GV0, GU0, GP, SCR, T, M, N, LAST,
+        SUBSTEPS: tl.constexpr, SIGMOID: tl.constexpr, HAS_GS: tl.constexpr, HAS_GVTR: tl.constexpr,
+        HAS_GUTR: tl.constexpr, HAS_GVT: tl.constexpr, HAS_GUT: tl.constexpr, BLOCK: tl.constexpr,
+    ):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < M
+        n = offs % N
+        a = tl.load(P + n, mask=mask, other=0.0)
+        b = tl.load(P + N + n, mask=mask, other=0.0)
+        c = tl.load(P + 2 * N + n, mask=mask, other=0.0)
+        d = tl.load(P + 3 * N + n, mask=mask, other=0.0)
+        th = tl.load(P + 4 * N + n, mask=mask, other=0.0)
+        sc = tl.load(P + 5 * N + n, mask=mask, other=0.0)
+        dt = tl.load(SCAL)
+        w = tl.load(SCAL + 1)
+        zero = tl.zeros_like(a)
+        gv = zero
+        gu = zero
+        if HAS_GVT:
+            gv = tl.load(GVT + offs, mask=mask, other=0.0)
+        if HAS_GUT:
+            gu = tl.load(GUT + offs, mask=mask, other=0.0)
+        ga = zero
+        gb = zero
+        gc = zero
+        gd = zero
+        gth = zero
+        gsc = zero
+        offs64 = offs.to(tl.int64)
+        o = offs64 + LAST  # row T - 1; walks back by M per step
+        for _t in range(T):
+            if HAS_GVTR:
+                gv += tl.load(GVTR + o, mask=mask, other=0.0)
+            if HAS_GUTR:
+                gu += tl.load(GUTR + o, mask=mask, other=0.0)
+            cur = tl.load(CUR + o, mask=mask, other=0.0)
+            v = tl.load(SV + o, mask=mask, other=0.0)
+            u = tl.load(SU + o, mask=mask, other=0.0)
+            gs = zero
+            if HAS_GS:
+                gs = tl.load(GS + o, mask=mask, other=0.0)
+            gI = zero
+            if SUBSTEPS == 1:
+                x = (v + dt * (((v * v - v) - u) + cur)) - th
+                s = (x > 0).to(v.dtype)
+                h = ((x < w) & (-x < w)).to(v.dtype)
+                gsh = (gs * sc) * h
+                gsc += gs * s
+                gvp = gv * (1 - s) + gsh
+                gc += gv * s
+                gd += gu * s
+                gth -= gsh
+                ga += gu * (dt * (b * v - u))
+                gb += gu * (dt * (a * v))
+                gI = gvp * dt
+                gv, gu = gvp * (1 + dt * (2 * v - 1)) + gu * (dt * (a * b)), gu * (1 - dt * a) - gvp * dt
+            else:
+                cnt = zero
+                for j in tl.static_range(SUBSTEPS):  # recompute the sub-steps, keep their pre-step state
+                    tl.store(SCR + (2 * j) * M + offs64, v, mask=mask)
+                    tl.store(SCR + (2 * j + 1) * M + offs64, u, mask=mask)
+                    vp = v + dt * (((v * v - v) - u) + cur)
+                    up = u + dt * (a * (b * v - u))
+                    s = ((vp - th) > 0).to(v.dtype)
+                    cnt += s
+                    v = tl.where(s > 0, c, vp)
+                    u = up + d * s
+                gS = gs * sc
+                gsc += gs * (cnt > 0).to(v.dtype)
+                for jj in tl.static_range(SUBSTEPS):
+                    j = SUBSTEPS - 1 - jj
+                    v = tl.load(SCR + (2 * j) * M + offs64, mask=mask, other=0.0)
+                    u = tl.load(SCR + (2 * j + 1) * M + offs64, mask=mask, other=0.0)
+                    x = (v + dt * (((v * v - v) - u) + cur)) - th
+                    s = (x > 0).to(v.dtype)
+                    h = ((x < w) & (-x < w)).to(v.dtype)
+                    # the OR passes the step's spike gradient to sub-step j iff no other sub-step fired
+                    gsh = tl.where(cnt - s == 0, gS, zero) * h
+                    gvp = gv * (1 - s) + gsh
+                    gc += gv * s
+                    gd += gu * s
+                    gth -= gsh
+                    ga += gu * (dt * (b * v - u))
+                    gb += gu * (dt * (a * v))
+                    gI += gvp * dt
+                    gv, gu = gvp * (1 + dt * (2 * v - 1)) + gu * (dt * (a * b)), gu * (1 - dt * a) - gvp * dt
+            if SIGMOID:
+                gI = (gI * (1 - cur)) * cur
+            tl.store(GX + o, gI, mask=mask)
+            o -= M
+        tl.store(GV0 + offs, gv, mask=mask)
+        tl.store(GU0 + offs, gu, mask=mask)
+        tl.store(GP + offs64, ga, mask=mask)
+        tl.store(GP + M + offs64, gb, mask=mask)
+        tl.store(GP + 2 * M + offs64, gc, mask=mask)
+        tl.store(GP + 3 * M + offs64, gd, mask=mask)
+        tl.store(GP + 4 * M + offs64, gth, mask=mask)
+        tl.store(GP + 5 * M + offs64, gsc, mask=mask)
+
+    @triton.jit
+    def _fo_fwd_kernel(
+        X, V0, P, SPK, VT, VTR, IOUT, SV, T, M, N,
+        SIGMOID: tl.constexpr, TRACES: tl.constexpr, BLOCK: tl.constexpr,
+    ):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < M
+        n = offs % N
+        g = tl.load(P + n, mask=mask, other=0.0)
+        th = tl.load(P + N + n, mask=mask, other=0.0)
+        r = tl.load(P + 2 * N + n, mask=mask, other=0.0)
+        sc = tl.load(P + 3 * N + n, mask=mask, other=0.0)
+        v = tl.load(V0 + offs, mask=mask, other=0.0)
+        o = offs.to(tl.int64)  # element offset of row t, advanced by M per step (int64: no overflow)
+        for _t in range(T):
+            x = tl.load(X + o, mask=mask, other=0.0)
+            if SIGMOID:
+                cur = tl.sigmoid(x)
+                tl.store(IOUT + o, cur, mask=mask)
+            else:
+                cur = x
+            tl.store(SV + o, v, mask=mask)
+            vp = g * v + cur
+            s = ((vp - th) > 0).to(v.dtype)
+            v = tl.where(s > 0, r, vp)
+            tl.store(SPK + o, s * sc, mask=mask)
+            if TRACES:
+                tl.store(VTR + o, v, mask=mask)
+            o += M
+        tl.store(VT + offs, v, mask=mask)
+
+    @triton.jit
+    def _fo_bwd_kernel(
+        CUR, SV, P, SCAL, GS, GVTR, GVT, GX, GV0, GP, T, M, N, LAST,
+        SIGMOID: tl.constexpr, HAS_GS: tl.constexpr, HAS_GVTR: tl.constexpr, HAS_GVT: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < M
+        n = offs % N
+        g = tl.load(P + n, mask=mask, other=0.0)
+        th = tl.load(P + N + n, mask=mask, other=0.0)
+        sc = tl.load(P + 3 * N + n, mask=mask, other=0.0)
+        w = tl.load(SCAL + 1)
+        zero = tl.zeros_like(g)
+        gv = zero
+        if HAS_GVT:
+            gv = tl.load(GVT + offs, mask=mask, other=0.0)
+        gg = zero
+        gth = zero
+        gr = zero
+        gsc = zero
+        offs64 = offs.to(tl.int64)
+        o = offs64 + LAST  # row T - 1; walks back by M per step
+        for _t in range(T):
+            if HAS_GVTR:
+                gv += tl.load(GVTR + o, mask=mask, other=0.0)
+            cur = tl.load(CUR + o, mask=mask, other=0.0)
+            v = tl.load(SV + o, mask=mask, other=0.0)
+            gs = zero
+            if HAS_GS:
+                gs = tl.load(GS + o, mask=mask, other=0.0)
+            x = (g * v + cur) - th
+            s = (x > 0).to(v.dtype)
+            h = ((x < w) & (-x < w)).to(v.dtype)
+            gsh = (gs * sc) * h
+            gvp = gv * (1 - s) + gsh
+            gr += gv * s
+            gth -= gsh
+            gg += gvp * v
+            gsc += gs * s
+            gv = gvp * g
+            if SIGMOID:
+                gvp = (gvp * (1 - cur)) * cur
+            tl.store(GX + o, gvp, mask=mask)
+            o -= M
+        tl.store(GV0 + offs, gv, mask=mask)
+        tl.store(GP + offs64, gg, mask=mask)
+        tl.store(GP + M + offs64, gth, mask=mask)
+        tl.store(GP + 2 * M + offs64, gr, mask=mask)
+        tl.store(GP + 3 * M + offs64, gsc, mask=mask)
+
+
+def _grid(M: int) -> tuple[int]:
+    return (triton.cdiv(M, BLOCK),)
+
+
+def _scalars(like: Tensor, *values: float) -> Tensor:
+    """Scalars passed in ``like``'s dtype (a Python float argument would reach the kernel as float32)."""
+    return torch.tensor(values, dtype=like.dtype, device=like.device)
+
+
+def _sum_rows(gp: Tensor, N: int) -> Tensor:
+    """``[P, M]`` per-element sums -> ``[P, N]`` per-neuron sums, accumulated in float64."""
+    return gp.view(gp.shape[0], -1, N).sum(1, dtype=torch.float64)
+
+
+def mdn_forward(x: Tensor, v0: Tensor, u0: Tensor, params: Tensor, dt: float, substeps: int, sigmoid: bool, traces: bool):
+    """See :func:`mdn_snntorch.kernels.cpu.mdn_forward`; the sigmoid runs inside the kernel."""
+    T, M = x.shape
+    spk, sv, su = torch.empty_like(x), torch.empty_like(x), torch.empty_like(x)
+    vT, uT = torch.empty_like(v0), torch.empty_like(u0)
+    vtr, utr = (torch.empty_like(x), torch.empty_like(x)) if traces else (x.new_empty(0), x.new_empty(0))
+    cur = torch.empty_like(x) if sigmoid else x
+    _mdn_fwd_kernel[_grid(M)](
+        x, v0, u0, params, _scalars(x, dt / substeps), spk, vT, uT, vtr, utr, cur, sv, su, T, M, params.shape[1],
+        SUBSTEPS=substeps, SIGMOID=sigmoid, TRACES=traces, BLOCK=BLOCK, enable_fp_fusion=False,
+    )
+    return spk, vT, uT, vtr, utr, cur, sv, su
+
+
+def mdn_backward(I, sv, su, params, gs, gvtr, gutr, gvT, guT, dt: float, substeps: int, width: float, sigmoid: bool):
+    """See :func:`mdn_snntorch.kernels.cpu.mdn_backward`."""
+    T, M = I.shape
+    N = params.shape[1]
+    gx, gv0, gu0 = torch.empty_like(I), I.new_empty(M), I.new_empty(M)
+    gp = I.new_empty(6, M)
+    scratch = I.new_empty(2 * substeps, M) if substeps > 1 else I
+    _mdn_bwd_kernel[_grid(M)](
+        I, sv, su, params, _scalars(I, dt / substeps, width),
+        I if gs is None else gs, I if gvtr is None else gvtr, I if gutr is None else gutr,
+        I if gvT is None else gvT, I if guT is None else guT,
+        gx, gv0, gu0, gp, scratch, T, M, N, (T - 1) * M,
+        SUBSTEPS=substeps, SIGMOID=sigmoid, HAS_GS=gs is not None, HAS_GVTR=gvtr is not None,
+        HAS_GUTR=gutr is not None, HAS_GVT=gvT is not None, HAS_GUT=guT is not None, BLOCK=BLOCK,
+        enable_fp_fusion=False,
+    )
+    return gx, gv0, gu0, _sum_rows(gp, N)
+
+
+def first_order_forward(x: Tensor, v0: Tensor, params: Tensor, sigmoid: bool, traces: bool):
+    """See :func:`mdn_snntorch.kernels.cpu.first_order_forward`; the sigmoid runs inside the kernel."""
+    T, M = x.shape
+    spk, sv, vT = torch.empty_like(x), torch.empty_like(x), torch.empty_like(v0)
+    vtr = torch.empty_like(x) if traces else x.new_empty(0)
+    cur = torch.empty_like(x) if sigmoid else x
+    _fo_fwd_kernel[_grid(M)](
+        x, v0, params, spk, vT, vtr, cur, sv, T, M, params.shape[1],
+        SIGMOID=sigmoid, TRACES=traces, BLOCK=BLOCK, enable_fp_fusion=False,
+    )
+    return spk, vT, vtr, cur, sv
+
+
+def first_order_backward(I, sv, params, gs, gvtr, gvT, width: float, sigmoid: bool):
+    """See :func:`mdn_snntorch.kernels.cpu.first_order_backward`."""
+    T, M = I.shape
+    N = params.shape[1]
+    gx, gv0, gp = torch.empty_like(I), I.new_empty(M), I.new_empty(4, M)
+    _fo_bwd_kernel[_grid(M)](
+        I, sv, params, _scalars(I, 0.0, width), I if gs is None else gs, I if gvtr is None else gvtr,
+        I if gvT is None else gvT, gx, gv0, gp, T, M, N, (T - 1) * M,
+        SIGMOID=sigmoid, HAS_GS=gs is not None, HAS_GVTR=gvtr is not None, HAS_GVT=gvT is not None,
+        BLOCK=BLOCK, enable_fp_fusion=False,
+    )
+    return gx, gv0, _sum_rows(gp, N)

@@ -1,0 +1,474 @@
+"""The fused multi-step op (mdn_snntorch.fused) against the reference autograd loop (functional.py).
+
+Agreement is checked for spikes, final state, traces and every gradient (input, initial state, theta_a..d
+per neuron and shared, threshold, graded-spikes factor), for each kernel that runs here: C and the
+PyTorch loop on CPU, Triton under its interpreter (CPU), Triton on a GPU when one is present.
+
+Tolerances. The forward of the C and PyTorch-loop kernels performs the reference's float operations in the
+same order without fused multiply-adds, so spikes and states are compared for exact equality. The
+backward computes the same products but sums them in another order (per element over time, then over
+the batch, in float64 for the C kernel), so gradients agree to rounding: float64 within 1e-12 of the
+largest gradient entry, float32 within 1e-4 (measured: at most ~2e-6 over these cases; the margin covers
+BPTT amplifying last-bit differences through |1 + dt (2V - 1)| factors).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import snntorch as snn
+from snntorch.functional import quant as snn_quant
+import torch
+
+import mdn_snntorch as mdn
+from mdn_snntorch import fused, functional as F, presets
+from mdn_snntorch.kernels import cpu, torch_loop
+from mdn_snntorch.models import ThreeLayerSNN
+from mdn_snntorch.surrogate import window
+
+PRESETS = ["2-FS", "2-RS", "2-SDS", "2-WDS", "init"]
+CPU_KERNELS = ["c", "torch"] if cpu.library() is not None else ["torch"]
+RTOL = {torch.float64: 1e-12, torch.float32: 1e-4}
+CUDA = torch.cuda.is_available()
+
+
+def assert_close_grads(got, want, what=""):
+    """Each gradient within RTOL[its dtype] of the largest entry of the expected one (snnTorch keeps the
+    threshold and graded-spikes factor in float32 even in a float64 model: those are float32-close)."""
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert (g is None) == (w is None), f"{what} grad {i}: one is None"
+        if g is None:
+            continue
+        scale = max(w.abs().max().item(), 1e-30)
+        err = (g - w).abs().max().item()
+        assert err <= RTOL[w.dtype] * scale, f"{what} grad {i}: max error {err:.3g} vs scale {scale:.3g}"
+
+
+def random_drive(T, B, N, dtype, seed, device="cpu"):
+    """Pre-sigmoid input with slow and fast parts: neurons cross threshold often, and often land inside
+    the surrogate window without firing."""
+    g = torch.Generator().manual_seed(seed)
+    slow = torch.sin(torch.linspace(0, 6, T)).view(T, 1, 1) * 2
+    x = slow + torch.randn(T, B, N, generator=g) * 1.5 + torch.randn(1, B, N, generator=g)
+    return x.to(dtype=dtype, device=device)
+
+
+def run_functional(impl, x, theta, threshold, gsf, v0, u0, dt, substeps, traces):
+    """(outputs, gradients) of a weighted sum of every output, through the fused op or the reference."""
+    leaves = [x, *theta, threshold, gsf, v0, u0]
+    if impl == "reference":
+        out = F.mdn_multistep(torch.sigmoid(x), F.MDNState(v0, u0), F.MDNParameters(*theta), threshold=threshold,
+                              dt=dt, substeps=substeps, spike_fn=window(0.5), return_traces=traces)
+        spikes = out.spikes * gsf
+    else:
+        with fused.use_kernel(impl):
+            out = fused.mdn_multistep(x, F.MDNState(v0, u0), F.MDNParameters(*theta), threshold=threshold, dt=dt,
+                                      substeps=substeps, width=0.5, graded_spikes_factor=gsf, input_sigmoid=True,
+                                      return_traces=traces)
+        spikes = out.spikes
+    outs = [spikes, out.state.v, out.state.u] + ([out.v, out.u] if traces else [])
+    g = torch.Generator().manual_seed(7)
+    loss = sum((o * torch.randn(o.shape, generator=g, dtype=o.dtype).to(o.device)).sum() for o in outs)
+    return [o.detach() for o in outs], torch.autograd.grad(loss, leaves)
+
+
+def functional_case(preset, dtype, per_neuron, T=40, B=3, N=6, seed=0, device="cpu"):
+    a, b, c, d = presets.get(preset).theta
+    g = torch.Generator().manual_seed(seed + 1)
+    if per_neuron:  # spread the neurons around the preset
+        theta = [(v + 0.01 * torch.randn(N, generator=g, dtype=torch.float64)).to(dtype) for v in (a, b, c, d)]
+    else:
+        theta = [torch.tensor(v, dtype=dtype) for v in (a, b, c, d)]
+    x = random_drive(T, B, N, dtype, seed, device)
+    theta = [t.to(device).requires_grad_() for t in theta]
+    threshold = torch.tensor(0.5, dtype=dtype, device=device, requires_grad=True)
+    gsf = torch.tensor(1.0, dtype=dtype, device=device, requires_grad=True)
+    v0 = (0.1 * torch.randn(B, N, generator=g, dtype=torch.float64)).to(dtype=dtype, device=device).requires_grad_()
+    u0 = torch.full((B, N), 0.08, dtype=dtype, device=device).requires_grad_()
+    return x.requires_grad_(), theta, threshold, gsf, v0, u0
+
+
+@pytest.mark.parametrize("kernel", CPU_KERNELS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("dt, substeps", [(1.0, 1), (0.5, 3)])
+def test_fused_mdn_matches_reference_every_preset(kernel, dtype, preset, dt, substeps):
+    case = functional_case(preset, dtype, per_neuron=True, seed=PRESETS.index(preset))
+    ref_out, ref_grads = run_functional("reference", *case, dt, substeps, True)
+    out, grads = run_functional(kernel, *case, dt, substeps, True)
+    assert ref_out[0].sum() > 0 and (ref_out[0] == 0).any(), "the case should both fire and not fire"
+    for o, r in zip(out, ref_out):
+        assert torch.equal(o, r)  # bitwise: same operations in the same order
+    assert_close_grads(grads, ref_grads, f"{kernel} {preset}")
+    assert all(g.abs().sum() > 0 for g in grads[:6]), "input, theta and threshold all get gradient"
+
+
+@pytest.mark.parametrize("kernel", CPU_KERNELS)
+@pytest.mark.parametrize("traces", [False, True])
+def test_shared_scalar_theta_and_no_traces(kernel, traces):
+    case = functional_case("2-RS", torch.float64, per_neuron=False, seed=3)
+    ref_out, ref_grads = run_functional("reference", *case, 1.0, 1, traces)
+    out, grads = run_functional(kernel, *case, 1.0, 1, traces)
+    for o, r in zip(out, ref_out):
+        assert torch.equal(o, r)
+    assert_close_grads(grads, ref_grads, kernel)
+    assert grads[1].shape == ()  # a shared theta gets a shared gradient
+
+
+def test_c_kernel_multithreaded_shape_matches_the_torch_loop():
+    """Large enough for the C kernels to split the elements over threads (and over several blocks)."""
+    if cpu.library() is None:
+        pytest.skip("no C compiler here: the PyTorch loop is the CPU kernel")
+    case = functional_case("2-FS", torch.float64, per_neuron=True, T=20, B=64, N=130, seed=5)
+    assert 20 * 64 * 130 >= cpu._PARALLEL_MIN_WORK and torch.get_num_threads() >= 1
+    for substeps in (1, 2):
+        out_c, grads_c = run_functional("c", *case, 1.0, substeps, True)
+        out_t, grads_t = run_functional("torch", *case, 1.0, substeps, True)
+        for o, r in zip(out_c, out_t):
+            assert torch.equal(o, r)
+        assert_close_grads(grads_c, grads_t, f"substeps={substeps}")
+
+
+def test_gradcheck_smooth_outputs():
+    """gradcheck (float64) of the state outputs, which are smooth in every input as long as no perturbation
+    moves V' across the threshold: checked below. The spike output is left out (its true derivative is 0
+    almost everywhere; the surrogate's is compared to the reference loop's autograd above)."""
+    T, B, N = 6, 2, 3
+    x, theta, threshold, gsf, v0, u0 = functional_case("2-FS", torch.float64, per_neuron=True, T=T, B=B, N=N, seed=11)
+    x = (x.detach() * 0.3).requires_grad_()
+    with torch.no_grad():  # precondition: every V' stays at least 1e-3 away from the threshold; some fire
+        v, u, fired = v0.clone(), u0.clone(), 0
+        for cur in torch.sigmoid(x):
+            vp = v + (v * v - v - u + cur)
+            assert (vp - 0.5).abs().min() > 1e-3
+            s = (vp > 0.5).double()
+            fired += s.sum()
+            u = u + theta[0] * (theta[1] * v - u) + theta[3] * s
+            v = torch.where(s > 0, theta[2], vp)
+        assert fired > 0  # so the resets (theta_c, theta_d) are in the checked gradients
+
+    def states(x, a, b, c, d, v0, u0):
+        out = fused.mdn_multistep(x, F.MDNState(v0, u0), F.MDNParameters(a, b, c, d), threshold=threshold,
+                                  input_sigmoid=True, return_traces=True)
+        return out.state.v, out.state.u, out.v, out.u
+
+    for kernel in CPU_KERNELS:
+        with fused.use_kernel(kernel):
+            assert torch.autograd.gradcheck(states, (x, *theta, v0, u0))
+
+
+@pytest.mark.parametrize("sigmoid, traces, substeps", [(False, False, 1), (True, True, 2)])
+def test_opcheck_mdn(sigmoid, traces, substeps):
+    T, B, N = 4, 2, 3
+    x = torch.randn(T, B, N, dtype=torch.float64, requires_grad=True)
+    v0 = torch.zeros(B, N, dtype=torch.float64, requires_grad=True)
+    u0 = torch.full((B, N), 0.08, dtype=torch.float64, requires_grad=True)
+    params = torch.tensor([0.06, 0.219, -0.065, 0.003, 0.5, 1.0], dtype=torch.float64).view(6, 1).repeat(1, N)
+    torch.library.opcheck(fused.mdn_forward_op, (x, v0, u0, params.requires_grad_(), 1.0, substeps, 0.5, sigmoid, traces))
+
+
+@pytest.mark.parametrize("sigmoid, traces", [(False, True), (True, False)])
+def test_opcheck_first_order(sigmoid, traces):
+    T, B, N = 4, 2, 3
+    x = torch.randn(T, B, N, dtype=torch.float64, requires_grad=True)
+    v0 = torch.zeros(B, N, dtype=torch.float64, requires_grad=True)
+    params = torch.tensor([0.8, 0.5, 0.0, 1.0], dtype=torch.float64).view(4, 1).repeat(1, N).requires_grad_()
+    torch.library.opcheck(fused.first_order_forward_op, (x, v0, params, 0.5, sigmoid, traces))
+
+
+# ---------------------------------------------------------------------------------------------------
+# the neuron modules: same results through either backend
+# ---------------------------------------------------------------------------------------------------
+def module_run(neuron, x, traces, steps=2):
+    """Two consecutive multi_step calls (the second starts from the first's final state, in the graph),
+    then the gradients of everything learnable and of the input."""
+    x = x.clone().requires_grad_()
+    outs = []
+    for chunk in x.chunk(steps):
+        out = neuron.multi_step(chunk, return_traces=traces)
+        outs += list(out) if traces else [out]
+    outs += [getattr(neuron, name) for name in neuron._state_names]
+    g = torch.Generator().manual_seed(1)
+    loss = sum((o * torch.randn(o.shape, generator=g, dtype=o.dtype)).sum() for o in outs)
+    params = [p for _, p in sorted(neuron.named_parameters())]
+    return [o.detach() for o in outs], torch.autograd.grad(loss, [x, *params])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("preset", PRESETS)
+def test_mdn_module_backends_agree(dtype, preset):
+    N = 5
+    kwargs = dict(num_neurons=N, learn_theta=True, learn_threshold=True, learn_graded_spikes_factor=True,
+                  dt=0.5, substeps=2, dtype=dtype)
+    x = random_drive(30, 4, N, dtype, seed=PRESETS.index(preset))
+    results = {}
+    for backend in ("fused", "reference"):
+        neuron = mdn.MDN(preset, backend=backend, **kwargs)
+        results[backend] = module_run(neuron, x, traces=True)
+    for o, r in zip(results["fused"][0], results["reference"][0]):
+        assert torch.equal(o, r)
+    assert_close_grads(results["fused"][1], results["reference"][1], preset)
+    assert len(results["fused"][1]) == 7  # input, graded factor, theta_a..d, threshold
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("learn_decay, per_neuron, traces", [(True, True, True), (True, False, False), (False, False, True)])
+def test_first_order_module_backends_agree(dtype, learn_decay, per_neuron, traces):
+    N = 6
+    decay = torch.linspace(0.5, 0.9, N) if per_neuron else 0.8
+    kwargs = dict(learn_decay=learn_decay, learn_threshold=True, learn_graded_spikes_factor=True, dtype=dtype)
+    x = random_drive(30, 4, N, dtype, seed=9)
+    results = {}
+    for backend in ("fused", "reference"):
+        results[backend] = module_run(mdn.FirstOrder(decay, backend=backend, **kwargs), x, traces)
+    for o, r in zip(results["fused"][0], results["reference"][0]):
+        assert torch.equal(o, r)
+    assert_close_grads(results["fused"][1], results["reference"][1], "1st-order")
+
+
+def test_functional_first_order_reset_value_gradient():
+    T, B, N = 25, 3, 4
+    x = random_drive(T, B, N, torch.float64, seed=2).requires_grad_()
+    decay = torch.full((N,), 0.8, dtype=torch.float64, requires_grad=True)
+    reset = torch.tensor(-0.05, dtype=torch.float64, requires_grad=True)
+    v0 = torch.zeros(B, N, dtype=torch.float64, requires_grad=True)
+    ref = F.first_order_multistep(x, v0, decay=decay, reset=reset, return_traces=True)
+    got = fused.first_order_multistep(x, v0, decay=decay, reset=reset, return_traces=True)
+    assert torch.equal(ref.spikes, got.spikes) and torch.equal(ref.v, got.v) and torch.equal(ref.state, got.state)
+    w = torch.randn(T, B, N, dtype=torch.float64)
+    leaves = (x, decay, reset, v0)
+    want = torch.autograd.grad((ref.spikes * w).sum() + (ref.v * w).sum() + ref.state.sum(), leaves)
+    have = torch.autograd.grad((got.spikes * w).sum() + (got.v * w).sum() + got.state.sum(), leaves)
+    assert_close_grads(have, want)
+    assert want[2] != 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# which path runs
+# ---------------------------------------------------------------------------------------------------
+@pytest.fixture
+def spy(monkeypatch):
+    calls = {"mdn": 0, "first_order": 0}
+
+    def wrap(name, fn):
+        def counted(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+
+        return counted
+
+    monkeypatch.setattr(fused, "mdn_multistep", wrap("mdn", fused.mdn_multistep))
+    monkeypatch.setattr(fused, "first_order_multistep", wrap("first_order", fused.first_order_multistep))
+    return calls
+
+
+def test_auto_backend_takes_the_fused_op(spy):
+    x = torch.randn(5, 2, 3)
+    mdn.MDN("2-FS").multi_step(x)
+    mdn.FirstOrder().multi_step(x)
+    assert spy == {"mdn": 1, "first_order": 1}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(inhibition=True),
+        dict(spike_grad=snn.surrogate.atan()),
+        dict(surrogate_disable=True),
+        dict(state_quant=snn_quant.state_quant(num_bits=8, uniform=True)),
+    ],
+    ids=["inhibition", "atan", "surrogate_disable", "state_quant"],
+)
+@pytest.mark.parametrize("cls", [mdn.MDN, mdn.FirstOrder])
+def test_unsupported_configurations_fall_back_exactly(spy, cls, kwargs):
+    torch.manual_seed(0)
+    x = torch.randn(12, 3, 4, dtype=torch.float64)
+    auto = cls(**kwargs, dtype=torch.float64)
+    ref = cls(**kwargs, dtype=torch.float64, backend="reference")
+    out_auto, out_ref = auto.multi_step(x), ref.multi_step(x)
+    assert spy == {"mdn": 0, "first_order": 0}
+    assert torch.equal(out_auto, out_ref)
+    with pytest.raises(ValueError, match="backend='fused'"):
+        cls(**kwargs, backend="fused").multi_step(x)
+
+
+def test_state_of_another_dtype_falls_back(spy):
+    neuron = mdn.MDN("2-FS", dtype=torch.float64)
+    neuron.multi_step(torch.randn(3, 2, 4, dtype=torch.float64))
+    neuron.mem = neuron.mem.float()  # a state handed in with a different dtype than the input
+    neuron.multi_step(torch.randn(3, 2, 4, dtype=torch.float64))
+    assert spy["mdn"] == 1
+
+
+def test_use_reference_and_backend_switch(spy):
+    x = torch.randn(4, 2, 3)
+    with mdn.use_reference():
+        mdn.MDN("2-RS").multi_step(x)
+        mdn.MDN("2-RS", backend="fused").multi_step(x)  # an explicit "fused" is not overridden
+        with mdn.use_reference(False):
+            mdn.FirstOrder().multi_step(x)
+    mdn.MDN("2-RS", backend="reference").multi_step(x)
+    assert spy == {"mdn": 1, "first_order": 1}
+    with pytest.raises(ValueError, match="backend"):
+        mdn.MDN("2-RS", backend="fast")
+
+
+def test_c_build_failure_falls_back_to_the_torch_loop(monkeypatch, tmp_path):
+    """A compiler that fails: a warning, no library, and the op still runs (through the PyTorch loop)."""
+    monkeypatch.setenv("MDN_SNNTORCH_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", "false")  # exists, always fails
+    monkeypatch.setattr(cpu, "_state", {})
+    with pytest.warns(RuntimeWarning, match="building the CPU kernels failed"):
+        assert cpu.library() is None
+    x = torch.randn(6, 2, 3, dtype=torch.float64)
+    assert fused._kernels(x) is torch_loop
+    out = mdn.MDN("2-FS", dtype=torch.float64).multi_step(x)
+    assert torch.equal(out, mdn.MDN("2-FS", dtype=torch.float64, backend="reference").multi_step(x))
+
+
+def test_c_build_is_cached(monkeypatch, tmp_path):
+    if cpu._compiler() is None:
+        pytest.skip("no C compiler here")
+    monkeypatch.setenv("MDN_SNNTORCH_CACHE", str(tmp_path))
+    path = cpu._build(cpu._compiler())
+    assert path.parent == tmp_path and path.exists()
+    mtime = path.stat().st_mtime_ns
+    assert cpu._build(cpu._compiler()) == path and path.stat().st_mtime_ns == mtime
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary files left
+
+
+# ---------------------------------------------------------------------------------------------------
+# torch.compile
+# ---------------------------------------------------------------------------------------------------
+def test_model_with_fused_neurons_has_no_graph_breaks():
+    torch._dynamo.reset()
+    model = ThreeLayerSNN(8, 16, 4, "2-FS", check_input=False)
+    explanation = torch._dynamo.explain(model)(torch.rand(5, 3, 8))
+    assert explanation.graph_break_count == 0
+    code = "\n".join(g.code for g in explanation.graphs)
+    assert code.count("mdn_snntorch.mdn_forward") == 2  # both layers are single fused nodes
+
+
+def test_compiled_model_matches_eager():
+    """torch.compile through AOT autograd (the aot_eager backend: the op's fake kernels and autograd
+    formula are traced; inductor's C++ codegen is left to the benchmark, it takes minutes here)."""
+    torch.manual_seed(0)
+    model = ThreeLayerSNN(8, 16, 4, "2-WDS", output_neuron="1st-order", check_input=False).double()
+    x = (torch.rand(10, 3, 8) < 0.5).double()
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    outs, grads = [], []
+    for m in (model, compiled):
+        model.zero_grad()
+        out = m(x)
+        (out * torch.arange(out.numel(), dtype=out.dtype).view(out.shape)).sum().backward()
+        outs.append(out.detach())
+        grads.append([p.grad.clone() for p in model.parameters()])
+    assert torch.equal(outs[0], outs[1])
+    assert_close_grads(grads[1], grads[0], "compiled")
+
+
+# ---------------------------------------------------------------------------------------------------
+# the Triton kernels: their logic under Triton's CPU interpreter, and on a GPU when there is one
+# ---------------------------------------------------------------------------------------------------
+_INTERPRETER_SCRIPT = textwrap.dedent(
+    """
+    import os, torch
+    os.environ["TRITON_INTERPRET"] = "1"
+    from mdn_snntorch import fused, functional as F
+    from mdn_snntorch.kernels import gpu
+    from mdn_snntorch.surrogate import window
+    fused._kernels = lambda x: gpu  # route the ops to the Triton kernels, run by the interpreter on CPU
+    torch.manual_seed(0)
+    T, B, N = 9, 3, 5
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-4)):
+        for dt, sub in ((1.0, 1), (0.5, 3)):
+            x = (torch.randn(T, B, N, dtype=dtype) * 2 + 0.5).requires_grad_()
+            theta = [(torch.full((N,), v, dtype=dtype) + 0.01 * torch.randn(N, dtype=dtype)).requires_grad_()
+                     for v in (0.06, 0.219, -0.065, 0.003)]
+            th = torch.tensor(0.5, dtype=dtype, requires_grad=True)
+            gsf = torch.tensor(1.5, dtype=dtype, requires_grad=True)
+            v0 = torch.zeros(B, N, dtype=dtype, requires_grad=True)
+            u0 = torch.full((B, N), 0.08, dtype=dtype, requires_grad=True)
+            leaves = [x, *theta, th, gsf, v0, u0]
+            ref = F.mdn_multistep(torch.sigmoid(x), F.MDNState(v0, u0), F.MDNParameters(*theta), threshold=th,
+                                  dt=dt, substeps=sub, spike_fn=window(0.5), return_traces=True)
+            got = fused.mdn_multistep(x, F.MDNState(v0, u0), F.MDNParameters(*theta), threshold=th, dt=dt,
+                                      substeps=sub, graded_spikes_factor=gsf, input_sigmoid=True, return_traces=True)
+            pairs = [(got.spikes, ref.spikes * gsf), (got.state.v, ref.state.v), (got.state.u, ref.state.u),
+                     (got.v, ref.v), (got.u, ref.u)]
+            assert torch.equal(got.spikes, ref.spikes * gsf), (dtype, dt, sub)
+            w = [torch.randn_like(r) for _, r in pairs]
+            g1 = torch.autograd.grad(sum((a * wi).sum() for (a, _), wi in zip(pairs, w)), leaves)
+            g2 = torch.autograd.grad(sum((b * wi).sum() for (_, b), wi in zip(pairs, w)), leaves)
+            for a, b in zip(g1, g2):
+                assert (a - b).abs().max() <= tol * b.abs().max(), (dtype, dt, sub)
+            for a, b in pairs[1:]:
+                assert (a - b).abs().max() <= tol, (dtype, dt, sub)
+        # 1st-order neuron
+        decay = torch.full((N,), 0.8, dtype=dtype, requires_grad=True)
+        ref = F.first_order_multistep(torch.sigmoid(x), v0, decay=decay, threshold=th, return_traces=True)
+        got = fused.first_order_multistep(x, v0, decay=decay, threshold=th, input_sigmoid=True, return_traces=True)
+        assert torch.equal(got.spikes, ref.spikes)
+        leaves = [x, decay, th, v0]
+        g1 = torch.autograd.grad((got.spikes * x).sum() + got.v.sum() + got.state.sum(), leaves)
+        g2 = torch.autograd.grad((ref.spikes * x).sum() + ref.v.sum() + ref.state.sum(), leaves)
+        for a, b in zip(g1, g2):
+            assert (a - b).abs().max() <= tol * b.abs().max()
+    print("triton interpreter ok")
+    """
+)
+
+
+def test_triton_kernels_under_the_interpreter():
+    pytest.importorskip("triton")
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, "-c", _INTERPRETER_SCRIPT], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "triton interpreter ok" in proc.stdout
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("dt, substeps", [(1.0, 1), (0.5, 3)])
+def test_triton_on_gpu_matches_reference(dtype, dt, substeps):
+    case = functional_case("2-WDS", dtype, per_neuron=True, T=50, B=16, N=100, seed=4, device="cuda")
+    ref_out, ref_grads = run_functional("reference", *case, dt, substeps, True)
+    out, grads = run_functional("triton", *case, dt, substeps, True)
+    # CUDA's sigmoid and Triton's differ in the last bit, so spikes may differ where V' grazes the threshold
+    assert (out[0] != ref_out[0]).float().mean() < 1e-3
+    if torch.equal(out[0], ref_out[0]):
+        assert_close_grads(grads, ref_grads, "triton")
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+def test_triton_model_compiles_on_gpu():
+    torch.manual_seed(0)
+    model = ThreeLayerSNN(32, 64, 10, "2-FS", check_input=False).cuda()
+    x = (torch.rand(10, 8, 32, device="cuda") < 0.5).float()
+    eager = model(x)
+    compiled = torch.compile(model, fullgraph=True)(x)
+    assert (eager != compiled).float().mean() < 1e-2
+    compiled.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_use_kernel_rejects_unknown_and_impossible_choices():
+    with pytest.raises(ValueError, match="kernel"):
+        with fused.use_kernel("fortran"):
+            pass
+    if not CUDA:
+        with fused.use_kernel("triton"), pytest.raises(RuntimeError, match="CUDA"):
+            fused.mdn_multistep(torch.randn(3, 2), F.MDNState(torch.zeros(2), torch.zeros(2)), F.MDNParameters(0.1, 0.2, 0.0, 0.1))
+
+
+def test_layers_of_snntorch_style_shapes():
+    """[T, B, C, H, W] inputs with per-channel-free (shared) theta, and a [T, N] input without batch."""
+    x = random_drive(6, 2, 12, torch.float64, seed=1).view(6, 2, 3, 2, 2)
+    a, b = mdn.MDN("2-SDS", dtype=torch.float64), mdn.MDN("2-SDS", dtype=torch.float64, backend="reference")
+    assert torch.equal(a.multi_step(x), b.multi_step(x))
+    x1 = x[:, 0, 0, 0]
+    assert torch.equal(mdn.FirstOrder(dtype=torch.float64).multi_step(x1), mdn.FirstOrder(dtype=torch.float64, backend="reference").multi_step(x1))
