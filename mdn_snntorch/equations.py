@@ -81,6 +81,7 @@ def brian2_first_order_model() -> dict[str, str]:
     return {
         "model": "v : 1\ndecay : 1\nv_th : 1\nv_reset : 1",
         "update": f"v = {sympy.sstr(first_order_map(v, current, g))}",
+        "when": "groups",
         "threshold": "v > v_th",
         "reset": "v = v_reset",
     }

@@ -1,0 +1,100 @@
+r"""How far the discrete dt = 1 model is from the ODE it discretises (paper Eq. 2).
+
+For every 2nd-order neuron type, constant currents (an f-I curve) and the SPEC's sine are run with
+
+- forward Euler at clock step ``h = 1, 1/2, 1/4, 1/10`` (``h = 1`` is the paper's model; ``h = 1/n``
+  is what ``MDN(dt=1, substeps=n)`` integrates), and
+- the continuous-time reference: classical Runge-Kutta (``rk4``) at ``h_ref`` and at ``h_ref / 2``,
+  whose difference bounds the reference's own error,
+
+all in Brian2 from the same derived model string (only ``method`` and the clock differ), the
+current held over each unit step. Reported per unit of model time: the firing rate (all spikes) and
+the occupancy (fraction of unit steps with at least one spike: the rate ``MDN(substeps=n)`` gives,
+since it emits at most one spike per network step). 1st-order neurons are left out: paper Eq. 3 is a
+discrete map by definition, with no ODE behind it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mdn_snntorch.presets import MetaNeuron
+from validation import stimuli
+from validation.brian2_sim import spike_counts
+from validation.population import Population
+
+EULER_SUBSTEPS = (1, 2, 4, 10)
+
+
+@dataclass
+class DtStudy:
+    """Rates ``[n_types, n_levels]`` (f-I) and ``[n_types]`` (sine) per integration scheme label."""
+
+    types: list[str]
+    levels: np.ndarray
+    steps: int
+    h_ref: float
+    fi_rate: dict[str, np.ndarray]
+    fi_occupancy: dict[str, np.ndarray]
+    sine_rate: dict[str, np.ndarray]
+    sine_occupancy: dict[str, np.ndarray]
+
+    @property
+    def reference(self) -> str:
+        return f"rk4 h={self.h_ref:g}"
+
+    @property
+    def reference_check(self) -> str:
+        return f"rk4 h={self.h_ref / 2:g}"
+
+    def schemes(self) -> list[str]:
+        return list(self.fi_rate)
+
+    def fi_error(self, scheme: str) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and max over levels of |rate(scheme) - rate(reference)| per type."""
+        diff = np.abs(self.fi_rate[scheme] - self.fi_rate[self.reference])
+        return diff.mean(axis=1), diff.max(axis=1)
+
+    def to_json(self) -> dict:
+        return {
+            "types": self.types,
+            "levels": self.levels.tolist(),
+            "steps": self.steps,
+            "reference": self.reference,
+            "fi_rate": {k: v.tolist() for k, v in self.fi_rate.items()},
+            "fi_occupancy": {k: v.tolist() for k, v in self.fi_occupancy.items()},
+            "sine_rate": {k: v.tolist() for k, v in self.sine_rate.items()},
+            "sine_occupancy": {k: v.tolist() for k, v in self.sine_occupancy.items()},
+        }
+
+
+def dt_study(
+    neurons: list[MetaNeuron], steps: int, n_levels: int, h_ref: float, target: str = "numpy", *, cache_root=None, progress=None
+) -> DtStudy:
+    """Run the schemes on every 2nd-order neuron of ``neurons``; ``progress`` is called after each scheme."""
+    second_order = [n for n in neurons if n.order == 2]
+    rng = np.random.default_rng(0)
+    stimulus = {"f-I": stimuli.constant(steps, n_levels), "sine": stimuli.sine(steps, 1, rng)}
+    pop = Population.concat([Population.of(n, stimulus) for n in second_order])
+    shape = (len(second_order), n_levels + 1)
+    schemes = [(f"euler h={1 / n:g}", 1.0 / n, "euler") for n in EULER_SUBSTEPS]
+    schemes += [(f"rk4 h={h:g}", h, "rk4") for h in (h_ref, h_ref / 2)]
+    rates, occupancy = {}, {}
+    for label, h, method in schemes:
+        counts = spike_counts(pop, h, method, target, cache_root=cache_root) if pop.size else np.zeros((steps, 0))
+        rates[label] = (counts.sum(axis=0) / steps).reshape(shape)
+        occupancy[label] = ((counts > 0).sum(axis=0) / steps).reshape(shape)
+        if progress:
+            progress()
+    return DtStudy(
+        types=[n.name for n in second_order],
+        levels=stimulus["f-I"][0],
+        steps=steps,
+        h_ref=h_ref,
+        fi_rate={k: v[:, :n_levels] for k, v in rates.items()},
+        fi_occupancy={k: v[:, :n_levels] for k, v in occupancy.items()},
+        sine_rate={k: v[:, n_levels] for k, v in rates.items()},
+        sine_occupancy={k: v[:, n_levels] for k, v in occupancy.items()},
+    )

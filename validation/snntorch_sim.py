@@ -1,0 +1,38 @@
+"""Replay a :class:`~validation.population.Population` with the snnTorch neurons of this package.
+
+The 2nd-order neurons run as one :class:`~mdn_snntorch.MDN` with per-neuron theta, the
+1st-order ones as one :class:`~mdn_snntorch.FirstOrder` with per-neuron decay; the currents
+are taken as given (``input_sigmoid=False``) and cast to ``dtype``. Theta is converted from
+the float64 population straight to ``dtype``, as a user constructing ``MDN(dtype=...)`` gets it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mdn_snntorch.first_order import FirstOrder
+from mdn_snntorch.mdn import MDN
+from validation.population import Population
+from validation.traces import Traces
+
+
+@torch.no_grad()
+def simulate(pop: Population, dtype: torch.dtype = torch.float64) -> Traces:
+    """Run ``pop`` through the snnTorch neurons in ``dtype``; post-reset traces as float64."""
+    spikes = np.zeros((pop.steps, pop.size), dtype=bool)
+    v = np.full((pop.steps, pop.size), np.nan)
+    u = np.full((pop.steps, pop.size), np.nan)
+    idx = pop.index(2)
+    if len(idx):
+        theta = tuple(torch.from_numpy(pop.theta[idx, j].copy()) for j in range(4))
+        neuron = MDN(theta, num_neurons=len(idx), dtype=dtype, input_sigmoid=False, check_input=False)
+        s, uu, vv = neuron.multi_step(torch.from_numpy(pop.currents[:, None, idx]).to(dtype), return_traces=True)
+        spikes[:, idx], u[:, idx], v[:, idx] = s[:, 0].numpy() > 0, uu[:, 0].double().numpy(), vv[:, 0].double().numpy()
+    idx = pop.index(1)
+    if len(idx):
+        decay = torch.from_numpy(pop.decay[idx].copy())
+        neuron = FirstOrder(decay, num_neurons=len(idx), dtype=dtype, input_sigmoid=False, check_input=False)
+        s, vv = neuron.multi_step(torch.from_numpy(pop.currents[:, None, idx]).to(dtype), return_traces=True)
+        spikes[:, idx], v[:, idx] = s[:, 0].numpy() > 0, vv[:, 0].double().numpy()
+    return Traces(spikes, v, u)
