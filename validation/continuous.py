@@ -52,6 +52,18 @@ class DtStudy:
     def schemes(self) -> list[str]:
         return list(self.fi_rate)
 
+    def reference_spread(self) -> float:
+        """max |rate(h_ref) - rate(h_ref / 2)| over types, levels and the sine: the reference's own error."""
+        f = np.abs(self.fi_rate[self.reference] - self.fi_rate[self.reference_check]).max(initial=0.0)
+        s = np.abs(self.sine_rate[self.reference] - self.sine_rate[self.reference_check]).max(initial=0.0)
+        return float(max(f, s))
+
+    def reference_tolerance(self) -> float:
+        """What :meth:`reference_spread` may be: ``h_ref + 2 / steps``. Spikes are detected on the clock
+        grid, so each is late by up to ``h``: a rate ``r`` is biased by about ``-r^2 h / 2`` (< ``h`` for
+        ``r < 1.4``), and counting over ``steps`` adds +-1 spike per run and scheme."""
+        return self.h_ref + 2.0 / self.steps
+
     def fi_error(self, scheme: str) -> tuple[np.ndarray, np.ndarray]:
         """Mean and max over levels of |rate(scheme) - rate(reference)| per type."""
         diff = np.abs(self.fi_rate[scheme] - self.fi_rate[self.reference])
@@ -63,6 +75,8 @@ class DtStudy:
             "levels": self.levels.tolist(),
             "steps": self.steps,
             "reference": self.reference,
+            "reference_spread": self.reference_spread(),
+            "reference_tolerance": self.reference_tolerance(),
             "fi_rate": {k: v.tolist() for k, v in self.fi_rate.items()},
             "fi_occupancy": {k: v.tolist() for k, v in self.fi_occupancy.items()},
             "sine_rate": {k: v.tolist() for k, v in self.sine_rate.items()},
@@ -71,15 +85,24 @@ class DtStudy:
 
 
 def dt_study(
-    neurons: list[MetaNeuron], steps: int, n_levels: int, h_ref: float, target: str = "numpy", *, cache_root=None, progress=None
+    neurons: list[MetaNeuron],
+    steps: int,
+    n_levels: int,
+    h_ref: float,
+    target: str = "numpy",
+    *,
+    substeps: tuple[int, ...] = EULER_SUBSTEPS,
+    cache_root=None,
+    progress=None,
 ) -> DtStudy:
-    """Run the schemes on every 2nd-order neuron of ``neurons``; ``progress`` is called after each scheme."""
+    """Run Euler at ``h = 1/n`` for ``n`` in ``substeps`` and rk4 at ``h_ref``, ``h_ref / 2`` on every
+    2nd-order neuron of ``neurons``; ``progress`` is called after each scheme."""
     second_order = [n for n in neurons if n.order == 2]
     rng = np.random.default_rng(0)
     stimulus = {"f-I": stimuli.constant(steps, n_levels), "sine": stimuli.sine(steps, 1, rng)}
     pop = Population.concat([Population.of(n, stimulus) for n in second_order])
     shape = (len(second_order), n_levels + 1)
-    schemes = [(f"euler h={1 / n:g}", 1.0 / n, "euler") for n in EULER_SUBSTEPS]
+    schemes = [(f"euler h={1 / n:g}", 1.0 / n, "euler") for n in substeps]
     schemes += [(f"rk4 h={h:g}", h, "rk4") for h in (h_ref, h_ref / 2)]
     rates, occupancy = {}, {}
     for label, h, method in schemes:

@@ -18,21 +18,22 @@ from validation.traces import Traces
 
 
 @torch.no_grad()
-def simulate(pop: Population, dtype: torch.dtype = torch.float64) -> Traces:
-    """Run ``pop`` through the snnTorch neurons in ``dtype``; post-reset traces as float64."""
+def simulate(pop: Population, dtype: torch.dtype = torch.float64, backend: str = "auto") -> Traces:
+    """Run ``pop`` through the snnTorch neurons in ``dtype`` with their ``backend`` (``"auto"``: the
+    fused op where it applies; ``"reference"``: the autograd loop); post-reset traces as float64."""
     spikes = np.zeros((pop.steps, pop.size), dtype=bool)
     v = np.full((pop.steps, pop.size), np.nan)
     u = np.full((pop.steps, pop.size), np.nan)
     idx = pop.index(2)
     if len(idx):
         theta = tuple(torch.from_numpy(pop.theta[idx, j].copy()) for j in range(4))
-        neuron = MDN(theta, num_neurons=len(idx), dtype=dtype, input_sigmoid=False, check_input=False)
+        neuron = MDN(theta, num_neurons=len(idx), dtype=dtype, input_sigmoid=False, check_input=False, backend=backend)
         s, uu, vv = neuron.multi_step(torch.from_numpy(pop.currents[:, None, idx]).to(dtype), return_traces=True)
         spikes[:, idx], u[:, idx], v[:, idx] = s[:, 0].numpy() > 0, uu[:, 0].double().numpy(), vv[:, 0].double().numpy()
     idx = pop.index(1)
     if len(idx):
         decay = torch.from_numpy(pop.decay[idx].copy())
-        neuron = FirstOrder(decay, num_neurons=len(idx), dtype=dtype, input_sigmoid=False, check_input=False)
+        neuron = FirstOrder(decay, num_neurons=len(idx), dtype=dtype, input_sigmoid=False, check_input=False, backend=backend)
         s, vv = neuron.multi_step(torch.from_numpy(pop.currents[:, None, idx]).to(dtype), return_traces=True)
         spikes[:, idx], v[:, idx] = s[:, 0].numpy() > 0, vv[:, 0].double().numpy()
     return Traces(spikes, v, u)

@@ -1,0 +1,67 @@
+"""``mdn validate``: cross-check meta neurons (and a trained network) against Brian2 and write the report.
+
+Exit status: 0 when every check passes, 1 when one fails, 2 for unusable arguments or input files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mdn_snntorch import presets
+from validation.report import FULL, QUICK, replace_settings, run_validation, summary_lines
+from validation.targets import TARGETS
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--library", metavar="LIB.json", help="validate every neuron of a meta-neuron library")
+    which.add_argument(
+        "--neurons", nargs="+", metavar="NAME", help=f"presets to validate (default: {' '.join(presets.PAPER_NEURONS)}); valid: {', '.join(presets.PRESETS)}"
+    )
+    parser.add_argument("--checkpoint", metavar="RUN", help="a training run directory or checkpoint file to replay in Brian2")
+    parser.add_argument("--data", metavar="TEST.h5", help="the spike file whose test split the network is replayed on")
+    parser.add_argument("--samples", type=int, default=200, help="test samples for the network replay (default 200)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory for report.md/html, figures and metrics.json")
+    parser.add_argument("--quick", action="store_true", help=f"small sizes for CI: {QUICK.per_type} neurons per type, {QUICK.steps} steps, numpy target")
+    parser.add_argument("--per-type", type=int, help=f"neurons per type (default {FULL.per_type}, quick {QUICK.per_type})")
+    parser.add_argument("--steps", type=int, help=f"time steps (default {FULL.steps}, quick {QUICK.steps})")
+    parser.add_argument("--targets", nargs="+", choices=TARGETS, help="Brian2 targets, the first is the reference (default: all; quick: numpy)")
+    parser.add_argument("--cache-dir", help="root of the per-mode Brian2 Cython caches (default ~/.cache/mdn_snntorch or $MDN_BRIAN2_CACHE)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the stimuli and random theta (default 0)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    def fail(message: str) -> int:
+        print(f"mdn validate: error: {message}", file=sys.stderr)
+        return 2
+
+    if (args.checkpoint is None) != (args.data is None):
+        return fail("--checkpoint and --data go together")
+    for name in ("samples", "per_type", "steps"):
+        value = getattr(args, name)
+        if value is not None and value < (4 if name == "per_type" else 1):
+            return fail(f"--{name.replace('_', '-')} must be at least {4 if name == 'per_type' else 1}, got {value}")
+    try:
+        if args.library:
+            neurons = presets.load_library(args.library).neurons
+            if not neurons:
+                return fail(f"{args.library}: the library holds no neurons")
+        else:
+            neurons = [presets.get(n) for n in (args.neurons or presets.PAPER_NEURONS)]
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        return fail(str(e.args[0]) if isinstance(e, KeyError) else str(e))
+    settings = replace_settings(
+        QUICK if args.quick else FULL, per_type=args.per_type, steps=args.steps, targets=tuple(args.targets) if args.targets else None
+    )
+    try:
+        result = run_validation(
+            neurons, args.out, settings=settings, checkpoint=args.checkpoint, data=args.data, samples=args.samples,
+            seed=args.seed, cache_root=args.cache_dir, progress=not args.no_progress,
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError) as e:
+        return fail(str(e))
+    print("\n".join(summary_lines(result)))
+    print(f"report: {args.out}/report.md, {args.out}/report.html, {args.out}/metrics.json")
+    return 0 if result["passed"] else 1
