@@ -12,7 +12,7 @@
 2. Neuron only, ``[T = 100, B = 128, N = 1024]`` float32, forward + backward: fused vs reference loop:
    median time, the bytes the autograd graph keeps for the backward (unique storages saved by the
    graph, counted with ``torch.autograd.graph.saved_tensors_hooks``; the input itself excluded), and the
-   peak resident memory of one forward + backward above the resident memory just before it (``ru_maxrss``
+   peak resident memory of one forward + backward above the resident memory just before it (``VmHWM``
    of a fresh subprocess per variant, so the allocator's history of the other variant does not count).
 3. On CUDA (when present): neuron only ``[100, 256, 4096]`` and the paper-shape step, fused vs reference
    loop vs snnTorch ``Leaky``, with ``torch.cuda.max_memory_allocated``.
@@ -172,23 +172,24 @@ def saved_bytes(backend: str, shape) -> int:
 
 
 _PEAK_SCRIPT = """
-import resource, sys, torch
+import sys, torch
 sys.path.insert(0, {here!r})
 from bench_neuron import neuron_step
+def status(key):  # kB -> bytes; VmHWM is this process's peak RSS (ru_maxrss would include the parent's)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
 step = neuron_step({backend!r}, {shape!r}, "cpu")
 torch.set_num_threads({threads})
-with open("/proc/self/statm") as f:
-    before = int(f.read().split()[1]) * {page}
+before = status("VmRSS:")
 step()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(peak - before)
+print(status("VmHWM:") - before)
 """
 
 
 def peak_bytes(backend: str, shape) -> int:
     """Peak resident memory of one forward + backward above the resident memory just before it."""
     here = os.path.dirname(os.path.abspath(__file__))
-    script = _PEAK_SCRIPT.format(here=here, backend=backend, shape=tuple(shape), threads=torch.get_num_threads(), page=os.sysconf("SC_PAGE_SIZE"))
+    script = _PEAK_SCRIPT.format(here=here, backend=backend, shape=tuple(shape), threads=torch.get_num_threads())
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=600)
     return int(out.stdout.strip().splitlines()[-1])
 

@@ -6,15 +6,17 @@ Semantics are those of :func:`mdn_snntorch.functional.mdn_multistep` and
     V' = V + dt (V^2 - V - U + I),  U' = U + dt theta_a (theta_b V - U),  S = H(V' - V_th)
     V <- theta_c,  U <- U' + theta_d   where S = 1            (n Euler sub-steps of dt / n per step)
 
-The forward op runs the recurrence and keeps, per step, only the pre-step state (``V``, ``U`` in the
-input dtype) and the current ``I``; the backward op recomputes each step from it and runs BPTT through
-``V``, ``U``, the window surrogate and the reset in one reverse loop, giving the gradients of the input,
-the initial state, theta_a..d and the threshold. Both are ``torch.library.custom_op``\ s with fake
-(meta) kernels, so ``torch.compile`` treats them as single graph nodes.
+The forward op runs the recurrence and keeps only the current ``I`` and the state ``(V, U)`` at
+checkpoints every ``every`` steps (every step on GPU, every 32 on CPU); the backward op recomputes each
+segment from its checkpoint (bitwise: same code, no fused multiply-adds) and runs BPTT through ``V``,
+``U``, the window surrogate and the reset in one reverse loop, giving the gradients of the input, the
+initial state, theta_a..d, the threshold and the graded-spikes factor. Both are
+``torch.library.custom_op``\ s with fake kernels, so ``torch.compile`` treats them as single graph nodes.
 
 Kernels behind the ops (chosen per call, see :func:`use_kernel`): plain C on CPU
 (:mod:`~mdn_snntorch.kernels.cpu`), Triton on CUDA (:mod:`~mdn_snntorch.kernels.gpu`), and a
 PyTorch loop (:mod:`~mdn_snntorch.kernels.torch_loop`) everywhere else or when neither can be built.
+The forward records which one ran; the backward uses the same.
 
 The neurons pick their path with ``backend="auto" | "fused" | "reference"``; :func:`use_reference`
 forces the reference loop everywhere inside a ``with`` block.
@@ -23,19 +25,22 @@ forces the reference loop everywhere inside a ``with`` block.
 from __future__ import annotations
 
 import contextlib
+import importlib
+from types import ModuleType
 from typing import Iterator, Optional
 
 import torch
 
 from mdn_snntorch.equations import V_TH
 from mdn_snntorch.functional import FirstOrderTrace, MDNParameters, MDNState, MDNTrace
-from mdn_snntorch.kernels import cpu, torch_loop
+from mdn_snntorch.kernels import cpu
 from mdn_snntorch.surrogate import Window
 
 Tensor = torch.Tensor
 
 BACKENDS = ("auto", "fused", "reference")
 KERNELS = ("auto", "c", "triton", "torch")
+_MODULES = {"c": "mdn_snntorch.kernels.cpu", "triton": "mdn_snntorch.kernels.gpu", "torch": "mdn_snntorch.kernels.torch_loop"}
 _config = {"reference": False, "kernel": "auto"}
 
 
@@ -65,29 +70,30 @@ def use_kernel(name: str) -> Iterator[None]:
         _config["kernel"] = previous
 
 
-def _triton():
-    from mdn_snntorch.kernels import gpu  # imports triton: only on first use with a CUDA tensor
-
-    return gpu
-
-
-def _kernels(x: Tensor):
-    """The kernel module for ``x`` under the current :func:`use_kernel` choice."""
+@torch.compiler.assume_constant_result
+def resolve_kernel(device_type: str, dtype: torch.dtype) -> str:
+    """The kernel that runs the ops for tensors of this device type and dtype under the current
+    :func:`use_kernel` choice. (Under ``torch.compile`` it is decided once, when the graph is traced.)"""
     choice = _config["kernel"]
-    if choice == "torch":
-        return torch_loop
-    if choice == "c" or (choice == "auto" and x.device.type == "cpu"):
-        if cpu.supports(x):
-            return cpu
-        if choice == "c":
-            raise RuntimeError(f"the C kernels cannot run a {x.dtype} tensor on {x.device} (or could not be built)")
-        return torch_loop
-    if choice == "triton" or (choice == "auto" and x.device.type == "cuda"):
-        if x.device.type == "cuda" and _triton().available():
-            return _triton()
-        if choice == "triton":
-            raise RuntimeError("the Triton kernels need a CUDA tensor and an importable triton")
-    return torch_loop
+    c_ok = device_type == "cpu" and dtype in cpu.DTYPES and cpu.library() is not None
+    triton_ok = device_type == "cuda" and importlib.import_module(_MODULES["triton"]).available()
+    if choice == "auto":
+        return "c" if c_ok else "triton" if triton_ok else "torch"
+    if choice == "c" and not c_ok:
+        raise RuntimeError(f"the C kernels cannot run {dtype} tensors on {device_type} (or could not be built)")
+    if choice == "triton" and not triton_ok:
+        raise RuntimeError("the Triton kernels need CUDA tensors and an importable triton")
+    return choice
+
+
+def _every(kernel: str, T: int) -> int:
+    """Steps between the forward's state checkpoints: every step for Triton (it reads them back), else
+    segments of :data:`~mdn_snntorch.kernels.cpu.SEGMENT` steps recomputed by the backward."""
+    return 1 if kernel == "triton" else min(T, cpu.SEGMENT)
+
+
+def _module(kernel: str) -> ModuleType:
+    return importlib.import_module(_MODULES[kernel])
 
 
 def _flat(x: Tensor) -> Tensor:
@@ -106,8 +112,12 @@ def _like(t: Tensor, shape: torch.Size) -> Tensor:
 
 
 def _new(x: Tensor, shape, wanted: bool = True) -> Tensor:
-    """Fake-kernel output: contiguous ``shape`` like ``x``, or an empty placeholder."""
+    """Fake-kernel output: ``shape`` like ``x``, or an empty placeholder."""
     return x.new_empty(shape) if wanted else x.new_empty(0)
+
+
+def _checkpoints(T: int, every: int) -> int:
+    return -(-T // every)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,34 +125,36 @@ def _new(x: Tensor, shape, wanted: bool = True) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 @torch.library.custom_op("mdn_snntorch::mdn_forward", mutates_args=())
 def mdn_forward_op(
-    x: Tensor, v0: Tensor, u0: Tensor, params: Tensor, dt: float, substeps: int, width: float, sigmoid: bool, traces: bool
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    x: Tensor, v0: Tensor, u0: Tensor, params: Tensor, dt: float, substeps: int, width: float, sigmoid: bool,
+    traces: bool, kernel: str, every: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Forward over ``x [T, ...]`` from ``(v0, u0)`` (shape ``x[0]``) with ``params = (a, b, c, d, V_th, scale) [6, N]``.
 
-    Returns ``(spikes * scale, v_T, u_T, v_trace, u_trace, I, saved_v, saved_u)``: spikes and traces ``[T, ...]``
-    (traces empty unless ``traces``), the final post-reset state, then what the backward needs:
-    ``I = sigmoid(x)`` (empty unless ``sigmoid``) and the pre-step state of every step. ``width`` is the
-    window surrogate's, used by the backward.
+    Returns ``(spikes * scale, v_T, u_T, v_trace, u_trace, I, checkpoints)``: spikes and traces
+    ``[T, ...]`` (traces empty unless ``traces``), the final post-reset state, then what the backward
+    needs: ``I = sigmoid(x)`` (empty unless ``sigmoid``) and ``(V, U)`` before every ``every``-th step,
+    ``[ceil(T / every), 2, ...]``. ``width`` (the window surrogate's) is for the backward; ``kernel`` is
+    one of ``"c"``, ``"triton"``, ``"torch"``.
     """
     shape = x.shape
-    spk, vT, uT, vtr, utr, I, sv, su = _kernels(x).mdn_forward(
-        _flat(x), _state(v0), _state(u0), params.contiguous(), dt, substeps, sigmoid, traces
+    spk, vT, uT, vtr, utr, I, ck = _module(kernel).mdn_forward(
+        _flat(x), _state(v0), _state(u0), params.contiguous(), dt, substeps, sigmoid, traces, every
     )
     I = _like(I, shape) if sigmoid else x.new_empty(0)  # without the sigmoid, I is x itself: not returned
-    return _like(spk, shape), vT.view(shape[1:]), uT.view(shape[1:]), _like(vtr, shape), _like(utr, shape), I, _like(sv, shape), _like(su, shape)
+    return _like(spk, shape), vT.view(shape[1:]), uT.view(shape[1:]), _like(vtr, shape), _like(utr, shape), I, ck.view(-1, 2, *shape[1:])
 
 
 @mdn_forward_op.register_fake
-def _(x, v0, u0, params, dt, substeps, width, sigmoid, traces):
+def _(x, v0, u0, params, dt, substeps, width, sigmoid, traces, kernel, every):
     T, S = x.shape, x.shape[1:]
-    return _new(x, T), _new(x, S), _new(x, S), _new(x, T, traces), _new(x, T, traces), _new(x, T, sigmoid), _new(x, T), _new(x, T)
+    C = (_checkpoints(x.shape[0], every), 2, *S)
+    return _new(x, T), _new(x, S), _new(x, S), _new(x, T, traces), _new(x, T, traces), _new(x, T, sigmoid), _new(x, C)
 
 
 @torch.library.custom_op("mdn_snntorch::mdn_backward", mutates_args=())
 def mdn_backward_op(
     I: Tensor,
-    saved_v: Tensor,
-    saved_u: Tensor,
+    checkpoints: Tensor,
     params: Tensor,
     grad_spikes: Optional[Tensor],
     grad_v_trace: Optional[Tensor],
@@ -153,6 +165,8 @@ def mdn_backward_op(
     substeps: int,
     width: float,
     sigmoid: bool,
+    kernel: str,
+    every: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """BPTT of :func:`mdn_forward_op`: ``(grad_x, grad_v0, grad_u0, grad_params [6, N])``.
 
@@ -161,35 +175,35 @@ def mdn_backward_op(
     """
     shape = I.shape
     opt = lambda g: None if g is None else _flat(g)  # noqa: E731
-    gx, gv0, gu0, gp = _kernels(I).mdn_backward(
-        _flat(I), _flat(saved_v), _flat(saved_u), params.contiguous(),
+    gx, gv0, gu0, gp = _module(kernel).mdn_backward(
+        _flat(I), checkpoints.reshape(checkpoints.shape[0], 2, -1).contiguous(), params.contiguous(),
         opt(grad_spikes), opt(grad_v_trace), opt(grad_u_trace), _state(grad_v_final), _state(grad_u_final),
-        dt, substeps, width, sigmoid,
+        dt, substeps, width, sigmoid, every,
     )
     return gx.view(shape), gv0.view(shape[1:]), gu0.view(shape[1:]), gp.to(params.dtype)
 
 
 @mdn_backward_op.register_fake
-def _(I, saved_v, saved_u, params, grad_spikes, grad_v_trace, grad_u_trace, grad_v_final, grad_u_final, dt, substeps, width, sigmoid):
+def _(I, checkpoints, params, grad_spikes, grad_v_trace, grad_u_trace, grad_v_final, grad_u_final, dt, substeps, width, sigmoid, kernel, every):
     return _new(I, I.shape), _new(I, I.shape[1:]), _new(I, I.shape[1:]), _new(params, params.shape)
 
 
 def _mdn_setup_context(ctx, inputs, output):
-    x, v0, u0, params, dt, substeps, width, sigmoid, traces = inputs
-    spk, vT, uT, vtr, utr, I, sv, su = output
-    ctx.mark_non_differentiable(I, sv, su)
+    x, v0, u0, params, dt, substeps, width, sigmoid, traces, kernel, every = inputs
+    spk, vT, uT, vtr, utr, I, ck = output
+    ctx.mark_non_differentiable(I, ck)
     ctx.set_materialize_grads(False)
-    ctx.save_for_backward(I if sigmoid else x, sv, su, params)
-    ctx.config = (dt, substeps, width, sigmoid, traces)
+    ctx.save_for_backward(I if sigmoid else x, ck, params)
+    ctx.config = (dt, substeps, width, sigmoid, traces, kernel, every)
 
 
-def _mdn_backward(ctx, g_spk, g_vT, g_uT, g_vtr, g_utr, _g_I, _g_sv, _g_su):
-    I, sv, su, params = ctx.saved_tensors
-    dt, substeps, width, sigmoid, traces = ctx.config
+def _mdn_backward(ctx, g_spk, g_vT, g_uT, g_vtr, g_utr, _g_I, _g_ck):
+    I, ck, params = ctx.saved_tensors
+    dt, substeps, width, sigmoid, traces, kernel, every = ctx.config
     if not traces:  # the empty placeholders' gradients (None, or empty under AOT tracing)
         g_vtr = g_utr = None
-    gx, gv0, gu0, gp = mdn_backward_op(I, sv, su, params, g_spk, g_vtr, g_utr, g_vT, g_uT, dt, substeps, width, sigmoid)
-    return gx, gv0, gu0, gp, None, None, None, None, None
+    gx, gv0, gu0, gp = mdn_backward_op(I, ck, params, g_spk, g_vtr, g_utr, g_vT, g_uT, dt, substeps, width, sigmoid, kernel, every)
+    return gx, gv0, gu0, gp, None, None, None, None, None, None, None
 
 
 mdn_forward_op.register_autograd(_mdn_backward, setup_context=_mdn_setup_context)
@@ -222,8 +236,11 @@ def mdn_multistep(
     """
     N = inputs.shape[-1] if inputs.dim() > 1 else 1
     params = _per_neuron((*theta, threshold, graded_spikes_factor), N, inputs)
+    kernel = resolve_kernel(inputs.device.type, inputs.dtype)
+    every = _every(kernel, inputs.shape[0])
     spk, vT, uT, vtr, utr, *_ = mdn_forward_op(
-        inputs, state.v, state.u, params, float(dt), int(substeps), float(width), bool(input_sigmoid), bool(return_traces)
+        inputs, state.v, state.u, params, float(dt), int(substeps), float(width), bool(input_sigmoid),
+        bool(return_traces), kernel, every,
     )
     if return_traces:
         return MDNTrace(spk, MDNState(vT, uT), utr, vtr)
@@ -235,63 +252,65 @@ def mdn_multistep(
 # ---------------------------------------------------------------------------------------------
 @torch.library.custom_op("mdn_snntorch::first_order_forward", mutates_args=())
 def first_order_forward_op(
-    x: Tensor, v0: Tensor, params: Tensor, width: float, sigmoid: bool, traces: bool
+    x: Tensor, v0: Tensor, params: Tensor, width: float, sigmoid: bool, traces: bool, kernel: str, every: int
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Forward of ``V' = g V + I`` with ``params = (g, V_th, V_reset, scale) [4, N]``:
-    ``(spikes * scale, v_T, v_trace, I, saved_v)`` (trace empty unless ``traces``, ``I`` empty unless ``sigmoid``)."""
+    """Forward of ``V' = g V + I`` with ``params = (g, V_th, V_reset, scale) [4, N]``: ``(spikes * scale,
+    v_T, v_trace, I, checkpoints [ceil(T / every), ...])`` (trace empty unless ``traces``, ``I`` unless ``sigmoid``)."""
     shape = x.shape
-    spk, vT, vtr, I, sv = _kernels(x).first_order_forward(_flat(x), _state(v0), params.contiguous(), sigmoid, traces)
+    spk, vT, vtr, I, ck = _module(kernel).first_order_forward(_flat(x), _state(v0), params.contiguous(), sigmoid, traces, every)
     I = _like(I, shape) if sigmoid else x.new_empty(0)
-    return _like(spk, shape), vT.view(shape[1:]), _like(vtr, shape), I, _like(sv, shape)
+    return _like(spk, shape), vT.view(shape[1:]), _like(vtr, shape), I, ck.view(-1, *shape[1:])
 
 
 @first_order_forward_op.register_fake
-def _(x, v0, params, width, sigmoid, traces):
+def _(x, v0, params, width, sigmoid, traces, kernel, every):
     T, S = x.shape, x.shape[1:]
-    return _new(x, T), _new(x, S), _new(x, T, traces), _new(x, T, sigmoid), _new(x, T)
+    return _new(x, T), _new(x, S), _new(x, T, traces), _new(x, T, sigmoid), _new(x, (_checkpoints(x.shape[0], every), *S))
 
 
 @torch.library.custom_op("mdn_snntorch::first_order_backward", mutates_args=())
 def first_order_backward_op(
     I: Tensor,
-    saved_v: Tensor,
+    checkpoints: Tensor,
     params: Tensor,
     grad_spikes: Optional[Tensor],
     grad_v_trace: Optional[Tensor],
     grad_v_final: Optional[Tensor],
     width: float,
     sigmoid: bool,
+    kernel: str,
+    every: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """BPTT of :func:`first_order_forward_op`: ``(grad_x, grad_v0, grad_params [4, N])``."""
     shape = I.shape
-    gx, gv0, gp = _kernels(I).first_order_backward(
-        _flat(I), _flat(saved_v), params.contiguous(), None if grad_spikes is None else _flat(grad_spikes),
-        None if grad_v_trace is None else _flat(grad_v_trace), _state(grad_v_final), width, sigmoid,
+    gx, gv0, gp = _module(kernel).first_order_backward(
+        _flat(I), _flat(checkpoints), params.contiguous(), None if grad_spikes is None else _flat(grad_spikes),
+        None if grad_v_trace is None else _flat(grad_v_trace), _state(grad_v_final), width, sigmoid, every,
     )
     return gx.view(shape), gv0.view(shape[1:]), gp.to(params.dtype)
 
 
 @first_order_backward_op.register_fake
-def _(I, saved_v, params, grad_spikes, grad_v_trace, grad_v_final, width, sigmoid):
+def _(I, checkpoints, params, grad_spikes, grad_v_trace, grad_v_final, width, sigmoid, kernel, every):
     return _new(I, I.shape), _new(I, I.shape[1:]), _new(params, params.shape)
 
 
 def _first_order_setup_context(ctx, inputs, output):
-    x, v0, params, width, sigmoid, traces = inputs
-    spk, vT, vtr, I, sv = output
-    ctx.mark_non_differentiable(I, sv)
+    x, v0, params, width, sigmoid, traces, kernel, every = inputs
+    spk, vT, vtr, I, ck = output
+    ctx.mark_non_differentiable(I, ck)
     ctx.set_materialize_grads(False)
-    ctx.save_for_backward(I if sigmoid else x, sv, params)
-    ctx.config = (width, sigmoid, traces)
+    ctx.save_for_backward(I if sigmoid else x, ck, params)
+    ctx.config = (width, sigmoid, traces, kernel, every)
 
 
-def _first_order_backward(ctx, g_spk, g_vT, g_vtr, _g_I, _g_sv):
-    I, sv, params = ctx.saved_tensors
-    width, sigmoid, traces = ctx.config
+def _first_order_backward(ctx, g_spk, g_vT, g_vtr, _g_I, _g_ck):
+    I, ck, params = ctx.saved_tensors
+    width, sigmoid, traces, kernel, every = ctx.config
     if not traces:
         g_vtr = None
-    gx, gv0, gp = first_order_backward_op(I, sv, params, g_spk, g_vtr, g_vT, width, sigmoid)
-    return gx, gv0, gp, None, None, None
+    gx, gv0, gp = first_order_backward_op(I, ck, params, g_spk, g_vtr, g_vT, width, sigmoid, kernel, every)
+    return gx, gv0, gp, None, None, None, None, None
 
 
 first_order_forward_op.register_autograd(_first_order_backward, setup_context=_first_order_setup_context)
@@ -314,7 +333,9 @@ def first_order_multistep(
     Same return value."""
     N = inputs.shape[-1] if inputs.dim() > 1 else 1
     params = _per_neuron((decay, threshold, reset, graded_spikes_factor), N, inputs)
-    spk, vT, vtr, *_ = first_order_forward_op(inputs, v, params, float(width), bool(input_sigmoid), bool(return_traces))
+    kernel = resolve_kernel(inputs.device.type, inputs.dtype)
+    every = _every(kernel, inputs.shape[0])
+    spk, vT, vtr, *_ = first_order_forward_op(inputs, v, params, float(width), bool(input_sigmoid), bool(return_traces), kernel, every)
     return FirstOrderTrace(spk, vT, vtr if return_traces else None)
 
 

@@ -26,7 +26,7 @@ import torch
 
 import mdn_snntorch as mdn
 from mdn_snntorch import fused, functional as F, presets
-from mdn_snntorch.kernels import cpu, torch_loop
+from mdn_snntorch.kernels import cpu
 from mdn_snntorch.models import ThreeLayerSNN
 from mdn_snntorch.surrogate import window
 
@@ -170,7 +170,9 @@ def test_opcheck_mdn(sigmoid, traces, substeps):
     v0 = torch.zeros(B, N, dtype=torch.float64, requires_grad=True)
     u0 = torch.full((B, N), 0.08, dtype=torch.float64, requires_grad=True)
     params = torch.tensor([0.06, 0.219, -0.065, 0.003, 0.5, 1.0], dtype=torch.float64).view(6, 1).repeat(1, N)
-    torch.library.opcheck(fused.mdn_forward_op, (x, v0, u0, params.requires_grad_(), 1.0, substeps, 0.5, sigmoid, traces))
+    for kernel, every in [("torch", 1), ("torch", 3)] + [("c", 2)] * ("c" in CPU_KERNELS):
+        args = (x, v0, u0, params.requires_grad_(), 1.0, substeps, 0.5, sigmoid, traces, kernel, every)
+        torch.library.opcheck(fused.mdn_forward_op, args)
 
 
 @pytest.mark.parametrize("sigmoid, traces", [(False, True), (True, False)])
@@ -179,7 +181,8 @@ def test_opcheck_first_order(sigmoid, traces):
     x = torch.randn(T, B, N, dtype=torch.float64, requires_grad=True)
     v0 = torch.zeros(B, N, dtype=torch.float64, requires_grad=True)
     params = torch.tensor([0.8, 0.5, 0.0, 1.0], dtype=torch.float64).view(4, 1).repeat(1, N).requires_grad_()
-    torch.library.opcheck(fused.first_order_forward_op, (x, v0, params, 0.5, sigmoid, traces))
+    for kernel, every in [("torch", 3)] + [("c", 1)] * ("c" in CPU_KERNELS):
+        torch.library.opcheck(fused.first_order_forward_op, (x, v0, params, 0.5, sigmoid, traces, kernel, every))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -327,7 +330,7 @@ def test_c_build_failure_falls_back_to_the_torch_loop(monkeypatch, tmp_path):
     with pytest.warns(RuntimeWarning, match="building the CPU kernels failed"):
         assert cpu.library() is None
     x = torch.randn(6, 2, 3, dtype=torch.float64)
-    assert fused._kernels(x) is torch_loop
+    assert fused.resolve_kernel(x.device.type, x.dtype) == "torch"
     out = mdn.MDN("2-FS", dtype=torch.float64).multi_step(x)
     assert torch.equal(out, mdn.MDN("2-FS", dtype=torch.float64, backend="reference").multi_step(x))
 
@@ -383,7 +386,7 @@ _INTERPRETER_SCRIPT = textwrap.dedent(
     from mdn_snntorch import fused, functional as F
     from mdn_snntorch.kernels import gpu
     from mdn_snntorch.surrogate import window
-    fused._kernels = lambda x: gpu  # route the ops to the Triton kernels, run by the interpreter on CPU
+    fused.resolve_kernel = lambda device, dtype: "triton"  # the Triton kernels, interpreted on CPU
     torch.manual_seed(0)
     T, B, N = 9, 3, 5
     for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-4)):

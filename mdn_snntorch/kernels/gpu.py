@@ -41,7 +41,7 @@ if triton is not None:
 
     @triton.jit
     def _mdn_fwd_kernel(
-        X, V0, U0, P, SCAL, SPK, VT, UT, VTR, UTR, IOUT, SV, SU, T, M, N,
+        X, V0, U0, P, SCAL, SPK, VT, UT, VTR, UTR, IOUT, CK, T, M, N,
         SUBSTEPS: tl.constexpr, SIGMOID: tl.constexpr, TRACES: tl.constexpr, BLOCK: tl.constexpr,
     ):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -56,7 +56,8 @@ if triton is not None:
         dt = tl.load(SCAL)
         v = tl.load(V0 + offs, mask=mask, other=0.0)
         u = tl.load(U0 + offs, mask=mask, other=0.0)
-        o = offs.to(tl.int64)  # element offset of row t, advanced by M per step (int64: no overflow)
+        o = offs.to(tl.int64)  # element offset in row t of [T, M], advanced by M per step (int64)
+        oc = offs.to(tl.int64)  # the same in [T, 2, M] (the checkpoints), advanced by 2 M
         for _t in range(T):
             x = tl.load(X + o, mask=mask, other=0.0)
             if SIGMOID:
@@ -64,8 +65,8 @@ if triton is not None:
                 tl.store(IOUT + o, cur, mask=mask)
             else:
                 cur = x
-            tl.store(SV + o, v, mask=mask)
-            tl.store(SU + o, u, mask=mask)
+            tl.store(CK + oc, v, mask=mask)
+            tl.store(CK + oc + M, u, mask=mask)
             acc = tl.zeros_like(v)
             for _j in tl.static_range(SUBSTEPS):
                 vp = v + dt * (((v * v - v) - u) + cur)
@@ -79,12 +80,13 @@ if triton is not None:
                 tl.store(VTR + o, v, mask=mask)
                 tl.store(UTR + o, u, mask=mask)
             o += M
+            oc += 2 * M
         tl.store(VT + offs, v, mask=mask)
         tl.store(UT + offs, u, mask=mask)
 
     @triton.jit
     def _mdn_bwd_kernel(
-        CUR, SV, SU, P, SCAL, GS, GVTR, GUTR, GVT, GUT, GX, GV0, GU0, GP, SCR, T, M, N, LAST,
+        CUR, CK, P, SCAL, GS, GVTR, GUTR, GVT, GUT, GX, GV0, GU0, GP, SCR, T, M, N, LAST,
         SUBSTEPS: tl.constexpr, SIGMOID: tl.constexpr, HAS_GS: tl.constexpr, HAS_GVTR: tl.constexpr,
         HAS_GUTR: tl.constexpr, HAS_GVT: tl.constexpr, HAS_GUT: tl.constexpr, BLOCK: tl.constexpr,
     ):
@@ -113,15 +115,16 @@ if triton is not None:
         gth = zero
         gsc = zero
         offs64 = offs.to(tl.int64)
-        o = offs64 + LAST  # row T - 1; walks back by M per step
+        o = offs64 + LAST  # row T - 1 of [T, M]; walks back by M per step
+        oc = offs64 + 2 * LAST  # row T - 1 of the checkpoints [T, 2, M]
         for _t in range(T):
             if HAS_GVTR:
                 gv += tl.load(GVTR + o, mask=mask, other=0.0)
             if HAS_GUTR:
                 gu += tl.load(GUTR + o, mask=mask, other=0.0)
             cur = tl.load(CUR + o, mask=mask, other=0.0)
-            v = tl.load(SV + o, mask=mask, other=0.0)
-            u = tl.load(SU + o, mask=mask, other=0.0)
+            v = tl.load(CK + oc, mask=mask, other=0.0)
+            u = tl.load(CK + oc + M, mask=mask, other=0.0)
             gs = zero
             if HAS_GS:
                 gs = tl.load(GS + o, mask=mask, other=0.0)
@@ -174,6 +177,7 @@ if triton is not None:
                 gI = (gI * (1 - cur)) * cur
             tl.store(GX + o, gI, mask=mask)
             o -= M
+            oc -= 2 * M
         tl.store(GV0 + offs, gv, mask=mask)
         tl.store(GU0 + offs, gu, mask=mask)
         tl.store(GP + offs64, ga, mask=mask)
@@ -185,7 +189,7 @@ if triton is not None:
 
     @triton.jit
     def _fo_fwd_kernel(
-        X, V0, P, SPK, VT, VTR, IOUT, SV, T, M, N,
+        X, V0, P, SPK, VT, VTR, IOUT, CK, T, M, N,
         SIGMOID: tl.constexpr, TRACES: tl.constexpr, BLOCK: tl.constexpr,
     ):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -204,7 +208,7 @@ if triton is not None:
                 tl.store(IOUT + o, cur, mask=mask)
             else:
                 cur = x
-            tl.store(SV + o, v, mask=mask)
+            tl.store(CK + o, v, mask=mask)
             vp = g * v + cur
             s = ((vp - th) > 0).to(v.dtype)
             v = tl.where(s > 0, r, vp)
@@ -216,7 +220,7 @@ if triton is not None:
 
     @triton.jit
     def _fo_bwd_kernel(
-        CUR, SV, P, SCAL, GS, GVTR, GVT, GX, GV0, GP, T, M, N, LAST,
+        CUR, CK, P, SCAL, GS, GVTR, GVT, GX, GV0, GP, T, M, N, LAST,
         SIGMOID: tl.constexpr, HAS_GS: tl.constexpr, HAS_GVTR: tl.constexpr, HAS_GVT: tl.constexpr,
         BLOCK: tl.constexpr,
     ):
@@ -241,7 +245,7 @@ if triton is not None:
             if HAS_GVTR:
                 gv += tl.load(GVTR + o, mask=mask, other=0.0)
             cur = tl.load(CUR + o, mask=mask, other=0.0)
-            v = tl.load(SV + o, mask=mask, other=0.0)
+            v = tl.load(CK + o, mask=mask, other=0.0)
             gs = zero
             if HAS_GS:
                 gs = tl.load(GS + o, mask=mask, other=0.0)
@@ -280,21 +284,23 @@ def _sum_rows(gp: Tensor, N: int) -> Tensor:
     return gp.view(gp.shape[0], -1, N).sum(1, dtype=torch.float64)
 
 
-def mdn_forward(x: Tensor, v0: Tensor, u0: Tensor, params: Tensor, dt: float, substeps: int, sigmoid: bool, traces: bool):
-    """See :func:`mdn_snntorch.kernels.cpu.mdn_forward`; the sigmoid runs inside the kernel."""
+def mdn_forward(x: Tensor, v0: Tensor, u0: Tensor, params: Tensor, dt: float, substeps: int, sigmoid: bool, traces: bool, every: int):
+    """See :func:`mdn_snntorch.kernels.cpu.mdn_forward` (here ``every`` must be 1); the sigmoid runs in the kernel."""
+    if every != 1:
+        raise ValueError(f"the Triton kernels checkpoint every step, got every={every}")
     T, M = x.shape
-    spk, sv, su = torch.empty_like(x), torch.empty_like(x), torch.empty_like(x)
+    spk, ck = torch.empty_like(x), x.new_empty(T, 2, M)
     vT, uT = torch.empty_like(v0), torch.empty_like(u0)
     vtr, utr = (torch.empty_like(x), torch.empty_like(x)) if traces else (x.new_empty(0), x.new_empty(0))
     cur = torch.empty_like(x) if sigmoid else x
     _mdn_fwd_kernel[_grid(M)](
-        x, v0, u0, params, _scalars(x, dt / substeps), spk, vT, uT, vtr, utr, cur, sv, su, T, M, params.shape[1],
+        x, v0, u0, params, _scalars(x, dt / substeps), spk, vT, uT, vtr, utr, cur, ck, T, M, params.shape[1],
         SUBSTEPS=substeps, SIGMOID=sigmoid, TRACES=traces, BLOCK=BLOCK, enable_fp_fusion=False,
     )
-    return spk, vT, uT, vtr, utr, cur, sv, su
+    return spk, vT, uT, vtr, utr, cur, ck
 
 
-def mdn_backward(I, sv, su, params, gs, gvtr, gutr, gvT, guT, dt: float, substeps: int, width: float, sigmoid: bool):
+def mdn_backward(I, ck, params, gs, gvtr, gutr, gvT, guT, dt: float, substeps: int, width: float, sigmoid: bool, every: int):
     """See :func:`mdn_snntorch.kernels.cpu.mdn_backward`."""
     T, M = I.shape
     N = params.shape[1]
@@ -302,7 +308,7 @@ def mdn_backward(I, sv, su, params, gs, gvtr, gutr, gvT, guT, dt: float, substep
     gp = I.new_empty(6, M)
     scratch = I.new_empty(2 * substeps, M) if substeps > 1 else I
     _mdn_bwd_kernel[_grid(M)](
-        I, sv, su, params, _scalars(I, dt / substeps, width),
+        I, ck, params, _scalars(I, dt / substeps, width),
         I if gs is None else gs, I if gvtr is None else gvtr, I if gutr is None else gutr,
         I if gvT is None else gvT, I if guT is None else guT,
         gx, gv0, gu0, gp, scratch, T, M, N, (T - 1) * M,
@@ -313,26 +319,28 @@ def mdn_backward(I, sv, su, params, gs, gvtr, gutr, gvT, guT, dt: float, substep
     return gx, gv0, gu0, _sum_rows(gp, N)
 
 
-def first_order_forward(x: Tensor, v0: Tensor, params: Tensor, sigmoid: bool, traces: bool):
-    """See :func:`mdn_snntorch.kernels.cpu.first_order_forward`; the sigmoid runs inside the kernel."""
+def first_order_forward(x: Tensor, v0: Tensor, params: Tensor, sigmoid: bool, traces: bool, every: int):
+    """See :func:`mdn_snntorch.kernels.cpu.first_order_forward` (``every`` must be 1); the sigmoid runs in the kernel."""
+    if every != 1:
+        raise ValueError(f"the Triton kernels checkpoint every step, got every={every}")
     T, M = x.shape
-    spk, sv, vT = torch.empty_like(x), torch.empty_like(x), torch.empty_like(v0)
+    spk, ck, vT = torch.empty_like(x), torch.empty_like(x), torch.empty_like(v0)
     vtr = torch.empty_like(x) if traces else x.new_empty(0)
     cur = torch.empty_like(x) if sigmoid else x
     _fo_fwd_kernel[_grid(M)](
-        x, v0, params, spk, vT, vtr, cur, sv, T, M, params.shape[1],
+        x, v0, params, spk, vT, vtr, cur, ck, T, M, params.shape[1],
         SIGMOID=sigmoid, TRACES=traces, BLOCK=BLOCK, enable_fp_fusion=False,
     )
-    return spk, vT, vtr, cur, sv
+    return spk, vT, vtr, cur, ck
 
 
-def first_order_backward(I, sv, params, gs, gvtr, gvT, width: float, sigmoid: bool):
+def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bool, every: int):
     """See :func:`mdn_snntorch.kernels.cpu.first_order_backward`."""
     T, M = I.shape
     N = params.shape[1]
     gx, gv0, gp = torch.empty_like(I), I.new_empty(M), I.new_empty(4, M)
     _fo_bwd_kernel[_grid(M)](
-        I, sv, params, _scalars(I, 0.0, width), I if gs is None else gs, I if gvtr is None else gvtr,
+        I, ck, params, _scalars(I, 0.0, width), I if gs is None else gs, I if gvtr is None else gvtr,
         I if gvT is None else gvT, gx, gv0, gp, T, M, N, (T - 1) * M,
         SIGMOID=sigmoid, HAS_GS=gs is not None, HAS_GVTR=gvtr is not None, HAS_GVT=gvT is not None,
         BLOCK=BLOCK, enable_fp_fusion=False,
