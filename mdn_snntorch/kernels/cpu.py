@@ -2,12 +2,13 @@ r"""CPU kernels of the fused time loop: plain C, built once with the system comp
 
 Both neurons are elementwise recurrences over the leading time axis of ``[T, M]`` (``M`` = batch x neurons,
 the neuron index of element ``e`` is ``e % N``). Each thread takes a range of elements and walks it in
-blocks of ``BLK``; for each block the time loop runs inside, vectorised over the block. Per step and
-element the forward stores only the pre-step state (``V``, and ``U`` for the MDN); the backward loop
-recomputes the step from it, so the spike and surrogate of the backward are bitwise those of the forward
-(the C is built with ``-ffp-contract=off``: every ``+`` and ``*`` rounds as in PyTorch's eager ops, so
-the forward is also bitwise the reference loop's in float32 and float64). Parameter gradients are summed
-over time per element, then per neuron and thread in double; the threads' sums are added in PyTorch.
+blocks of ``BLK``; for each block the time loop runs inside, vectorised over the block. The forward keeps
+the state (``V``, and ``U`` for the MDN) only every ``K`` steps (checkpoints); the backward, per block and
+segment of ``K`` steps from the last, recomputes the segment from its checkpoint into a cache-resident
+buffer and runs the adjoint over it. The recomputation is bitwise the forward (same code; the C is built
+with ``-ffp-contract=off``, so every ``+`` and ``*`` rounds as in PyTorch's eager ops and the forward is
+also bitwise the reference loop's in float32 and float64). Parameter gradients are summed over time per
+element, then per neuron and thread in double; the threads' sums are added in PyTorch.
 
 MDN step (``dt`` already divided by the number of sub-steps)::
 
@@ -18,8 +19,8 @@ and its adjoint (``gV, gU`` the gradients of the post-reset state, ``gS`` of the
 (``scale`` times that of the output; ``gscale += gOut S``), ``h = [|x| < w]`` the window surrogate)::
 
     gV' = gV (1 - S) + gS h;   gc += gV S;   gd += gU S;   gV_th -= gS h
-    gI += dt gV';   ga += gU dt (b V - U);   gb += gU dt a V
-    gV <- gV' (1 + dt (2V - 1)) + gU dt a b;   gU <- gU (1 - dt a) - dt gV'
+    g = dt gV';   gI += g (summed over sub-steps);   ga += gU dt (b V - U);   gb += gU dt a V
+    gV <- gV' + g (2V - 1) + gU dt a b;   gU <- gU (1 - dt a) - g
 
 With ``n`` sub-steps the step spike is the OR ``S <- S + S_k - S S_k``, whose gradient reaches sub-step
 ``k`` only when no other sub-step of that step fired.
