@@ -13,7 +13,7 @@ r"""Generating meta neurons (paper §3.3, Fig. 2-4; SPEC §3): ``mdn discover`` 
 5. Each candidate is simulated on the sine stimulus and constant currents
    (:mod:`mdn_snntorch.dynamics`): degenerate ones (diverging, silent, runaway) are dropped; the rest
    are taken in order of support, and one whose response distance to an already kept neuron is below
-   ``duplicate_distance`` (0.05 spikes per step) is dropped as its near-duplicate.
+   ``duplicate_distance`` (0.1, relative) is dropped as its near-duplicate.
 
 Output: the library JSON (:func:`~mdn_snntorch.presets.save_library`) with provenance, and beside it
 ``<name>_fig3.png`` (accuracy curves and theta scatter with centres) and ``<name>_fig4.png`` (each
@@ -36,7 +36,7 @@ from mdn_snntorch.presets import MetaNeuron, MetaNeuronLibrary, save_library
 from mdn_snntorch.train import TrainConfig, add_training_arguments, settings_from_args, train
 
 BANDWIDTH_QUANTILE = 0.3
-DUPLICATE_DISTANCE = 0.05
+DUPLICATE_DISTANCE = 0.1
 PAIRS = {"ab": (0, 1), "cd": (2, 3)}
 
 
@@ -254,7 +254,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=1, help="number of training seeds (0..N-1) whose theta are pooled (default 1)")
     parser.add_argument("--runs", help="folder for the training runs (default <out>_runs)")
     parser.add_argument("--quantile", type=float, default=BANDWIDTH_QUANTILE, help="estimate_bandwidth quantile (default 0.3)")
-    parser.add_argument("--duplicate-distance", type=float, default=DUPLICATE_DISTANCE, help="response distance below which a candidate is a near-duplicate (default 0.05)")
+    parser.add_argument("--duplicate-distance", type=float, default=DUPLICATE_DISTANCE, help="response distance (relative, 0..1) below which a candidate is a near-duplicate (default 0.1)")
     parser.add_argument("--no-figures", dest="figures", action="store_false", help="skip the figures")
     add_training_arguments(parser)
 

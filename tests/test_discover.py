@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mdn_snntorch import MDN, cli, dynamics, presets
-from mdn_snntorch.discover import Clustering, cluster_pair, discover, select_candidates
+from mdn_snntorch.discover import DUPLICATE_DISTANCE, Clustering, cluster_pair, discover, select_candidates
 from mdn_snntorch.presets import MetaNeuron
 
 
@@ -38,6 +38,18 @@ def test_cluster_pair_of_identical_points_is_one_centre():
 @pytest.mark.parametrize("name", ["2-FS", "2-RS", "2-SDS", "2-WDS"])
 def test_paper_neurons_pass_the_filters(name):
     assert dynamics.characterise(presets.get(name)).problem is None
+
+
+def test_paper_neurons_are_not_near_duplicates_of_each_other():
+    """The default threshold keeps the paper's four apart (2-SDS vs 2-WDS is the closest pair, 0.34),
+    and calls a theta moved by ~1e-3 a duplicate."""
+    chars = {n: dynamics.characterise(presets.get(n)) for n in ("2-FS", "2-RS", "2-SDS", "2-WDS")}
+    bins = 150 // dynamics.RATE_BIN
+    pairs = [(a, b) for a in chars for b in chars if a < b]
+    closest = min(dynamics.response_distance(chars[a].response, chars[b].response, bins) for a, b in pairs)
+    assert closest > 3 * DUPLICATE_DISTANCE
+    moved = dynamics.characterise(MetaNeuron("fs", 2, (0.060, 0.219, -0.066, 0.004)))
+    assert dynamics.response_distance(chars["2-FS"].response, moved.response, bins) < DUPLICATE_DISTANCE
 
 
 def test_runaway_neuron_is_degenerate():
