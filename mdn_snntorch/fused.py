@@ -59,7 +59,8 @@ def use_reference(enabled: bool = True) -> Iterator[None]:
 @contextlib.contextmanager
 def use_kernel(name: str) -> Iterator[None]:
     """Force the kernel behind the fused ops: ``"c"`` (CPU), ``"triton"`` (CUDA), ``"torch"`` (any
-    device) or ``"auto"`` (the default: Triton on CUDA, C on CPU float32/float64, else the PyTorch loop)."""
+    device) or ``"auto"`` (the default: C on CPU and Triton on CUDA for float32/float64, else the
+    PyTorch loop, e.g. for float16/bfloat16)."""
     if name not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {name!r}")
     previous = _config["kernel"]
@@ -76,7 +77,7 @@ def resolve_kernel(device_type: str, dtype: torch.dtype) -> str:
     :func:`use_kernel` choice. (Under ``torch.compile`` it is decided once, when the graph is traced.)"""
     choice = _config["kernel"]
     c_ok = device_type == "cpu" and dtype in cpu.DTYPES and cpu.library() is not None
-    triton_ok = device_type == "cuda" and importlib.import_module(_MODULES["triton"]).available()
+    triton_ok = device_type == "cuda" and dtype in cpu.DTYPES and importlib.import_module(_MODULES["triton"]).available()
     if choice == "auto":
         return "c" if c_ok else "triton" if triton_ok else "torch"
     if choice == "c" and not c_ok:

@@ -483,3 +483,14 @@ def test_layers_of_snntorch_style_shapes():
     assert torch.equal(a.multi_step(x), b.multi_step(x))
     x1 = x[:, 0, 0, 0]
     assert torch.equal(mdn.FirstOrder(dtype=torch.float64).multi_step(x1), mdn.FirstOrder(dtype=torch.float64, backend="reference").multi_step(x1))
+
+
+def test_half_precision_runs_the_torch_loop_kernel_exactly():
+    """bfloat16 (and float16) have no C / Triton kernel: the PyTorch-loop kernel runs them, repeating the
+    reference's operations in the same dtype, so the forward is bitwise the reference's."""
+    x = random_drive(24, 3, 5, torch.bfloat16, seed=8)
+    assert fused.resolve_kernel("cpu", torch.bfloat16) == "torch"
+    outs = [mdn.MDN("2-RS", dtype=torch.bfloat16, backend=b).multi_step(x, return_traces=True) for b in ("fused", "reference")]
+    for a, b in zip(*outs):
+        assert a.dtype == torch.bfloat16 and torch.equal(a, b)
+    assert outs[0][0].sum() > 0
