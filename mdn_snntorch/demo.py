@@ -1,0 +1,242 @@
+"""``mdn demo``: the paper's pipeline end to end on embedded data (SPEC §3-§6).
+
+1. prepare a spatial task (scikit-learn digits, rate-coded) and a temporal task (the same digits
+   read one row per time step) as HDF5 spike files;
+2. generate meta neurons from each (learnable theta, MeanShift + KMeans, filtered by dynamics);
+3. train the paper's four presets, the generated neurons and the 1st-order neuron on both tasks
+   over several seeds: a Table 3-style table and each neuron's capability (paper Eq. 7);
+4. validate the preset and generated neurons against Brian2;
+5. write ``report.html`` (self-contained) and ``report.md`` with the tables and figures.
+
+Every step keeps its outputs under ``OUT/<mode>/`` and is skipped (or, for training runs, resumed)
+when they are already there, so a second run only rebuilds the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mdn_snntorch import presets
+from mdn_snntorch.report import Report, write_atomic
+
+# The four Table 2 presets and the baseline; "init" is validated too (it seeds learnable theta).
+PRESET_NEURONS = list(presets.PAPER_NEURONS)
+VALIDATED_PRESETS = ["2-FS", "2-RS", "2-SDS", "2-WDS", "init", "1st-order"]
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Training sizes of one demo mode (for the embedded digits tasks)."""
+
+    epochs: int
+    hidden: int
+    batch_size: int
+    lr: float
+    seeds: int
+    discover_seeds: int
+    discover_epochs: int
+    quick_validation: bool
+
+
+FULL = DemoSettings(epochs=12, hidden=100, batch_size=32, lr=1e-2, seeds=3, discover_seeds=2, discover_epochs=12, quick_validation=False)
+QUICK = DemoSettings(epochs=4, hidden=48, batch_size=64, lr=1e-2, seeds=2, discover_seeds=1, discover_epochs=4, quick_validation=True)
+
+
+def _say(message: str) -> None:
+    print(f"[mdn demo] {message}", file=sys.stderr, flush=True)
+
+
+def prepare_data(work: Path, spatial: str | None, temporal: str | None) -> dict[str, Path]:
+    """The two task files: the user's, or the embedded digits tasks built once under ``work/data``."""
+    from data_prep import digits, digits_rows
+
+    tasks = {}
+    for role, given, convert, name in (("spatial", spatial, digits.convert, "digits.h5"), ("temporal", temporal, digits_rows.convert, "digits_rows.h5")):
+        if given:
+            tasks[role] = Path(given)
+        else:
+            path = work / "data" / name
+            tasks[role] = path if path.exists() else convert(path)
+    return tasks
+
+
+def generate_libraries(work: Path, tasks: dict[str, Path], settings: DemoSettings | None) -> dict[str, Path]:
+    """One meta-neuron library per source task (``spatial.json``, ``temporal.json``)."""
+    from mdn_snntorch.discover import discover
+
+    libraries = {}
+    for role, data in tasks.items():
+        path = work / f"{role}.json"
+        if not path.exists():
+            _say(f"generating {role} meta neurons from {data.name}")
+            train_settings = {"progress": False}
+            if settings:
+                train_settings.update(epochs=settings.discover_epochs, hidden=settings.hidden, batch_size=settings.batch_size, lr=settings.lr)
+            discover(data, path, seeds=settings.discover_seeds if settings else 1, **train_settings)
+        libraries[role] = path
+    return libraries
+
+
+def validate_neurons(work: Path, neurons: list[presets.MetaNeuron], quick: bool) -> dict[str, Any]:
+    """Brian2 cross-check of ``neurons``; reuses the previous result when it covered the same neurons."""
+    from validation.report import run_validation
+
+    out = work / "validation"
+    previous = out / "metrics.json"
+    if previous.exists():
+        doc = json.loads(previous.read_text())
+        validated = [n.to_dict() for n in neurons]
+        if doc.get("settings", {}).get("neurons") == validated:
+            return doc
+    return run_validation(neurons, out, quick=quick)
+
+
+def run_demo(out: str | Path = "demo_out", *, quick: bool = False, spatial: str | None = None, temporal: str | None = None) -> dict[str, Any]:
+    """Run (or resume) the whole pipeline; returns the summary written to ``OUT/summary.json``."""
+    from mdn_snntorch.evaluate import evaluate
+
+    out = Path(out)
+    mode = "quick" if quick else "full"
+    work = out / mode
+    settings = QUICK if quick else FULL
+    embedded = not spatial and not temporal
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    _say(f"1/5 data ({'embedded digits' if embedded else 'your files'})")
+    tasks = prepare_data(work, spatial, temporal)
+    timings["data"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    _say("2/5 meta-neuron generation")
+    libraries = generate_libraries(work, tasks, settings if embedded else None)
+    generated = {role: presets.load_library(path) for role, path in libraries.items()}
+    timings["generation"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    neurons = PRESET_NEURONS + [n.name for lib in generated.values() for n in lib.neurons]
+    _say(f"3/5 training {len(neurons)} neuron types x {len(tasks)} tasks x {settings.seeds} seeds")
+    train_settings = dict(epochs=settings.epochs, hidden=settings.hidden, batch_size=settings.batch_size, lr=settings.lr) if embedded else {}
+    evaluation = evaluate(
+        [tasks["spatial"], tasks["temporal"]], neurons, settings.seeds, work / "evaluation",
+        libraries=[libraries["spatial"], libraries["temporal"]], **train_settings,
+    )
+    timings["evaluation"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    _say("4/5 Brian2 validation")
+    to_validate = [presets.get(n) for n in VALIDATED_PRESETS] + [n for lib in generated.values() for n in lib.neurons]
+    validation = validate_neurons(work, to_validate, settings.quick_validation)
+    timings["validation"] = time.perf_counter() - t0
+
+    _say("5/5 report")
+    summary = {
+        "mode": mode,
+        "settings": dataclasses.asdict(settings) if embedded else "Table 1 defaults per data set",
+        "tasks": {role: str(p) for role, p in tasks.items()},
+        "task_names": list(evaluation["tasks"]),
+        "libraries": {role: {"path": str(p), "neurons": generated[role].names} for role, p in libraries.items()},
+        "neurons": neurons,
+        "accuracy_percent": evaluation["accuracy_percent"],
+        "capability": evaluation["capability"],
+        "validation_passed": bool(validation["passed"]),
+        "validation": {"passed": bool(validation["passed"]), "report": str(work / "validation" / "report.html")},
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
+    }
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2))
+    _write_report(out, work, summary, evaluation, generated, libraries, validation)
+    return summary
+
+
+def _write_report(out: Path, work: Path, summary: dict, evaluation: dict, generated: dict, libraries: dict, validation: dict) -> None:
+    from mdn_snntorch.data import SpikeDataset
+    from mdn_snntorch.evaluate import markdown_table
+
+    report = Report("Meta-Dynamic Neurons: demo report")
+    report.paragraph(
+        f"Mode: {summary['mode']}. Machine: {summary['machine']}. Step times (s): "
+        + ", ".join(f"{k} {v}" for k, v in summary["timings_s"].items())
+        + f". Training settings: {summary['settings']}."
+    )
+    report.heading("Tasks")
+    rows = []
+    for role, name in zip(("spatial", "temporal"), summary["task_names"]):
+        ds = SpikeDataset(summary["tasks"][role], "train")
+        test = SpikeDataset(summary["tasks"][role], "test")
+        rows.append([role, name, ds.n_inputs, ds.time_steps, ds.num_classes, len(ds), len(test)])
+    report.table(["role", "task", "inputs", "time steps", "classes", "train", "test"], rows)
+
+    report.heading("Generated meta neurons")
+    for role, lib in generated.items():
+        clustering = lib.provenance.get("clustering", {})
+        centres = " x ".join(str(clustering.get(p, {}).get("num_centres", "?")) for p in ("ab", "cd"))
+        candidates = lib.provenance.get("selection", {}).get("candidates", [])
+        dropped = [c for c in candidates if c.get("status") == "dropped"]
+        report.paragraph(
+            f"{role} library ({libraries[role].name}): (theta_a, theta_b) x (theta_c, theta_d) centres = {centres}; "
+            f"{len(candidates)} candidates, {len(lib.neurons)} kept, {len(dropped)} dropped"
+            + (": " + "; ".join(f"{c['id']}: {c['reason']}" for c in dropped) if dropped else ".")
+        )
+        report.table(["name", "theta_a", "theta_b", "theta_c", "theta_d", "description"], [[n.name, *(f"{t:.4f}" for t in n.theta), n.description] for n in lib.neurons])
+        for suffix, caption in (("_fig3.png", "theta of every hidden and output neuron with the cluster centres (paper Fig. 3)"), ("_fig4.png", "V, U, input and attractor of each kept neuron under the sine input (paper Fig. 4)")):
+            figure = libraries[role].with_name(libraries[role].stem + suffix)
+            if figure.exists():
+                report.figure(figure, f"{role}: {caption}")
+
+    report.heading("Accuracy and capability (paper Table 3, Eq. 7)")
+    report.code(markdown_table(evaluation))
+    for name, caption in (("accuracy.png", "test accuracy per neuron and task (paper Fig. 6/7)"), ("capability.png", "capability per neuron and task (paper Fig. 8)")):
+        report.figure(work / "evaluation" / name, caption)
+
+    report.heading("Brian2 validation")
+    report.paragraph(f"Overall: {'PASS' if validation['passed'] else 'FAIL'}. Full report: {Path(summary['validation']['report']).relative_to(out)}")
+    checks = validation.get("checks", [])
+    if checks:
+        report.table(["check", "result", "detail"], [[c.get("name", ""), "PASS" if c.get("passed") else "FAIL", c.get("detail", "")] for c in checks])
+    report.write(out)
+
+
+def _print_summary(out: Path, summary: dict) -> None:
+    tasks = summary["task_names"]
+    width = max(len(n) for n in summary["neurons"])
+    print(f"\n{'neuron':<{width}}  " + "  ".join(f"{t:>18}" for t in tasks))
+    for neuron in summary["neurons"]:
+        cells = []
+        for t in tasks:
+            cell = summary["accuracy_percent"][t][neuron]
+            cells.append(f"{cell['mean']:6.2f} +- {cell['std']:5.2f} ({summary['capability'][t][neuron]:+.1f})")
+        print(f"{neuron:<{width}}  " + "  ".join(f"{c:>18}" for c in cells))
+    print("(test accuracy %, mean +- std over seeds; capability in brackets)")
+    print(f"Brian2 validation: {'PASS' if summary['validation_passed'] else 'FAIL'}")
+    print(f"Report: {out / 'report.html'} (and report.md)")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    parser.add_argument("--quick", action="store_true", help="smaller settings, a few minutes (what CI runs)")
+    parser.add_argument("--spatial", help="use this spike file (e.g. MNIST from `mdn prep mnist`) as the spatial task")
+    parser.add_argument("--temporal", help="use this spike file (e.g. `mdn prep tidigits`) as the temporal task")
+
+
+def main(args: argparse.Namespace) -> int:
+    if bool(args.spatial) != bool(args.temporal):
+        print("mdn demo: give both --spatial and --temporal, or neither", file=sys.stderr)
+        return 2
+    for flag in ("spatial", "temporal"):
+        path = getattr(args, flag)
+        if path and not Path(path).exists():
+            print(f"mdn demo: --{flag} file {path} does not exist", file=sys.stderr)
+            return 2
+    out = Path(args.out)
+    summary = run_demo(out, quick=args.quick, spatial=args.spatial, temporal=args.temporal)
+    _print_summary(out, summary)
+    return 0 if summary["validation_passed"] else 1

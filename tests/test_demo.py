@@ -1,0 +1,71 @@
+"""`mdn demo --quick`: the whole pipeline on embedded data, as CI runs it."""
+
+import json
+from html.parser import HTMLParser
+
+import pytest
+
+from mdn_snntorch import presets
+from mdn_snntorch.cli import main
+from mdn_snntorch.demo import run_demo
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.images = [], 0
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.images += tag == "img" and dict(attrs).get("src", "").startswith("data:image/png;base64,")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--quick", "--out", str(out)]) == 0, "the demo exits 0 only when the Brian2 check passed"
+    return out, json.loads((out / "summary.json").read_text())
+
+
+def test_report_files_exist_and_parse(demo):
+    out, _ = demo
+    page = _Tags()
+    page.feed((out / "report.html").read_text())
+    assert "table" in page.tags
+    assert page.images >= 6, "Fig. 3 and 4 for both libraries, accuracy and capability are embedded"
+    md = (out / "report.md").read_text()
+    assert "## Accuracy and capability" in md and "## Brian2 validation" in md
+
+
+def test_table_has_every_neuron_and_task(demo):
+    _, summary = demo
+    generated = [n for lib in summary["libraries"].values() for n in lib["neurons"]]
+    assert len(summary["libraries"]["spatial"]["neurons"]) >= 1 and len(summary["libraries"]["temporal"]["neurons"]) >= 1
+    assert summary["neurons"] == list(presets.PAPER_NEURONS) + generated
+    for task in summary["task_names"]:
+        for neuron in summary["neurons"]:
+            cell = summary["accuracy_percent"][task][neuron]
+            assert cell["n"] == 2 and 0 <= cell["mean"] <= 100
+            assert neuron in summary["capability"][task]
+
+
+def test_brian2_check_passed(demo):
+    out, summary = demo
+    assert summary["validation_passed"]
+    assert (out / "quick" / "validation" / "report.html").exists()
+
+
+def test_spatial_presets_beat_chance_by_a_wide_margin(demo):
+    _, summary = demo
+    spatial = summary["task_names"][0]
+    for neuron in ("2-FS", "2-RS", "1st-order"):
+        assert summary["accuracy_percent"][spatial][neuron]["mean"] > 60, neuron  # chance is 10 %
+
+
+def test_rerun_reuses_finished_steps(demo):
+    out, first = demo
+    again = run_demo(out, quick=True)
+    results = json.loads((out / "quick" / "evaluation" / "results.json").read_text())
+    assert all(run["reused"] for run in results["runs"]), "no training run is repeated"
+    assert again["accuracy_percent"] == first["accuracy_percent"]
+    assert again["timings_s"]["evaluation"] < 30
