@@ -16,7 +16,6 @@ import json
 import sys
 import time
 
-import numpy as np
 import torch
 from torchvision import datasets
 

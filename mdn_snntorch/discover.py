@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from mdn_snntorch import dynamics
 from mdn_snntorch.presets import MetaNeuron, MetaNeuronLibrary, save_library
