@@ -103,22 +103,27 @@ def fi_curves(path: Path, study) -> Path:
     return save_figure(fig, path)
 
 
-def agreement_overview(path: Path, rows: list[tuple[str, str, float]]) -> Path:
-    """``rows``: (comparison, neuron type, max |dV| over the exact window)."""
+def agreement_overview(path: Path, rows: list[tuple[str, str, float]], limits: dict[str, float]) -> Path:
+    """``rows``: (comparison, neuron type, max |dV| over the exact window); ``limits``: rule name -> state_atol."""
     comparisons = list(dict.fromkeys(r[0] for r in rows))
     types = list(dict.fromkeys(r[1] for r in rows))
     value = {(c, t): v for c, t, v in rows}
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(types) * len(comparisons) / 2), 3.8))
+    floor = 1e-18  # bit-identical results are drawn at this height
+    fig, ax = plt.subplots(figsize=(min(12, max(6, 0.35 * len(types) * len(comparisons))), 4))
     width = 0.8 / len(comparisons)
     for i, c in enumerate(comparisons):
-        heights = [max(value.get((c, t), 0.0), 1e-18) for t in types]
-        ax.bar(np.arange(len(types)) + i * width, heights, width, label=c)
+        heights = [max(value.get((c, t), 0.0), floor) for t in types]
+        ax.bar(np.arange(len(types)) + i * width, heights, width, bottom=floor / 10, label=c)
+    for name, limit in limits.items():
+        if limit > 0:
+            ax.axhline(limit, color="grey", ls="--", lw=0.8)
+            ax.text(len(types) - 0.5, limit, f"{name} limit", fontsize=7, va="bottom", ha="right", color="grey")
     ax.set_yscale("log")
-    ax.set_ylim(1e-18, 1)
+    ax.set_ylim(floor / 10, 1)
     ax.set_xticks(np.arange(len(types)) + 0.4 - width / 2, types, fontsize=8)
-    ax.set_ylabel("max |dV| (exact window)")
-    ax.legend(fontsize=7)
-    ax.set_title("Agreement with Brian2 (bars at 1e-18 are bit-identical)")
+    ax.set_ylabel("max ΔV (exact window)")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(f"Agreement with Brian2 (bars at {floor:g}: bit-identical)")
     return save_figure(fig, path)
 
 

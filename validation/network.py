@@ -197,25 +197,45 @@ def _check_fit(model: ThreeLayerSNN, meta: dict, n_outputs: int, saved_meta: dic
         raise ValueError(f"checkpoint {checkpoint} does not match data {data}: " + "; ".join(problems))
 
 
-def replay(checkpoint: str | Path, data: str | Path, samples: int = 200, target: str = "numpy", *, cache_root=None, progress=None) -> ReplayResult:
-    """Load a run (directory or checkpoint file) and its test set, replay ``samples`` test samples in
-    Brian2 and in snnTorch (float64 and float32); ``progress`` is called after each simulator."""
+@dataclass
+class ReplayInputs:
+    """A trained model and the test samples to replay it on, checked to fit each other and Brian2."""
+
+    model: ThreeLayerSNN
+    spikes: np.ndarray  # [S, T, D] float32 0/1
+    truth: np.ndarray  # [S] classes
+    codes: np.ndarray | None
+    checkpoint: str
+    data: str
+
+
+def load_inputs(checkpoint: str | Path, data: str | Path, samples: int = 200) -> ReplayInputs:
+    """Load a run (directory or checkpoint file) and the first ``samples`` samples of a spike file's test
+    split; ``ValueError`` naming both files when they do not fit, or naming the layer Brian2 cannot express."""
     from mdn_snntorch.checkpoint import load_checkpoint
     from mdn_snntorch.data import SpikeDataset
 
+    if samples < 1:
+        raise ValueError(f"--samples must be >= 1, got {samples}")
     doc = load_checkpoint(checkpoint)
     model = doc["model"]
     ds = SpikeDataset(data, "test")
     codes = ds.codes.numpy() if ds.codes is not None else None
-    _check_fit(model, ds.meta, codes.shape[1] if codes is not None else ds.num_classes, doc.get("data_meta"), str(checkpoint), str(data))
-    if samples < 1:
-        raise ValueError(f"--samples must be >= 1, got {samples}")
-    n = min(samples, len(ds))
-    items = [ds[i] for i in range(n)]
+    _check_fit(model, ds.meta, codes.shape[1] if codes is not None else ds.num_classes, doc.get("data_meta"), str(doc["path"]), str(data))
+    _layer_parameters(model.hidden, model.n_hidden, "hidden layer")
+    _layer_parameters(model.output, model.n_out, "output layer")
+    items = [ds[i] for i in range(min(samples, len(ds)))]
     ds.close()
-    spikes = np.stack([x.numpy() for x, _ in items]) if items else np.zeros((0, ds.time_steps, ds.n_inputs))
+    spikes = np.stack([x.numpy() for x, _ in items]) if items else np.zeros((0, ds.time_steps, ds.n_inputs), dtype=np.float32)
     ys = [y.numpy() for _, y in items]
-    truth = np.asarray(ys) if codes is None else predicted(np.stack(ys), codes)
+    truth = np.asarray(ys, dtype=np.int64) if codes is None else predicted(np.stack(ys), codes)
+    return ReplayInputs(model, spikes, truth, codes, str(doc["path"]), str(data))
+
+
+def run_replay(inputs: ReplayInputs, target: str = "numpy", *, cache_root=None, progress=None) -> ReplayResult:
+    """Replay ``inputs`` in Brian2 (``target``) and in snnTorch (float64 and float32); ``progress`` is
+    called after each simulator."""
+    model, spikes = inputs.model, inputs.spikes
     counts = {}
     for name, run in (
         ("brian2", lambda: brian2_counts(model, spikes, target, cache_root=cache_root)),
@@ -225,4 +245,9 @@ def replay(checkpoint: str | Path, data: str | Path, samples: int = 200, target:
         counts[name] = run()
         if progress:
             progress()
-    return ReplayResult(counts, ds.time_steps, truth, codes, str(doc["path"]), str(data), target)
+    return ReplayResult(counts, spikes.shape[1], inputs.truth, inputs.codes, inputs.checkpoint, inputs.data, target)
+
+
+def replay(checkpoint: str | Path, data: str | Path, samples: int = 200, target: str = "numpy", *, cache_root=None) -> ReplayResult:
+    """:func:`load_inputs` then :func:`run_replay`."""
+    return run_replay(load_inputs(checkpoint, data, samples), target, cache_root=cache_root)

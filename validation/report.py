@@ -12,7 +12,8 @@ What is run (all on the same population, see :mod:`validation.population` and :m
 
 Comparisons: snnTorch float64 against every Brian2 target (float64 rule), the reference loop and
 float32 against the first target (float64 / float32 rule), Brian2 ``cython-strict`` against ``numpy``
-(bitwise); the recording alignment; the dt study against the ODE; the network replay.
+(bitwise); the recording alignment; the dt study against the ODE; the network replay. The dt study and
+the network replay are long runs: they use Brian2 ``cython`` when it is among the targets, else the first.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ def summarize(c: Comparison, pop: Population) -> dict[str, dict]:
             "identical_fraction": float(m.identical[s].mean()),
             "past_horizon": int((m.horizon[s] < m.steps).sum()),
             "grazes": int(((m.first_divergence < m.horizon) & s).sum()),
+            "max_graze": float(np.where((m.first_divergence < m.horizon) & s, m.graze, 0.0).max()),
             "max_dv": float(m.max_dv[s].max()),
             "max_du": float(m.max_du[s].max()),
             "first_divergence": int(m.first_divergence[s].min()),
@@ -212,11 +214,16 @@ def run_validation(
     neuron_list = resolve_neurons(neurons)
     if not neuron_list:
         raise ValueError("no neurons to validate")
+    replay_inputs = None
+    if checkpoint is not None:
+        from validation.network import load_inputs, run_replay
+
+        replay_inputs = load_inputs(checkpoint, data, samples)  # fail before the long part
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     candidates = _default_candidates() + list(extra_candidates)
     first = settings.targets[0]
-    dt_target = "cython" if "cython" in settings.targets else first
+    fast_target = "cython" if "cython" in settings.targets else first  # for the long runs: dt study, network
     # tasks: Brian2 targets, candidates, alignment, dt-study schemes (Euler + 2 rk4), network (3), figures
     n_tasks = len(settings.targets) + len(candidates) + 1 + len(settings.substeps) + 2 + (3 if checkpoint else 0) + 1
     bar = tqdm(total=n_tasks, desc="mdn validate", unit="task", disable=not progress)
@@ -256,18 +263,16 @@ def run_validation(
     t0 = time.perf_counter()
     bar.set_postfix_str("dt study")
     study = dt_study(
-        neuron_list, settings.dt_steps, settings.dt_levels, settings.h_ref, dt_target,
+        neuron_list, settings.dt_steps, settings.dt_levels, settings.h_ref, fast_target,
         substeps=settings.substeps, cache_root=cache_root, progress=lambda: bar.update(),
     )  # fmt: skip
-    timings[f"dt study (Brian2 {dt_target})"] = round(time.perf_counter() - t0, 3)
+    timings[f"dt study (Brian2 {fast_target})"] = round(time.perf_counter() - t0, 3)
     network = None
-    if checkpoint is not None:
-        from validation.network import replay
-
+    if replay_inputs is not None:
         t0 = time.perf_counter()
         bar.set_postfix_str("network replay")
-        network = replay(checkpoint, data, samples, first, cache_root=cache_root, progress=lambda: bar.update())
-        timings["network replay"] = round(time.perf_counter() - t0, 3)
+        network = run_replay(replay_inputs, fast_target, cache_root=cache_root, progress=lambda: bar.update())
+        timings[f"network replay (Brian2 {fast_target})"] = round(time.perf_counter() - t0, 3)
 
     result = _assemble(neuron_list, pop, settings, seed, comparisons, alignment, study, network, timings)
     timed("report", lambda: _write(out_dir, result, pop, brian2_runs[reference], kept["snnTorch float64"], comparisons, study, network, settings))
@@ -352,7 +357,7 @@ def _comparison_detail(c: Comparison) -> str:
     m, j = c.metrics, c.judgement
     return (
         f"{len(m.horizon)} neurons, identical spike trains {m.identical.mean():.1%}, "
-        f"max |dV| {m.max_dv.max():.1e}, max |dU| {m.max_du.max():.1e}, "
+        f"max dV {m.max_dv.max():.1e}, max dU {m.max_du.max():.1e}, "
         f"failing neurons: state {int(j.state_failed.sum())}, spikes {int(j.spikes_failed.sum())}, rate {int(j.rate_failed.sum())}"
     )
 
@@ -379,20 +384,22 @@ def _write(out_dir: Path, result: dict, pop, brian2_ref: Traces, snntorch64: Tra
     rep.table(["rule", "requirement"], [[name, r["text"]] for name, r in result["rules"].items()])
 
     rep.heading("Neuron replay")
-    header = ["type", "n", "identical", "past horizon", "early diffs (grazes)", "max |dV|", "max |dU|", "first diff",
+    header = ["type", "n", "identical", "past horizon", "diffs before horizon (graze)", "max ΔV", "max ΔU", "first diff",
               "max rate err", "vR mean", "vR max", "failed s/sp/r", "result"]  # fmt: skip
     for comp in result["comparisons"]:
         rep.heading(f"{comp['candidate']} vs {comp['reference']} ({comp['rule']} rule): {'PASS' if comp['passed'] else 'FAIL'}", 3)
         rows = []
         for kind, s in comp["by_type"].items():
             rows.append([
-                kind, s["neurons"], f"{s['identical_fraction']:.1%}", s["past_horizon"], s["grazes"], f"{s['max_dv']:.1e}",
+                kind, s["neurons"], f"{s['identical_fraction']:.1%}", s["past_horizon"],
+                f"{s['grazes']} (max {s['max_graze']:.0e})" if s["grazes"] else "0", f"{s['max_dv']:.1e}",
                 f"{s['max_du']:.1e}", s["first_divergence"], f"{s['max_rate_error']:.4f}", f"{s['van_rossum_mean']:.3f}",
                 f"{s['van_rossum_max']:.2f}", f"{s['failed_state']}/{s['failed_spikes']}/{s['failed_rate']}", "PASS" if s["passed"] else "FAIL",
             ])  # fmt: skip
         rep.table(header, rows)
     overview = [(f"{c.candidate} vs {c.reference}", kind, s["max_dv"]) for c, comp in zip(comparisons, result["comparisons"]) for kind, s in comp["by_type"].items()]
-    rep.figure(figures.agreement_overview(out_dir / "agreement.png", overview), "max |dV| over the exact window, per comparison and neuron type")
+    limits = {c.rule.name: c.rule.state_atol for c in comparisons}
+    rep.figure(figures.agreement_overview(out_dir / "agreement.png", overview, limits), "max ΔV over the exact window, per comparison and neuron type")
 
     window = min(settings.trace_window, pop.steps)
     for kind in dict.fromkeys(pop.kind):
@@ -439,7 +446,7 @@ def _write(out_dir: Path, result: dict, pop, brian2_ref: Traces, snntorch64: Tra
         for scheme in schemes:
             mean, worst = study.fi_error(scheme)
             rows.append([kind, scheme, f"{study.sine_rate[scheme][k]:.3f}", f"{study.sine_occupancy[scheme][k]:.3f}", f"{mean[k]:.3f}", f"{worst[k]:.3f}"])
-    rep.table(["type", "scheme", "sine rate", "sine occupancy", "f-I mean |d rate| vs ODE", "f-I max |d rate|"], rows)
+    rep.table(["type", "scheme", "sine rate", "sine occupancy", "f-I mean Δrate vs ODE", "f-I max Δrate"], rows)
     if study.types:
         rep.figure(figures.fi_curves(out_dir / "fi_curves.png", study), "f-I curves of every scheme and the ODE")
 
@@ -450,7 +457,7 @@ def _write(out_dir: Path, result: dict, pop, brian2_ref: Traces, snntorch64: Tra
         rows = [["brian2", f"{net['accuracy']['brian2']:.2%}", "-", "-", "-"]]
         for name, ag in net["agreement"].items():
             rows.append([name, f"{net['accuracy'][name]:.2%}", f"{ag['same_prediction']:.2%}", f"{ag['identical_counts']:.2%}", f"{ag['mean_abs_count_diff']:.4f}"])
-        rep.table(["simulator", "accuracy", "same prediction as Brian2", "identical output counts", "mean |d count|"], rows)
+        rep.table(["simulator", "accuracy", "same prediction as Brian2", "identical output counts", "mean Δcount"], rows)
         others = {k: v for k, v in network.counts.items() if k != "brian2"}
         rep.figure(figures.network_counts(out_dir / "network_counts.png", network.counts["brian2"], others), "output spike counts, Brian2 vs snnTorch")
 

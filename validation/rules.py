@@ -48,8 +48,8 @@ class Rule:
         if not self.use_horizon:
             return "bit-identical spikes and states over the whole run"
         return (
-            f"|dV|, |dU| <= {self.state_atol:g} and identical spikes up to the stability horizon "
-            f"(except threshold grazes <= {self.graze_atol:g}); afterwards |d rate| <= {self.rate_sigmas:g} sqrt(1/(2n))"
+            f"ΔV, ΔU <= {self.state_atol:g} and identical spikes up to the stability horizon "
+            f"(except threshold grazes <= {self.graze_atol:g}); afterwards Δrate <= {self.rate_sigmas:g} sqrt(1/(2n)) for n free steps"
         )
 
 
