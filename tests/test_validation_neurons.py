@@ -154,3 +154,14 @@ def test_metrics_report_first_divergence_graze_and_rates():
     assert m.graze[0] > 0 and np.isinf(m.graze[1:]).all()
     assert m.free_steps[0] == 100 - k and m.rate_error[0] == pytest.approx(0.01)
     assert not judge(m, FLOAT64).ok[0] and judge(m, FLOAT64).ok[1:].all()
+
+
+def test_a_non_finite_state_on_one_side_counts_as_a_difference():
+    rng = np.random.default_rng(4)
+    pop = Population.of(get("2-RS"), {"sine": stimuli.sine(50, 2, rng)})
+    ref = brian2_sim.simulate(pop, "numpy")
+    broken = Traces(ref.spikes, ref.v.copy(), ref.u.copy())
+    broken.v[10:, 1] = np.nan
+    m = compare(broken, ref, pop)
+    assert m.max_dv[0] == 0.0 and np.isinf(m.max_dv[1])
+    assert judge(m, FLOAT32).ok.tolist() == [True, False]

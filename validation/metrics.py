@@ -58,10 +58,18 @@ def van_rossum(candidate: np.ndarray, reference: np.ndarray, tau: float = VAN_RO
     return np.sqrt((filtered**2).sum(axis=0) / tau)
 
 
+def _abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``|a - b|``; 0 where both are equal or both NaN (no U for 1st-order neurons), inf where only one is
+    NaN or the two are different infinities."""
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(a - b)
+    return np.where(same, 0.0, np.nan_to_num(diff, nan=np.inf))
+
+
 def _max_abs_before(diff: np.ndarray, end: np.ndarray) -> np.ndarray:
     mask = np.arange(diff.shape[0])[:, None] < end[None, :]
-    magnitude = np.abs(np.where(np.isnan(diff), 0.0, diff))
-    return np.where(mask, magnitude, 0.0).max(axis=0, initial=0.0)
+    return np.where(mask, diff, 0.0).max(axis=0, initial=0.0)
 
 
 @dataclass(frozen=True)
@@ -109,8 +117,8 @@ def compare(candidate: Traces, reference: Traces, pop: Population, use_horizon: 
         horizon=horizon,
         exact_end=exact_end,
         van_rossum=van_rossum(candidate.spikes, reference.spikes),
-        max_dv=_max_abs_before(candidate.v - reference.v, exact_end),
-        max_du=_max_abs_before(candidate.u - reference.u, exact_end),
+        max_dv=_max_abs_before(_abs_diff(candidate.v, reference.v), exact_end),
+        max_du=_max_abs_before(_abs_diff(candidate.u, reference.u), exact_end),
         rate_error=np.abs(candidate.spikes.sum(axis=0) - reference.spikes.sum(axis=0)) / steps,
         free_steps=free_steps,
         free_rate_error=np.abs(free_diff) / np.maximum(free_steps, 1),

@@ -82,8 +82,12 @@ class Population:
 RANDOM_THETA_BOX = np.array([[-0.01, 0.07], [0.15, 0.25], [-0.07, 0.0], [0.0, 0.08]])
 
 
+#: the type name of the random-theta neurons
+RANDOM_THETA = "random-theta"
+
+
 def random_theta_population(stimulus: dict[str, np.ndarray], rng: np.random.Generator) -> Population:
     """2nd-order neurons with theta drawn uniformly from :data:`RANDOM_THETA_BOX`, one per stimulus column."""
-    pop = Population.of(MetaNeuron("random-theta", 2, (0.0, 0.0, 0.0, 0.0)), stimulus)
+    pop = Population.of(MetaNeuron(RANDOM_THETA, 2, (0.0, 0.0, 0.0, 0.0)), stimulus)
     theta = rng.uniform(RANDOM_THETA_BOX[:, 0], RANDOM_THETA_BOX[:, 1], size=(pop.size, 4))
     return Population(pop.kind, pop.order, theta, pop.decay, pop.stimulus, pop.currents)

@@ -36,9 +36,9 @@ from mdn_snntorch.report import Report
 from validation import brian2_sim, figures, snntorch_sim, stimuli
 from validation.continuous import EULER_SUBSTEPS, DtStudy, dt_study
 from validation.metrics import NeuronMetrics, compare, stability_horizon
-from validation.population import Population, random_theta_population
+from validation.population import RANDOM_THETA, Population, random_theta_population
 from validation.rules import BITWISE, FLOAT32, FLOAT64, RULES, Judgement, Rule, judge
-from validation.targets import TARGETS
+from validation.targets import TARGETS, check_available
 from validation.traces import Traces
 
 #: network replay: float64 must give the same prediction as Brian2 on this fraction of samples (the issue's bar)
@@ -211,9 +211,13 @@ def run_validation(
     unknown = [t for t in settings.targets if t not in TARGETS]
     if unknown or not settings.targets:
         raise ValueError(f"targets must be a non-empty subset of {TARGETS}, got {settings.targets}")
+    for target in settings.targets:
+        check_available(target)
     neuron_list = resolve_neurons(neurons)
     if not neuron_list:
         raise ValueError("no neurons to validate")
+    if random_theta and RANDOM_THETA in [n.name for n in neuron_list]:
+        raise ValueError(f"a neuron is named {RANDOM_THETA!r}, the name of the random-theta population; rename it")
     replay_inputs = None
     if checkpoint is not None:
         from validation.network import load_inputs, run_replay

@@ -33,6 +33,20 @@ def compile_args(target: str, base: list[str]) -> list[str]:
     return list(base)
 
 
+def check_available(target: str) -> None:
+    """``ValueError`` naming what is missing when ``target`` cannot work here (numpy always can)."""
+    import importlib.util
+    import shutil
+
+    if target == "numpy":
+        return
+    if importlib.util.find_spec("Cython") is None:
+        raise ValueError(f"Brian2 target {target!r} needs Cython (pip install cython); use --targets numpy instead")
+    compiler = os.environ.get("CXX") or "g++"
+    if shutil.which(compiler.split()[0]) is None and shutil.which("c++") is None:
+        raise ValueError(f"Brian2 target {target!r} needs a C++ compiler ({compiler} not found); use --targets numpy instead")
+
+
 @contextmanager
 def use_target(target: str, cache_root: str | os.PathLike | None = None) -> Iterator[None]:
     """Run the enclosed Brian2 code with ``target``; prefs are restored afterwards."""
@@ -41,6 +55,7 @@ def use_target(target: str, cache_root: str | os.PathLike | None = None) -> Iter
     from brian2 import prefs
     from brian2.codegen.runtime.cython_rt.extension_manager import cython_extension_manager
 
+    check_available(target)
     names = ("codegen.target", "codegen.runtime.cython.cache_dir", "codegen.cpp.extra_compile_args_gcc")
     saved = {name: prefs[name] for name in names}
     saved_table = cython_extension_manager._code_cache
