@@ -75,3 +75,14 @@ def test_cli_errors_name_the_bad_input(tmp_path, capsys):
         assert cli.main(["validate", *args, "--out", str(tmp_path / "o"), "--no-progress"]) == 2
         assert named in capsys.readouterr().err
     assert not Path(tmp_path / "o").exists()
+
+
+def test_cli_exits_one_when_a_check_fails(tmp_path, capsys, monkeypatch):
+    from validation import report
+
+    defaults = report._default_candidates
+    monkeypatch.setattr(report, "_default_candidates", lambda: defaults() + [Candidate("U from the new V", wrong_model, FLOAT64)])
+    rc = cli.main(["validate", "--neurons", "2-RS", "--quick", "--per-type", "4", "--steps", "150", "--out", str(tmp_path), "--no-progress"])
+    printed = capsys.readouterr().out
+    assert rc == 1
+    assert "FAIL  U from the new V vs Brian2 numpy (float64 rule)" in printed and re.search(r"^FAIL: \d+/\d+ checks passed$", printed, re.M)

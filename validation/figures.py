@@ -80,8 +80,9 @@ def rasters(path: Path, title: str, brian2: np.ndarray, snntorch: np.ndarray, fa
     return save_figure(fig, path)
 
 
-def fi_curves(path: Path, study) -> Path:
-    """One panel per neuron type: rate (spikes per unit time) against the constant current, per scheme."""
+def fi_curves(path: Path, study, snntorch: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
+    """One panel per neuron type: rate (spikes per unit time) against the constant current, per scheme;
+    ``snntorch``: type -> (currents, rates) of the snnTorch float64 f-I neurons at dt = 1, drawn as dots."""
     n = len(study.types)
     cols = min(n, 3)
     rows = -(-n // cols)
@@ -92,6 +93,8 @@ def fi_curves(path: Path, study) -> Path:
             ref = scheme == study.reference
             ax.plot(study.levels, study.fi_rate[scheme][k], color="k" if ref else color, lw=2 if ref else 1, label=scheme)
         ax.plot(study.levels, study.fi_occupancy[study.reference][k], color="k", ls=":", lw=1, label="ODE: steps with a spike")
+        if name in snntorch:
+            ax.plot(*snntorch[name], "o", ms=2.5, color="tab:red", label="snnTorch float64, dt=1")
         ax.set_title(name)
         ax.set_xlabel("constant current I")
         ax.set_ylabel("spikes per unit time")

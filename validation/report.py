@@ -452,7 +452,11 @@ def _write(out_dir: Path, result: dict, pop, brian2_ref: Traces, snntorch64: Tra
             rows.append([kind, scheme, f"{study.sine_rate[scheme][k]:.3f}", f"{study.sine_occupancy[scheme][k]:.3f}", f"{mean[k]:.3f}", f"{worst[k]:.3f}"])
     rep.table(["type", "scheme", "sine rate", "sine occupancy", "f-I mean Δrate vs ODE", "f-I max Δrate"], rows)
     if study.types:
-        rep.figure(figures.fi_curves(out_dir / "fi_curves.png", study), "f-I curves of every scheme and the ODE")
+        fi = {}  # snnTorch's own f-I points over the same duration as the study (same start, same current)
+        for kind in study.types if pop.steps >= study.steps else []:
+            cols = np.flatnonzero((pop.kind == kind) & (pop.stimulus == "f-I"))
+            fi[kind] = (pop.currents[0, cols], snntorch64.spikes[: study.steps, cols].mean(axis=0))
+        rep.figure(figures.fi_curves(out_dir / "fi_curves.png", study, fi), "f-I curves of every scheme and the ODE, and of snnTorch at dt = 1")
 
     if network is not None:
         net = result["network"]
