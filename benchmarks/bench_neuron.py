@@ -21,7 +21,9 @@
 
 Timings are medians of ``--rounds`` interleaved rounds (each round runs every variant once, in the same
 order, after warm-up), so a load spike on a shared machine hits all variants alike; the median discards
-the rounds it spoiled. Run: ``.venv/bin/python benchmarks/bench_neuron.py [--rounds 21] [--compile]``.
+the rounds it spoiled. On a machine oversubscribed by other jobs, multi-threaded runs suffer from
+OpenMP barriers waiting for descheduled threads; ``--threads 1`` gives ratios that hold up better there.
+Run: ``.venv/bin/python benchmarks/bench_neuron.py [--rounds 21] [--threads N] [--compile]``.
 """
 
 from __future__ import annotations
@@ -259,8 +261,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=21, help="interleaved timing rounds (medians)")
     parser.add_argument("--skip-cpu", action="store_true", help="only the GPU section")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes on CPU)")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (the C kernels follow it)")
     parser.add_argument("--json", help="write every figure to this JSON file")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     report: dict[str, dict] = {}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, C kernels: {fused.cpu.library() is not None}, "
           f"CUDA: {torch.cuda.is_available()}; medians of {args.rounds} interleaved rounds")
