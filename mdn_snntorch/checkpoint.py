@@ -13,32 +13,17 @@ import io
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+from mdn_snntorch.atomic import atomic_write
 from mdn_snntorch.models import ThreeLayerSNN
 
 CHECKPOINT_FORMAT = "mdn-train-checkpoint"
 CHECKPOINT_VERSION = 1
 _EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pt$")
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], binary: bool = False) -> Path:
-    """Call ``write(f)`` on a temporary file next to ``path``, then rename it onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_json(path: str | os.PathLike, doc: Any) -> Path:

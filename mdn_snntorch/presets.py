@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+
+from mdn_snntorch.atomic import atomic_write
 
 LIBRARY_FORMAT = "mdn-meta-neuron-library"
 LIBRARY_VERSION = 1
@@ -143,15 +144,7 @@ def save_library(path: str | os.PathLike, neurons: Iterable[MetaNeuron], provena
         "provenance": provenance or {},
         "neurons": [n.to_dict() for n in neurons],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, json.dumps(doc, indent=2))
     return path
 
 

@@ -6,25 +6,16 @@ from __future__ import annotations
 import base64
 import html
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from mdn_snntorch.atomic import atomic_write
+
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
-    """Write to a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``data`` to ``path`` atomically (see :mod:`mdn_snntorch.atomic`)."""
+    return atomic_write(path, data)
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:

@@ -39,3 +39,25 @@ def test_report_writes_markdown_and_self_contained_html(tmp_path):
     assert parser.srcs and parser.srcs[0].startswith("data:image/png;base64,iVBOR"), "the PNG is embedded"
     assert "Demo &lt;report&gt;" in page.read_text()
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_atomic_write_gives_normal_permissions_and_keeps_the_old_file_on_failure(tmp_path):
+    import os
+
+    import pytest
+
+    from mdn_snntorch.atomic import atomic_write
+
+    path = atomic_write(tmp_path / "a.txt", "first")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+    def fail(f):
+        f.write("half")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(path, fail)
+    assert path.read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
