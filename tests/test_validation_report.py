@@ -86,3 +86,22 @@ def test_cli_exits_one_when_a_check_fails(tmp_path, capsys, monkeypatch):
     printed = capsys.readouterr().out
     assert rc == 1
     assert "FAIL  U from the new V vs Brian2 numpy (float64 rule)" in printed and re.search(r"^FAIL: \d+/\d+ checks passed$", printed, re.M)
+
+
+def test_dt_study_names_types_whose_ode_reference_is_not_resolved():
+    import numpy as np
+
+    from validation.continuous import DtStudy
+
+    levels = np.array([0.2, 0.5, 0.8])
+    ref = {"resolved": [0.0, 0.3, 0.6], "runaway": [1.2, 1.8, 2.5]}
+    check = {"resolved": [0.0, 0.305, 0.61], "runaway": [0.0, 0.9, 2.4]}
+    fi = {
+        "rk4 h=0.01": np.array([ref["resolved"], ref["runaway"]]),
+        "rk4 h=0.005": np.array([check["resolved"], check["runaway"]]),
+    }
+    sine = {"rk4 h=0.01": np.array([0.2, 1.0]), "rk4 h=0.005": np.array([0.2, 1.0])}
+    study = DtStudy(["resolved", "runaway"], levels, 1000, 0.01, fi, fi, sine, sine)
+    np.testing.assert_allclose(study.reference_spread(), [0.01, 1.2])
+    assert study.reference_tolerance() == 0.01 + 2 / 1000
+    assert study.unresolved_types() == ["runaway"]
