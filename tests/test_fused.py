@@ -121,12 +121,21 @@ def test_shared_scalar_theta_and_no_traces(kernel, traces):
     assert grads[1].shape == ()  # a shared theta gets a shared gradient
 
 
-def test_c_kernel_multithreaded_shape_matches_the_torch_loop():
-    """Large enough for the C kernels to split the elements over threads (and over several blocks)."""
-    if cpu.library() is None:
+@pytest.mark.parametrize("openmp", [True, False], ids=["openmp", "pthreads"])
+def test_c_kernel_multithreaded_shape_matches_the_torch_loop(openmp, monkeypatch, tmp_path):
+    """Large enough for the C kernels to split the elements over threads (and over several blocks), with
+    the OpenMP build (the default) and the pthreads build (used where the compiler has no OpenMP)."""
+    cc = cpu._compiler()
+    if cc is None or cpu.library() is None:
         pytest.skip("no C compiler here: the PyTorch loop is the CPU kernel")
+    if not openmp:
+        monkeypatch.setenv("MDN_SNNTORCH_CACHE", str(tmp_path))
+        lib = __import__("ctypes").CDLL(str(cpu._build(cc, cpu.CFLAGS)))
+        cpu._declare(lib)
+        monkeypatch.setitem(cpu._state, "lib", lib)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # more threads than this machine's cores is fine
     case = functional_case("2-FS", torch.float64, per_neuron=True, T=20, B=64, N=130, seed=5)
-    assert 20 * 64 * 130 >= cpu._PARALLEL_MIN_WORK and torch.get_num_threads() >= 1
+    assert 20 * 64 * 130 >= cpu._PARALLEL_MIN_WORK
     for substeps in (1, 2):
         out_c, grads_c = run_functional("c", *case, 1.0, substeps, True)
         out_t, grads_t = run_functional("torch", *case, 1.0, substeps, True)
@@ -339,10 +348,11 @@ def test_c_build_is_cached(monkeypatch, tmp_path):
     if cpu._compiler() is None:
         pytest.skip("no C compiler here")
     monkeypatch.setenv("MDN_SNNTORCH_CACHE", str(tmp_path))
-    path = cpu._build(cpu._compiler())
+    flags = cpu.CFLAGS + cpu.OPENMP
+    path = cpu._build(cpu._compiler(), flags)
     assert path.parent == tmp_path and path.exists()
     mtime = path.stat().st_mtime_ns
-    assert cpu._build(cpu._compiler()) == path and path.stat().st_mtime_ns == mtime
+    assert cpu._build(cpu._compiler(), flags) == path and path.stat().st_mtime_ns == mtime
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary files left
 
 

@@ -59,10 +59,25 @@ _PRELUDE = r"""
 typedef void (*range_fn)(const void *args, int64_t e0, int64_t e1, int tid);
 typedef struct { range_fn fn; const void *args; int64_t e0, e1; int tid; } job_t;
 
+/* Split [0, M) into nthreads ranges of whole blocks, range i run by thread i (its index tid is passed on,
+   for per-thread outputs). With OpenMP, the threads are those of the OpenMP runtime already loaded by
+   PyTorch (the same libgomp), so the kernels share PyTorch's thread pool instead of competing with it. */
+#ifdef _OPENMP
+#include <omp.h>
+static void parallel_for(range_fn fn, const void *args, int64_t M, int nthreads) {
+    int64_t nblk = (M + BLK - 1) / BLK;
+    if (nthreads > nblk) nthreads = (int)nblk;
+    if (nthreads <= 1) { fn(args, 0, M, 0); return; }
+    #pragma omp parallel num_threads(nthreads)
+    {
+        const int i = omp_get_thread_num(), n = omp_get_num_threads();
+        const int64_t per = (nblk + n - 1) / n, e0 = i * per * BLK, e1 = (i + 1) * per * BLK;
+        if (e0 < M) fn(args, e0, e1 < M ? e1 : M, i);
+    }
+}
+#else
 static void *run_job(void *p) { job_t *j = (job_t *)p; j->fn(j->args, j->e0, j->e1, j->tid); return NULL; }
 
-/* Split [0, M) into nthreads ranges of whole blocks; run range 0 here and the rest on pthreads.
-   Range i is told its index tid = i (for per-thread outputs). */
 static void parallel_for(range_fn fn, const void *args, int64_t M, int nthreads) {
     int64_t nblk = (M + BLK - 1) / BLK;
     if (nthreads > MAX_THREADS) nthreads = MAX_THREADS;
@@ -81,6 +96,7 @@ static void parallel_for(range_fn fn, const void *args, int64_t M, int nthreads)
         if (started[i]) pthread_join(tid[i], NULL); else run_job(&jobs[i]);
     }
 }
+#endif
 """
 
 # Written once with `scalar_t` and the suffix `_SFX`; instantiated for float and double.
@@ -421,6 +437,9 @@ DTYPES = tuple(_TYPES)
 SOURCE = _PRELUDE + "".join(_TEMPLATE.replace("scalar_t", c).replace("_SFX", sfx) for c, sfx in _TYPES.values())
 #: -ffp-contract=off: no fused multiply-add, so every operation rounds as PyTorch's eager kernels do.
 CFLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared", "-pthread")
+#: tried first: OpenMP threads from the libgomp PyTorch has loaded (one pool, no competing spinners);
+#: without an OpenMP-capable compiler the kernels start their own pthreads
+OPENMP = ("-fopenmp",)
 #: below this many element-steps one thread is faster than starting more
 _PARALLEL_MIN_WORK = 1 << 16
 #: steps per checkpoint segment: the backward recomputes a segment in a per-thread buffer of
@@ -453,13 +472,13 @@ def _compiler() -> str | None:
     return None
 
 
-def _build(cc: str) -> Path:
-    """Compile :data:`SOURCE` (or reuse the cached build) and return the library's path."""
+def _build(cc: str, flags: tuple[str, ...]) -> Path:
+    """Compile :data:`SOURCE` with ``flags`` (or reuse the cached build) and return the library's path."""
     try:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         version = ""
-    key = hashlib.sha256("\0".join([SOURCE, cc, version, *CFLAGS, platform.machine(), _cpu_flags()]).encode()).hexdigest()[:16]
+    key = hashlib.sha256("\0".join([SOURCE, cc, version, *flags, platform.machine(), _cpu_flags()]).encode()).hexdigest()[:16]
     out = cache_dir() / f"mdn_cpu_{key}.so"
     if out.exists():
         return out
@@ -467,9 +486,20 @@ def _build(cc: str) -> Path:
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         src, lib = Path(tmp) / "mdn_cpu.c", Path(tmp) / "mdn_cpu.so"
         src.write_text(SOURCE)
-        subprocess.run([cc, *CFLAGS, str(src), "-o", str(lib)], check=True, capture_output=True, text=True, timeout=300)
+        subprocess.run([cc, *flags, str(src), "-o", str(lib)], check=True, capture_output=True, text=True, timeout=300)
         os.replace(lib, out)  # atomic: concurrent builders all end with one complete file
     return out
+
+
+def _load(cc: str) -> ctypes.CDLL:
+    """Build with OpenMP, else without; load and declare the library."""
+    try:
+        path = _build(cc, CFLAGS + OPENMP)
+    except subprocess.SubprocessError:
+        path = _build(cc, CFLAGS)
+    lib = ctypes.CDLL(str(path))
+    _declare(lib)
+    return lib
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -487,14 +517,12 @@ def library() -> ctypes.CDLL | None:
     with _lock:
         if "lib" in _state:
             return _state["lib"]  # type: ignore[return-value]
-        lib = None
         cc = _compiler()
         if os.environ.get("MDN_SNNTORCH_NO_CEXT", "") not in ("", "0") or cc is None:
             _state["lib"] = None
             return None
         try:
-            lib = ctypes.CDLL(str(_build(cc)))
-            _declare(lib)
+            lib = _load(cc)
         except (OSError, subprocess.SubprocessError, AttributeError) as e:
             detail = getattr(e, "stderr", "") or str(e)
             warnings.warn(f"mdn_snntorch: building the CPU kernels failed, using the PyTorch loop instead: {detail[:500]}", RuntimeWarning, stacklevel=2)
