@@ -17,7 +17,8 @@
 3. On CUDA (when present): neuron only ``[100, 256, 4096]`` and the paper-shape step, fused vs reference
    loop vs snnTorch ``Leaky``, with ``torch.cuda.max_memory_allocated``.
 4. ``--compile``: ``torch.compile`` (inductor) of the fused and of the reference model on the paper
-   shape: first-call cost (compilation) and steady-state step time against eager fused.
+   shape: first-call cost (a cold compilation: each model gets an empty inductor cache directory) and
+   steady-state step time against eager fused.
 
 Timings are medians of ``--rounds`` interleaved rounds (each round runs every variant once, in the same
 order, after warm-up), so a load spike on a shared machine hits all variants alike; the median discards
@@ -34,6 +35,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Callable
 
@@ -240,6 +242,7 @@ def section_compile(rounds: int) -> dict[str, float]:
     steps = {"eager-fused": training_step(eager, x, y)}
     for backend in ("auto", "reference"):
         torch._dynamo.reset()
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_neuron_inductor_")  # a cold compile
         model = ThreeLayerSNN(784, 500, 10, "2-FS", check_input=False, backend=backend)
         compiled = torch.compile(model)
         start = time.perf_counter()
