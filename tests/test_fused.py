@@ -446,6 +446,38 @@ def test_triton_kernels_under_the_interpreter():
     assert "triton interpreter ok" in proc.stdout
 
 
+def test_triton_kernels_compile_for_hopper_without_fma():
+    """Every kernel variant compiles (no GPU needed: Triton's own LLVM and ptxas) to sm_90 machine code,
+    with the launch options of kernels/gpu.py; without the sigmoid (whose exp may use library FMAs) the
+    PTX has no fused multiply-add, so the recurrence rounds like PyTorch's separate eager ops."""
+    triton = pytest.importorskip("triton")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from mdn_snntorch.kernels import gpu
+
+    variants = [
+        (gpu._mdn_fwd_kernel, dict(TRACES=True)),
+        (gpu._mdn_bwd_kernel, dict(HAS_GS=True, HAS_GVTR=True, HAS_GUTR=True, HAS_GVT=True, HAS_GUT=True)),
+        (gpu._fo_fwd_kernel, dict(TRACES=True)),
+        (gpu._fo_bwd_kernel, dict(HAS_GS=True, HAS_GVTR=True, HAS_GVT=True)),
+    ]
+    for kernel, flags in variants:
+        for substeps in (1, 2) if "SUBSTEPS" in kernel.arg_names else (None,):
+            for sigmoid, dtype in ((False, "fp32"), (False, "fp64"), (True, "fp32")):
+                constexprs = dict(flags, SIGMOID=sigmoid, BLOCK=gpu.BLOCK) | ({"SUBSTEPS": substeps} if substeps else {})
+                signature = {n: "constexpr" if n in constexprs else "i32" if n in ("T", "M", "N", "LAST") else "*" + dtype
+                             for n in kernel.arg_names}
+                source = ASTSource(kernel, signature, {(kernel.arg_names.index(k),): v for k, v in constexprs.items()})
+                try:
+                    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=dict(gpu.OPTIONS))
+                except RuntimeError as e:  # pragma: no cover - a triton without its CUDA toolchain
+                    pytest.skip(f"triton cannot compile for CUDA here: {e}")
+                assert compiled.asm["cubin"]
+                if not sigmoid:
+                    assert "fma." not in compiled.asm["ptx"], (str(kernel), constexprs, dtype)
+
+
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("dt, substeps", [(1.0, 1), (0.5, 3)])

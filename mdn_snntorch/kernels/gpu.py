@@ -29,6 +29,8 @@ except ImportError:  # pragma: no cover - exercised only where triton is missing
 
 Tensor = torch.Tensor
 BLOCK = 256
+#: launch options of every kernel: no fused multiply-add (see above)
+OPTIONS = {"enable_fp_fusion": False}
 
 
 @functools.cache
@@ -295,7 +297,7 @@ def mdn_forward(x: Tensor, v0: Tensor, u0: Tensor, params: Tensor, dt: float, su
     cur = torch.empty_like(x) if sigmoid else x
     _mdn_fwd_kernel[_grid(M)](
         x, v0, u0, params, _scalars(x, dt / substeps), spk, vT, uT, vtr, utr, cur, ck, T, M, params.shape[1],
-        SUBSTEPS=substeps, SIGMOID=sigmoid, TRACES=traces, BLOCK=BLOCK, enable_fp_fusion=False,
+        SUBSTEPS=substeps, SIGMOID=sigmoid, TRACES=traces, BLOCK=BLOCK, **OPTIONS,
     )
     return spk, vT, uT, vtr, utr, cur, ck
 
@@ -314,7 +316,7 @@ def mdn_backward(I, ck, params, gs, gvtr, gutr, gvT, guT, dt: float, substeps: i
         gx, gv0, gu0, gp, scratch, T, M, N, (T - 1) * M,
         SUBSTEPS=substeps, SIGMOID=sigmoid, HAS_GS=gs is not None, HAS_GVTR=gvtr is not None,
         HAS_GUTR=gutr is not None, HAS_GVT=gvT is not None, HAS_GUT=guT is not None, BLOCK=BLOCK,
-        enable_fp_fusion=False,
+        **OPTIONS,
     )
     return gx, gv0, gu0, _sum_rows(gp, N)
 
@@ -329,7 +331,7 @@ def first_order_forward(x: Tensor, v0: Tensor, params: Tensor, sigmoid: bool, tr
     cur = torch.empty_like(x) if sigmoid else x
     _fo_fwd_kernel[_grid(M)](
         x, v0, params, spk, vT, vtr, cur, ck, T, M, params.shape[1],
-        SIGMOID=sigmoid, TRACES=traces, BLOCK=BLOCK, enable_fp_fusion=False,
+        SIGMOID=sigmoid, TRACES=traces, BLOCK=BLOCK, **OPTIONS,
     )
     return spk, vT, vtr, cur, ck
 
@@ -343,6 +345,6 @@ def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bo
         I, ck, params, _scalars(I, 0.0, width), I if gs is None else gs, I if gvtr is None else gvtr,
         I if gvT is None else gvT, gx, gv0, gp, T, M, N, (T - 1) * M,
         SIGMOID=sigmoid, HAS_GS=gs is not None, HAS_GVTR=gvtr is not None, HAS_GVT=gvT is not None,
-        BLOCK=BLOCK, enable_fp_fusion=False,
+        BLOCK=BLOCK, **OPTIONS,
     )
     return gx, gv0, _sum_rows(gp, N)
