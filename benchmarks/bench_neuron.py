@@ -211,7 +211,7 @@ def section_gpu(rounds: int) -> dict[str, float]:
     shape = (100, 256, 4096)
     result: dict[str, float] = {}
     steps = {b: neuron_step(b, shape, "cuda") for b in ("fused", "reference")}
-    leaky = snn.Leaky(beta=0.8, threshold=0.5)
+    leaky = snn.Leaky(beta=0.8, threshold=0.5).to("cuda")
     xl = torch.randn(*shape, device="cuda").requires_grad_()
     wl = torch.randn(*shape, device="cuda")
 
