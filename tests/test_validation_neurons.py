@@ -165,3 +165,20 @@ def test_a_non_finite_state_on_one_side_counts_as_a_difference():
     m = compare(broken, ref, pop)
     assert m.max_dv[0] == 0.0 and np.isinf(m.max_dv[1])
     assert judge(m, FLOAT32).ok.tolist() == [True, False]
+
+
+def test_float32_is_judged_only_while_its_state_is_finite():
+    """A generated neuron with theta_a = -0.095 (seen in the demo's temporal library) lets U grow like
+    exp(0.095 t): float32 overflows near step 930 and goes silent while float64 keeps firing. The
+    free-window rate is compared only while both states are finite, so the float32 rule still holds."""
+    from mdn_snntorch.presets import MetaNeuron
+
+    runaway = MetaNeuron("runaway", 2, (-0.09478635713458061, 0.13874987038699063, 0.2776074469089508, 0.04697997812181711))
+    steps = 1200
+    pop = Population.of(runaway, {"sine": stimuli.sine(steps, 4, np.random.default_rng(0))})
+    reference = brian2_sim.simulate(pop, "numpy")
+    float32 = snntorch_sim.simulate(pop, torch.float32)
+    assert not np.isfinite(float32.v[-1]).any(), "the float32 state overflows in this run"
+    m = compare(float32, reference, pop)
+    assert (m.free_steps < steps - m.exact_end).all(), "the free window stops at the overflow"
+    assert judge(m, FLOAT32).ok.all()

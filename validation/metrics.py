@@ -10,7 +10,9 @@ r"""Per-neuron agreement of a candidate simulator with a reference, both as :cla
 - max :math:`|\Delta V|`, :math:`|\Delta U|` over the exact window: the steps before both the first
   divergence and the stability horizon;
 - firing-rate error :math:`|r_c - r_r|` (spikes per step) over the whole run and over the free
-  window: the steps from the end of the exact window on.
+  window: the steps from the end of the exact window until either simulator's state stops being
+  finite (a state that overflows its dtype, e.g. U growing like exp(|theta_a| t) past float32's
+  3.4e38, says nothing more about the model).
 
 The stability horizon of a neuron is the first step at which the reference's
 :math:`\epsilon = U - I + 1/4` exceeds :math:`1/dt^2 = 1`: from there on the Euler map
@@ -67,6 +69,12 @@ def _abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(same, 0.0, np.nan_to_num(diff, nan=np.inf))
 
 
+def _finite_until(traces: Traces) -> np.ndarray:
+    """Per neuron, the first step whose V or U is +-inf or NaN (``T`` if none; a 1st-order neuron's U is NaN)."""
+    bad = ~np.isfinite(traces.v) | np.isinf(traces.u)
+    return np.where(bad.any(axis=0), bad.argmax(axis=0), traces.v.shape[0])
+
+
 def _max_abs_before(diff: np.ndarray, end: np.ndarray) -> np.ndarray:
     mask = np.arange(diff.shape[0])[:, None] < end[None, :]
     return np.where(mask, diff, 0.0).max(axis=0, initial=0.0)
@@ -86,7 +94,7 @@ class NeuronMetrics:
     max_dv: np.ndarray  # over the exact window
     max_du: np.ndarray  # over the exact window (0 for 1st-order neurons)
     rate_error: np.ndarray  # whole run
-    free_steps: np.ndarray  # steps from exact_end to the end
+    free_steps: np.ndarray  # steps from exact_end until a state stops being finite
     free_rate_error: np.ndarray  # over those steps (0 if there are none)
 
     steps: int
@@ -106,7 +114,9 @@ def compare(candidate: Traces, reference: Traces, pop: Population, use_horizon: 
     first = np.where(differ.any(axis=0), differ.argmax(axis=0), steps)
     graze = np.where(first < steps, np.abs(pre_reset_v(reference, pop, np.minimum(first, steps - 1)) - V_TH), np.inf)
     exact_end = np.minimum(first, horizon)
-    free = np.arange(steps)[:, None] >= exact_end[None, :]
+    finite_end = np.minimum(_finite_until(candidate), _finite_until(reference))
+    t = np.arange(steps)[:, None]
+    free = (t >= exact_end[None, :]) & (t < finite_end[None, :])
     free_steps = free.sum(axis=0)
     free_diff = (candidate.spikes & free).sum(axis=0) - (reference.spikes & free).sum(axis=0)
     return NeuronMetrics(
