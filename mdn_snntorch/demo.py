@@ -40,14 +40,17 @@ class DemoSettings:
     hidden: int
     batch_size: int
     lr: float
+    lr_theta: float
     seeds: int
     discover_seeds: int
     discover_epochs: int
     quick_validation: bool
 
 
-FULL = DemoSettings(epochs=12, hidden=100, batch_size=32, lr=1e-2, seeds=3, discover_seeds=2, discover_epochs=12, quick_validation=False)
-QUICK = DemoSettings(epochs=4, hidden=48, batch_size=64, lr=1e-2, seeds=2, discover_seeds=1, discover_epochs=4, quick_validation=True)
+# eta_D = 1e-3 as the paper's MNIST row: a larger one drives theta_d negative on digits (every
+# candidate then a runaway, U falling with each spike) and leaves the spatial library empty.
+FULL = DemoSettings(epochs=12, hidden=100, batch_size=32, lr=1e-2, lr_theta=1e-3, seeds=3, discover_seeds=2, discover_epochs=12, quick_validation=False)
+QUICK = DemoSettings(epochs=4, hidden=48, batch_size=64, lr=1e-2, lr_theta=1e-3, seeds=2, discover_seeds=1, discover_epochs=4, quick_validation=True)
 
 
 def _say(message: str) -> None:
@@ -79,7 +82,9 @@ def generate_libraries(work: Path, tasks: dict[str, Path], settings: DemoSetting
             _say(f"generating {role} meta neurons from {data.name}")
             train_settings = {"progress": False}
             if settings:
-                train_settings.update(epochs=settings.discover_epochs, hidden=settings.hidden, batch_size=settings.batch_size, lr=settings.lr)
+                train_settings.update(
+                    epochs=settings.discover_epochs, hidden=settings.hidden, batch_size=settings.batch_size, lr=settings.lr, lr_theta=settings.lr_theta
+                )
             discover(data, path, seeds=settings.discover_seeds if settings else 1, **train_settings)
         libraries[role] = path
     return libraries

@@ -178,7 +178,7 @@ def _figures(out_dir: Path, doc: dict[str, Any]) -> None:
         for k, neuron in enumerate(neurons):
             ax.bar(
                 x + (k - (len(neurons) - 1) / 2) * width, [value(t, neuron) for t in tasks], width,
-                yerr=[err(t, neuron) for t in tasks] if err else None, capsize=3, label=neuron,
+                yerr=[err(t, neuron) for t in tasks] if err else None, capsize=3, label=neuron, color=plt.cm.tab20(k % 20),
             )
         ax.set_xticks(x, tasks)
         ax.set_title(title)
