@@ -69,3 +69,11 @@ def test_rerun_reuses_finished_steps(demo):
     assert all(run["reused"] for run in results["runs"]), "no training run is repeated"
     assert again["accuracy_percent"] == first["accuracy_percent"]
     assert again["timings_s"]["evaluation"] < 30
+
+
+def test_real_data_flags_need_both_files_that_exist(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--spatial", str(tmp_path / "a.h5")]) == 2
+    assert "both --spatial and --temporal" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path), "--spatial", str(tmp_path / "a.h5"), "--temporal", str(tmp_path / "b.h5")]) == 2
+    assert "a.h5 does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "summary.json").exists()
