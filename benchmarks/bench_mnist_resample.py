@@ -31,6 +31,7 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--time-steps", type=int, default=20)
     p.add_argument("--lr-decay", type=float, default=0.9)
+    p.add_argument("--lr-step", type=int, default=1, help="epochs per decay step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=0, help="use only this many training images (smoke test)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -54,7 +55,7 @@ def main() -> int:
     rows = []
     for epoch in range(args.epochs):
         for group in opt.param_groups:
-            group["lr"] = lr_at(1e-3, args.lr_decay, epoch)
+            group["lr"] = lr_at(1e-3, args.lr_decay, epoch, args.lr_step)
         t0 = time.perf_counter()
         order = torch.randperm(len(xtr), generator=gen, device=dev)
         right = 0
@@ -73,7 +74,7 @@ def main() -> int:
         print(f"{args.neuron} resampled epoch {epoch + 1}: train {100 * right / len(xtr):.2f}% test {100 * test_right / len(xte):.2f}% {secs:.1f} s", flush=True)
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"neuron": args.neuron, "time_steps": args.time_steps, "lr_decay": args.lr_decay, "epochs": rows}, f, indent=1)
+                json.dump({"neuron": args.neuron, "time_steps": args.time_steps, "lr_decay": args.lr_decay, "lr_step": args.lr_step, "epochs": rows}, f, indent=1)
     return 0
 
 

@@ -3,11 +3,14 @@ r"""Training the 3-layer SNN on an HDF5 spike file (paper §2, §4.2): ``mdn tra
 * Loss: paper Eq. 4 (:func:`~mdn_snntorch.loss.rate_mse_loss`), Adam, PyTorch's default initialisation.
 * Two parameter groups: synaptic weights with ``lr`` (eta_W) and, when theta is learnable, the dynamic
   parameters with ``lr_theta`` (eta_D, default eta_W).
-* Learning-rate schedule (the paper only says "decay learning rate by epochs"): exponential per epoch,
+* Learning-rate schedule (the paper only says "decay learning rate by epochs"): a step decay,
 
-  .. math:: \eta(e) = \eta_0 \, \gamma^{e}, \qquad e = 0, 1, \ldots \quad (\gamma = \texttt{lr\_decay} = 0.9)
+  .. math:: \eta(e) = \eta_0 \, \gamma^{\lfloor e / k \rfloor}, \qquad e = 0, 1, \ldots
+            \quad (\gamma = \texttt{lr\_decay} = 0.9,\ k = \texttt{lr\_step} = 1)
 
-  for both groups, so epoch 20 runs at 0.135 x the initial rate. ``lr_decay=1`` turns decay off.
+  for both groups. The default (k = 1) is exponential per epoch, so epoch 20 runs at 0.135 x the
+  initial rate; ``lr_decay=1`` turns decay off; ``lr_step=50, lr_decay=0.1`` is PyTorch's
+  ``StepLR(step_size=50, gamma=0.1)``.
 * A NaN or inf loss or gradient stops the run before the update, naming epoch and batch; the
   checkpoints of the finished epochs stay as they are.
 * Per finished epoch: ``epoch_NNN.pt`` (model, theta, optimiser, config, metrics), ``metrics.json`` and
@@ -72,6 +75,7 @@ class TrainConfig:
     lr: float = 1e-3
     lr_theta: float | None = None
     lr_decay: float = 0.9
+    lr_step: int = 1
     hidden: int = 500
     seed: int = 0
     device: str = "auto"
@@ -86,7 +90,7 @@ class TrainConfig:
     preset: str | None = None
 
     #: fields a resumed run may change (the rest must equal the checkpoint's)
-    RESUMABLE_CHANGES = ("epochs", "lr", "lr_theta", "lr_decay", "device", "bf16", "eval_batch_size", "num_workers", "threads", "progress", "out", "resume", "preset")
+    RESUMABLE_CHANGES = ("epochs", "lr", "lr_theta", "lr_decay", "lr_step", "device", "bf16", "eval_batch_size", "num_workers", "threads", "progress", "out", "resume", "preset")
 
     def __post_init__(self):
         checks = {
@@ -98,6 +102,7 @@ class TrainConfig:
             "lr": math.isfinite(self.lr) and self.lr > 0,
             "lr_theta": self.lr_theta is None or (math.isfinite(self.lr_theta) and self.lr_theta > 0),
             "lr_decay": 0 < self.lr_decay <= 1,
+            "lr_step": self.lr_step >= 1,
             "dt": math.isfinite(self.dt) and self.dt > 0,
         }
         for name, ok in checks.items():
@@ -141,9 +146,9 @@ class TrainResult:
         return self.metrics[-1]["test_acc"]
 
 
-def lr_at(base: float, decay: float, epoch: int) -> float:
-    """eta(e) = eta_0 * decay^e for the 0-based epoch e."""
-    return base * decay**epoch
+def lr_at(base: float, decay: float, epoch: int, step: int = 1) -> float:
+    """eta(e) = eta_0 * decay^floor(e / step) for the 0-based epoch e."""
+    return base * decay ** (epoch // step)
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,7 +278,7 @@ class _Run:
             print(f"{self.out}: already trained for {self.start_epoch} epochs (asked for {cfg.epochs})", file=sys.stderr)
         for epoch in range(self.start_epoch, cfg.epochs):
             for group in self.optimizer.param_groups:
-                group["lr"] = lr_at(group["base_lr"], cfg.lr_decay, epoch)
+                group["lr"] = lr_at(group["base_lr"], cfg.lr_decay, epoch, cfg.lr_step)
             self.train_loader.set_epoch(epoch)
             t0 = time.perf_counter()
             try:
@@ -286,8 +291,8 @@ class _Run:
             test_stats = self._evaluate()
             row = {
                 "epoch": epoch + 1,
-                "lr": lr_at(cfg.lr, cfg.lr_decay, epoch),
-                "lr_theta": lr_at(cfg.eta_theta, cfg.lr_decay, epoch) if self.model.theta_parameters() else None,
+                "lr": lr_at(cfg.lr, cfg.lr_decay, epoch, cfg.lr_step),
+                "lr_theta": lr_at(cfg.eta_theta, cfg.lr_decay, epoch, cfg.lr_step) if self.model.theta_parameters() else None,
                 **{f"train_{k}": v for k, v in train_stats.items()},
                 **{f"test_{k}": v for k, v in test_stats.items()},
                 "epoch_time_s": train_time,
@@ -425,7 +430,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, help=f"global batch size (default {_DEFAULTS['batch_size']})")
     g.add_argument("--lr", type=float, help=f"eta_W, learning rate of the weights (default {_DEFAULTS['lr']})")
     g.add_argument("--lr-theta", type=float, help="eta_D, learning rate of learnable theta (default: --lr)")
-    g.add_argument("--lr-decay", type=float, help=f"per-epoch factor gamma: lr(e) = lr * gamma^e (default {_DEFAULTS['lr_decay']})")
+    g.add_argument("--lr-decay", type=float, help=f"decay factor gamma: lr(e) = lr * gamma^floor(e / lr_step) (default {_DEFAULTS['lr_decay']})")
+    g.add_argument("--lr-step", type=int, help="epochs per decay step (default 1: decay every epoch; 50 with --lr-decay 0.1 is StepLR(50, 0.1))")
     g.add_argument("--hidden", type=int, help=f"hidden neurons (default {_DEFAULTS['hidden']})")
     g.add_argument("--dt", type=float, help="MDN time step (default 1)")
     g.add_argument("--substeps", type=int, help="MDN Euler sub-steps per time step (default 1)")
@@ -445,7 +451,7 @@ def settings_from_args(args: argparse.Namespace, dataset: str | None = None) -> 
     if preset:
         settings.update(table1.settings(preset))
         settings["preset"] = table1.canonical(preset)
-    for name in ("epochs", "batch_size", "lr", "lr_theta", "lr_decay", "hidden", "dt", "substeps", "device", "bf16",
+    for name in ("epochs", "batch_size", "lr", "lr_theta", "lr_decay", "lr_step", "hidden", "dt", "substeps", "device", "bf16",
                  "eval_batch_size", "num_workers", "threads", "progress"):
         value = getattr(args, name, None)
         if value is not None:

@@ -121,6 +121,30 @@ def test_resume_on_a_regenerated_file_of_another_size_is_refused(tmp_path):
         train(small(str(data), tmp_path / "run", epochs=2, resume=True))
 
 
+def test_step_schedule_decays_every_lr_step_epochs_and_applies_to_the_optimiser(digits, tmp_path):
+    """lr(e) = lr * gamma^floor(e / k): StepLR(step_size=2, gamma=0.1) over 5 epochs, weights and theta alike."""
+    seen = []
+    original = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(tuple(group["lr"] for group in self.param_groups))
+        return original(self, *args, **kwargs)
+
+    torch.optim.Adam.step = spy
+    try:
+        result = train(small(digits, None, neuron="learnable", lr_theta=1e-3, epochs=5, lr_decay=0.1, lr_step=2))
+    finally:
+        torch.optim.Adam.step = original
+    factors = [1, 1, 0.1, 0.1, 0.01]
+    assert [m["lr"] for m in result.metrics] == pytest.approx([3e-3 * f for f in factors])
+    assert [m["lr_theta"] for m in result.metrics] == pytest.approx([1e-3 * f for f in factors])
+    steps_per_epoch = len(seen) // 5
+    first_step_of_each_epoch = [lr for e in range(5) for lr in seen[e * steps_per_epoch]]
+    assert first_step_of_each_epoch == pytest.approx([lr * f for f in factors for lr in (3e-3, 1e-3)])
+    with pytest.raises(ValueError, match="lr_step=0"):
+        small(digits, None, lr_step=0)
+
+
 def test_resume_refuses_a_changed_setting(digits, tmp_path):
     train(small(digits, tmp_path / "run", epochs=1))
     with pytest.raises(ValueError, match="hidden=32.*hidden=48"):
@@ -138,6 +162,10 @@ def test_cli_trains_and_refuses_bad_arguments(digits, tmp_path, capsys):
     assert "test accuracy" in capsys.readouterr().out
     cfg = load_checkpoint(out)["config"]
     assert cfg["neuron"] == "2-RS" and cfg["preset"] == "digits" and cfg["lr"] == 3e-3 and cfg["hidden"] == 32
+    assert cfg["lr_step"] == 1
+    resume = ["--data", digits, "--neuron", "2-RS", "--preset", "digits", "--out", out, *common[:2], "--epochs", 2, *common[4:]]
+    assert run_cli(*resume, "--lr-decay", 0.5, "--lr-step", 5, "--resume") == 0
+    assert load_checkpoint(out)["config"]["lr_step"] == 5 and load_checkpoint(out)["metrics"][-1]["lr"] == 3e-3
 
     assert run_cli("--data", digits, "--out", out, *common) == 2  # run exists, no --resume
     assert "--resume" in capsys.readouterr().err
