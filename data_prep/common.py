@@ -74,10 +74,14 @@ def make_meta(
     )
 
 
-def write_split(writer, split: str, n: int, load: Loader, encode: Encoder, *, seed: int, n_targets: int | None = None) -> None:
+def write_split(
+    writer, split: str, n: int, load: Loader, encode: Encoder, *, seed: int, n_targets: int | None = None,
+    intensity: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> None:
     """Create ``split`` in ``writer`` (a :class:`~data_prep.spikefile.SpikeFileWriter`) and fill it
     block by block: for samples ``a:b`` of block ``k``, ``x, y = load(a, b)`` (in pieces of at most
-    :data:`LOAD_STEP`), spikes ``encode(x, block_rng(seed, split, k))``, labels ``y``."""
+    :data:`LOAD_STEP`), spikes ``encode(x, block_rng(seed, split, k))``, labels ``y`` and, for a writer
+    with ``intensity_levels``, the integer intensities ``intensity(x)`` ``[b, D]``."""
     writer.create_split(split, n, n_targets)
     with tqdm(total=n, desc=f"{writer.meta['dataset']} {split}", unit=" samples", leave=False) as bar:
         for k, start in enumerate(range(0, n, writer.rows)):
@@ -86,7 +90,7 @@ def write_split(writer, split: str, n: int, load: Loader, encode: Encoder, *, se
                 parts.append(load(a, min(n, start + writer.rows, a + LOAD_STEP)))
                 bar.update(len(parts[-1][1]))
             x, y = (np.concatenate(p) for p in zip(*parts))
-            writer.write(split, encode(x, block_rng(seed, split, k)), y)
+            writer.write(split, encode(x, block_rng(seed, split, k)), y, None if intensity is None else intensity(x))
 
 
 def add_common(

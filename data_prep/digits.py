@@ -48,15 +48,23 @@ def write_digits(
     seed: int,
     force: bool,
     encoder: Encoder,
+    keep_intensity: bool = False,
 ) -> Path:
-    """Both splits of :func:`split_digits` through ``encoder(intensities [b, 8, 8], rng)``."""
+    """Both splits of :func:`split_digits` through ``encoder(intensities [b, 8, 8], rng)``; with
+    ``keep_intensity`` the pixel values 0..16 are stored as ``intensity`` (levels 16) too."""
     meta = make_meta(
         dataset=dataset, encoding=encoding, encoding_params=params, time_steps=time_steps, input_shape=input_shape,
         class_names=CLASS_NAMES, seed=seed, source=f"sklearn.datasets.load_digits, stratified split test_size={TEST_FRACTION} random_state={SPLIT_SEED}",
     )  # fmt: skip
-    with SpikeFileWriter(out, meta, force=force) as writer:
+    def values(x: np.ndarray) -> np.ndarray:
+        return np.rint(x.reshape(len(x), -1) * 16)
+
+    with SpikeFileWriter(out, meta, force=force, intensity_levels=16 if keep_intensity else None) as writer:
         for split, (x, y) in split_digits().items():
-            write_split(writer, split, len(y), lambda a, b, x=x, y=y: (x[a:b], y[a:b]), encoder, seed=seed)
+            write_split(
+                writer, split, len(y), lambda a, b, x=x, y=y: (x[a:b], y[a:b]), encoder, seed=seed,
+                intensity=values if keep_intensity else None,
+            )  # fmt: skip
     return writer.out
 
 
@@ -66,7 +74,7 @@ def convert(out: str | os.PathLike, *, time_steps: int = DEFAULT_TIME_STEPS, see
     return write_digits(
         out, dataset="digits", encoding="rate-bernoulli", params={"intensity": "value / 16", "per_step": "Bernoulli(intensity)"},
         time_steps=time_steps, input_shape=(8, 8), seed=seed, force=force,
-        encoder=lambda x, rng: encode.bernoulli(x.reshape(len(x), 64), time_steps, rng),
+        encoder=lambda x, rng: encode.bernoulli(x.reshape(len(x), 64), time_steps, rng), keep_intensity=True,
     )  # fmt: skip
 
 

@@ -2,7 +2,8 @@
 
 Each pixel's normalised intensity ``p = value / 255`` is sampled at every one of T steps (paper §4.1:
 random sampling within a time window): ``S[t, d] ~ Bernoulli(p[d])``. Inputs are the flattened image,
-channel-major for colour (``[C, H, W]``, CIFAR-10 keeps all 3072 inputs).
+channel-major for colour (``[C, H, W]``, CIFAR-10 keeps all 3072 inputs). The pixel values are kept as
+``intensity`` (levels 255), so training can redraw the spikes every epoch.
 """
 
 from __future__ import annotations
@@ -69,7 +70,12 @@ def convert_images(
     def encoder(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return encode.bernoulli(x.reshape(len(x), -1).astype(np.float32) / 255.0, time_steps, rng)
 
-    with SpikeFileWriter(out, meta, force=force) as writer:
+    def pixels(x: np.ndarray) -> np.ndarray:
+        return x.reshape(len(x), -1)
+
+    with SpikeFileWriter(out, meta, force=force, intensity_levels=255) as writer:
         for split, data in splits.items():
-            write_split(writer, split, len(data.labels), lambda a, b, d=data: (d.images[a:b], d.labels[a:b]), encoder, seed=seed)
+            write_split(
+                writer, split, len(data.labels), lambda a, b, d=data: (d.images[a:b], d.labels[a:b]), encoder, seed=seed, intensity=pixels,
+            )  # fmt: skip
     return writer.out

@@ -3,6 +3,10 @@
 A converter opens a :class:`SpikeFileWriter`, creates each split with its sample count, fills it
 block by block and leaves the ``with`` block; only then does the file appear at its target path
 (``os.replace``). An exception removes the temporary file and leaves any existing target untouched.
+
+A rate-coded file written with ``intensity_levels = L`` also keeps each sample's intensities as uint8
+``intensity [N, D]`` (dataset attribute ``levels = L``, spike probability ``p = intensity / L``), from
+which the loader can redraw the spikes every epoch (``resample``).
 """
 
 from __future__ import annotations
@@ -50,8 +54,12 @@ class SpikeFileWriter:
         *,
         force: bool = False,
         codes: np.ndarray | None = None,
+        intensity_levels: int | None = None,
     ):
         self.out = check_target(out, force)
+        if intensity_levels is not None and not 1 <= int(intensity_levels) <= 255:
+            raise ValueError(f"intensity_levels must be in 1..255 (uint8 intensities), got {intensity_levels!r}")
+        self.intensity_levels = intensity_levels
         self.force = force
         self.meta = {"format": FORMAT, "version": VERSION, **meta}
         self._attrs = encode_meta(self.meta)
@@ -85,19 +93,35 @@ class SpikeFileWriter:
             "spikes", shape=shape, dtype=np.uint8, chunks=chunks if n else None,
             compression=self.compression if n else None, compression_opts=self.compression_opts if n else None,
         )  # fmt: skip
+        if self.intensity_levels is not None:
+            g.create_dataset(
+                "intensity", shape=(n, self.n_inputs), dtype=np.uint8, chunks=(chunks[0], self.n_inputs) if n else None,
+                compression=self.compression if n else None, compression_opts=self.compression_opts if n else None,
+            )  # fmt: skip
+            g["intensity"].attrs["levels"] = int(self.intensity_levels)
         if self.meta["target_kind"] == "labels":
             g.create_dataset("labels", shape=(n,), dtype=np.int64)
         else:
             g.create_dataset("targets", shape=(n, int(n_targets or 0)), dtype=np.uint8)
         self._filled[split], self._sizes[split] = 0, n
 
-    def write(self, split: str, packed: np.ndarray, y: np.ndarray) -> None:
-        """Append packed spikes ``[b, T, P]`` and their labels ``[b]`` / targets ``[b, K]`` to ``split``."""
+    def write(self, split: str, packed: np.ndarray, y: np.ndarray, intensity: np.ndarray | None = None) -> None:
+        """Append packed spikes ``[b, T, P]`` and their labels ``[b]`` / targets ``[b, K]`` to ``split``;
+        with ``intensity_levels`` also their intensities, integers ``[b, D]`` in ``0..levels``."""
         g = self._require_open()[split]
         start = self._filled[split]
         stop = start + len(packed)
         if stop > self._sizes[split] or len(y) != len(packed):
             raise ValueError(f"{split}: writing {len(packed)} samples ({len(y)} labels) at {start} overflows {self._sizes[split]}")
+        if (intensity is None) != (self.intensity_levels is None):
+            raise ValueError("intensities go with intensity_levels and only with it")
+        if intensity is not None:
+            intensity = np.asarray(intensity)
+            if intensity.shape != (len(packed), self.n_inputs):
+                raise ValueError(f"{split}: intensity is {intensity.shape}, expected {(len(packed), self.n_inputs)}")
+            if intensity.size and (intensity.min() < 0 or intensity.max() > self.intensity_levels):
+                raise ValueError(f"{split}: intensities outside 0..{self.intensity_levels}")
+            g["intensity"][start:stop] = intensity.astype(np.uint8)
         g["spikes"][start:stop] = packed
         g[self.meta["target_kind"]][start:stop] = y
         self._filled[split] = stop

@@ -7,7 +7,14 @@ groups ``train`` and ``test`` each hold
   (``numpy.packbits``, big bit order: feature ``d`` is bit ``7 - d % 8`` of byte ``d // 8``), chunked
   by blocks of samples and compressed;
 - ``labels``: int64 ``[N]`` (``target_kind == "labels"``) or ``targets``: uint8 ``[N, K]`` bit vectors
-  (``target_kind == "targets"``, NETtalk), with the code table ``codes`` uint8 ``[C, K]`` at the root.
+  (``target_kind == "targets"``, NETtalk), with the code table ``codes`` uint8 ``[C, K]`` at the root;
+- optionally (rate-coded images) ``intensity``: uint8 ``[N, D]`` with the attribute ``levels`` ``L``,
+  the spike probability of every input at every step being ``p = intensity / L``.
+
+With ``resample`` the loader ignores the stored spikes of such a split and draws new ones for every
+batch, ``S[t, b, d] = [r < intensity[b, d]]`` with ``r`` uniform on ``{0, ..., L - 1}`` (exactly
+Bernoulli(p)), from a generator seeded by ``(seed, epoch, window)``: a fresh realisation each epoch,
+the same one for the same seed and epoch.
 
 Batches are time-major: ``x [T, B, D]`` float32 (0/1), ``y [B]`` int64 or ``[B, K]`` float32.
 """
@@ -166,6 +173,7 @@ class SpikeDataset(Dataset):
             if y.shape[0] != self._n:
                 raise SpikeFileError(f"{self.path}: {split}/{kind} has {y.shape[0]} rows for {self._n} samples")
             self.codes = torch.from_numpy(f["codes"][()].astype(np.float32)) if "codes" in f else None
+            self.intensity_levels = self._check_intensity(group, split)
         self.num_classes = int(self.meta["num_classes"])
         if kind == "labels":
             self._y = y.astype(np.int64)
@@ -177,6 +185,18 @@ class SpikeDataset(Dataset):
                 raise SpikeFileError(f"{self.path}: bit-vector targets need the root dataset 'codes'")
         self._file: h5py.File | None = None
         self._pid = -1
+
+    def _check_intensity(self, group: h5py.Group, split: str) -> int | None:
+        """``levels`` of the split's ``intensity`` dataset, or None when it has none."""
+        if "intensity" not in group:
+            return None
+        ds = group["intensity"]
+        if ds.dtype != np.uint8 or ds.shape != (self._n, self.n_inputs):
+            raise SpikeFileError(f"{self.path}: {split}/intensity is {ds.dtype} {ds.shape}, expected uint8 [{self._n}, {self.n_inputs}]")
+        levels = _plain(ds.attrs.get("levels"))
+        if not isinstance(levels, int) or not 1 <= levels <= 255:
+            raise SpikeFileError(f"{self.path}: {split}/intensity has levels={levels!r}, expected an int in 1..255")
+        return levels
 
     def __len__(self) -> int:
         return self._n
@@ -209,19 +229,41 @@ class SpikeDataset(Dataset):
     def read_packed(self, indices: np.ndarray) -> np.ndarray:
         """Packed spikes uint8 ``[len(indices), T, P]`` of sorted, unique ``indices``, read as one
         contiguous slice per run of consecutive indices."""
-        indices = np.asarray(indices, dtype=np.int64)
         spikes = self._spikes()
         out = np.empty((len(indices), *spikes.shape[1:]), dtype=np.uint8)
-        breaks = np.flatnonzero(np.diff(indices) != 1) + 1
-        for run in np.split(np.arange(len(indices)), breaks):
-            if len(run):
-                a = int(indices[run[0]])
-                spikes.read_direct(out, np.s_[a : a + len(run)], np.s_[run[0] : run[-1] + 1])
+        done = 0
+        for a, n in _runs(indices):
+            spikes.read_direct(out, np.s_[a : a + n], np.s_[done : done + n])
+            done += n
         return out
+
+    def require_intensity(self) -> int:
+        """``intensity_levels``, or :class:`SpikeFileError` when the split keeps no intensities."""
+        if self.intensity_levels is None:
+            raise SpikeFileError(
+                f"{self.path}: split {self.split!r} keeps no intensities to redraw spikes from (encoding "
+                f"{self.meta['encoding']!r}); re-create it with the current `mdn prep` or do not resample"
+            )
+        return self.intensity_levels
+
+    def read_intensity(self, indices: np.ndarray) -> np.ndarray:
+        """Intensities uint8 ``[len(indices), D]`` of sorted, unique ``indices``."""
+        self.require_intensity()
+        intensity = self._spikes().parent["intensity"]
+        return np.concatenate([intensity[a : a + n] for a, n in _runs(indices)]) if len(indices) else np.empty((0, self.n_inputs), np.uint8)
 
     def targets(self, indices: np.ndarray) -> torch.Tensor:
         """Labels (int64 ``[B]``) or targets (float32 ``[B, K]``) of ``indices``."""
         return torch.from_numpy(self._y[indices])
+
+
+def _runs(indices: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted, unique ``indices`` as ``(start, length)`` runs of consecutive values."""
+    indices = np.asarray(indices, dtype=np.int64)
+    if not len(indices):
+        return []
+    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    return [(int(run[0]), len(run)) for run in np.split(indices, breaks)]
 
 
 def epoch_order(n: int, block: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
@@ -255,35 +297,46 @@ def plan_windows(
     return windows
 
 
-def window_batches(ds: SpikeDataset, window: np.ndarray, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Read one window (contiguous runs) and yield its batches ``(x [T, B, D], y)`` in window order."""
+def window_batches(
+    ds: SpikeDataset, window: np.ndarray, batch_size: int, rng: np.random.Generator | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Read one window (contiguous runs) and yield its batches ``(x [T, B, D], y)`` in window order;
+    with ``rng`` the spikes are drawn from the stored intensities instead of read."""
     ordered = np.unique(window)
-    packed = ds.read_packed(ordered)
     pos = np.searchsorted(ordered, window)
+    if rng is None:
+        packed = ds.read_packed(ordered)
+    else:
+        intensity, levels = ds.read_intensity(ordered), ds.intensity_levels
     for i in range(0, len(window), batch_size):
         p = pos[i : i + batch_size]
-        x = unpack_spikes(np.ascontiguousarray(packed[p].transpose(1, 0, 2)), ds.n_inputs)
+        if rng is None:
+            x = unpack_spikes(np.ascontiguousarray(packed[p].transpose(1, 0, 2)), ds.n_inputs)
+        else:
+            draws = rng.integers(0, levels, size=(ds.time_steps, len(p), ds.n_inputs), dtype=np.uint8)
+            x = (draws < intensity[p]).astype(np.float32)
         yield torch.from_numpy(x), ds.targets(window[i : i + batch_size])
 
 
 class _WindowStream(IterableDataset):
     """Worker side of :class:`SpikeLoader`: worker ``w`` of ``k`` reads windows ``w, w + k, ...``."""
 
-    def __init__(self, ds: SpikeDataset, windows: list[np.ndarray], batch_size: int):
-        self.ds, self.windows, self.batch_size = ds, windows, batch_size
+    def __init__(self, ds: SpikeDataset, windows: list[np.ndarray], batch_size: int, draw_seed: list[int] | None = None):
+        self.ds, self.windows, self.batch_size, self.draw_seed = ds, windows, batch_size, draw_seed
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        for window in self.windows[worker::workers]:
-            yield from window_batches(self.ds, window, self.batch_size)
+        for k in range(worker, len(self.windows), workers):
+            rng = None if self.draw_seed is None else np.random.default_rng([*self.draw_seed, k])
+            yield from window_batches(self.ds, self.windows[k], self.batch_size, rng)
 
 
 class SpikeLoader:
     """Iterable of time-major batches ``(x [T, B, D] float32, y [B] int64 | [B, K] float32)``.
 
     ``len`` is this rank's number of batches; :meth:`set_epoch` reshuffles (deterministically from
-    ``seed + epoch``). See :func:`spike_loader`.
+    ``seed + epoch``) and, with ``resample``, redraws the spikes. See :func:`spike_loader`.
     """
 
     def __init__(
@@ -297,7 +350,10 @@ class SpikeLoader:
         num_workers: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        resample: bool = False,
     ):
+        if resample:
+            dataset.require_intensity()
         for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0), ("world_size", world_size, 1)):
             if not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
@@ -306,6 +362,7 @@ class SpikeLoader:
         self.dataset, self.batch_size = dataset, batch_size
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.num_workers, self.rank, self.world_size = num_workers, rank, world_size
+        self.resample = resample
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -324,7 +381,8 @@ class SpikeLoader:
         )  # fmt: skip
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        stream = _WindowStream(self.dataset, self.windows(), self.batch_size)
+        draw_seed = [self.seed, self.epoch, self.rank] if self.resample else None
+        stream = _WindowStream(self.dataset, self.windows(), self.batch_size, draw_seed)
         if self.num_workers == 0:
             return iter(stream)
         return iter(DataLoader(stream, batch_size=None, num_workers=self.num_workers))
@@ -341,14 +399,16 @@ def spike_loader(
     num_workers: int = 0,
     rank: int = 0,
     world_size: int = 1,
+    resample: bool = False,
 ) -> SpikeLoader:
     """A :class:`SpikeLoader` over split ``split`` of the spike file ``path``.
 
     Shuffling permutes blocks of consecutive samples (the file's chunks) and then samples within read
     windows, so every read is a contiguous slice. ``rank`` / ``world_size`` give each process of a
-    DistributedDataParallel job a disjoint shard with the same number of batches.
+    DistributedDataParallel job a disjoint shard with the same number of batches. ``resample`` draws
+    new Bernoulli spikes from the split's stored intensities for every batch of every epoch.
     """
     return SpikeLoader(
         SpikeDataset(path, split), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
-        num_workers=num_workers, rank=rank, world_size=world_size,
+        num_workers=num_workers, rank=rank, world_size=world_size, resample=resample,
     )  # fmt: skip

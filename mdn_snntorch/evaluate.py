@@ -66,9 +66,10 @@ def _reusable_run(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
     saved, wanted = doc.get("config", {}), config.to_dict()
     housekeeping = {"device", "eval_batch_size", "num_workers", "threads", "progress", "out", "resume", "preset", "epochs"}
     for name, value in wanted.items():
-        same = Path(value).resolve() == Path(saved.get(name, "")).resolve() if name == "data" else saved.get(name) == value
+        old = TrainConfig.saved_value(saved, name)
+        same = Path(value).resolve() == Path(old or "").resolve() if name == "data" else old == value
         if name not in housekeeping and not same:
-            raise ValueError(f"{run_dir} holds a run made with {name}={saved.get(name)!r}, not {value!r}: remove it or use another --out")
+            raise ValueError(f"{run_dir} holds a run made with {name}={old!r}, not {value!r}: remove it or use another --out")
     if (saved.get("epochs") or 0) > config.epochs:
         raise ValueError(f"{run_dir} holds a run of {saved['epochs']} epochs, more than the {config.epochs} asked for: remove it or use another --out")
     if doc.get("status") == "finished" and saved.get("epochs") == config.epochs:

@@ -76,6 +76,7 @@ class TrainConfig:
     lr_theta: float | None = None
     lr_decay: float = 0.9
     lr_step: int = 1
+    resample: bool = False
     hidden: int = 500
     seed: int = 0
     device: str = "auto"
@@ -122,6 +123,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def saved_value(cls, saved: dict[str, Any], name: str) -> Any:
+        """Setting ``name`` of a saved config; a setting newer than the save has its default value."""
+        if name in saved:
+            return saved[name]
+        return next((f.default for f in dataclasses.fields(cls) if f.name == name), None)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -238,7 +246,9 @@ class _Run:
             if ctx.enabled
             else model
         )
-        self.train_loader = SpikeLoader(train_set, config.batch_size, shuffle=True, seed=config.seed, num_workers=config.num_workers)
+        self.train_loader = SpikeLoader(
+            train_set, config.batch_size, shuffle=True, seed=config.seed, num_workers=config.num_workers, resample=config.resample
+        )
         self.test_loader = spike_loader(config.data, "test", config.eval_batch_size, num_workers=config.num_workers)
         self.autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=config.bf16)
 
@@ -263,11 +273,11 @@ class _Run:
             if name == "data":
                 same = Path(value).resolve() == Path(saved[name]).resolve()
             else:
-                same = value == saved.get(name)
+                same = value == TrainConfig.saved_value(saved, name)
             if not same:
                 raise ValueError(
                     f"cannot resume {checkpoint['path']} with {name}={value!r}: the run was started with "
-                    f"{name}={saved.get(name)!r} (a resumed run may change only {', '.join(TrainConfig.RESUMABLE_CHANGES[:-3])})"
+                    f"{name}={TrainConfig.saved_value(saved, name)!r} (a resumed run may change only {', '.join(TrainConfig.RESUMABLE_CHANGES[:-3])})"
                 )
         return config
 
@@ -432,6 +442,10 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--lr-theta", type=float, help="eta_D, learning rate of learnable theta (default: --lr)")
     g.add_argument("--lr-decay", type=float, help=f"decay factor gamma: lr(e) = lr * gamma^floor(e / lr_step) (default {_DEFAULTS['lr_decay']})")
     g.add_argument("--lr-step", type=int, help="epochs per decay step (default 1: decay every epoch; 50 with --lr-decay 0.1 is StepLR(50, 0.1))")
+    g.add_argument(
+        "--resample", action="store_true", default=None,
+        help="draw new Bernoulli spikes from the file's intensities for every training batch of every epoch (image data sets)",
+    )  # fmt: skip
     g.add_argument("--hidden", type=int, help=f"hidden neurons (default {_DEFAULTS['hidden']})")
     g.add_argument("--dt", type=float, help="MDN time step (default 1)")
     g.add_argument("--substeps", type=int, help="MDN Euler sub-steps per time step (default 1)")
@@ -451,7 +465,7 @@ def settings_from_args(args: argparse.Namespace, dataset: str | None = None) -> 
     if preset:
         settings.update(table1.settings(preset))
         settings["preset"] = table1.canonical(preset)
-    for name in ("epochs", "batch_size", "lr", "lr_theta", "lr_decay", "lr_step", "hidden", "dt", "substeps", "device", "bf16",
+    for name in ("epochs", "batch_size", "lr", "lr_theta", "lr_decay", "lr_step", "resample", "hidden", "dt", "substeps", "device", "bf16",
                  "eval_batch_size", "num_workers", "threads", "progress"):
         value = getattr(args, name, None)
         if value is not None:

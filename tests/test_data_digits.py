@@ -11,7 +11,7 @@ from data_prep import cli, digits, digits_rows
 from data_prep.common import PrepError
 from mdn_snntorch.cli import build_parser
 from mdn_snntorch.cli import main as mdn
-from mdn_snntorch.data import read_meta, unpack_spikes
+from mdn_snntorch.data import SpikeDataset, read_meta, unpack_spikes
 
 
 def read(path, split):
@@ -39,6 +39,8 @@ def test_digits_rates_follow_intensities(tmp_path):
     rate, p = spikes.mean(axis=1), x.reshape(450, 64)
     assert np.all(rate[p == 0] == 0) and np.all(rate[p == 1] == 1)
     assert abs(rate.mean() - p.mean()) < 0.005 and np.abs(rate - p).mean() < 0.06
+    ds = SpikeDataset(out, "test")  # the pixel values 0..16 are kept for redrawing spikes
+    assert ds.intensity_levels == 16 and np.array_equal(ds.read_intensity(np.arange(450)), x.reshape(450, 64) * 16)
 
 
 def test_seed_changes_spikes_not_the_split(tmp_path):
@@ -58,6 +60,7 @@ def test_rows_one_per_step(tmp_path, steps_per_row):
     assert np.array_equal(labels, y) and spikes.shape == (1347, 8 * steps_per_row, 8)
     row_of_step = np.repeat(x, steps_per_row, axis=1)  # [N, T, 8]: the row shown at each step
     assert np.all(spikes[row_of_step == 0] == 0) and np.all(spikes[row_of_step == 1] == 1)
+    assert SpikeDataset(out, "train").intensity_levels is None  # one row per step: not a rate code to redraw
 
 
 def test_bad_steps_per_row(tmp_path):

@@ -48,6 +48,8 @@ def test_idx_datasets(tmp_path, idx_root, module, folder, first_class):
         assert np.all(rate[intensity == 0] == 0) and np.all(rate[intensity == 1] == 1)
         assert np.abs(rate - intensity).mean() < 0.025  # Bernoulli(p) at 400 steps: sd <= 0.025 per pixel
         assert np.corrcoef(rate.ravel(), intensity.ravel())[0, 1] > 0.99
+        ds = SpikeDataset(out, split)  # the pixels are kept, to redraw spikes from
+        assert ds.intensity_levels == 255 and np.array_equal(ds.read_intensity(np.arange(len(y))), x.reshape(len(y), -1))
 
 
 def test_same_seed_same_spikes_other_seed_other_spikes(tmp_path, idx_root):

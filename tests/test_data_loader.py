@@ -1,4 +1,4 @@
-"""SpikeDataset and spike_loader: items, batches [T, B, D], shuffling, epochs, shards, workers."""
+"""SpikeDataset and spike_loader: items, batches [T, B, D], shuffling, epochs, shards, workers, resampling."""
 
 import pickle
 from collections import Counter
@@ -10,7 +10,9 @@ from data_fixtures.spikes import id_spikes, make_spike_file, sample_ids
 
 import data_prep.spikefile
 import mdn_snntorch.data
-from mdn_snntorch.data import SpikeDataset, plan_windows, spike_loader
+from data_prep.common import make_meta
+from data_prep.spikefile import SpikeFileWriter
+from mdn_snntorch.data import SpikeDataset, pack_spikes, plan_windows, spike_loader
 
 T, D = 3, 21
 
@@ -138,3 +140,97 @@ def test_bad_loader_arguments(path, kwargs, message):
 def test_unknown_split(path):
     with pytest.raises(ValueError, match="split must be one of"):
         SpikeDataset(path, "valid")
+
+
+LEVELS = 16
+
+
+@pytest.fixture
+def intensity_file(tmp_path, small_blocks):
+    """101 samples whose first 7 inputs spell the sample id (intensity 0 or L: never / always a spike) and
+    whose other 14 inputs have intensities 1 .. L-1 (randomly spiking with p = k / L)."""
+    n, d = 101, D
+    meta = make_meta(
+        dataset="ids", encoding="rate-bernoulli", encoding_params={}, time_steps=T, input_shape=(d,),
+        class_names=[f"c{i}" for i in range(5)], seed=0, source="tests",
+    )  # fmt: skip
+    ids = np.arange(n)
+    intensity = np.zeros((n, d), dtype=np.uint8)
+    intensity[:, :7] = ((ids[:, None] >> np.arange(6, -1, -1)) & 1) * LEVELS
+    intensity[:, 7:] = 1 + (ids[:, None] + np.arange(14)) % (LEVELS - 1)
+    stored = np.random.default_rng(0).integers(0, LEVELS, size=(n, T, d)) < intensity[:, None]
+    with SpikeFileWriter(tmp_path / "p.h5", meta, intensity_levels=LEVELS) as w:
+        for split in ("train", "test"):
+            w.create_split(split, n)
+            w.write(split, pack_spikes(stored), ids % 5, intensity)
+    return tmp_path / "p.h5", intensity
+
+
+def resampled_epoch(loader):
+    """``(ids, x)`` of one epoch, checking every batch's shape, values, labels and id inputs."""
+    ids, xs = [], []
+    for x, y in loader:
+        assert x.dtype == torch.float32 and x.shape[0] == T and x.shape[2] == D and set(x.unique().tolist()) <= {0.0, 1.0}
+        bits = x[:, :, :7]
+        assert torch.equal(bits, bits[:1].expand_as(bits))  # p = 0 never spikes, p = 1 always does
+        batch_ids = (bits[0] * (1 << torch.arange(6, -1, -1))).sum(1).long()
+        assert torch.equal(y, batch_ids % 5)  # labels travel with their samples
+        ids.append(batch_ids)
+        xs.append(x)
+    return torch.cat(ids), torch.cat(xs, dim=1)
+
+
+def test_resample_draws_new_spikes_each_epoch_reproducibly(intensity_file):
+    path, _ = intensity_file
+    loader = spike_loader(path, "train", 10, shuffle=True, seed=3, resample=True)
+    ids0, x0 = resampled_epoch(loader)
+    assert sorted(ids0.tolist()) == list(range(101))
+    stored = spike_loader(path, "train", 10, shuffle=True, seed=3)
+    assert [y.tolist() for _, y in stored] == [y.tolist() for _, y in loader]  # same order as without resampling
+    assert not torch.equal(x0, torch.cat([x for x, _ in stored], dim=1))  # but not the stored spikes
+    assert torch.equal(resampled_epoch(loader)[1], x0)  # same seed and epoch: same draw
+    loader.set_epoch(1)
+    ids1, x1 = resampled_epoch(loader)
+    redrawn = x1[:, ids1.argsort()][:, :, 7:] != x0[:, ids0.argsort()][:, :, 7:]
+    assert 0.3 < redrawn.float().mean() < 0.7  # a fresh, independent draw for the random inputs
+    workers = spike_loader(path, "train", 10, shuffle=True, seed=3, num_workers=2, resample=True)
+    workers.set_epoch(1)
+    ids_w, x_w = resampled_epoch(workers)
+    assert torch.equal(x_w[:, ids_w.argsort()], x1[:, ids1.argsort()])  # each window has its own generator
+
+
+def test_resampled_spike_rate_is_intensity_over_levels(intensity_file):
+    path, intensity = intensity_file
+    loader = spike_loader(path, "train", 101, resample=True)
+    total = torch.zeros(101, D)
+    epochs = 200
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        (x, _), = list(loader)
+        total += x.sum(0)
+    rate, p = total / (epochs * T), torch.from_numpy(intensity / LEVELS).float()
+    sd = torch.sqrt(p * (1 - p) / (epochs * T))
+    assert torch.all((rate - p).abs() <= 4.5 * sd + 1e-9)  # exact Bernoulli(k / L), 600 draws each
+    assert abs(float((rate - p).mean())) < 0.003
+
+
+def test_resample_needs_stored_intensities(path):
+    with pytest.raises(mdn_snntorch.data.SpikeFileError, match=r"ids\.h5: split 'train' keeps no intensities"):
+        spike_loader(path, "train", 10, resample=True)
+
+
+def test_writer_checks_intensities(tmp_path):
+    meta = make_meta(
+        dataset="ids", encoding="rate-bernoulli", encoding_params={}, time_steps=T, input_shape=(D,), class_names=["a"],
+        seed=0, source="tests",
+    )  # fmt: skip
+    spikes = pack_spikes(np.zeros((2, T, D), bool))
+    with pytest.raises(ValueError, match="outside 0..4"):
+        with SpikeFileWriter(tmp_path / "x.h5", meta, intensity_levels=4) as w:
+            w.create_split("train", 2)
+            w.write("train", spikes, np.zeros(2, np.int64), np.full((2, D), 5))
+    with pytest.raises(ValueError, match="intensities go with intensity_levels"):
+        with SpikeFileWriter(tmp_path / "x.h5", meta) as w:
+            w.create_split("train", 2)
+            w.write("train", spikes, np.zeros(2, np.int64), np.zeros((2, D)))
+    assert not (tmp_path / "x.h5").exists()

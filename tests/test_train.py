@@ -145,6 +145,30 @@ def test_step_schedule_decays_every_lr_step_epochs_and_applies_to_the_optimiser(
         small(digits, None, lr_step=0)
 
 
+def test_resampled_training_redraws_spikes_and_resumes_exactly(digits, tmp_path):
+    """``resample``: fresh Bernoulli spikes each epoch from the stored intensities, still a function of the seed."""
+    fixed = train(small(digits, None, epochs=1))
+    whole = train(small(digits, tmp_path / "whole", epochs=3, resample=True))
+    assert whole.metrics[0]["train_loss"] != fixed.metrics[0]["train_loss"]  # other spikes, same weights and order
+    assert whole.metrics[-1]["test_acc"] >= 0.75  # it still learns (the test spikes are the stored ones)
+    train(small(digits, tmp_path / "split", epochs=2, resample=True))
+    resumed = train(small(digits, tmp_path / "split", epochs=3, resample=True, resume=True))
+    for name, tensor in whole.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], tensor), name
+    with pytest.raises(ValueError, match="resample=False.*resample=True"):
+        train(small(digits, tmp_path / "split", epochs=4, resume=True))
+    assert TrainConfig.saved_value({}, "resample") is False  # runs saved before the setting existed did not resample
+
+
+def test_resample_on_a_file_without_intensities_is_refused(tmp_path, capsys):
+    from data_prep import digits_rows
+
+    rows = digits_rows.convert(tmp_path / "rows.h5", steps_per_row=1)
+    assert run_cli("--data", rows, "--out", tmp_path / "run", "--resample", "--device", "cpu", "--no-progress") == 2
+    assert "rows.h5: split 'train' keeps no intensities" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_resume_refuses_a_changed_setting(digits, tmp_path):
     train(small(digits, tmp_path / "run", epochs=1))
     with pytest.raises(ValueError, match="hidden=32.*hidden=48"):
