@@ -13,7 +13,7 @@ groups ``train`` and ``test`` each hold
 
 With ``resample`` the loader ignores the stored spikes of such a split and draws new ones for every
 batch, ``S[t, b, d] = [r < intensity[b, d]]`` with ``r`` uniform on ``{0, ..., L - 1}`` (exactly
-Bernoulli(p)), from a generator seeded by ``(seed, epoch, window)``: a fresh realisation each epoch,
+Bernoulli(p)), from a generator seeded by ``(seed, epoch, rank, window)``: a fresh realisation each epoch,
 the same one for the same seed and epoch.
 
 Batches are time-major: ``x [T, B, D]`` float32 (0/1), ``y [B]`` int64 or ``[B, K]`` float32.
