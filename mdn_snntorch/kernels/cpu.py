@@ -102,9 +102,21 @@ static void parallel_for(range_fn fn, const void *args, int64_t M, int nthreads)
 # Written once with `scalar_t` and the suffix `_SFX`; instantiated for float and double.
 _TEMPLATE = r"""
 /* ---------------- 2nd-order MDN ---------------- */
+/* One Euler (sub-)step of element i from its state vi, ui and current Ii: sets x = V' - V_th and the
+   spike s, and writes the post-reset state to v[i], u[i]. Every forward and recomputing pass expands
+   this one expression, so the backward sees bitwise the forward's states. */
+#define MDN_EULER_SFX(i, vi, ui, Ii, x, s)                                                      \
+    do {                                                                                        \
+        const scalar_t vp_ = (vi) + dt * ((((vi) * (vi) - (vi)) - (ui)) + (Ii));                \
+        const scalar_t up_ = (ui) + dt * (pa[i] * (pb[i] * (vi) - (ui)));                       \
+        x = vp_ - pth[i];                                                                       \
+        s = x > 0 ? (scalar_t)1 : (scalar_t)0;                                                  \
+        v[i] = s > 0 ? pc[i] : vp_;                                                             \
+        u[i] = up_ + pd[i] * s;                                                                 \
+    } while (0)
+
 /* Advance a block of n elements by one network step (S Euler sub-steps of dt, input I held); acc gets
-   the step's spike, the OR of the sub-steps' spikes. Forward and backward both call this: same code,
-   same rounding. */
+   the step's spike, the OR of the sub-steps' spikes. */
 static inline void mdn_advance_SFX(int n, int S, scalar_t dt, const scalar_t *restrict I, scalar_t *restrict v,
                                    scalar_t *restrict u, scalar_t *restrict acc, const scalar_t *restrict pa,
                                    const scalar_t *restrict pb, const scalar_t *restrict pc,
@@ -112,11 +124,8 @@ static inline void mdn_advance_SFX(int n, int S, scalar_t dt, const scalar_t *re
     for (int j = 0; j < S; j++) {
         for (int i = 0; i < n; i++) {
             const scalar_t vi = v[i], ui = u[i];
-            const scalar_t vp = vi + dt * (((vi * vi - vi) - ui) + I[i]);
-            const scalar_t up = ui + dt * (pa[i] * (pb[i] * vi - ui));
-            const scalar_t s = (vp - pth[i]) > 0 ? (scalar_t)1 : (scalar_t)0;
-            v[i] = s > 0 ? pc[i] : vp;
-            u[i] = up + pd[i] * s;
+            scalar_t x, s;
+            MDN_EULER_SFX(i, vi, ui, I[i], x, s);
             acc[i] = j == 0 ? s : (acc[i] + s) - acc[i] * s;
         }
     }
@@ -222,13 +231,10 @@ static void mdn_bwd_range_SFX(const void *p, int64_t e0, int64_t e1, int tid) {
                 if (S == 1) {  /* the step of mdn_advance, keeping x */
                     for (int i = 0; i < n; i++) {
                         const scalar_t vi = v[i], ui = u[i];
-                        const scalar_t vp = vi + dt * (((vi * vi - vi) - ui) + I[i]);
-                        const scalar_t up = ui + dt * (pa[i] * (pb[i] * vi - ui));
-                        const scalar_t x = vp - pth[i];
-                        const scalar_t s = x > 0 ? (scalar_t)1 : (scalar_t)0;
+                        scalar_t x, s;
+                        MDN_EULER_SFX(i, vi, ui, I[i], x, s);
+                        (void)s;
                         sv[i] = vi; su[i] = ui; sx[i] = x;
-                        v[i] = s > 0 ? pc[i] : vp;
-                        u[i] = up + pd[i] * s;
                     }
                 } else {
                     memcpy(sv, v, n * sizeof(scalar_t)); memcpy(su, u, n * sizeof(scalar_t));
@@ -260,13 +266,9 @@ static void mdn_bwd_range_SFX(const void *p, int64_t e0, int64_t e1, int tid) {
                     scalar_t *vj = vk + j * BLK, *uj = uk + j * BLK, *xj = xk + j * BLK;
                     for (int i = 0; i < n; i++) {
                         const scalar_t vi = v[i], ui = u[i];
-                        const scalar_t vp = vi + dt * (((vi * vi - vi) - ui) + I[i]);
-                        const scalar_t up = ui + dt * (pa[i] * (pb[i] * vi - ui));
-                        const scalar_t x = vp - pth[i];
-                        const scalar_t s = x > 0 ? (scalar_t)1 : (scalar_t)0;
+                        scalar_t x, s;
+                        MDN_EULER_SFX(i, vi, ui, I[i], x, s);
                         vj[i] = vi; uj[i] = ui; xj[i] = x; cnt[i] += s;
-                        v[i] = s > 0 ? pc[i] : vp;
-                        u[i] = up + pd[i] * s;
                     }
                 }
                 for (int i = 0; i < n; i++) {  /* through the output scale; the step's spike is [cnt > 0] */
