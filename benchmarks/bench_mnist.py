@@ -69,15 +69,16 @@ def summarise(args, results: dict[str, list[dict]]) -> dict:
         secs = sum(m["epoch_time_s"] for m in metrics) / len(metrics)
         base = base or secs
         accs = [100 * m["test_acc"] for m in metrics]
+        last10 = sum(accs[-10:]) / len(accs[-10:])
         ref = REFERENCE.get(neuron)
         print(
             f"{neuron:>9}: test acc per epoch {' '.join(f'{a:.2f}' for a in accs)}\n"
             f"{'':>9}  final {accs[-1]:.2f} % (best {max(accs):.2f}, mean of the last {len(accs[-10:])} "
-            f"{sum(accs[-10:]) / len(accs[-10:]):.2f}; paper {PAPER.get(neuron, float('nan')):.2f}), "
+            f"{last10:.2f}; paper {PAPER.get(neuron, float('nan')):.2f}), "
             f"{secs:.1f} s/epoch (x{secs / base:.2f} of {neurons[0]})"
             + (f", SPEC ref. epochs 1-3: {ref}" if ref else "")
         )
-        summary["runs"][neuron] = {"test_acc": accs, "best": max(accs), "mean_last10": sum(accs[-10:]) / len(accs[-10:]), "s_per_epoch": secs, "ratio_to_first": secs / base}
+        summary["runs"][neuron] = {"test_acc": accs, "best": max(accs), "mean_last10": last10, "s_per_epoch": secs, "ratio_to_first": secs / base}
     fig, ax = plt.subplots(figsize=(7, 4))
     for neuron in neurons:
         accs = summary["runs"].get(neuron, {}).get("test_acc", [])
