@@ -8,7 +8,7 @@
   batch 100, T = 20. The loader's time per batch is printed as a fraction of that step.
 
 ``--compare-compression`` converts and loads once per HDF5 filter (the figures behind the choice of
-``data_prep.spikefile.COMPRESSION``).
+``mdn_snntorch.spikefile.COMPRESSION``).
 
 Real MNIST offline: ``../shared/datasets/real_mnist.sh /tmp/mnist_real`` (torchvision layout), then
 ``.venv/bin/python benchmarks/bench_data.py --mnist-root /tmp/mnist_real``.
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-import data_prep.spikefile
+import mdn_snntorch.spikefile
 from data_prep import mnist
-from mdn_snntorch.data import spike_loader
-from mdn_snntorch.models import ThreeLayerSNN
+from mdn_snntorch.pipeline.loader import spike_loader
+from mdn_snntorch.pipeline.model import ThreeLayerSNN
 
 CONVERT_TARGET_S = 60.0
 LOADER_TARGET = 20_000.0
@@ -82,11 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     step = train_step_seconds(args.time_steps, args.batch_size)
     print(f"training step (784-500-10, batch {args.batch_size}, T={args.time_steps}, {torch.get_num_threads()} threads): "
           f"{step * 1e3:.1f} ms = {args.batch_size / step:,.0f} samples/s consumed")  # fmt: skip
-    filters = FILTERS if args.compare_compression else [data_prep.spikefile.COMPRESSION]
+    filters = FILTERS if args.compare_compression else [mdn_snntorch.spikefile.COMPRESSION]
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
         for compression in filters:
-            data_prep.spikefile.COMPRESSION = compression
+            mdn_snntorch.spikefile.COMPRESSION = compression
             out = Path(tmp) / "mnist.h5"
             convert_s = convert_seconds(args.mnist_root, out, args.time_steps)
             size = out.stat().st_size / 2**20

@@ -38,12 +38,12 @@ def spike_file(args) -> Path:
 
 
 def train_one(data: Path, neuron: str, args) -> list[dict]:
-    from mdn_snntorch.train import TrainConfig, train
+    from mdn_snntorch.pipeline.trainer import TrainConfig, train
 
     config = TrainConfig(
         data=str(data), out=str(Path(args.out) / neuron), neuron=neuron, epochs=args.epochs, seed=args.seed,
         hidden=500, batch_size=100, lr=1e-3, lr_decay=args.lr_decay, lr_step=args.lr_step, resample=args.resample,
-        device=args.device, threads=args.threads, resume=True, progress=not args.quiet, preset="mnist",
+        device=args.device, threads=args.threads, resume=True, progress=not args.quiet, recipe="mnist",
     )  # fmt: skip
     return train(config).metrics
 
@@ -54,7 +54,7 @@ def summarise(args, results: dict[str, list[dict]]) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mdn_snntorch.report import save_figure
+    from mdn_snntorch.pipeline.report import save_figure
 
     neurons = list(results)
     base = None
@@ -126,7 +126,7 @@ def main() -> int:
     else:
         for job in jobs:
             run_discovery(data, args) if job == "discover" else train_one(data, job, args)
-    from mdn_snntorch.checkpoint import latest_checkpoint, read_checkpoint
+    from mdn_snntorch.pipeline.checkpoint import latest_checkpoint, read_checkpoint
 
     results = {}
     for neuron in args.neurons:
@@ -138,7 +138,7 @@ def main() -> int:
 
 
 def run_discovery(data: Path, args) -> int:
-    from mdn_snntorch.discover import discover
+    from mdn_snntorch.pipeline.discover import discover
 
     library = discover(
         data, Path(args.out) / "spatial.json", seeds=1, epochs=args.discover_epochs, hidden=500, batch_size=100,

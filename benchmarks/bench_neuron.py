@@ -45,8 +45,9 @@ from torch import nn
 
 import mdn_snntorch as mdn
 from mdn_snntorch import fused
-from mdn_snntorch.loss import rate_mse_loss
-from mdn_snntorch.models import ThreeLayerSNN
+from mdn_snntorch.fused import c_kernels
+from mdn_snntorch.pipeline.loss import rate_mse_loss
+from mdn_snntorch.pipeline.model import ThreeLayerSNN
 
 TARGET_VS_LEAKY = 0.8
 TARGET_VS_FLOOR = 1.3
@@ -270,7 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     report: dict[str, dict] = {}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, C kernels: {fused.cpu.library() is not None}, "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, C kernels: {c_kernels.library() is not None}, "
           f"CUDA: {torch.cuda.is_available()}; medians of {args.rounds} interleaved rounds")
 
     if not args.skip_cpu:

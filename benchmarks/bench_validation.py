@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mdn_snntorch.presets import PAPER_NEURONS
+from mdn_snntorch.meta_neurons import PAPER_NEURONS
 
 TARGET_S = 60.0
 

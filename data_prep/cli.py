@@ -12,7 +12,7 @@ import sys
 from typing import Sequence
 
 from data_prep.common import PrepError
-from mdn_snntorch.data import SpikeFileError
+from mdn_snntorch.spikefile import SpikeFileError
 
 #: dataset -> one-line help
 DATASETS: dict[str, str] = {
@@ -27,7 +27,7 @@ DATASETS: dict[str, str] = {
     "digits_rows": "scikit-learn's 8x8 digits row by row: 8 inputs per step (no download)",
     "spoken_digits": "zero..nine synthesised with espeak-ng, through the TIDIGITS audio path",
 }
-_NOT_OPTIONS = {"command", "_module", "dataset"}
+_NOT_OPTIONS = {"command", "_module", "dataset", "debug"}
 
 
 def converter(name: str):

@@ -15,8 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from mdn_snntorch import __version__
-from mdn_snntorch.data import SPLITS
+from mdn_snntorch.spikefile import SPLITS, package_version
 
 
 class PrepError(ValueError):
@@ -68,7 +67,7 @@ def make_meta(
         class_names=[str(c) for c in class_names],
         seed=int(seed),
         source=source,
-        package_version=__version__,
+        package_version=package_version(),
         target_kind=target_kind,
         **extra,
     )

@@ -19,7 +19,7 @@ from sklearn.model_selection import train_test_split
 
 from data_prep import cli, encode
 from data_prep.common import Encoder, add_common, make_meta, positive_int, write_split
-from data_prep.spikefile import SpikeFileWriter
+from mdn_snntorch.spikefile import SpikeFileWriter
 
 DEFAULT_TIME_STEPS = 20
 TEST_FRACTION = 0.25

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mdn_snntorch.data import pack_spikes
+from mdn_snntorch.spikefile import pack_spikes
 
 
 def bernoulli(prob: np.ndarray, time_steps: int, rng: np.random.Generator) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 
 from data_prep import encode
 from data_prep.common import PrepError, make_meta, positive_int, write_split
-from data_prep.spikefile import SpikeFileWriter
+from mdn_snntorch.spikefile import SpikeFileWriter
 
 #: default number of time steps for static images (the paper does not give one; SPEC §4)
 DEFAULT_TIME_STEPS = 20

@@ -37,7 +37,7 @@ import numpy as np
 
 from data_prep import cli, encode
 from data_prep.common import PrepError, add_common, make_meta, positive_int, write_split
-from data_prep.spikefile import SpikeFileWriter
+from mdn_snntorch.spikefile import SpikeFileWriter
 
 DEFAULT_TIME_STEPS = 20
 WINDOW = 7

@@ -24,8 +24,7 @@ from tonic.transforms import ToFrame
 
 from data_prep import cli
 from data_prep.common import PrepError, add_common, make_meta, positive_int, write_split
-from data_prep.spikefile import SpikeFileWriter
-from mdn_snntorch.data import pack_spikes
+from mdn_snntorch.spikefile import SpikeFileWriter, pack_spikes
 
 DEFAULT_TIME_STEPS = 20
 ROOT_DEFAULT = "data/raw"

@@ -29,7 +29,7 @@ import numpy as np
 
 from data_prep import audio, cli, encode
 from data_prep.common import PrepError, add_common, make_meta, positive_int, write_split
-from data_prep.spikefile import SpikeFileWriter
+from mdn_snntorch.spikefile import SpikeFileWriter
 
 DEFAULT_TIME_STEPS = 30
 N_FRAMES = 30

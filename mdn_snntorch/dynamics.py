@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from mdn_snntorch.functional import attractor
-from mdn_snntorch.presets import MetaNeuron
+from mdn_snntorch.meta_neurons import MetaNeuron
+from mdn_snntorch.neurons.factory import make_neuron
 from mdn_snntorch.surrogate import heaviside
 
 SINE_STD = 0.723
@@ -74,7 +75,7 @@ def simulate(neuron: MetaNeuron, current: np.ndarray) -> Trace:
     """Run ``neuron`` on currents ``[T]`` or ``[T, n]`` (already in (0, 1)), float64, dt = 1."""
     current = np.asarray(current, dtype=np.float64)
     cur2 = current[:, None] if current.ndim == 1 else current
-    layer = neuron.build(input_sigmoid=False, spike_grad=heaviside, check_input=False, dtype=torch.float64)
+    layer = make_neuron(neuron, input_sigmoid=False, spike_grad=heaviside, check_input=False, dtype=torch.float64)
     with torch.no_grad():
         out = layer.multi_step(torch.from_numpy(cur2), return_traces=True)
     if neuron.order == 2:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import mdn_snntorch as mdn
-from mdn_snntorch import presets
+from mdn_snntorch import meta_neurons
 
 
 @pytest.mark.parametrize(
@@ -81,28 +81,28 @@ def test_input_sigmoid_false_takes_the_current_as_given():
 
 
 def test_presets_match_table_2():
-    assert presets.get("2-FS").theta == (0.060, 0.219, -0.065, 0.003)
-    assert presets.get("2-RS").theta == (0.060, 0.219, -0.010, 0.050)
-    assert presets.get("2-SDS").theta == (-0.009, 0.246, -0.058, 0.065)
-    assert presets.get("2-WDS").theta == (0.005, 0.158, -0.058, 0.065)
-    assert presets.get("init").theta == (0.02, 0.2, 0.0, 0.08)
-    assert presets.get("1st-order").order == 1 and presets.get("1st-order").decay == 0.8
+    assert meta_neurons.get("2-FS").theta == (0.060, 0.219, -0.065, 0.003)
+    assert meta_neurons.get("2-RS").theta == (0.060, 0.219, -0.010, 0.050)
+    assert meta_neurons.get("2-SDS").theta == (-0.009, 0.246, -0.058, 0.065)
+    assert meta_neurons.get("2-WDS").theta == (0.005, 0.158, -0.058, 0.065)
+    assert meta_neurons.get("init").theta == (0.02, 0.2, 0.0, 0.08)
+    assert meta_neurons.get("1st-order").order == 1 and meta_neurons.get("1st-order").decay == 0.8
 
 
-@pytest.mark.parametrize("name", presets.names())
+@pytest.mark.parametrize("name", meta_neurons.names())
 def test_every_preset_builds_its_module(name):
-    module = presets.get(name).build()
-    assert isinstance(module, mdn.FirstOrder if presets.get(name).order == 1 else mdn.MDN)
+    module = mdn.make_neuron(name)
+    assert isinstance(module, mdn.FirstOrder if meta_neurons.get(name).order == 1 else mdn.MDN)
 
 
 def test_library_round_trip(tmp_path):
-    neurons = [presets.get("2-FS"), presets.MetaNeuron("gen-0", 2, (0.01, 0.2, -0.05, 0.04), provenance={"cluster": [0, 1]}), presets.get("1st-order")]
+    neurons = [meta_neurons.get("2-FS"), meta_neurons.MetaNeuron("gen-0", 2, (0.01, 0.2, -0.05, 0.04), provenance={"cluster": [0, 1]}), meta_neurons.get("1st-order")]
     path = mdn.save_library(tmp_path / "lib.json", neurons, provenance={"source": "test"})
     lib = mdn.load_library(path)
     assert lib.neurons == neurons
     assert lib.get("gen-0").provenance == {"cluster": [0, 1]}
     assert lib.provenance == {"source": "test"}
-    assert isinstance(lib.get("gen-0").build(), mdn.MDN)
+    assert isinstance(mdn.make_neuron(lib.get("gen-0")), mdn.MDN)
     assert not list(tmp_path.glob("*.tmp")), "the temporary file is renamed away"
 
 

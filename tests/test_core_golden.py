@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from mdn_snntorch import MDN, FirstOrder, functional as F, presets
+from mdn_snntorch import MDN, FirstOrder, make_neuron, meta_neurons
+from mdn_snntorch import functional as F
 from mdn_snntorch.surrogate import heaviside
 
 STEPS = 150
@@ -71,12 +72,12 @@ def run_module_step_by_step(neuron, x):
 @pytest.mark.parametrize("name", SECOND_ORDER)
 def test_mdn_float64_matches_independent_reference(name, stimulus):
     drive = STIMULI[stimulus]()
-    ref = reference_mdn(drive, presets.get(name).theta)
+    ref = reference_mdn(drive, meta_neurons.get(name).theta)
     x = torch.from_numpy(drive)
 
     spikes, u, v = MDN(name, dtype=torch.float64).multi_step(x, return_traces=True)
     step_spikes, (step_u, step_v) = run_module_step_by_step(MDN(name, dtype=torch.float64), x)
-    theta = F.MDNParameters(*presets.get(name).theta)
+    theta = F.MDNParameters(*meta_neurons.get(name).theta)
     fn = F.mdn_multistep(torch.sigmoid(x), F.initial_state(x[0], 0.0, 0.08), theta, return_traces=True)
 
     assert ref["spikes"].sum() > 0, "the stimulus must make the neuron fire for the test to mean anything"
@@ -134,10 +135,10 @@ def _comparable_horizon(v_pre):
 @pytest.mark.parametrize("name", SECOND_ORDER + ["1st-order"])
 def test_float32_within_justified_tolerance(name, stimulus):
     drive = STIMULI[stimulus]()
-    meta = presets.get(name)
+    meta = meta_neurons.get(name)
     ref = reference_mdn(drive, meta.theta) if meta.order == 2 else reference_first_order(drive)
     x = torch.from_numpy(drive).float()
-    out = meta.build(dtype=torch.float32).multi_step(x, return_traces=True)
+    out = make_neuron(meta, dtype=torch.float32).multi_step(x, return_traces=True)
     spikes, v = out[0], out[-1]
     assert spikes.dtype == torch.float32 and v.dtype == torch.float32
     horizon = _comparable_horizon(ref["v_pre"])
@@ -157,7 +158,7 @@ def test_sine_threshold_tie_is_real_for_the_first_order_neuron():
 @pytest.mark.parametrize("n", [2, 5, 10])
 @pytest.mark.parametrize("name", ["2-FS", "2-SDS"])
 def test_substeps_equal_repeated_small_steps_under_constant_current(name, n):
-    theta = F.MDNParameters(*presets.get(name).theta)
+    theta = F.MDNParameters(*meta_neurons.get(name).theta)
     current = torch.linspace(0.2, 0.95, 16, dtype=torch.float64)
     state_a = state_b = F.initial_state(current)
     for _ in range(40):
@@ -172,7 +173,7 @@ def test_substeps_equal_repeated_small_steps_under_constant_current(name, n):
 
 
 def test_substeps_report_one_spike_per_network_step_even_if_several_substeps_fire():
-    theta = F.MDNParameters(*presets.get("2-FS").theta)
+    theta = F.MDNParameters(*meta_neurons.get("2-FS").theta)
     current = torch.tensor([0.99], dtype=torch.float64)
     spikes = F.mdn_multistep(current.expand(50, 1), F.initial_state(current), theta, dt=4.0, substeps=8).spikes
     assert set(spikes.unique().tolist()) <= {0.0, 1.0}
@@ -184,7 +185,7 @@ def test_module_substeps_and_dt_reach_the_functional_step():
     neuron = MDN("2-RS", dt=0.5, substeps=4, dtype=torch.float64)
     spikes, u, v = neuron.multi_step(x, return_traces=True)
     fn = F.mdn_multistep(
-        torch.sigmoid(x), F.initial_state(x[0]), F.MDNParameters(*presets.get("2-RS").theta), dt=0.5, substeps=4, return_traces=True
+        torch.sigmoid(x), F.initial_state(x[0]), F.MDNParameters(*meta_neurons.get("2-RS").theta), dt=0.5, substeps=4, return_traces=True
     )
     torch.testing.assert_close(spikes, fn.spikes, rtol=0, atol=0)
     torch.testing.assert_close(v, fn.v, rtol=0, atol=0)

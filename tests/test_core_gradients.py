@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 import mdn_snntorch as mdn
-from mdn_snntorch import functional as F, presets
+from mdn_snntorch import functional as F
+from mdn_snntorch import meta_neurons
 from mdn_snntorch.surrogate import window
 
 
@@ -58,7 +59,7 @@ def test_reset_uses_the_detached_spike():
     """At a firing step V' = theta_c and U' = U_euler + theta_d: neither depends on this step's
     current (U's Euler update uses the old V), so with a detached spike their gradient w.r.t. the
     current is exactly 0, while theta_c and theta_d get gradient 1."""
-    theta = F.MDNParameters(*(torch.tensor(t, dtype=torch.float64, requires_grad=True) for t in presets.get("2-RS").theta))
+    theta = F.MDNParameters(*(torch.tensor(t, dtype=torch.float64, requires_grad=True) for t in meta_neurons.get("2-RS").theta))
     current = torch.tensor([0.95], dtype=torch.float64, requires_grad=True)
     state = F.MDNState(torch.tensor([0.45], dtype=torch.float64), torch.tensor([0.08], dtype=torch.float64))
     spikes, new = F.mdn_step(current, state, theta)
@@ -71,7 +72,7 @@ def test_reset_uses_the_detached_spike():
 def test_spike_gradient_reaches_the_current_through_the_surrogate():
     state = F.MDNState(torch.tensor([0.3], dtype=torch.float64), torch.tensor([0.08], dtype=torch.float64))
     current = torch.tensor([0.5], dtype=torch.float64, requires_grad=True)
-    spikes, _ = F.mdn_step(current, state, F.MDNParameters(*presets.get("2-FS").theta))
+    spikes, _ = F.mdn_step(current, state, F.MDNParameters(*meta_neurons.get("2-FS").theta))
     (grad,) = torch.autograd.grad(spikes.sum(), current)
     assert grad.item() == 1.0  # V' = 0.3 + (0.09 - 0.3 - 0.08 + 0.5) = 0.51: in the window, dV'/dI = dt = 1
 
@@ -89,7 +90,7 @@ def test_gradcheck_mdn_state_through_spikes_and_resets():
     current = torch.rand(5, dtype=torch.float64) * 0.6 + 0.3
     v0 = torch.rand(5, dtype=torch.float64) * 0.3
     u0 = torch.full((5,), 0.08, dtype=torch.float64)
-    theta = [torch.tensor(t, dtype=torch.float64) for t in presets.get("2-RS").theta]
+    theta = [torch.tensor(t, dtype=torch.float64) for t in meta_neurons.get("2-RS").theta]
     inputs = [t.requires_grad_() for t in (current, v0, u0, *theta)]
 
     # the pre-reset V must stay clear of the threshold for finite differences to be valid

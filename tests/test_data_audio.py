@@ -8,7 +8,7 @@ from data_fixtures.formats import tone, write_sphere
 
 from data_prep import audio, spoken_digits, tidigits, timit
 from data_prep.common import PrepError
-from mdn_snntorch.data import read_meta, unpack_spikes
+from mdn_snntorch.spikefile import read_meta, unpack_spikes
 
 
 def spikes_of(path, split):

@@ -11,7 +11,7 @@ from data_prep import cli, digits, digits_rows
 from data_prep.common import PrepError
 from mdn_snntorch.cli import build_parser
 from mdn_snntorch.cli import main as mdn
-from mdn_snntorch.data import SpikeDataset, read_meta, unpack_spikes
+from mdn_snntorch.spikefile import SpikeDataset, read_meta, unpack_spikes
 
 
 def read(path, split):

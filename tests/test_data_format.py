@@ -6,13 +6,14 @@ import pytest
 from data_fixtures.spikes import id_spikes, make_spike_file
 
 from data_prep.common import PrepError, make_meta
-from data_prep.spikefile import COMPRESSION, SpikeFileWriter
-from mdn_snntorch.data import (
+from mdn_snntorch.spikefile import (
+    COMPRESSION,
     FORMAT,
     META_KEYS,
     VERSION,
     SpikeDataset,
     SpikeFileError,
+    SpikeFileWriter,
     pack_spikes,
     packed_width,
     read_meta,
@@ -112,7 +113,7 @@ def _meta():
 def test_writer_refuses_to_overwrite_and_leaves_the_file_alone(tmp_path):
     out = tmp_path / "keep.h5"
     out.write_bytes(b"precious")
-    with pytest.raises(PrepError, match=f"{out} already exists.*--force"):
+    with pytest.raises(SpikeFileError, match=f"{out} already exists.*--force"):
         SpikeFileWriter(out, _meta())
     assert out.read_bytes() == b"precious"
 

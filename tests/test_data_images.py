@@ -7,7 +7,7 @@ from data_fixtures.formats import MNIST_FILES, write_cifar10, write_mnist_raw
 
 from data_prep import cifar10, fashion_mnist, mnist
 from data_prep.common import PrepError
-from mdn_snntorch.data import SpikeDataset, read_meta, unpack_spikes
+from mdn_snntorch.spikefile import SpikeDataset, SpikeFileError, read_meta, unpack_spikes
 
 IDX_SETS = [(mnist, "MNIST", "0 - zero"), (fashion_mnist, "FashionMNIST", "T-shirt/top")]
 
@@ -105,7 +105,7 @@ def test_bad_time_steps(tmp_path, idx_root, time_steps):
 
 def test_existing_output_needs_force(tmp_path, idx_root):
     out = mnist.convert(tmp_path / "m.h5", root=idx_root[0], time_steps=2)
-    with pytest.raises(PrepError, match=f"{out} already exists"):
+    with pytest.raises(SpikeFileError, match=f"{out} already exists"):
         mnist.convert(out, root=idx_root[0], time_steps=3)
     assert read_meta(out)["time_steps"] == 2
     assert read_meta(mnist.convert(out, root=idx_root[0], time_steps=3, force=True))["time_steps"] == 3

@@ -8,11 +8,11 @@ import pytest
 import torch
 from data_fixtures.spikes import id_spikes, make_spike_file, sample_ids
 
-import data_prep.spikefile
-import mdn_snntorch.data
+import mdn_snntorch.pipeline.loader
+import mdn_snntorch.spikefile
 from data_prep.common import make_meta
-from data_prep.spikefile import SpikeFileWriter
-from mdn_snntorch.data import SpikeDataset, pack_spikes, plan_windows, spike_loader
+from mdn_snntorch.pipeline.loader import plan_windows, spike_loader
+from mdn_snntorch.spikefile import SpikeDataset, SpikeFileWriter, pack_spikes
 
 T, D = 3, 21
 
@@ -20,8 +20,8 @@ T, D = 3, 21
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Files with 8-sample chunks and loaders with 24-sample windows, so a small file has many of both."""
-    monkeypatch.setattr(data_prep.spikefile, "CHUNK_BYTES", 8 * T * 3)
-    monkeypatch.setattr(mdn_snntorch.data, "WINDOW_SAMPLES", 24)
+    monkeypatch.setattr(mdn_snntorch.spikefile, "CHUNK_BYTES", 8 * T * 3)
+    monkeypatch.setattr(mdn_snntorch.pipeline.loader, "WINDOW_SAMPLES", 24)
 
 
 @pytest.fixture
@@ -215,7 +215,7 @@ def test_resampled_spike_rate_is_intensity_over_levels(intensity_file):
 
 
 def test_resample_needs_stored_intensities(path):
-    with pytest.raises(mdn_snntorch.data.SpikeFileError, match=r"ids\.h5: split 'train' keeps no intensities"):
+    with pytest.raises(mdn_snntorch.spikefile.SpikeFileError, match=r"ids\.h5: split 'train' keeps no intensities"):
         spike_loader(path, "train", 10, resample=True)
 
 

@@ -7,7 +7,7 @@ from data_fixtures.formats import write_uci_nettalk
 
 from data_prep import nettalk
 from data_prep.common import PrepError
-from mdn_snntorch.data import SpikeDataset, read_meta, unpack_spikes
+from mdn_snntorch.spikefile import SpikeDataset, read_meta, unpack_spikes
 
 ENTRIES = [  # word, phonemes, stress (one per letter), class
     ("cat", "k@t", ">1<", 0),

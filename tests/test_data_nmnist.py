@@ -7,7 +7,7 @@ from data_fixtures.formats import nmnist_bytes
 
 from data_prep import nmnist
 from data_prep.common import PrepError
-from mdn_snntorch.data import read_meta, unpack_spikes
+from mdn_snntorch.spikefile import read_meta, unpack_spikes
 
 T = 4
 SPAN = 4000  # us; bins of SPAN // T = 1000 us, starting at the first event

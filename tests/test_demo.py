@@ -5,9 +5,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from mdn_snntorch import presets
+from mdn_snntorch import meta_neurons
 from mdn_snntorch.cli import main
-from mdn_snntorch.demo import run_demo
+from mdn_snntorch.cli.demo import run_demo
 
 
 class _Tags(HTMLParser):
@@ -41,7 +41,7 @@ def test_table_has_every_neuron_and_task(demo):
     _, summary = demo
     generated = [n for lib in summary["libraries"].values() for n in lib["neurons"]]
     assert len(summary["libraries"]["spatial"]["neurons"]) >= 1 and len(summary["libraries"]["temporal"]["neurons"]) >= 1
-    assert summary["neurons"] == list(presets.PAPER_NEURONS) + generated
+    assert summary["neurons"] == list(meta_neurons.PAPER_NEURONS) + generated
     for task in summary["task_names"]:
         for neuron in summary["neurons"]:
             cell = summary["accuracy_percent"][task][neuron]

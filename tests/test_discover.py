@@ -6,9 +6,9 @@ import re
 import numpy as np
 import pytest
 
-from mdn_snntorch import MDN, cli, dynamics, presets
-from mdn_snntorch.discover import DUPLICATE_DISTANCE, Clustering, cluster_pair, discover, select_candidates
-from mdn_snntorch.presets import MetaNeuron
+from mdn_snntorch import MDN, cli, dynamics, make_neuron, meta_neurons
+from mdn_snntorch.meta_neurons import MetaNeuron
+from mdn_snntorch.pipeline.discover import DUPLICATE_DISTANCE, Clustering, cluster_pair, discover, select_candidates
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +37,13 @@ def test_cluster_pair_of_identical_points_is_one_centre():
 
 @pytest.mark.parametrize("name", ["2-FS", "2-RS", "2-SDS", "2-WDS"])
 def test_paper_neurons_pass_the_filters(name):
-    assert dynamics.characterise(presets.get(name)).problem is None
+    assert dynamics.characterise(meta_neurons.get(name)).problem is None
 
 
 def test_paper_neurons_are_not_near_duplicates_of_each_other():
     """The default threshold keeps the paper's four apart (2-SDS vs 2-WDS is the closest pair, 0.34),
     and calls a theta moved by ~1e-3 a duplicate."""
-    chars = {n: dynamics.characterise(presets.get(n)) for n in ("2-FS", "2-RS", "2-SDS", "2-WDS")}
+    chars = {n: dynamics.characterise(meta_neurons.get(n)) for n in ("2-FS", "2-RS", "2-SDS", "2-WDS")}
     bins = 150 // dynamics.RATE_BIN
     pairs = [(a, b) for a in chars for b in chars if a < b]
     closest = min(dynamics.response_distance(chars[a].response, chars[b].response, bins) for a, b in pairs)
@@ -87,10 +87,10 @@ def test_discover_on_a_tiny_run_writes_a_loadable_library(digits, tmp_path):
     out = tmp_path / "spatial.json"
     hidden = 40
     library = discover(digits, out, seeds=1, epochs=2, hidden=hidden, batch_size=50, lr=3e-3, device="cpu", threads=1, progress=False)
-    loaded = presets.load_library(out)
+    loaded = meta_neurons.load_library(out)
     assert loaded.names == library.names and len(loaded.neurons) >= 1
     for neuron in loaded.neurons:
-        layer = neuron.build()
+        layer = make_neuron(neuron)
         assert isinstance(layer, MDN) and neuron.order == 2 and np.isfinite(neuron.theta).all()
         assert neuron.provenance["candidate"].startswith("ab")
     prov = loaded.provenance
@@ -119,6 +119,6 @@ def test_discover_cli(digits, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "(a, b) centres:" in printed and "written to" in printed
     doc = json.loads(out.read_text())
-    assert doc["format"] == presets.LIBRARY_FORMAT and doc["provenance"]["training"]["hidden"] == 24
+    assert doc["format"] == meta_neurons.LIBRARY_FORMAT and doc["provenance"]["training"]["hidden"] == 24
     assert cli.main(["discover", "--data", str(tmp_path / "nope.h5"), "--out", str(out)]) == 2
     assert "nope.h5" in capsys.readouterr().err

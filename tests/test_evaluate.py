@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from mdn_snntorch import cli, presets
-from mdn_snntorch.evaluate import capability, evaluate
-from mdn_snntorch.presets import MetaNeuron
+from mdn_snntorch import cli, meta_neurons
+from mdn_snntorch.meta_neurons import MetaNeuron
+from mdn_snntorch.pipeline.evaluate import capability, evaluate
 
 SMALL = dict(epochs=2, hidden=32, batch_size=50, lr=3e-3, device="cpu", threads=1)
 
@@ -60,7 +60,7 @@ def test_two_neurons_two_seeds_make_the_table(digits, tmp_path):
 
 def test_cli_with_a_library_neuron(digits, tmp_path, capsys):
     library = tmp_path / "lib.json"
-    presets.save_library(library, [MetaNeuron("lib-1", 2, (0.06, 0.219, -0.03, 0.02))], {"source": "test"})
+    meta_neurons.save_library(library, [MetaNeuron("lib-1", 2, (0.06, 0.219, -0.03, 0.02))], {"source": "test"})
     argv = ["evaluate", "--data", digits, "--neurons", "1st-order", "lib-1", "--library", str(library), "--seeds", "1",
             "--out", str(tmp_path / "ev"), "--epochs", "1", "--hidden", "24", "--device", "cpu", "--threads", "1", "--no-progress"]  # fmt: skip
     assert cli.main(argv) == 0

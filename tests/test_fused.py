@@ -21,17 +21,18 @@ import textwrap
 
 import pytest
 import snntorch as snn
-from snntorch.functional import quant as snn_quant
 import torch
+from snntorch.functional import quant as snn_quant
 
 import mdn_snntorch as mdn
-from mdn_snntorch import fused, functional as F, presets
-from mdn_snntorch.kernels import cpu
-from mdn_snntorch.models import ThreeLayerSNN
+from mdn_snntorch import functional as F
+from mdn_snntorch import fused, meta_neurons
+from mdn_snntorch.fused import c_kernels, ops
+from mdn_snntorch.pipeline.model import ThreeLayerSNN
 from mdn_snntorch.surrogate import window
 
 PRESETS = ["2-FS", "2-RS", "2-SDS", "2-WDS", "init"]
-CPU_KERNELS = ["c", "torch"] if cpu.library() is not None else ["torch"]
+CPU_KERNELS = ["c", "torch"] if c_kernels.library() is not None else ["torch"]
 RTOL = {torch.float64: 1e-12, torch.float32: 1e-4}
 CUDA = torch.cuda.is_available()
 
@@ -79,7 +80,7 @@ def run_functional(impl, x, theta, threshold, gsf, v0, u0, dt, substeps, traces,
 
 
 def functional_case(preset, dtype, per_neuron, T=40, B=3, N=6, seed=0, device="cpu"):
-    a, b, c, d = presets.get(preset).theta
+    a, b, c, d = meta_neurons.get(preset).theta
     g = torch.Generator().manual_seed(seed + 1)
     if per_neuron:  # spread the neurons around the preset
         theta = [(v + 0.01 * torch.randn(N, generator=g, dtype=torch.float64)).to(dtype) for v in (a, b, c, d)]
@@ -125,17 +126,17 @@ def test_shared_scalar_theta_and_no_traces(kernel, traces):
 def test_c_kernel_multithreaded_shape_matches_the_torch_loop(openmp, monkeypatch, tmp_path):
     """Large enough for the C kernels to split the elements over threads (and over several blocks), with
     the OpenMP build (the default) and the pthreads build (used where the compiler has no OpenMP)."""
-    cc = cpu._compiler()
-    if cc is None or cpu.library() is None:
+    cc = c_kernels._compiler()
+    if cc is None or c_kernels.library() is None:
         pytest.skip("no C compiler here: the PyTorch loop is the CPU kernel")
     if not openmp:
         monkeypatch.setenv("MDN_SNNTORCH_CACHE", str(tmp_path))
-        lib = __import__("ctypes").CDLL(str(cpu._build(cc, cpu.CFLAGS)))
-        cpu._declare(lib)
-        monkeypatch.setitem(cpu._state, "lib", lib)
+        lib = __import__("ctypes").CDLL(str(c_kernels._build(cc, c_kernels.CFLAGS)))
+        c_kernels._declare(lib)
+        monkeypatch.setitem(c_kernels._state, "lib", lib)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # more threads than this machine's cores is fine
     case = functional_case("2-FS", torch.float64, per_neuron=True, T=20, B=64, N=130, seed=5)
-    assert 20 * 64 * 130 >= cpu._PARALLEL_MIN_WORK
+    assert 20 * 64 * 130 >= c_kernels._PARALLEL_MIN_WORK
     for substeps in (1, 2):
         out_c, grads_c = run_functional("c", *case, 1.0, substeps, True)
         out_t, grads_t = run_functional("torch", *case, 1.0, substeps, True)
@@ -181,7 +182,7 @@ def test_opcheck_mdn(sigmoid, traces, substeps):
     params = torch.tensor([0.06, 0.219, -0.065, 0.003, 0.5, 1.0], dtype=torch.float64).view(6, 1).repeat(1, N)
     for kernel, every in [("torch", 1), ("torch", 3)] + [("c", 2)] * ("c" in CPU_KERNELS):
         args = (x, v0, u0, params.requires_grad_(), 1.0, substeps, 0.5, sigmoid, traces, kernel, every)
-        torch.library.opcheck(fused.mdn_forward_op, args)
+        torch.library.opcheck(ops.mdn_forward_op, args)
 
 
 @pytest.mark.parametrize("sigmoid, traces", [(False, True), (True, False)])
@@ -191,7 +192,7 @@ def test_opcheck_first_order(sigmoid, traces):
     v0 = torch.zeros(B, N, dtype=torch.float64, requires_grad=True)
     params = torch.tensor([0.8, 0.5, 0.0, 1.0], dtype=torch.float64).view(4, 1).repeat(1, N).requires_grad_()
     for kernel, every in [("torch", 3)] + [("c", 1)] * ("c" in CPU_KERNELS):
-        torch.library.opcheck(fused.first_order_forward_op, (x, v0, params, 0.5, sigmoid, traces, kernel, every))
+        torch.library.opcheck(ops.first_order_forward_op, (x, v0, params, 0.5, sigmoid, traces, kernel, every))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -335,9 +336,9 @@ def test_c_build_failure_falls_back_to_the_torch_loop(monkeypatch, tmp_path):
     """A compiler that fails: a warning, no library, and the op still runs (through the PyTorch loop)."""
     monkeypatch.setenv("MDN_SNNTORCH_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", "false")  # exists, always fails
-    monkeypatch.setattr(cpu, "_state", {})
+    monkeypatch.setattr(c_kernels, "_state", {})
     with pytest.warns(RuntimeWarning, match="building the CPU kernels failed"):
-        assert cpu.library() is None
+        assert c_kernels.library() is None
     x = torch.randn(6, 2, 3, dtype=torch.float64)
     assert fused.resolve_kernel(x.device.type, x.dtype) == "torch"
     out = mdn.MDN("2-FS", dtype=torch.float64).multi_step(x)
@@ -345,14 +346,14 @@ def test_c_build_failure_falls_back_to_the_torch_loop(monkeypatch, tmp_path):
 
 
 def test_c_build_is_cached(monkeypatch, tmp_path):
-    if cpu._compiler() is None:
+    if c_kernels._compiler() is None:
         pytest.skip("no C compiler here")
     monkeypatch.setenv("MDN_SNNTORCH_CACHE", str(tmp_path))
-    flags = cpu.CFLAGS + cpu.OPENMP
-    path = cpu._build(cpu._compiler(), flags)
+    flags = c_kernels.CFLAGS + c_kernels.OPENMP
+    path = c_kernels._build(c_kernels._compiler(), flags)
     assert path.parent == tmp_path and path.exists()
     mtime = path.stat().st_mtime_ns
-    assert cpu._build(cpu._compiler(), flags) == path and path.stat().st_mtime_ns == mtime
+    assert c_kernels._build(c_kernels._compiler(), flags) == path and path.stat().st_mtime_ns == mtime
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary files left
 
 
@@ -394,9 +395,10 @@ _INTERPRETER_SCRIPT = textwrap.dedent(
     import os, torch
     os.environ["TRITON_INTERPRET"] = "1"
     from mdn_snntorch import fused, functional as F
-    from mdn_snntorch.kernels import gpu
+    from mdn_snntorch.fused import triton_kernels
     from mdn_snntorch.surrogate import window
-    fused.resolve_kernel = lambda device, dtype: "triton"  # the Triton kernels, interpreted on CPU
+    from mdn_snntorch.fused import ops
+    ops.resolve_kernel = lambda device, dtype: "triton"  # the Triton kernels, interpreted on CPU
     torch.manual_seed(0)
     T, B, N = 9, 3, 5
     for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-4)):
@@ -448,29 +450,29 @@ def test_triton_kernels_under_the_interpreter():
 
 def test_triton_kernels_compile_for_hopper_without_fma():
     """Every kernel variant compiles (no GPU needed: Triton's own LLVM and ptxas) to sm_90 machine code,
-    with the launch options of kernels/gpu.py; without the sigmoid (whose exp may use library FMAs) the
+    with the launch options of kernels/triton_kernels.py; without the sigmoid (whose exp may use library FMAs) the
     PTX has no fused multiply-add, so the recurrence rounds like PyTorch's separate eager ops."""
     triton = pytest.importorskip("triton")
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from mdn_snntorch.kernels import gpu
+    from mdn_snntorch.fused import triton_kernels
 
     variants = [
-        (gpu._mdn_fwd_kernel, dict(TRACES=True)),
-        (gpu._mdn_bwd_kernel, dict(HAS_GS=True, HAS_GVTR=True, HAS_GUTR=True, HAS_GVT=True, HAS_GUT=True)),
-        (gpu._fo_fwd_kernel, dict(TRACES=True)),
-        (gpu._fo_bwd_kernel, dict(HAS_GS=True, HAS_GVTR=True, HAS_GVT=True)),
+        (triton_kernels._mdn_fwd_kernel, dict(TRACES=True)),
+        (triton_kernels._mdn_bwd_kernel, dict(HAS_GS=True, HAS_GVTR=True, HAS_GUTR=True, HAS_GVT=True, HAS_GUT=True)),
+        (triton_kernels._fo_fwd_kernel, dict(TRACES=True)),
+        (triton_kernels._fo_bwd_kernel, dict(HAS_GS=True, HAS_GVTR=True, HAS_GVT=True)),
     ]
     for kernel, flags in variants:
         for substeps in (1, 2) if "SUBSTEPS" in kernel.arg_names else (None,):
             for sigmoid, dtype in ((False, "fp32"), (False, "fp64"), (True, "fp32")):
-                constexprs = dict(flags, SIGMOID=sigmoid, BLOCK=gpu.BLOCK) | ({"SUBSTEPS": substeps} if substeps else {})
+                constexprs = dict(flags, SIGMOID=sigmoid, BLOCK=triton_kernels.BLOCK) | ({"SUBSTEPS": substeps} if substeps else {})
                 signature = {n: "constexpr" if n in constexprs else "i32" if n in ("T", "M", "N", "LAST") else "*" + dtype
                              for n in kernel.arg_names}
                 source = ASTSource(kernel, signature, {(kernel.arg_names.index(k),): v for k, v in constexprs.items()})
                 try:
-                    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=dict(gpu.OPTIONS))
+                    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=dict(triton_kernels.OPTIONS))
                 except RuntimeError as e:  # pragma: no cover - a triton without its CUDA toolchain
                     pytest.skip(f"triton cannot compile for CUDA here: {e}")
                 assert compiled.asm["cubin"]

@@ -3,8 +3,8 @@
 import torch
 
 from mdn_snntorch import MDN, FirstOrder
-from mdn_snntorch.models import ThreeLayerSNN
-from mdn_snntorch.presets import MetaNeuron
+from mdn_snntorch.meta_neurons import MetaNeuron
+from mdn_snntorch.pipeline.model import ThreeLayerSNN
 
 
 def test_theta_and_weight_parameters_partition_the_parameters():

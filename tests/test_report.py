@@ -7,7 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from mdn_snntorch.report import Report, save_figure
+from mdn_snntorch.pipeline.report import Report, save_figure
 
 
 class _Collect(HTMLParser):

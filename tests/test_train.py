@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from mdn_snntorch import cli
-from mdn_snntorch.checkpoint import load_checkpoint
-from mdn_snntorch.data import spike_loader
-from mdn_snntorch.loss import correct
-from mdn_snntorch.models import ThreeLayerSNN
-from mdn_snntorch.train import NonFiniteLossError, TrainConfig, train
+from mdn_snntorch.pipeline.checkpoint import load_checkpoint
+from mdn_snntorch.pipeline.loader import spike_loader
+from mdn_snntorch.pipeline.loss import correct
+from mdn_snntorch.pipeline.model import ThreeLayerSNN
+from mdn_snntorch.pipeline.trainer import NonFiniteLossError, TrainConfig, train
 
 TIME_STEPS = 8
 
@@ -182,11 +182,12 @@ def run_cli(*argv):
 def test_cli_trains_and_refuses_bad_arguments(digits, tmp_path, capsys):
     out = tmp_path / "cli"
     common = ["--hidden", 32, "--epochs", 1, "--batch-size", 50, "--device", "cpu", "--threads", 1, "--no-progress"]
-    assert run_cli("--data", digits, "--neuron", "2-RS", "--out", out, "--preset", "digits", *common) == 0
+    assert run_cli("--data", digits, "--neuron", "2-RS", "--out", out, "--recipe", "digits", *common) == 0
     assert "test accuracy" in capsys.readouterr().out
     cfg = load_checkpoint(out)["config"]
-    assert cfg["neuron"] == "2-RS" and cfg["preset"] == "digits" and cfg["lr"] == 3e-3 and cfg["hidden"] == 32
+    assert cfg["neuron"] == "2-RS" and cfg["recipe"] == "digits" and cfg["lr"] == 3e-3 and cfg["hidden"] == 32
     assert cfg["lr_step"] == 1
+    # --preset is the earlier name of --recipe and still accepted
     resume = ["--data", digits, "--neuron", "2-RS", "--preset", "digits", "--out", out, *common[:2], "--epochs", 2, *common[4:]]
     assert run_cli(*resume, "--lr-decay", 0.5, "--lr-step", 5, "--resume") == 0
     assert load_checkpoint(out)["config"]["lr_step"] == 5 and load_checkpoint(out)["metrics"][-1]["lr"] == 3e-3

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from mdn_snntorch.checkpoint import load_checkpoint
+from mdn_snntorch.pipeline.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")

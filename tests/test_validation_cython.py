@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mdn_snntorch.presets import get
+from mdn_snntorch.meta_neurons import get
 from validation import brian2_sim, snntorch_sim, stimuli
 from validation.metrics import compare
 from validation.population import Population

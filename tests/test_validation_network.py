@@ -9,9 +9,9 @@ import torch
 from data_fixtures.spikes import make_spike_file
 
 from mdn_snntorch import cli
-from mdn_snntorch.checkpoint import load_checkpoint
-from mdn_snntorch.data import SpikeDataset
-from mdn_snntorch.train import TrainConfig, train
+from mdn_snntorch.pipeline.checkpoint import load_checkpoint
+from mdn_snntorch.pipeline.trainer import TrainConfig, train
+from mdn_snntorch.spikefile import SpikeDataset
 from validation.network import brian2_counts, replay, snntorch_counts
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated:DeprecationWarning")  # pyparsing, inside Brian2

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mdn_snntorch.equations import U0, V0, du_dt, dv_dt
-from mdn_snntorch.presets import PRESETS, get
+from mdn_snntorch.meta_neurons import PRESETS, get
 from validation import brian2_sim, snntorch_sim, stimuli
 from validation.metrics import compare, stability_horizon, van_rossum
 from validation.population import Population, random_theta_population
@@ -171,7 +171,7 @@ def test_float32_is_judged_only_while_its_state_is_finite():
     """A generated neuron with theta_a = -0.095 (seen in the demo's temporal library) lets U grow like
     exp(0.095 t): float32 overflows near step 930 and goes silent while float64 keeps firing. The
     free-window rate is compared only while both states are finite, so the float32 rule still holds."""
-    from mdn_snntorch.presets import MetaNeuron
+    from mdn_snntorch.meta_neurons import MetaNeuron
 
     runaway = MetaNeuron("runaway", 2, (-0.09478635713458061, 0.13874987038699063, 0.2776074469089508, 0.04697997812181711))
     steps = 1200

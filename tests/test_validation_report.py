@@ -8,7 +8,7 @@ import pytest
 from test_validation_neurons import wrong_model
 
 from mdn_snntorch import cli
-from mdn_snntorch.presets import save_library, MetaNeuron
+from mdn_snntorch.meta_neurons import MetaNeuron, save_library
 from validation.report import QUICK, Candidate, replace_settings, run_validation
 from validation.rules import FLOAT64
 

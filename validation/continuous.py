@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mdn_snntorch.presets import MetaNeuron
+from mdn_snntorch.meta_neurons import MetaNeuron
 from validation import stimuli
 from validation.brian2_sim import spike_counts
 from validation.population import Population

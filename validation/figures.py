@@ -22,7 +22,7 @@ import torch  # noqa: E402
 
 from mdn_snntorch.equations import V_TH  # noqa: E402
 from mdn_snntorch.functional import attractor  # noqa: E402
-from mdn_snntorch.report import save_figure  # noqa: E402
+from mdn_snntorch.pipeline.report import save_figure  # noqa: E402
 
 NO_ATTRACTOR = 1.0  # where V has no fixed point (eps < 0), the attractor is drawn here
 

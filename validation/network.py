@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from mdn_snntorch.equations import brian2_first_order_model, brian2_mdn_model
-from mdn_snntorch.first_order import FirstOrder
-from mdn_snntorch.loss import predict
-from mdn_snntorch.mdn import MDN
-from mdn_snntorch.models import ThreeLayerSNN
+from mdn_snntorch.neurons.first_order import FirstOrder
+from mdn_snntorch.neurons.mdn import MDN
+from mdn_snntorch.pipeline.loss import predict
+from mdn_snntorch.pipeline.model import ThreeLayerSNN
 from validation.targets import use_target
 
 SIGMOID_CURRENT = "I = 1 / (1 + exp(-(syn + bias))) : 1"
@@ -212,8 +212,8 @@ class ReplayInputs:
 def load_inputs(checkpoint: str | Path, data: str | Path, samples: int = 200) -> ReplayInputs:
     """Load a run (directory or checkpoint file) and the first ``samples`` samples of a spike file's test
     split; ``ValueError`` naming both files when they do not fit, or naming the layer Brian2 cannot express."""
-    from mdn_snntorch.checkpoint import load_checkpoint
-    from mdn_snntorch.data import SpikeDataset
+    from mdn_snntorch.pipeline.checkpoint import load_checkpoint
+    from mdn_snntorch.spikefile import SpikeDataset
 
     if samples < 1:
         raise ValueError(f"--samples must be >= 1, got {samples}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mdn_snntorch.presets import MetaNeuron
+from mdn_snntorch.meta_neurons import MetaNeuron
 
 
 @dataclass(frozen=True)

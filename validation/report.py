@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mdn_snntorch import presets
-from mdn_snntorch.checkpoint import write_json
+from mdn_snntorch import meta_neurons
 from mdn_snntorch.equations import U0, V0
-from mdn_snntorch.presets import MetaNeuron
-from mdn_snntorch.report import Report
+from mdn_snntorch.meta_neurons import MetaNeuron
+from mdn_snntorch.pipeline.checkpoint import write_json
+from mdn_snntorch.pipeline.report import Report
 from validation import brian2_sim, figures, snntorch_sim, stimuli
 from validation.continuous import EULER_SUBSTEPS, DtStudy, dt_study
 from validation.metrics import NeuronMetrics, compare, stability_horizon
@@ -97,7 +97,7 @@ class Comparison:
 
 def resolve_neurons(neurons: Sequence[str | MetaNeuron]) -> list[MetaNeuron]:
     """Preset names or MetaNeurons -> MetaNeurons (``KeyError`` naming the valid presets)."""
-    out = [presets.get(n) if isinstance(n, str) else n for n in neurons]
+    out = [meta_neurons.get(n) if isinstance(n, str) else n for n in neurons]
     names = [n.name for n in out]
     if len(set(names)) != len(names):
         raise ValueError(f"neuron names must be unique, got {names}")
@@ -185,7 +185,7 @@ def _default_candidates() -> list[Candidate]:
 
 
 def run_validation(
-    neurons: Sequence[str | MetaNeuron] = presets.PAPER_NEURONS,
+    neurons: Sequence[str | MetaNeuron] = meta_neurons.PAPER_NEURONS,
     out_dir: str | Path = "validation_out",
     *,
     quick: bool = False,

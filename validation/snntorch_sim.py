@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mdn_snntorch.first_order import FirstOrder
-from mdn_snntorch.mdn import MDN
+from mdn_snntorch.neurons.first_order import FirstOrder
+from mdn_snntorch.neurons.mdn import MDN
 from validation.population import Population
 from validation.traces import Traces
 

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.common import make_meta
-from data_prep.spikefile import SpikeFileWriter
-from mdn_snntorch.data import pack_spikes
+from mdn_snntorch.spikefile import SpikeFileWriter, pack_spikes
 
 
 def id_spikes(ids: np.ndarray, time_steps: int, n_inputs: int) -> np.ndarray:

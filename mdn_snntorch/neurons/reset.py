@@ -7,8 +7,8 @@ does not know and resets neurons of other networks too (snnTorch issue #438). Th
 
 from __future__ import annotations
 
-from torch import nn
 from snntorch import SpikingNeuron
+from torch import nn
 
 
 def reset(net: nn.Module) -> nn.Module:

@@ -49,17 +49,6 @@ class MetaNeuron:
         else:
             raise ValueError(f"meta neuron {self.name!r}: order must be 1 or 2, got {self.order!r}")
 
-    def build(self, **kwargs):
-        """The snnTorch module of this neuron: an :class:`~mdn_snntorch.MDN` or a
-        :class:`~mdn_snntorch.FirstOrder`; ``kwargs`` go to its constructor."""
-        if self.order == 2:
-            from mdn_snntorch.mdn import MDN
-
-            return MDN(theta=self, **kwargs)
-        from mdn_snntorch.first_order import FirstOrder
-
-        return FirstOrder(decay=self.decay, **kwargs)
-
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "order": self.order}
         if self.order == 2:

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mdn_snntorch import presets
-from mdn_snntorch.report import Report, write_atomic
+from mdn_snntorch import meta_neurons
+from mdn_snntorch.pipeline.report import Report, write_atomic
 
 # The four Table 2 presets and the baseline; "init" is validated too (it seeds learnable theta).
-PRESET_NEURONS = list(presets.PAPER_NEURONS)
+PRESET_NEURONS = list(meta_neurons.PAPER_NEURONS)
 VALIDATED_PRESETS = ["2-FS", "2-RS", "2-SDS", "2-WDS", "init", "1st-order"]
 
 
@@ -73,7 +73,7 @@ def prepare_data(work: Path, spatial: str | None, temporal: str | None) -> dict[
 
 def generate_libraries(work: Path, tasks: dict[str, Path], settings: DemoSettings | None) -> dict[str, Path]:
     """One meta-neuron library per source task (``spatial.json``, ``temporal.json``)."""
-    from mdn_snntorch.discover import discover
+    from mdn_snntorch.pipeline.discover import discover
 
     libraries = {}
     for role, data in tasks.items():
@@ -90,7 +90,7 @@ def generate_libraries(work: Path, tasks: dict[str, Path], settings: DemoSetting
     return libraries
 
 
-def validate_neurons(work: Path, neurons: list[presets.MetaNeuron], quick: bool) -> dict[str, Any]:
+def validate_neurons(work: Path, neurons: list[meta_neurons.MetaNeuron], quick: bool) -> dict[str, Any]:
     """Brian2 cross-check of ``neurons``; reuses the previous result when it covered the same neurons."""
     from validation.report import run_validation
 
@@ -106,7 +106,7 @@ def validate_neurons(work: Path, neurons: list[presets.MetaNeuron], quick: bool)
 
 def run_demo(out: str | Path = "demo_out", *, quick: bool = False, spatial: str | None = None, temporal: str | None = None) -> dict[str, Any]:
     """Run (or resume) the whole pipeline; returns the summary written to ``OUT/summary.json``."""
-    from mdn_snntorch.evaluate import evaluate
+    from mdn_snntorch.pipeline.evaluate import evaluate
 
     out = Path(out)
     mode = "quick" if quick else "full"
@@ -123,7 +123,7 @@ def run_demo(out: str | Path = "demo_out", *, quick: bool = False, spatial: str 
     t0 = time.perf_counter()
     _say("2/5 meta-neuron generation")
     libraries = generate_libraries(work, tasks, settings if embedded else None)
-    generated = {role: presets.load_library(path) for role, path in libraries.items()}
+    generated = {role: meta_neurons.load_library(path) for role, path in libraries.items()}
     timings["generation"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -138,7 +138,7 @@ def run_demo(out: str | Path = "demo_out", *, quick: bool = False, spatial: str 
 
     t0 = time.perf_counter()
     _say("4/5 Brian2 validation")
-    to_validate = [presets.get(n) for n in VALIDATED_PRESETS] + [n for lib in generated.values() for n in lib.neurons]
+    to_validate = [meta_neurons.get(n) for n in VALIDATED_PRESETS] + [n for lib in generated.values() for n in lib.neurons]
     validation = validate_neurons(work, to_validate, settings.quick_validation)
     timings["validation"] = time.perf_counter() - t0
 
@@ -163,8 +163,8 @@ def run_demo(out: str | Path = "demo_out", *, quick: bool = False, spatial: str 
 
 
 def _write_report(out: Path, work: Path, summary: dict, evaluation: dict, generated: dict, libraries: dict, validation: dict) -> None:
-    from mdn_snntorch.data import SpikeDataset
-    from mdn_snntorch.evaluate import markdown_table
+    from mdn_snntorch.pipeline.evaluate import markdown_table
+    from mdn_snntorch.spikefile import SpikeDataset
 
     report = Report("Meta-Dynamic Neurons: demo report")
     report.paragraph(

@@ -9,49 +9,14 @@ neuron dynamics (``V^2`` and the threshold test) stay in float32.
 from __future__ import annotations
 
 import json
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import nn
 
-from mdn_snntorch import presets
-from mdn_snntorch.mdn import MDN
-from mdn_snntorch.presets import MetaNeuron
-from mdn_snntorch.reset import reset
-
-NeuronSpec = Union[str, MetaNeuron]
-
-
-def resolve_neuron(spec: NeuronSpec | dict) -> NeuronSpec:
-    """A neuron spec as :func:`make_neuron` takes it; a ``MetaNeuron.to_dict()`` dict becomes a MetaNeuron."""
-    if isinstance(spec, dict):
-        return MetaNeuron.from_dict(spec)
-    return spec
-
-
-def make_neuron(spec: NeuronSpec, num_neurons: int, **kwargs) -> nn.Module:
-    """A layer of ``num_neurons`` neurons from a preset name, a :class:`MetaNeuron`,
-    ``"learnable"`` (per-neuron theta from the initial values, paper §4.2) or ``"1st-order"``.
-    ``kwargs`` go to the neuron's constructor (``dt``, ``substeps``, ``spike_grad`` ...)."""
-    if spec == "learnable":
-        return MDN(presets.get("init"), num_neurons=num_neurons, learn_theta=True, **kwargs)
-    neuron = presets.get(spec) if isinstance(spec, str) else spec
-    if not isinstance(neuron, MetaNeuron):
-        raise TypeError(f"neuron must be a preset name, 'learnable' or a MetaNeuron, got {type(spec).__name__}")
-    if neuron.order == 1:
-        kwargs = {k: v for k, v in kwargs.items() if k not in ("dt", "substeps")}
-    return neuron.build(**kwargs)
-
-
-def neuron_label(spec: NeuronSpec) -> str:
-    return spec.name if isinstance(spec, MetaNeuron) else str(spec)
-
-
-def _spec_json(spec: NeuronSpec) -> str | dict:
-    """A preset name stays a name; a MetaNeuron (e.g. from a library) is stored whole."""
-    if isinstance(spec, MetaNeuron):
-        return spec.to_dict()
-    return spec
+from mdn_snntorch.neurons import factory
+from mdn_snntorch.neurons.factory import NeuronSpec
+from mdn_snntorch.neurons.reset import reset
 
 
 class ThreeLayerSNN(nn.Module):
@@ -74,23 +39,23 @@ class ThreeLayerSNN(nn.Module):
         for name, value in (("n_in", n_in), ("n_hidden", n_hidden), ("n_out", n_out)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        neuron = resolve_neuron(neuron)
-        output_neuron = resolve_neuron(output_neuron) if output_neuron is not None else neuron
+        neuron = factory.resolve(neuron)
+        output_neuron = factory.resolve(output_neuron) if output_neuron is not None else neuron
         self.n_in, self.n_hidden, self.n_out = n_in, n_hidden, n_out
-        self.neuron_spec = neuron_label(neuron)
-        self.output_neuron_spec = neuron_label(output_neuron)
+        self.neuron_spec = factory.label(neuron)
+        self.output_neuron_spec = factory.label(output_neuron)
         self._spec = {
             "n_in": n_in,
             "n_hidden": n_hidden,
             "n_out": n_out,
-            "neuron": _spec_json(neuron),
-            "output_neuron": _spec_json(output_neuron),
+            "neuron": factory.to_json(neuron),
+            "output_neuron": factory.to_json(output_neuron),
             "neuron_kwargs": dict(neuron_kwargs),
         }
         self.fc1 = nn.Linear(n_in, n_hidden)
-        self.hidden = make_neuron(neuron, n_hidden, **neuron_kwargs)
+        self.hidden = factory.make_neuron(neuron, n_hidden, **neuron_kwargs)
         self.fc2 = nn.Linear(n_hidden, n_out)
-        self.output = make_neuron(output_neuron, n_out, **neuron_kwargs)
+        self.output = factory.make_neuron(output_neuron, n_out, **neuron_kwargs)
 
     def forward(self, x: torch.Tensor, return_hidden: bool = False):
         if x.dim() != 3 or x.shape[-1] != self.n_in:

@@ -28,7 +28,6 @@ r"""Training the 3-layer SNN on an HDF5 spike file (paper §2, §4.2): ``mdn tra
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import sys
@@ -41,10 +40,11 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from mdn_snntorch import distributed, presets, table1
-from mdn_snntorch.checkpoint import latest_checkpoint, read_checkpoint, save_checkpoint, write_csv, write_json
-from mdn_snntorch.loss import correct, rate_mse_loss
-from mdn_snntorch.models import ThreeLayerSNN
+from mdn_snntorch import meta_neurons
+from mdn_snntorch.pipeline import distributed
+from mdn_snntorch.pipeline.checkpoint import latest_checkpoint, read_checkpoint, save_checkpoint, write_csv, write_json
+from mdn_snntorch.pipeline.loss import correct, rate_mse_loss
+from mdn_snntorch.pipeline.model import ThreeLayerSNN
 
 
 class NonFiniteLossError(RuntimeError):
@@ -88,10 +88,15 @@ class TrainConfig:
     threads: int | None = None
     progress: bool = True
     resume: bool = False
-    preset: str | None = None
+    recipe: str | None = None
 
     #: fields a resumed run may change (the rest must equal the checkpoint's)
-    RESUMABLE_CHANGES = ("epochs", "lr", "lr_theta", "lr_decay", "lr_step", "device", "bf16", "eval_batch_size", "num_workers", "threads", "progress", "out", "resume", "preset")
+    RESUMABLE_CHANGES = (
+        "epochs", "lr", "lr_theta", "lr_decay", "lr_step", "device", "bf16", "eval_batch_size", "num_workers",
+        "threads", "progress", "out", "resume", "recipe",
+    )  # fmt: skip
+    #: earlier names of settings, as they may appear in saved runs
+    RENAMED = {"preset": "recipe"}
 
     def __post_init__(self):
         checks = {
@@ -111,9 +116,9 @@ class TrainConfig:
                 raise ValueError(f"training setting {name}={getattr(self, name)!r} is out of range")
         for name in ("neuron", "output_neuron"):
             spec = getattr(self, name)
-            if isinstance(spec, str) and spec != "learnable" and spec not in presets.PRESETS:
+            if isinstance(spec, str) and spec != "learnable" and spec not in meta_neurons.PRESETS:
                 raise ValueError(
-                    f"{name} {spec!r} is not a preset; valid: learnable, {', '.join(presets.PRESETS)} "
+                    f"{name} {spec!r} is not a preset; valid: learnable, {', '.join(meta_neurons.PRESETS)} "
                     "(or a library neuron, `--library FILE`)"
                 )
 
@@ -127,12 +132,14 @@ class TrainConfig:
     @classmethod
     def saved_value(cls, saved: dict[str, Any], name: str) -> Any:
         """Setting ``name`` of a saved config; a setting newer than the save has its default value."""
+        saved = {cls.RENAMED.get(k, k): v for k, v in saved.items()}
         if name in saved:
             return saved[name]
         return next((f.default for f in dataclasses.fields(cls) if f.name == name), None)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        d = {cls.RENAMED.get(k, k): v for k, v in d.items()}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -191,7 +198,8 @@ class _Run:
     """One training run: data, model, optimiser, files; :meth:`fit` runs the epochs."""
 
     def __init__(self, config: TrainConfig, ctx: distributed.DistContext, device: torch.device, model: ThreeLayerSNN | None):
-        from mdn_snntorch.data import SpikeDataset, SpikeLoader, spike_loader
+        from mdn_snntorch.pipeline.loader import SpikeLoader, spike_loader
+        from mdn_snntorch.spikefile import SpikeDataset
 
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -425,99 +433,3 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
         f"test {100 * row['test_acc']:.2f}%  rate hidden {row['train_hidden_rate']:.3f} output {row['train_output_rate']:.3f}  "
         f"{row['epoch_time_s']:.1f} s"
     )
-
-
-# --------------------------------------------------------------------------------------------
-# command line
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
-
-
-def add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    """The settings shared by ``mdn train``, ``mdn discover`` and ``mdn evaluate`` (defaults resolved later)."""
-    g = parser.add_argument_group("training settings (explicit values beat --preset, which beats the defaults)")
-    g.add_argument("--preset", help=f"Table 1 settings of a data set: {', '.join(table1.TABLE1)}")
-    g.add_argument("--epochs", type=int, help=f"epochs (default {_DEFAULTS['epochs']})")
-    g.add_argument("--batch-size", type=int, help=f"global batch size (default {_DEFAULTS['batch_size']})")
-    g.add_argument("--lr", type=float, help=f"eta_W, learning rate of the weights (default {_DEFAULTS['lr']})")
-    g.add_argument("--lr-theta", type=float, help="eta_D, learning rate of learnable theta (default: --lr)")
-    g.add_argument("--lr-decay", type=float, help=f"decay factor gamma: lr(e) = lr * gamma^floor(e / lr_step) (default {_DEFAULTS['lr_decay']})")
-    g.add_argument("--lr-step", type=int, help="epochs per decay step (default 1: decay every epoch; 50 with --lr-decay 0.1 is StepLR(50, 0.1))")
-    g.add_argument(
-        "--resample", action="store_true", default=None,
-        help="draw new Bernoulli spikes from the file's intensities for every training batch of every epoch (image data sets)",
-    )  # fmt: skip
-    g.add_argument("--hidden", type=int, help=f"hidden neurons (default {_DEFAULTS['hidden']})")
-    g.add_argument("--dt", type=float, help="MDN time step (default 1)")
-    g.add_argument("--substeps", type=int, help="MDN Euler sub-steps per time step (default 1)")
-    g.add_argument("--device", help="auto (GPU when there is one), cpu, cuda, cuda:N (default auto)")
-    g.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast for the Linear layers (dynamics stay float32)")
-    g.add_argument("--eval-batch-size", type=int, help=f"batch size of the test pass (default {_DEFAULTS['eval_batch_size']})")
-    g.add_argument("--num-workers", type=int, help="data-loader worker processes (default 0)")
-    g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    g.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar or per-epoch lines")
-
-
-def settings_from_args(args: argparse.Namespace, dataset: str | None = None) -> dict[str, Any]:
-    """Training settings from the command line: defaults, then ``--preset`` (or, when ``dataset`` is
-    given and no preset, that data set's Table 1 row if it has one), then explicit arguments."""
-    settings: dict[str, Any] = {}
-    preset = getattr(args, "preset", None) or (table1.canonical(dataset) if dataset else None)
-    if preset:
-        settings.update(table1.settings(preset))
-        settings["preset"] = table1.canonical(preset)
-    for name in ("epochs", "batch_size", "lr", "lr_theta", "lr_decay", "lr_step", "resample", "hidden", "dt", "substeps", "device", "bf16",
-                 "eval_batch_size", "num_workers", "threads", "progress"):
-        value = getattr(args, name, None)
-        if value is not None:
-            settings[name] = value
-    return settings
-
-
-def resolve_neuron_name(name: str, library_paths: list[str] | None) -> str | dict:
-    """A preset name or ``learnable`` as is; a library neuron's name as its ``MetaNeuron`` dict."""
-    if name == "learnable" or name in presets.PRESETS:
-        return name
-    for path in library_paths or []:
-        library = presets.load_library(path)
-        if name in library.names:
-            return library.get(name).to_dict()
-    known = ["learnable", *presets.PRESETS]
-    for path in library_paths or []:
-        known += presets.load_library(path).names
-    raise ValueError(f"unknown neuron {name!r}; known: {', '.join(known)}")
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="HDF5 spike file (mdn prep)")
-    parser.add_argument("--out", help="run directory for checkpoints and metrics (default: runs/<data>-<neuron>-seed<seed>)")
-    parser.add_argument("--neuron", default="2-FS", help="hidden (and output) neuron: a preset, learnable, or a --library neuron (default 2-FS)")
-    parser.add_argument("--output-neuron", help="output-layer neuron when it differs from --neuron")
-    parser.add_argument("--library", nargs="+", help="meta-neuron library JSON(s) to look --neuron names up in")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    add_training_arguments(parser)
-
-
-def main(args: argparse.Namespace) -> int:
-    from mdn_snntorch.data import SpikeFileError, read_meta
-
-    try:
-        meta = read_meta(args.data)
-        settings = settings_from_args(args)
-        neuron = resolve_neuron_name(args.neuron, args.library)
-        output_neuron = resolve_neuron_name(args.output_neuron, args.library) if args.output_neuron else None
-        out = args.out or str(Path("runs") / f"{Path(args.data).stem}-{args.neuron}-seed{args.seed}")
-        config = TrainConfig(data=args.data, out=out, neuron=neuron, output_neuron=output_neuron, seed=args.seed, resume=args.resume, **settings)
-        ctx = distributed.context_from_env()
-        if ctx.is_main:
-            print(f"mdn train: {meta.get('dataset', args.data)} -> {out}", file=sys.stderr)
-        result = train(config)
-    except NonFiniteLossError as e:
-        print(f"mdn train: {e}", file=sys.stderr)
-        return 1
-    except (ValueError, KeyError, FileNotFoundError, SpikeFileError) as e:
-        print(f"mdn train: error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
-    if ctx.is_main and result.metrics:
-        print(f"test accuracy {100 * result.test_acc:.2f}% after {len(result.metrics)} epochs; run files in {out}")
-    return 0

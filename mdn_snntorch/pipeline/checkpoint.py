@@ -14,12 +14,12 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from mdn_snntorch.atomic import atomic_write
-from mdn_snntorch.models import ThreeLayerSNN
+from mdn_snntorch.pipeline.model import ThreeLayerSNN
 
 CHECKPOINT_FORMAT = "mdn-train-checkpoint"
 CHECKPOINT_VERSION = 1

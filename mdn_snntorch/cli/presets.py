@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mdn_snntorch import presets
+from mdn_snntorch import meta_neurons
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -12,7 +12,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    neurons = presets.load_library(args.library).neurons if args.library else list(presets.PRESETS.values())
+    neurons = meta_neurons.load_library(args.library).neurons if args.library else list(meta_neurons.PRESETS.values())
     print(f"{'name':<12} {'order':>5}  {'theta_a':>8} {'theta_b':>8} {'theta_c':>8} {'theta_d':>8}  description")
     for n in neurons:
         params = " ".join(f"{t:>8.4g}" for t in n.theta) if n.order == 2 else f"{'decay=' + format(n.decay, 'g'):>35}"

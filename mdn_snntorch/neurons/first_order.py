@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from mdn_snntorch import fused
-from mdn_snntorch.base import MDNFamilyNeuron
 from mdn_snntorch.equations import V_TH
 from mdn_snntorch.functional import first_order_multistep, first_order_step
+from mdn_snntorch.neurons.base import MDNFamilyNeuron
 
 
 class FirstOrder(MDNFamilyNeuron):

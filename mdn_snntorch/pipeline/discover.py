@@ -22,8 +22,6 @@ kept neuron's V, U, input and attractor under the sine).
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -31,8 +29,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from mdn_snntorch import dynamics
-from mdn_snntorch.presets import MetaNeuron, MetaNeuronLibrary, save_library
-from mdn_snntorch.train import TrainConfig, add_training_arguments, settings_from_args, train
+from mdn_snntorch.meta_neurons import MetaNeuron, MetaNeuronLibrary, save_library
+from mdn_snntorch.pipeline.trainer import TrainConfig, train
 
 BANDWIDTH_QUANTILE = 0.3
 DUPLICATE_DISTANCE = 0.1
@@ -155,7 +153,7 @@ def discover(
     kept, candidates, kept_chars = select_candidates(clusters["ab"], clusters["cd"], prefix, duplicate_distance, steps)
     provenance = {
         "source": str(data_path),
-        "dataset": _dataset_name(data_path),
+        "dataset": dataset_name(data_path),
         "seeds": seeds,
         "training": {k: v for k, v in results[0].config.items() if k not in ("data", "out", "seed", "resume", "progress")},
         "final_test_acc": {str(s): r.test_acc for s, r in zip(seeds, results)},
@@ -184,8 +182,8 @@ def discover(
     return MetaNeuronLibrary(kept, provenance)
 
 
-def _dataset_name(path) -> str:
-    from mdn_snntorch.data import read_meta
+def dataset_name(path) -> str:
+    from mdn_snntorch.spikefile import read_meta
 
     return str(read_meta(path).get("dataset", Path(path).stem))
 
@@ -198,7 +196,7 @@ def _figure_clusters(path: Path, theta: np.ndarray, clusters: dict[str, Clusteri
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mdn_snntorch.report import save_figure
+    from mdn_snntorch.pipeline.report import save_figure
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3), constrained_layout=True)
     for seed, result in zip(seeds, results):
@@ -224,7 +222,7 @@ def _figure_dynamics(path: Path, chars: dict[str, dynamics.Characterisation]) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mdn_snntorch.report import save_figure
+    from mdn_snntorch.pipeline.report import save_figure
 
     n = max(1, len(chars))
     fig, axes = plt.subplots(n, 1, figsize=(10, 2.6 * n), squeeze=False, constrained_layout=True)
@@ -244,40 +242,3 @@ def _figure_dynamics(path: Path, chars: dict[str, dynamics.Characterisation]) ->
         axes[0, 0].text(0.5, 0.5, "no candidate survived the filters", ha="center", va="center")
     axes[-1, 0].set_xlabel("time step")
     save_figure(fig, path)
-
-
-# ---- command line ------------------------------------------------------------------------------
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="source HDF5 spike file (spatial: MNIST, temporal: TIDigits)")
-    parser.add_argument("--out", required=True, help="library JSON to write (figures go beside it)")
-    parser.add_argument("--seeds", type=int, default=1, help="number of training seeds (0..N-1) whose theta are pooled (default 1)")
-    parser.add_argument("--runs", help="folder for the training runs (default <out>_runs)")
-    parser.add_argument("--quantile", type=float, default=BANDWIDTH_QUANTILE, help="estimate_bandwidth quantile (default 0.3)")
-    parser.add_argument("--duplicate-distance", type=float, default=DUPLICATE_DISTANCE, help="response distance (relative, 0..1) below which a candidate is a near-duplicate (default 0.1)")
-    parser.add_argument("--no-figures", dest="figures", action="store_false", help="skip the figures")
-    add_training_arguments(parser)
-
-
-def main(args: argparse.Namespace) -> int:
-    from mdn_snntorch.data import SpikeFileError
-    from mdn_snntorch.train import NonFiniteLossError
-
-    try:
-        settings = settings_from_args(args, dataset=_dataset_name(args.data))
-        library = discover(
-            args.data, args.out, seeds=args.seeds, runs_dir=args.runs, quantile=args.quantile,
-            duplicate_distance=args.duplicate_distance, figures=args.figures, **settings,
-        )
-    except NonFiniteLossError as e:
-        print(f"mdn discover: {e}", file=sys.stderr)
-        return 1
-    except (ValueError, KeyError, FileNotFoundError, SpikeFileError) as e:
-        print(f"mdn discover: error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
-    clusters = library.provenance["clustering"]
-    print(f"(a, b) centres: {clusters['ab']['num_centres']}, (c, d) centres: {clusters['cd']['num_centres']}")
-    for record in library.provenance["selection"]["candidates"]:
-        theta = ", ".join(f"{t:.4g}" for t in record["theta"])
-        print(f"  {record['id']:<9} ({theta})  support {record['support']:>4}  {record['status']}: {record.get('name') or record.get('reason')}")
-    print(f"{len(library.neurons)} meta neuron(s) written to {args.out}")
-    return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mdn_snntorch import presets
+from mdn_snntorch import meta_neurons
 from validation.report import FULL, QUICK, replace_settings, run_validation, summary_lines
 from validation.targets import TARGETS
 
@@ -17,7 +17,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--library", metavar="LIB.json", help="validate every neuron of a meta-neuron library")
     which.add_argument(
-        "--neurons", nargs="+", metavar="NAME", help=f"presets to validate (default: {' '.join(presets.PAPER_NEURONS)}); valid: {', '.join(presets.PRESETS)}"
+        "--neurons", nargs="+", metavar="NAME", help=f"presets to validate (default: {' '.join(meta_neurons.PAPER_NEURONS)}); valid: {', '.join(meta_neurons.PRESETS)}"
     )
     parser.add_argument("--checkpoint", metavar="RUN", help="a training run directory or checkpoint file to replay in Brian2")
     parser.add_argument("--data", metavar="TEST.h5", help="the spike file whose test split the network is replayed on")
@@ -45,11 +45,11 @@ def main(args: argparse.Namespace) -> int:
             return fail(f"--{name.replace('_', '-')} must be at least {4 if name == 'per_type' else 1}, got {value}")
     try:
         if args.library:
-            neurons = presets.load_library(args.library).neurons
+            neurons = meta_neurons.load_library(args.library).neurons
             if not neurons:
                 return fail(f"{args.library}: the library holds no neurons")
         else:
-            neurons = [presets.get(n) for n in (args.neurons or presets.PAPER_NEURONS)]
+            neurons = [meta_neurons.get(n) for n in (args.neurons or meta_neurons.PAPER_NEURONS)]
     except (KeyError, ValueError, FileNotFoundError) as e:
         return fail(str(e.args[0]) if isinstance(e, KeyError) else str(e))
     settings = replace_settings(

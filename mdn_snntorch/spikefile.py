@@ -1,4 +1,4 @@
-"""HDF5 spike files (format ``mdn-spikes``) and the loader that streams them into training.
+"""HDF5 spike files (format ``mdn-spikes``): the format, its reader and its writer.
 
 One file holds one data set in one encoding. Root attributes carry the meta data (:data:`META_KEYS`);
 groups ``train`` and ``test`` each hold
@@ -11,26 +11,30 @@ groups ``train`` and ``test`` each hold
 - optionally (rate-coded images) ``intensity``: uint8 ``[N, D]`` with the attribute ``levels`` ``L``,
   the spike probability of every input at every step being ``p = intensity / L``.
 
-With ``resample`` the loader ignores the stored spikes of such a split and draws new ones for every
-batch, ``S[t, b, d] = [r < intensity[b, d]]`` with ``r`` uniform on ``{0, ..., L - 1}`` (exactly
+With ``resample`` the loader (:mod:`mdn_snntorch.pipeline.loader`) ignores the stored spikes of such
+a split and draws new ones for every batch, ``S[t, b, d] = [r < intensity[b, d]]`` with ``r`` uniform on ``{0, ..., L - 1}`` (exactly
 Bernoulli(p)), from a generator seeded by ``(seed, epoch, rank, window)``: a fresh realisation each epoch,
 the same one for the same seed and epoch.
 
-Batches are time-major: ``x [T, B, D]`` float32 (0/1), ``y [B]`` int64 or ``[B, K]`` float32.
+h5py is imported on first use (the ``data`` extra). Loader batches are time-major: ``x [T, B, D]`` float32 (0/1), ``y [B]`` int64 or ``[B, K]`` float32.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
-import h5py
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+from torch.utils.data import Dataset
+
+from mdn_snntorch.extras import require
+
+if TYPE_CHECKING:
+    import h5py
 
 FORMAT = "mdn-spikes"
 #: the format version this module writes and the newest it reads
@@ -42,14 +46,20 @@ META_KEYS = (
     "format", "version", "dataset", "encoding", "encoding_params", "time_steps", "input_shape", "n_inputs",
     "num_classes", "class_names", "seed", "source", "package_version", "target_kind",
 )  # fmt: skip
-#: samples per loader read window (rounded up to a multiple of the batch size): shuffling mixes within it
-WINDOW_SAMPLES = 4096
 #: HDF5 chunk cache per open file
 CHUNK_CACHE_BYTES = 32 * 2**20
 
 
 class SpikeFileError(ValueError):
     """A spike file that is missing, not HDF5, of another format or version, or inconsistent."""
+
+
+def package_version() -> str:
+    """The installed mdn-snntorch version, recorded in every file as ``package_version``."""
+    try:
+        return version("mdn-snntorch")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 def packed_width(n_inputs: int) -> int:
@@ -78,7 +88,7 @@ def encode_meta(meta: dict[str, Any]) -> dict[str, Any]:
     attrs = dict(meta)
     attrs["encoding_params"] = json.dumps(meta["encoding_params"], sort_keys=True)
     attrs["input_shape"] = np.asarray(meta["input_shape"], dtype=np.int64)
-    attrs["class_names"] = np.asarray([str(c) for c in meta["class_names"]], dtype=h5py.string_dtype())
+    attrs["class_names"] = np.asarray([str(c) for c in meta["class_names"]], dtype=require("h5py", "data").string_dtype())
     return attrs
 
 
@@ -97,7 +107,7 @@ def _open(path: str | os.PathLike, **kwargs) -> h5py.File:
     if not path.is_file():
         raise SpikeFileError(f"{path}: no such spike file (make one with `mdn prep <dataset>`)")
     try:
-        return h5py.File(path, "r", **kwargs)
+        return require("h5py", "data").File(path, "r", **kwargs)
     except OSError as err:
         raise SpikeFileError(f"{path}: not a readable HDF5 file ({err})") from err
 
@@ -266,149 +276,129 @@ def _runs(indices: np.ndarray) -> list[tuple[int, int]]:
     return [(int(run[0]), len(run)) for run in np.split(indices, breaks)]
 
 
-def epoch_order(n: int, block: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
-    """The sample order of one epoch: ``arange(n)``, or its blocks of ``block`` consecutive samples
-    in a random order drawn from ``(seed, epoch)``."""
-    if not shuffle:
-        return np.arange(n, dtype=np.int64)
-    starts = np.arange(0, n, block, dtype=np.int64)
-    perm = np.random.default_rng([seed, epoch]).permutation(len(starts))
-    return np.concatenate([np.arange(s, min(s + block, n), dtype=np.int64) for s in starts[perm]]) if n else np.arange(0)
+# --------------------------------------------------------------------------------------------
+# writing: a temporary name, then rename
+#: target size of one HDF5 chunk (a block of whole samples), bytes before compression
+CHUNK_BYTES = 256 * 2**10
+#: HDF5 filter and its option for the packed spikes of new files, chosen by measurement
+#: (``benchmarks/bench_data.py --compare-compression``; figures in docs/data.md)
+COMPRESSION: tuple[str | None, int | None] = ("gzip", 4)
 
 
-def plan_windows(
-    n: int, block: int, batch_size: int, *, shuffle: bool, seed: int, epoch: int, drop_last: bool, rank: int, world_size: int
-) -> list[np.ndarray]:
-    """This rank's samples of one epoch as read windows (index arrays in batch order).
-
-    The epoch order is cut into ``world_size`` equal contiguous shards (the last ``n % world_size``
-    samples of the order are left out, so every rank gets the same number of batches). A shard is
-    cut into windows of about :data:`WINDOW_SAMPLES` (a multiple of ``batch_size``); with ``shuffle``
-    each window is permuted (seeded by ``seed, epoch, rank, window``).
-    """
-    per_rank = n // world_size
-    order = epoch_order(n, block, shuffle, seed, epoch)[rank * per_rank : (rank + 1) * per_rank]
-    if drop_last:
-        order = order[: len(order) // batch_size * batch_size]
-    window = batch_size * max(1, math.ceil(WINDOW_SAMPLES / batch_size))
-    windows = [order[i : i + window] for i in range(0, len(order), window)]
-    if shuffle:
-        windows = [w[np.random.default_rng([seed, epoch, rank, k]).permutation(len(w))] for k, w in enumerate(windows)]
-    return windows
+def chunk_rows(time_steps: int, n_inputs: int) -> int:
+    """Samples per HDF5 chunk: as many whole samples as fit :data:`CHUNK_BYTES`."""
+    return max(1, CHUNK_BYTES // (time_steps * packed_width(n_inputs)))
 
 
-def window_batches(
-    ds: SpikeDataset, window: np.ndarray, batch_size: int, rng: np.random.Generator | None = None
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Read one window (contiguous runs) and yield its batches ``(x [T, B, D], y)`` in window order;
-    with ``rng`` the spikes are drawn from the stored intensities instead of read."""
-    ordered = np.unique(window)
-    pos = np.searchsorted(ordered, window)
-    if rng is None:
-        packed = ds.read_packed(ordered)
-    else:
-        intensity, levels = ds.read_intensity(ordered), ds.intensity_levels
-    for i in range(0, len(window), batch_size):
-        p = pos[i : i + batch_size]
-        if rng is None:
-            x = unpack_spikes(np.ascontiguousarray(packed[p].transpose(1, 0, 2)), ds.n_inputs)
-        else:
-            draws = rng.integers(0, levels, size=(ds.time_steps, len(p), ds.n_inputs), dtype=np.uint8)
-            x = (draws < intensity[p]).astype(np.float32)
-        yield torch.from_numpy(x), ds.targets(window[i : i + batch_size])
+def check_target(out: str | os.PathLike, force: bool) -> Path:
+    """``out`` as a Path; :class:`SpikeFileError` if it exists and ``force`` is false."""
+    out = Path(out)
+    if out.is_dir():
+        raise SpikeFileError(f"output {out} is a directory; give a file name such as {out / 'data.h5'}")
+    if out.exists() and not force:
+        raise SpikeFileError(f"output {out} already exists; pass --force (force=True) to overwrite it")
+    return out
 
 
-class _WindowStream(IterableDataset):
-    """Worker side of :class:`SpikeLoader`: worker ``w`` of ``k`` reads windows ``w, w + k, ...``."""
-
-    def __init__(self, ds: SpikeDataset, windows: list[np.ndarray], batch_size: int, draw_seed: list[int] | None = None):
-        self.ds, self.windows, self.batch_size, self.draw_seed = ds, windows, batch_size, draw_seed
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        for k in range(worker, len(self.windows), workers):
-            rng = None if self.draw_seed is None else np.random.default_rng([*self.draw_seed, k])
-            yield from window_batches(self.ds, self.windows[k], self.batch_size, rng)
-
-
-class SpikeLoader:
-    """Iterable of time-major batches ``(x [T, B, D] float32, y [B] int64 | [B, K] float32)``.
-
-    ``len`` is this rank's number of batches; :meth:`set_epoch` reshuffles (deterministically from
-    ``seed + epoch``) and, with ``resample``, redraws the spikes. See :func:`spike_loader`.
-    """
+class SpikeFileWriter:
+    """Context manager writing one spike file. ``meta`` needs every key of ``META_KEYS`` except
+    ``format`` and ``version``; with ``target_kind == "targets"`` pass the code table ``codes``."""
 
     def __init__(
         self,
-        dataset: SpikeDataset,
-        batch_size: int,
+        out: str | os.PathLike,
+        meta: dict[str, Any],
         *,
-        shuffle: bool = False,
-        seed: int = 0,
-        drop_last: bool = False,
-        num_workers: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        resample: bool = False,
+        force: bool = False,
+        codes: np.ndarray | None = None,
+        intensity_levels: int | None = None,
     ):
-        if resample:
-            dataset.require_intensity()
-        for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0), ("world_size", world_size, 1)):
-            if not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-        if not isinstance(rank, int) or not 0 <= rank < world_size:
-            raise ValueError(f"rank must be an int in 0..{world_size - 1}, got {rank!r}")
-        self.dataset, self.batch_size = dataset, batch_size
-        self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
-        self.num_workers, self.rank, self.world_size = num_workers, rank, world_size
-        self.resample = resample
-        self.epoch = 0
+        self.out = check_target(out, force)
+        if intensity_levels is not None and not 1 <= int(intensity_levels) <= 255:
+            raise ValueError(f"intensity_levels must be in 1..255 (uint8 intensities), got {intensity_levels!r}")
+        self.intensity_levels = intensity_levels
+        self.force = force
+        self.meta = {"format": FORMAT, "version": VERSION, **meta}
+        self._attrs = encode_meta(self.meta)
+        if (meta.get("target_kind") == "targets") != (codes is not None):
+            raise ValueError("a code table `codes` goes with target_kind 'targets' and only with it")
+        self.codes = codes
+        self.compression, self.compression_opts = COMPRESSION
+        self.time_steps = int(meta["time_steps"])
+        self.n_inputs = int(meta["n_inputs"])
+        self.rows = chunk_rows(self.time_steps, self.n_inputs)
+        self.tmp = self.out.with_name(f".{self.out.name}.{os.getpid()}.tmp")
+        self._file: h5py.File | None = None
+        self._filled: dict[str, int] = {}
+        self._sizes: dict[str, int] = {}
 
-    def set_epoch(self, epoch: int) -> None:
-        """Use epoch ``epoch``'s order from now on (only matters with ``shuffle``)."""
-        self.epoch = int(epoch)
+    def __enter__(self) -> "SpikeFileWriter":
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self._file = require("h5py", "data").File(self.tmp, "w")
+        self._file.attrs.update(self._attrs)
+        if self.codes is not None:
+            self._file.create_dataset("codes", data=np.asarray(self.codes, dtype=np.uint8))
+        return self
 
-    def __len__(self) -> int:
-        per_rank = len(self.dataset) // self.world_size
-        return per_rank // self.batch_size if self.drop_last else math.ceil(per_rank / self.batch_size)
-
-    def windows(self) -> list[np.ndarray]:
-        """This epoch's read windows (index arrays) for this rank."""
-        return plan_windows(
-            len(self.dataset), self.dataset.block, self.batch_size, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch,
-            drop_last=self.drop_last, rank=self.rank, world_size=self.world_size,
+    def create_split(self, split: str, n: int, n_targets: int | None = None) -> None:
+        """Create split ``split`` for ``n`` samples (``n_targets`` bits per target for bit-vector targets)."""
+        f = self._require_open()
+        g = f.create_group(split)
+        shape = (n, self.time_steps, packed_width(self.n_inputs))
+        chunks = (max(1, min(self.rows, n)), *shape[1:])
+        g.create_dataset(
+            "spikes", shape=shape, dtype=np.uint8, chunks=chunks if n else None,
+            compression=self.compression if n else None, compression_opts=self.compression_opts if n else None,
         )  # fmt: skip
+        if self.intensity_levels is not None:
+            g.create_dataset(
+                "intensity", shape=(n, self.n_inputs), dtype=np.uint8, chunks=(chunks[0], self.n_inputs) if n else None,
+                compression=self.compression if n else None, compression_opts=self.compression_opts if n else None,
+            )  # fmt: skip
+            g["intensity"].attrs["levels"] = int(self.intensity_levels)
+        if self.meta["target_kind"] == "labels":
+            g.create_dataset("labels", shape=(n,), dtype=np.int64)
+        else:
+            g.create_dataset("targets", shape=(n, int(n_targets or 0)), dtype=np.uint8)
+        self._filled[split], self._sizes[split] = 0, n
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        draw_seed = [self.seed, self.epoch, self.rank] if self.resample else None
-        stream = _WindowStream(self.dataset, self.windows(), self.batch_size, draw_seed)
-        if self.num_workers == 0:
-            return iter(stream)
-        return iter(DataLoader(stream, batch_size=None, num_workers=self.num_workers))
+    def write(self, split: str, packed: np.ndarray, y: np.ndarray, intensity: np.ndarray | None = None) -> None:
+        """Append packed spikes ``[b, T, P]`` and their labels ``[b]`` / targets ``[b, K]`` to ``split``;
+        with ``intensity_levels`` also their intensities, integers ``[b, D]`` in ``0..levels``."""
+        g = self._require_open()[split]
+        start = self._filled[split]
+        stop = start + len(packed)
+        if stop > self._sizes[split] or len(y) != len(packed):
+            raise ValueError(f"{split}: writing {len(packed)} samples ({len(y)} labels) at {start} overflows {self._sizes[split]}")
+        if (intensity is None) != (self.intensity_levels is None):
+            raise ValueError("intensities go with intensity_levels and only with it")
+        if intensity is not None:
+            intensity = np.asarray(intensity)
+            if intensity.shape != (len(packed), self.n_inputs):
+                raise ValueError(f"{split}: intensity is {intensity.shape}, expected {(len(packed), self.n_inputs)}")
+            if intensity.size and (intensity.min() < 0 or intensity.max() > self.intensity_levels):
+                raise ValueError(f"{split}: intensities outside 0..{self.intensity_levels}")
+            g["intensity"][start:stop] = intensity.astype(np.uint8)
+        g["spikes"][start:stop] = packed
+        g[self.meta["target_kind"]][start:stop] = y
+        self._filled[split] = stop
 
+    def _require_open(self) -> h5py.File:
+        if self._file is None:
+            raise RuntimeError("SpikeFileWriter is used outside its `with` block")
+        return self._file
 
-def spike_loader(
-    path: str | os.PathLike,
-    split: str,
-    batch_size: int,
-    *,
-    shuffle: bool = False,
-    seed: int = 0,
-    drop_last: bool = False,
-    num_workers: int = 0,
-    rank: int = 0,
-    world_size: int = 1,
-    resample: bool = False,
-) -> SpikeLoader:
-    """A :class:`SpikeLoader` over split ``split`` of the spike file ``path``.
-
-    Shuffling permutes blocks of consecutive samples (the file's chunks) and then samples within read
-    windows, so every read is a contiguous slice. ``rank`` / ``world_size`` give each process of a
-    DistributedDataParallel job a disjoint shard with the same number of batches. ``resample`` draws
-    new Bernoulli spikes from the split's stored intensities for every batch of every epoch.
-    """
-    return SpikeLoader(
-        SpikeDataset(path, split), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
-        num_workers=num_workers, rank=rank, world_size=world_size, resample=resample,
-    )  # fmt: skip
+    def __exit__(self, exc_type, exc, tb) -> None:
+        f, self._file = self._file, None
+        try:
+            if f is not None:
+                f.close()
+            if exc_type is None:
+                short = {s: (n, self._filled[s]) for s, n in self._sizes.items() if self._filled[s] != n}
+                if short:
+                    raise RuntimeError(f"{self.out}: splits not completely written (samples, written): {short}")
+                check_target(self.out, self.force)  # it may have appeared meanwhile
+                os.replace(self.tmp, self.out)
+        finally:
+            if self.tmp.exists():
+                self.tmp.unlink()

@@ -20,7 +20,6 @@ final metrics), ``table.md`` and ``results.json`` (Table 3 and capabilities), ``
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -30,10 +29,12 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from mdn_snntorch import presets, table1
-from mdn_snntorch.checkpoint import write_csv, write_json
-from mdn_snntorch.report import save_figure, write_atomic
-from mdn_snntorch.train import TrainConfig, add_training_arguments, resolve_neuron_name, settings_from_args, train
+from mdn_snntorch import meta_neurons
+from mdn_snntorch.neurons import factory
+from mdn_snntorch.pipeline import recipes
+from mdn_snntorch.pipeline.checkpoint import write_csv, write_json
+from mdn_snntorch.pipeline.report import save_figure, write_atomic
+from mdn_snntorch.pipeline.trainer import TrainConfig, train
 
 
 def capability(acc: dict[str, float]) -> dict[str, float]:
@@ -49,7 +50,7 @@ def _safe(name: str) -> str:
 
 def task_names(data_paths: Sequence[str | Path]) -> list[str]:
     """A task name per file: its ``dataset`` attribute, or ``dataset-<file stem>`` when two files share it."""
-    from mdn_snntorch.data import read_meta
+    from mdn_snntorch.spikefile import read_meta
 
     names = [str(read_meta(p)["dataset"]) for p in data_paths]
     return [f"{n}-{Path(p).stem}" if names.count(n) > 1 else n for n, p in zip(names, data_paths)]
@@ -64,7 +65,7 @@ def _reusable_run(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
         return None
     doc = json.loads(path.read_text())
     saved, wanted = doc.get("config", {}), config.to_dict()
-    housekeeping = {"device", "eval_batch_size", "num_workers", "threads", "progress", "out", "resume", "preset", "epochs"}
+    housekeeping = {"device", "eval_batch_size", "num_workers", "threads", "progress", "out", "resume", "recipe", "epochs"}
     for name, value in wanted.items():
         old = TrainConfig.saved_value(saved, name)
         same = Path(value).resolve() == Path(old or "").resolve() if name == "data" else old == value
@@ -79,7 +80,7 @@ def _reusable_run(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
 
 def evaluate(
     data_paths: Sequence[str | Path],
-    neurons: Sequence[str] = presets.PAPER_NEURONS,
+    neurons: Sequence[str] = meta_neurons.PAPER_NEURONS,
     seeds: int | Sequence[int] = 5,
     out_dir: str | Path = "evaluation",
     *,
@@ -91,15 +92,15 @@ def evaluate(
 
     ``neurons``: preset names or names of neurons in ``libraries``. ``seeds``: a count (0..n-1) or a list.
     ``train_settings``: :class:`TrainConfig` fields applied to every run; otherwise each task takes its
-    data set's Table 1 row when it has one. Returns the ``results.json`` document.
+    data set's recipe when it has one. Returns the ``results.json`` document.
     """
-    from mdn_snntorch.data import read_meta
+    from mdn_snntorch.spikefile import read_meta
 
     out_dir = Path(out_dir)
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seeds or not neurons or not data_paths:
         raise ValueError("evaluate needs at least one data file, one neuron and one seed")
-    specs = {name: resolve_neuron_name(name, [str(p) for p in libraries]) for name in neurons}
+    specs = {name: factory.to_json(factory.lookup(name, [str(p) for p in libraries])) for name in neurons}
     tasks = dict(zip(task_names(data_paths), (str(p) for p in data_paths)))
     plan = [(task, path, neuron, seed) for task, path in tasks.items() for neuron in neurons for seed in seeds]
     runs: list[dict[str, Any]] = []
@@ -107,9 +108,9 @@ def evaluate(
     for task, path, neuron, seed in bar:
         bar.set_postfix_str(f"{task} {neuron} seed {seed}")
         settings = {}
-        preset = table1.canonical(str(read_meta(path)["dataset"]))
-        if preset:
-            settings.update(table1.settings(preset), preset=preset)
+        recipe = recipes.canonical(str(read_meta(path)["dataset"]))
+        if recipe:
+            settings.update(recipes.settings(recipe), recipe=recipe)
         settings.update(train_settings)
         run_dir = out_dir / "runs" / _safe(task) / _safe(neuron) / f"seed{seed}"
         config = TrainConfig(data=path, out=str(run_dir), neuron=specs[neuron], seed=seed, resume=True, progress=False, **settings)
@@ -191,35 +192,3 @@ def _figures(out_dir: Path, doc: dict[str, Any]) -> None:
             ax.axhline(0, color="k", lw=0.8)
         ax.legend(fontsize=8, ncol=min(5, len(neurons)))
         save_figure(fig, out_dir / name)
-
-
-# ---- command line ------------------------------------------------------------------------------
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", nargs="+", required=True, help="HDF5 spike files, one per task")
-    parser.add_argument("--neurons", nargs="+", help="neuron types: presets and --library names (default: the paper's five, plus every library neuron)")
-    parser.add_argument("--library", nargs="+", default=[], help="meta-neuron library JSON(s) (mdn discover)")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds per neuron and task, 0..N-1 (default 5)")
-    parser.add_argument("--out", default="evaluation", help="output folder (default evaluation)")
-    add_training_arguments(parser)
-
-
-def main(args: argparse.Namespace) -> int:
-    from mdn_snntorch.data import SpikeFileError
-    from mdn_snntorch.train import NonFiniteLossError
-
-    try:
-        settings = settings_from_args(args)
-        progress = settings.pop("progress", True)
-        neurons = args.neurons
-        if not neurons:
-            neurons = list(presets.PAPER_NEURONS) + [n for lib in args.library for n in presets.load_library(lib).names]
-        doc = evaluate(args.data, neurons, args.seeds, args.out, libraries=args.library, progress=progress, **settings)
-    except NonFiniteLossError as e:
-        print(f"mdn evaluate: {e}", file=sys.stderr)
-        return 1
-    except (ValueError, KeyError, FileNotFoundError, SpikeFileError) as e:
-        print(f"mdn evaluate: error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
-    print(markdown_table(doc))
-    print(f"written to {args.out}/ (table.md, results.json, runs.csv, accuracy.png, capability.png)")
-    return 0

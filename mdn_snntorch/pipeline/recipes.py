@@ -1,5 +1,5 @@
-"""Training settings per data set: the paper's Table 1 (plus eta_D from §4.3), and the project's
-settings for the embedded ``digits`` tasks.
+"""Training recipes: the training settings of each data set, the paper's Table 1 (plus eta_D from
+§4.3), and the project's settings for the embedded ``digits`` tasks.
 
 ``lr`` is eta_W (synaptic weights), ``lr_theta`` eta_D (dynamic parameters, used only when theta is
 learnable). The paper gives eta_D for MNIST (1e-3) and TIDigits (1e-4) only; elsewhere it is eta_W.
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-#: name -> training settings (``mdn train --preset NAME``)
-TABLE1: dict[str, dict[str, Any]] = {
+#: name -> training settings (``mdn train --recipe NAME``)
+RECIPES: dict[str, dict[str, Any]] = {
     "mnist": dict(hidden=500, batch_size=100, epochs=20, lr=1e-3, lr_theta=1e-3),
     "fashion-mnist": dict(hidden=500, batch_size=100, epochs=20, lr=1e-3, lr_theta=1e-3),
     "nettalk": dict(hidden=500, batch_size=5, epochs=20, lr=1e-3, lr_theta=1e-3),
@@ -28,15 +28,15 @@ _ALIASES = {"f-mnist": "fashion-mnist", "fmnist": "fashion-mnist", "cifar-10": "
 
 
 def canonical(name: str) -> str | None:
-    """The Table 1 key of a data-set name (case and common spellings ignored), or None."""
+    """The recipe name of a data-set name (case and common spellings ignored), or None."""
     key = name.strip().lower().replace("_", "-")
     key = _ALIASES.get(key, key)
-    return key if key in TABLE1 else None
+    return key if key in RECIPES else None
 
 
 def settings(name: str) -> dict[str, Any]:
-    """The settings of preset ``name``; ``KeyError`` listing the valid names otherwise."""
+    """The settings of recipe ``name``; ``KeyError`` listing the valid names otherwise."""
     key = canonical(name)
     if key is None:
-        raise KeyError(f"unknown training preset {name!r}; valid presets: {', '.join(TABLE1)}")
-    return dict(TABLE1[key])
+        raise KeyError(f"unknown training recipe {name!r}; valid recipes: {', '.join(RECIPES)}")
+    return dict(RECIPES[key])

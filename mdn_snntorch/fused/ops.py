@@ -24,60 +24,29 @@ forces the reference loop everywhere inside a ``with`` block.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 from types import ModuleType
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 
 from mdn_snntorch.equations import V_TH
 from mdn_snntorch.functional import FirstOrderTrace, MDNParameters, MDNState, MDNTrace
-from mdn_snntorch.kernels import cpu
-from mdn_snntorch.surrogate import Window
+from mdn_snntorch.fused import c_kernels
+from mdn_snntorch.fused.dispatch import config
 
 Tensor = torch.Tensor
 
-BACKENDS = ("auto", "fused", "reference")
-KERNELS = ("auto", "c", "triton", "torch")
-_MODULES = {"c": "mdn_snntorch.kernels.cpu", "triton": "mdn_snntorch.kernels.gpu", "torch": "mdn_snntorch.kernels.torch_loop"}
-_config = {"reference": False, "kernel": "auto"}
-
-
-@contextlib.contextmanager
-def use_reference(enabled: bool = True) -> Iterator[None]:
-    """Inside this block every ``MDN`` / ``FirstOrder`` with ``backend="auto"`` runs the reference
-    autograd loop of :mod:`mdn_snntorch.functional` (``enabled=False`` re-enables the fused op)."""
-    previous = _config["reference"]
-    _config["reference"] = bool(enabled)
-    try:
-        yield
-    finally:
-        _config["reference"] = previous
-
-
-@contextlib.contextmanager
-def use_kernel(name: str) -> Iterator[None]:
-    """Force the kernel behind the fused ops: ``"c"`` (CPU), ``"triton"`` (CUDA), ``"torch"`` (any
-    device) or ``"auto"`` (the default: C on CPU and Triton on CUDA for float32/float64, else the
-    PyTorch loop, e.g. for float16/bfloat16)."""
-    if name not in KERNELS:
-        raise ValueError(f"kernel must be one of {KERNELS}, got {name!r}")
-    previous = _config["kernel"]
-    _config["kernel"] = name
-    try:
-        yield
-    finally:
-        _config["kernel"] = previous
+_MODULES = {"c": "mdn_snntorch.fused.c_kernels", "triton": "mdn_snntorch.fused.triton_kernels", "torch": "mdn_snntorch.fused.torch_loop"}
 
 
 @torch.compiler.assume_constant_result
 def resolve_kernel(device_type: str, dtype: torch.dtype) -> str:
     """The kernel that runs the ops for tensors of this device type and dtype under the current
     :func:`use_kernel` choice. (Under ``torch.compile`` it is decided once, when the graph is traced.)"""
-    choice = _config["kernel"]
-    c_ok = device_type == "cpu" and dtype in cpu.DTYPES and cpu.library() is not None
-    triton_ok = device_type == "cuda" and dtype in cpu.DTYPES and importlib.import_module(_MODULES["triton"]).available()
+    choice = config["kernel"]
+    c_ok = device_type == "cpu" and dtype in c_kernels.DTYPES and c_kernels.library() is not None
+    triton_ok = device_type == "cuda" and dtype in c_kernels.DTYPES and importlib.import_module(_MODULES["triton"]).available()
     if choice == "auto":
         return "c" if c_ok else "triton" if triton_ok else "torch"
     if choice == "c" and not c_ok:
@@ -90,7 +59,7 @@ def resolve_kernel(device_type: str, dtype: torch.dtype) -> str:
 def _every(kernel: str, T: int) -> int:
     """Steps between the forward's state checkpoints: every step for Triton (it reads them back), else
     segments of :data:`~mdn_snntorch.kernels.cpu.SEGMENT` steps recomputed by the backward."""
-    return 1 if kernel == "triton" else min(T, cpu.SEGMENT)
+    return 1 if kernel == "triton" else min(T, c_kernels.SEGMENT)
 
 
 def _module(kernel: str) -> ModuleType:
@@ -338,44 +307,3 @@ def first_order_multistep(
     every = _every(kernel, inputs.shape[0])
     spk, vT, vtr, *_ = first_order_forward_op(inputs, v, params, float(width), bool(input_sigmoid), bool(return_traces), kernel, every)
     return FirstOrderTrace(spk, vT, vtr if return_traces else None)
-
-
-# ---------------------------------------------------------------------------------------------
-# which path a neuron module takes
-# ---------------------------------------------------------------------------------------------
-def _param_ok(value, N: int) -> bool:
-    return not torch.is_tensor(value) or value.dim() == 0 or tuple(value.shape) == (N,)
-
-
-def unsupported(neuron, inputs: Tensor, states: tuple[Tensor, ...], params: tuple) -> str | None:
-    """Why the fused op cannot run this call of ``neuron`` exactly as the reference loop would
-    (``None`` if it can): spike functions other than :class:`~mdn_snntorch.surrogate.Window`
-    (``surrogate_disable`` included), inhibition, mixed dtypes/devices of state and input, or
-    parameters not shaped ``()`` / ``(N,)``. (State quantisation never reaches here: the neurons run
-    it step by step.)"""
-    if type(neuron.spike_grad) is not Window:
-        return f"spike_grad {neuron.spike_grad!r} is not the window surrogate"
-    if neuron.inhibition:
-        return "inhibition"
-    if inputs.dim() < 1 or inputs.shape[0] < 1:
-        return "an empty time axis"
-    N = inputs.shape[-1] if inputs.dim() > 1 else 1
-    for s in states:
-        if s.dtype != inputs.dtype or s.device != inputs.device or s.shape != inputs.shape[1:]:
-            return "state and input differ in dtype, device or shape"
-    if not all(_param_ok(p, N) for p in (*params, neuron.threshold, neuron.graded_spikes_factor)):
-        return "a parameter is not a scalar or per-neuron (N,) tensor"
-    return None
-
-
-def use_fused(neuron, inputs: Tensor, states: tuple[Tensor, ...], params: tuple) -> bool:
-    """Whether ``neuron.multi_step`` takes the fused op: ``backend="reference"`` or a
-    :func:`use_reference` block never does, ``"auto"`` does whenever :func:`unsupported` finds nothing,
-    ``"fused"`` must (``ValueError`` naming the reason otherwise)."""
-    backend = neuron.backend
-    if backend == "reference" or (backend == "auto" and _config["reference"]):
-        return False
-    why = unsupported(neuron, inputs, states, params)
-    if why is not None and backend == "fused":
-        raise ValueError(f"{type(neuron).__name__}(backend='fused') cannot run this configuration: {why}")
-    return why is None

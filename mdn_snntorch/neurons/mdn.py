@@ -19,20 +19,20 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from mdn_snntorch import fused, presets
-from mdn_snntorch.base import MDNFamilyNeuron
+from mdn_snntorch import fused, meta_neurons
 from mdn_snntorch.equations import U0, V0, V_TH
 from mdn_snntorch.functional import MDNParameters, MDNState, initial_state, mdn_multistep, mdn_step
+from mdn_snntorch.neurons.base import MDNFamilyNeuron
 
 THETA_NAMES = ("theta_a", "theta_b", "theta_c", "theta_d")
-ThetaLike = str | presets.MetaNeuron | Sequence[float] | Sequence[torch.Tensor]
+ThetaLike = str | meta_neurons.MetaNeuron | Sequence[float] | Sequence[torch.Tensor]
 
 
 def _theta_values(theta: ThetaLike) -> tuple:
     """The four theta values of a preset name, MetaNeuron or 4-sequence."""
     if isinstance(theta, str):
-        theta = presets.get(theta)
-    if isinstance(theta, presets.MetaNeuron):
+        theta = meta_neurons.get(theta)
+    if isinstance(theta, meta_neurons.MetaNeuron):
         if theta.order != 2:
             raise ValueError(f"meta neuron {theta.name!r} is order {theta.order}; use mdn_snntorch.FirstOrder for it")
         return theta.theta
@@ -152,7 +152,7 @@ class MDN(MDNFamilyNeuron):
             check_input=check_input,
             num_neurons=num_neurons,
         )
-        self.name = theta.name if isinstance(theta, presets.MetaNeuron) else theta if isinstance(theta, str) else None
+        self.name = theta.name if isinstance(theta, meta_neurons.MetaNeuron) else theta if isinstance(theta, str) else None
         self.dt = float(dt)
         self.substeps = substeps
         self.v0, self.u0 = float(v0), float(u0)

@@ -1,0 +1,87 @@
+"""Which path a neuron's ``multi_step`` takes: the fused op or the reference autograd loop.
+
+This module is light (torch only): the neurons consult it on every call, and the custom ops and
+kernels behind the fused path (:mod:`mdn_snntorch.fused.ops`) are imported only when it is taken.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+
+from mdn_snntorch.surrogate import Window
+
+Tensor = torch.Tensor
+
+BACKENDS = ("auto", "fused", "reference")
+KERNELS = ("auto", "c", "triton", "torch")
+#: process-wide choices, changed only through the context managers below
+config = {"reference": False, "kernel": "auto"}
+
+
+@contextlib.contextmanager
+def use_reference(enabled: bool = True) -> Iterator[None]:
+    """Inside this block every ``MDN`` / ``FirstOrder`` with ``backend="auto"`` runs the reference
+    autograd loop of :mod:`mdn_snntorch.functional` (``enabled=False`` re-enables the fused op)."""
+    previous = config["reference"]
+    config["reference"] = bool(enabled)
+    try:
+        yield
+    finally:
+        config["reference"] = previous
+
+
+@contextlib.contextmanager
+def use_kernel(name: str) -> Iterator[None]:
+    """Force the kernel behind the fused ops: ``"c"`` (CPU), ``"triton"`` (CUDA), ``"torch"`` (any
+    device) or ``"auto"`` (the default: C on CPU and Triton on CUDA for float32/float64, else the
+    PyTorch loop, e.g. for float16/bfloat16)."""
+    if name not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {name!r}")
+    previous = config["kernel"]
+    config["kernel"] = name
+    try:
+        yield
+    finally:
+        config["kernel"] = previous
+
+
+
+def _param_ok(value, N: int) -> bool:
+    return not torch.is_tensor(value) or value.dim() == 0 or tuple(value.shape) == (N,)
+
+
+def unsupported(neuron, inputs: Tensor, states: tuple[Tensor, ...], params: tuple) -> str | None:
+    """Why the fused op cannot run this call of ``neuron`` exactly as the reference loop would
+    (``None`` if it can): spike functions other than :class:`~mdn_snntorch.surrogate.Window`
+    (``surrogate_disable`` included), inhibition, mixed dtypes/devices of state and input, or
+    parameters not shaped ``()`` / ``(N,)``. (State quantisation never reaches here: the neurons run
+    it step by step.)"""
+    if type(neuron.spike_grad) is not Window:
+        return f"spike_grad {neuron.spike_grad!r} is not the window surrogate"
+    if neuron.inhibition:
+        return "inhibition"
+    if inputs.dim() < 1 or inputs.shape[0] < 1:
+        return "an empty time axis"
+    N = inputs.shape[-1] if inputs.dim() > 1 else 1
+    for s in states:
+        if s.dtype != inputs.dtype or s.device != inputs.device or s.shape != inputs.shape[1:]:
+            return "state and input differ in dtype, device or shape"
+    if not all(_param_ok(p, N) for p in (*params, neuron.threshold, neuron.graded_spikes_factor)):
+        return "a parameter is not a scalar or per-neuron (N,) tensor"
+    return None
+
+
+def use_fused(neuron, inputs: Tensor, states: tuple[Tensor, ...], params: tuple) -> bool:
+    """Whether ``neuron.multi_step`` takes the fused op: ``backend="reference"`` or a
+    :func:`use_reference` block never does, ``"auto"`` does whenever :func:`unsupported` finds nothing,
+    ``"fused"`` must (``ValueError`` naming the reason otherwise)."""
+    backend = neuron.backend
+    if backend == "reference" or (backend == "auto" and config["reference"]):
+        return False
+    why = unsupported(neuron, inputs, states, params)
+    if why is not None and backend == "fused":
+        raise ValueError(f"{type(neuron).__name__}(backend='fused') cannot run this configuration: {why}")
+    return why is None
