@@ -58,7 +58,15 @@ def summarise(args, results: dict[str, list[dict]]) -> dict:
 
     neurons = list(results)
     base = None
-    summary = {"time_steps": args.time_steps, "epochs": args.epochs, "device": args.device, "lr_decay": args.lr_decay, "lr_step": args.lr_step, "resample": args.resample, "runs": {}}
+    summary = {
+        "time_steps": args.time_steps,
+        "epochs": args.epochs,
+        "device": args.device,
+        "lr_decay": args.lr_decay,
+        "lr_step": args.lr_step,
+        "resample": args.resample,
+        "runs": {},
+    }
     schedule = f"{args.lr_decay}^floor(epoch / {args.lr_step})" if args.lr_step > 1 else f"{args.lr_decay}^epoch"
     spikes = "fresh training spikes every epoch" if args.resample else "the file's fixed spikes"
     print(f"\nMNIST 784-500-10, T = {args.time_steps}, batch 100, Adam eta_W 1e-3 x {schedule}, {spikes}")
@@ -75,10 +83,15 @@ def summarise(args, results: dict[str, list[dict]]) -> dict:
             f"{neuron:>9}: test acc per epoch {' '.join(f'{a:.2f}' for a in accs)}\n"
             f"{'':>9}  final {accs[-1]:.2f} % (best {max(accs):.2f}, mean of the last {len(accs[-10:])} "
             f"{last10:.2f}; paper {PAPER.get(neuron, float('nan')):.2f}), "
-            f"{secs:.1f} s/epoch (x{secs / base:.2f} of {neurons[0]})"
-            + (f", SPEC ref. epochs 1-3: {ref}" if ref else "")
+            f"{secs:.1f} s/epoch (x{secs / base:.2f} of {neurons[0]})" + (f", SPEC ref. epochs 1-3: {ref}" if ref else "")
         )
-        summary["runs"][neuron] = {"test_acc": accs, "best": max(accs), "mean_last10": last10, "s_per_epoch": secs, "ratio_to_first": secs / base}
+        summary["runs"][neuron] = {
+            "test_acc": accs,
+            "best": max(accs),
+            "mean_last10": last10,
+            "s_per_epoch": secs,
+            "ratio_to_first": secs / base,
+        }
     fig, ax = plt.subplots(figsize=(7, 4))
     for neuron in neurons:
         accs = summary["runs"].get(neuron, {}).get("test_acc", [])
@@ -148,7 +161,9 @@ def run_discovery(data: Path, args) -> int:
     print(f"discovery: {clusters['ab']['num_centres']} (a, b) x {clusters['cd']['num_centres']} (c, d) centres (paper: 1 x 3)")
     for record in library.provenance["selection"]["candidates"]:
         theta = ", ".join(f"{t:.4f}" for t in record["theta"])
-        print(f"  {record['id']:<9} ({theta}) support {record['support']:>4} {record['status']}: {record.get('name') or record.get('reason')}")
+        print(
+            f"  {record['id']:<9} ({theta}) support {record['support']:>4} {record['status']}: {record.get('name') or record.get('reason')}"
+        )
     return 0
 
 

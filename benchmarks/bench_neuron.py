@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import snntorch as snn
 import torch
@@ -60,7 +60,9 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def interleaved_medians(fns: dict[str, Callable[[], None]], rounds: int, device: str = "cpu", warmup: int = 2) -> dict[str, float]:
+def interleaved_medians(
+    fns: dict[str, Callable[[], None]], rounds: int, device: str = "cpu", warmup: int = 2
+) -> dict[str, float]:
     """Median seconds of each function over ``rounds`` rounds that each call every function once."""
     for fn in fns.values():
         for _ in range(warmup):
@@ -271,8 +273,10 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     report: dict[str, dict] = {}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, C kernels: {c_kernels.library() is not None}, "
-          f"CUDA: {torch.cuda.is_available()}; medians of {args.rounds} interleaved rounds")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, C kernels: {c_kernels.library() is not None}, "
+        f"CUDA: {torch.cuda.is_available()}; medians of {args.rounds} interleaved rounds"
+    )
 
     if not args.skip_cpu:
         t = report["paper_cpu"] = section_paper(args.rounds, "cpu")
@@ -289,8 +293,10 @@ def main(argv: list[str] | None = None) -> dict:
         n = report["neuron_cpu"] = section_neuron(max(3, args.rounds // 3))
         print("\n2. neuron only [T=100, B=128, N=1024] float32, forward+backward (CPU)")
         for b in ("fused", "reference"):
-            print(f"   {b:10s} {n[f'time-{b}'] * 1e3:8.1f} ms   saved for backward {n[f'saved-{b}'] / 2**20:7.1f} MiB"
-                  f"   peak above start {n[f'peak-{b}'] / 2**20:7.1f} MiB")
+            print(
+                f"   {b:10s} {n[f'time-{b}'] * 1e3:8.1f} ms   saved for backward {n[f'saved-{b}'] / 2**20:7.1f} MiB"
+                f"   peak above start {n[f'peak-{b}'] / 2**20:7.1f} MiB"
+            )
         print(f"   speed-up              = {n['time-reference'] / n['time-fused']:.2f}x")
         ratio_saved = n["saved-fused"] / n["saved-reference"]
         print(f"   saved memory ratio    = {ratio_saved:.2f}  {_verdict(ratio_saved, TARGET_MEMORY)}")
@@ -300,7 +306,9 @@ def main(argv: list[str] | None = None) -> dict:
         g = report["gpu"] = section_gpu(args.rounds)
         print(f"\n3. GPU ({torch.cuda.get_device_name()})")
         for b in ("fused", "reference", "leaky"):
-            print(f"   neuron [100,256,4096] {b:10s} {g[f'neuron-{b}'] * 1e3:8.2f} ms   peak {g[f'neuron-mem-{b}'] / 2**20:8.1f} MiB")
+            print(
+                f"   neuron [100,256,4096] {b:10s} {g[f'neuron-{b}'] * 1e3:8.2f} ms   peak {g[f'neuron-mem-{b}'] / 2**20:8.1f} MiB"
+            )
         speedup = g["neuron-reference"] / g["neuron-fused"]
         print(f"   fused speed-up over the reference loop = {speedup:.1f}x  {_verdict(speedup, TARGET_GPU_SPEEDUP, True)}")
         for name in ("floor", "leaky", "mdn-reference", "mdn-fused", "1st-order-fused"):
@@ -312,8 +320,10 @@ def main(argv: list[str] | None = None) -> dict:
         c = report["compile_cpu"] = section_compile(max(5, args.rounds // 3))
         print("\n4. torch.compile (inductor, CPU), paper shape training step")
         for backend in ("auto", "reference"):
-            print(f"   {backend:9s} model: first call (compile) {c[f'first-call-{backend}']:6.1f} s,"
-                  f" then {c[f'step-compiled-{backend}'] * 1e3:6.1f} ms/step")
+            print(
+                f"   {backend:9s} model: first call (compile) {c[f'first-call-{backend}']:6.1f} s,"
+                f" then {c[f'step-compiled-{backend}'] * 1e3:6.1f} ms/step"
+            )
         print(f"   eager fused: {c['step-eager-fused'] * 1e3:6.1f} ms/step")
 
     if args.json:

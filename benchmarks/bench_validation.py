@@ -29,7 +29,19 @@ TARGET_S = 60.0
 
 
 def run_once(out: Path, cache: Path) -> tuple[float, dict]:
-    cmd = [sys.executable, "-m", "mdn_snntorch", "validate", "--neurons", *PAPER_NEURONS, "--out", str(out), "--cache-dir", str(cache), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mdn_snntorch",
+        "validate",
+        "--neurons",
+        *PAPER_NEURONS,
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache),
+        "--no-progress",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -42,7 +54,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="where the reports go (default: a temporary directory)")
     parser.add_argument("--runs-warm", type=int, default=1, help="warm runs after the cold one (default 1)")
-    parser.add_argument("--cache-dir", type=Path, default=None, help="an existing cache root: skip the cold run and only time warm runs")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None, help="an existing cache root: skip the cold run and only time warm runs"
+    )
     args = parser.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_validation_"))
     cache = args.cache_dir or out / "brian2-cache"
@@ -54,7 +68,9 @@ def main(argv=None) -> int:
         wall, metrics = run_once(where, cache)
         rows.append((label, wall, metrics))
         verdict = "PASS" if metrics["passed"] else "FAIL"
-        print(f"{label:8s} {wall:7.1f} s   report {verdict}   population {metrics['settings']['population']} neurons x {metrics['settings']['steps']} steps")
+        print(
+            f"{label:8s} {wall:7.1f} s   report {verdict}   population {metrics['settings']['population']} neurons x {metrics['settings']['steps']} steps"
+        )
         for task, seconds in metrics["timings_s"].items():
             print(f"           {task:40s} {seconds:7.2f} s")
         print(f"         load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

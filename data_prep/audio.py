@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Union
 
 import numpy as np
 import soundfile
@@ -24,7 +23,7 @@ from scipy.fft import dct
 
 from data_prep.common import PrepError
 
-AudioSource = Union[str, os.PathLike, bytes]
+AudioSource = str | os.PathLike | bytes
 
 
 def read_audio(source: AudioSource, name: str | None = None) -> tuple[np.ndarray, int]:
@@ -59,7 +58,9 @@ def mel_filterbank(n_bands: int, n_fft: int, rate: int) -> np.ndarray:
     return np.clip(np.minimum(rise, fall), 0.0, None)
 
 
-def band_energies(signal: np.ndarray, rate: int, n_frames: int = 30, n_bands: int = 30, overlap: float = 0.5, range_db: float = 60.0) -> np.ndarray:
+def band_energies(
+    signal: np.ndarray, rate: int, n_frames: int = 30, n_bands: int = 30, overlap: float = 0.5, range_db: float = 60.0
+) -> np.ndarray:
     """Normalised band levels in [0, 1], ``[n_frames, n_bands]`` (see the module docstring)."""
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
@@ -75,7 +76,9 @@ def band_energies(signal: np.ndarray, rate: int, n_frames: int = 30, n_bands: in
     return np.clip(1.0 + (level - level.max()) / range_db, 0.0, 1.0)
 
 
-def mfcc(signal: np.ndarray, rate: int, n_mfcc: int = 13, win_s: float = 0.025, hop_s: float = 0.010, n_mels: int = 26) -> np.ndarray:
+def mfcc(
+    signal: np.ndarray, rate: int, n_mfcc: int = 13, win_s: float = 0.025, hop_s: float = 0.010, n_mels: int = 26
+) -> np.ndarray:
     """MFCC ``[frames, n_mfcc]`` (see the module docstring); at least one frame."""
     x = np.append(signal[:1], signal[1:] - 0.97 * signal[:-1])
     win, hop = int(round(win_s * rate)), int(round(hop_s * rate))

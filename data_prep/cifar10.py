@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from torchvision import datasets
@@ -35,7 +35,9 @@ def load_cifar10(root: str | os.PathLike, train: bool, download: bool, verify: b
     """One split of CIFAR-10 as uint8 ``[N, 3, 32, 32]`` images."""
     root = Path(root)
     cls = datasets.CIFAR10 if verify else UnverifiedCIFAR10
-    layout = f"{root}/cifar-10-batches-py/{{data_batch_1..5,test_batch,batches.meta}}" + (" with the official md5 sums (verify=False / --no-verify skips that check)" if verify else "")
+    layout = f"{root}/cifar-10-batches-py/{{data_batch_1..5,test_batch,batches.meta}}" + (
+        " with the official md5 sums (verify=False / --no-verify skips that check)" if verify else ""
+    )
     ds = load_torchvision(lambda: cls(str(root), train=train, download=download), name="CIFAR-10", root=root, layout=layout)
     images = np.ascontiguousarray(np.asarray(ds.data).transpose(0, 3, 1, 2))  # HWC -> CHW
     return ImageSplit(images, np.asarray(ds.targets, dtype=np.int64), [str(c) for c in ds.classes])

@@ -10,7 +10,8 @@ so memory stays bounded), with a progress bar. The generator of block ``k`` of a
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -74,7 +75,14 @@ def make_meta(
 
 
 def write_split(
-    writer, split: str, n: int, load: Loader, encode: Encoder, *, seed: int, n_targets: int | None = None,
+    writer,
+    split: str,
+    n: int,
+    load: Loader,
+    encode: Encoder,
+    *,
+    seed: int,
+    n_targets: int | None = None,
     intensity: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> None:
     """Create ``split`` in ``writer`` (a :class:`~data_prep.spikefile.SpikeFileWriter`) and fill it

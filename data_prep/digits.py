@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.datasets import load_digits
@@ -56,6 +57,7 @@ def write_digits(
         dataset=dataset, encoding=encoding, encoding_params=params, time_steps=time_steps, input_shape=input_shape,
         class_names=CLASS_NAMES, seed=seed, source=f"sklearn.datasets.load_digits, stratified split test_size={TEST_FRACTION} random_state={SPLIT_SEED}",
     )  # fmt: skip
+
     def values(x: np.ndarray) -> np.ndarray:
         return np.rint(x.reshape(len(x), -1) * 16)
 

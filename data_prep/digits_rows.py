@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from data_prep import cli, encode
 from data_prep.common import add_common, positive_int
@@ -31,7 +31,9 @@ def convert(out: str | os.PathLike, *, steps_per_row: int = DEFAULT_STEPS_PER_RO
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser, "digits_rows", time_steps=None)
-    parser.add_argument("--steps-per-row", type=int, default=DEFAULT_STEPS_PER_ROW, help="steps each image row is shown (default: %(default)s)")
+    parser.add_argument(
+        "--steps-per-row", type=int, default=DEFAULT_STEPS_PER_ROW, help="steps each image row is shown (default: %(default)s)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,9 +9,9 @@ channel-major for colour (``[C, H, W]``, CIFAR-10 keeps all 3072 inputs). The pi
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

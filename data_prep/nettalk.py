@@ -28,10 +28,10 @@ import re
 import string
 import sys
 import urllib.request
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -103,7 +103,9 @@ def read_uci(path: Path) -> list[Word]:
             raise PrepError(f"{path}:{number}: phoneme symbol(s) {unknown} are not in the NETtalk code table")
         words.append((m.group(1), m.group(2), m.group(3)))
     if not words:
-        raise PrepError(f"{path}: no NETtalk entries; expected lines 'word<TAB>phonemes<TAB>stress<TAB>class' as in UCI nettalk.data")
+        raise PrepError(
+            f"{path}: no NETtalk entries; expected lines 'word<TAB>phonemes<TAB>stress<TAB>class' as in UCI nettalk.data"
+        )
     return words
 
 
@@ -154,7 +156,10 @@ def choose_words(words: Sequence[Word], train_words: int, test_words: int) -> di
     if train_words + test_words > len(words):
         raise PrepError(f"train_words + test_words = {train_words + test_words} but the source has only {len(words)} words")
     order = np.random.default_rng(SPLIT_SEED).permutation(len(words))
-    return {"train": [words[i] for i in order[:train_words]], "test": [words[i] for i in order[train_words : train_words + test_words]]}
+    return {
+        "train": [words[i] for i in order[:train_words]],
+        "test": [words[i] for i in order[train_words : train_words + test_words]],
+    }
 
 
 def letter_windows(words: list[Word]) -> tuple[np.ndarray, np.ndarray]:

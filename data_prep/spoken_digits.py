@@ -18,8 +18,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -49,7 +49,10 @@ def speaker_split(speakers: Sequence[str], test_fraction: float) -> dict[str, li
         raise PrepError(f"need test_fraction in (0, 1) and at least 2 speakers, got {test_fraction} and {len(speakers)}")
     n_test = min(len(speakers) - 1, max(1, round(test_fraction * len(speakers))))
     test = set(np.random.default_rng(0).permutation(len(speakers))[:n_test].tolist())
-    return {"train": [s for i, s in enumerate(speakers) if i not in test], "test": [s for i, s in enumerate(speakers) if i in test]}
+    return {
+        "train": [s for i, s in enumerate(speakers) if i not in test],
+        "test": [s for i, s in enumerate(speakers) if i in test],
+    }
 
 
 def convert(
@@ -69,7 +72,9 @@ def convert(
     """Write the spoken-digits spike file ``out`` (10 words x speakers x speeds x pitches utterances)."""
     exe = shutil.which(espeak)
     if exe is None:
-        raise PrepError(f"{espeak} not found: spoken_digits synthesises speech with espeak-ng; install it with `sudo apt-get install espeak-ng`")
+        raise PrepError(
+            f"{espeak} not found: spoken_digits synthesises speech with espeak-ng; install it with `sudo apt-get install espeak-ng`"
+        )
     speakers = [f"{v}+{variant}" for v, variant in itertools.product(voices, variants)]
     splits = {
         split: [
@@ -95,9 +100,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--non-sequential", dest="sequential", action="store_false", help="the whole spectrogram at every step")
     parser.add_argument("--voices", type=_list(str), default=VOICES, help=f"espeak-ng voices (default: {','.join(VOICES)})")
     parser.add_argument("--variants", type=_list(str), default=VARIANTS, help=f"voice variants (default: {','.join(VARIANTS)})")
-    parser.add_argument("--speeds", type=_list(int), default=SPEEDS, help=f"words per minute (default: {','.join(map(str, SPEEDS))})")
-    parser.add_argument("--pitches", type=_list(int), default=PITCHES, help=f"pitches 0-99 (default: {','.join(map(str, PITCHES))})")
-    parser.add_argument("--test-fraction", type=float, default=TEST_FRACTION, help="fraction of speakers held out (default: %(default)s)")
+    parser.add_argument(
+        "--speeds", type=_list(int), default=SPEEDS, help=f"words per minute (default: {','.join(map(str, SPEEDS))})"
+    )
+    parser.add_argument(
+        "--pitches", type=_list(int), default=PITCHES, help=f"pitches 0-99 (default: {','.join(map(str, PITCHES))})"
+    )
+    parser.add_argument(
+        "--test-fraction", type=float, default=TEST_FRACTION, help="fraction of speakers held out (default: %(default)s)"
+    )
     parser.add_argument("--espeak", default="espeak-ng", help="the espeak-ng executable (default: %(default)s)")
 
 

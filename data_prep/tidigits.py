@@ -21,9 +21,9 @@ import functools
 import os
 import re
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -79,7 +79,9 @@ def find_isolated_digits(root: Path, groups: Sequence[str] = GROUPS, oh: str = "
         splits[split].append(Utterance(functools.partial(audio.read_audio, path), label))
     empty = [s for s, items in splits.items() if not items]
     if empty:
-        raise PrepError(f"no isolated-digit utterances for split(s) {', '.join(empty)} under {root}. Expected layout: {layout}. {where}.")
+        raise PrepError(
+            f"no isolated-digit utterances for split(s) {', '.join(empty)} under {root}. Expected layout: {layout}. {where}."
+        )
     return splits
 
 
@@ -101,7 +103,9 @@ def write_utterances(
     time_steps = positive_int("time_steps", time_steps)
     n_frames, n_bands = positive_int("n_frames", n_frames), positive_int("n_bands", n_bands)
     if sequential and time_steps % n_frames:
-        raise PrepError(f"time_steps={time_steps} must be a multiple of n_frames={n_frames} (one frame per step, or k steps per frame)")
+        raise PrepError(
+            f"time_steps={time_steps} must be a multiple of n_frames={n_frames} (one frame per step, or k steps per frame)"
+        )
     params = {"frames": n_frames, "bands": n_bands, "overlap": OVERLAP, "range_db": RANGE_DB, "filters": "mel triangular 0..sr/2"}
     if sequential:
         encoding, shape, params = "frames-bernoulli", (n_bands,), {**params, "steps_per_frame": time_steps // n_frames}
@@ -149,10 +153,18 @@ def convert(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_common(parser, "tidigits", time_steps=DEFAULT_TIME_STEPS, root="TIDIGITS root holding train/ and test/ (LDC93S10)", root_required=True)
+    add_common(
+        parser,
+        "tidigits",
+        time_steps=DEFAULT_TIME_STEPS,
+        root="TIDIGITS root holding train/ and test/ (LDC93S10)",
+        root_required=True,
+    )
     parser.add_argument("--non-sequential", dest="sequential", action="store_false",
                         help="the whole 900-value spectrogram at every step instead of one frame per step")  # fmt: skip
-    parser.add_argument("--oh", choices=OH_CHOICES, default="drop", help="the word 'oh': drop it, count it as zero, or an 11th class")
+    parser.add_argument(
+        "--oh", choices=OH_CHOICES, default="drop", help="the word 'oh': drop it, count it as zero, or an 11th class"
+    )
     parser.add_argument("--groups", type=lambda s: tuple(g for g in s.split(",") if g), default=GROUPS,
                         help=f"comma-separated speaker groups (default: {','.join(GROUPS)})")  # fmt: skip
 

@@ -21,8 +21,8 @@ import functools
 import os
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -84,8 +84,15 @@ def convert(
     meta = make_meta(
         dataset="timit",
         encoding="mfcc-bernoulli",
-        encoding_params={"n_mfcc": N_MFCC, "frames": n_frames, "frames_per_step": per_step, "frame_ms": 25, "hop_ms": 10,
-                         "scaling": "min-max per coefficient per utterance", "beyond_end": "zero (no spikes)"},  # fmt: skip
+        encoding_params={
+            "n_mfcc": N_MFCC,
+            "frames": n_frames,
+            "frames_per_step": per_step,
+            "frame_ms": 25,
+            "hop_ms": 10,
+            "scaling": "min-max per coefficient per utterance",
+            "beyond_end": "zero (no spikes)",
+        },  # fmt: skip
         time_steps=time_steps,
         input_shape=(per_step, N_MFCC),
         class_names=GENDERS,
@@ -99,14 +106,27 @@ def convert(
 
     with SpikeFileWriter(out, meta, force=force) as writer:
         for split, items in splits.items():
-            write_split(writer, split, len(items), functools.partial(load, items), lambda m, rng: encode.bernoulli(m, time_steps, rng), seed=seed)
+            write_split(
+                writer,
+                split,
+                len(items),
+                functools.partial(load, items),
+                lambda m, rng: encode.bernoulli(m, time_steps, rng),
+                seed=seed,
+            )
     return writer.out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_common(parser, "timit", time_steps=DEFAULT_TIME_STEPS, root="TIMIT root holding TRAIN/ and TEST/ (LDC93S1)", root_required=True)
-    parser.add_argument("--frames", dest="n_frames", type=int, default=N_FRAMES, help="MFCC frames kept per utterance (default: %(default)s)")
-    parser.add_argument("--no-sa", dest="include_sa", action="store_false", help="leave out the two SA sentences every speaker reads")
+    add_common(
+        parser, "timit", time_steps=DEFAULT_TIME_STEPS, root="TIMIT root holding TRAIN/ and TEST/ (LDC93S1)", root_required=True
+    )
+    parser.add_argument(
+        "--frames", dest="n_frames", type=int, default=N_FRAMES, help="MFCC frames kept per utterance (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--no-sa", dest="include_sa", action="store_false", help="leave out the two SA sentences every speaker reads"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -135,7 +135,11 @@ def degeneracy(sine: Trace, constant: Trace) -> str | None:
     spikes, current = sine.spikes[half:, 0], sine.current[half:, 0]
     low, high = spikes[current < 0.5].mean(), spikes[current > 0.5].mean()
     if low >= RUNAWAY_LOW_RATE and low >= RUNAWAY_RATIO * high:
-        where_u = f"; U went from {sine.u[0, 0]:.3g} to {sine.u[half, 0]:.3g} at mid-run and {sine.u[-1, 0]:.3g} at the end" if sine.u is not None else ""
+        where_u = (
+            f"; U went from {sine.u[0, 0]:.3g} to {sine.u[half, 0]:.3g} at mid-run and {sine.u[-1, 0]:.3g} at the end"
+            if sine.u is not None
+            else ""
+        )
         return f"runaway: fires regardless of the input (rate {low:.2f} at low vs {high:.2f} at high sine input){where_u}"
     return None
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from mdn_snntorch.atomic import atomic_write
 
@@ -60,7 +61,7 @@ class MetaNeuron:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "meta neuron") -> "MetaNeuron":
+    def from_dict(cls, d: dict[str, Any], where: str = "meta neuron") -> MetaNeuron:
         for key in ("name", "order"):
             if key not in d:
                 raise ValueError(f"{where}: missing field {key!r}")
@@ -82,12 +83,34 @@ _PAPER = {"source": "paper Table 2"}
 PRESETS: dict[str, MetaNeuron] = {
     n.name: n
     for n in (
-        MetaNeuron("2-FS", 2, (0.060, 0.219, -0.065, 0.003), description="spatial, fast spiking, near-linear rate vs input", provenance=_PAPER),
-        MetaNeuron("2-RS", 2, (0.060, 0.219, -0.010, 0.050), description="spatial, regular spiking, weaker linearity", provenance=_PAPER),
-        MetaNeuron("2-SDS", 2, (-0.009, 0.246, -0.058, 0.065), description="temporal, first spikes strongly depress later ones", provenance=_PAPER),
+        MetaNeuron(
+            "2-FS",
+            2,
+            (0.060, 0.219, -0.065, 0.003),
+            description="spatial, fast spiking, near-linear rate vs input",
+            provenance=_PAPER,
+        ),
+        MetaNeuron(
+            "2-RS", 2, (0.060, 0.219, -0.010, 0.050), description="spatial, regular spiking, weaker linearity", provenance=_PAPER
+        ),
+        MetaNeuron(
+            "2-SDS",
+            2,
+            (-0.009, 0.246, -0.058, 0.065),
+            description="temporal, first spikes strongly depress later ones",
+            provenance=_PAPER,
+        ),
         MetaNeuron("2-WDS", 2, (0.005, 0.158, -0.058, 0.065), description="temporal, weaker depression", provenance=_PAPER),
-        MetaNeuron("init", 2, (0.02, 0.2, 0.0, 0.08), description="learnable initial values", provenance={"source": "paper §4.2"}),
-        MetaNeuron("1st-order", 1, decay=0.8, description="LIF baseline: V' = 0.8 V + I, V_th 0.5, reset 0", provenance={"source": "paper Eq. 3"}),
+        MetaNeuron(
+            "init", 2, (0.02, 0.2, 0.0, 0.08), description="learnable initial values", provenance={"source": "paper §4.2"}
+        ),
+        MetaNeuron(
+            "1st-order",
+            1,
+            decay=0.8,
+            description="LIF baseline: V' = 0.8 V + I, V_th 0.5, reset 0",
+            provenance={"source": "paper Eq. 3"},
+        ),
     )
 }
 PAPER_NEURONS = ("2-FS", "2-RS", "2-SDS", "2-WDS", "1st-order")

@@ -122,7 +122,9 @@ def _meta_of(f: h5py.File, path: Path) -> dict[str, Any]:
     except (KeyError, TypeError, ValueError) as err:
         raise SpikeFileError(f"{path}: missing or invalid 'version' attribute") from err
     if version > VERSION or version < 1:
-        raise SpikeFileError(f"{path}: format version {version}; this reader supports versions 1..{VERSION} (update mdn-snntorch)")
+        raise SpikeFileError(
+            f"{path}: format version {version}; this reader supports versions 1..{VERSION} (update mdn-snntorch)"
+        )
     missing = [k for k in META_KEYS if k not in attrs]
     if missing:
         raise SpikeFileError(f"{path}: missing root attribute(s) {', '.join(missing)}")
@@ -202,7 +204,9 @@ class SpikeDataset(Dataset):
             return None
         ds = group["intensity"]
         if ds.dtype != np.uint8 or ds.shape != (self._n, self.n_inputs):
-            raise SpikeFileError(f"{self.path}: {split}/intensity is {ds.dtype} {ds.shape}, expected uint8 [{self._n}, {self.n_inputs}]")
+            raise SpikeFileError(
+                f"{self.path}: {split}/intensity is {ds.dtype} {ds.shape}, expected uint8 [{self._n}, {self.n_inputs}]"
+            )
         levels = _plain(ds.attrs.get("levels"))
         if not isinstance(levels, int) or not 1 <= levels <= 255:
             raise SpikeFileError(f"{self.path}: {split}/intensity has levels={levels!r}, expected an int in 1..255")
@@ -260,7 +264,11 @@ class SpikeDataset(Dataset):
         """Intensities uint8 ``[len(indices), D]`` of sorted, unique ``indices``."""
         self.require_intensity()
         intensity = self._spikes().parent["intensity"]
-        return np.concatenate([intensity[a : a + n] for a, n in _runs(indices)]) if len(indices) else np.empty((0, self.n_inputs), np.uint8)
+        return (
+            np.concatenate([intensity[a : a + n] for a, n in _runs(indices)])
+            if len(indices)
+            else np.empty((0, self.n_inputs), np.uint8)
+        )
 
     def targets(self, indices: np.ndarray) -> torch.Tensor:
         """Labels (int64 ``[B]``) or targets (float32 ``[B, K]``) of ``indices``."""
@@ -332,7 +340,7 @@ class SpikeFileWriter:
         self._filled: dict[str, int] = {}
         self._sizes: dict[str, int] = {}
 
-    def __enter__(self) -> "SpikeFileWriter":
+    def __enter__(self) -> SpikeFileWriter:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self._file = require("h5py", "data").File(self.tmp, "w")
         self._file.attrs.update(self._attrs)
@@ -369,7 +377,9 @@ class SpikeFileWriter:
         start = self._filled[split]
         stop = start + len(packed)
         if stop > self._sizes[split] or len(y) != len(packed):
-            raise ValueError(f"{split}: writing {len(packed)} samples ({len(y)} labels) at {start} overflows {self._sizes[split]}")
+            raise ValueError(
+                f"{split}: writing {len(packed)} samples ({len(y)} labels) at {start} overflows {self._sizes[split]}"
+            )
         if (intensity is None) != (self.intensity_levels is None):
             raise ValueError("intensities go with intensity_levels and only with it")
         if intensity is not None:

@@ -86,7 +86,15 @@ def simulate(
             idx = pop.index(order)
             if len(idx):
                 group = build(pop.select(idx))
-                parts.append((idx, variables, b2.StateMonitor(group, variables, record=True, when=record_when), b2.SpikeMonitor(group), group))
+                parts.append(
+                    (
+                        idx,
+                        variables,
+                        b2.StateMonitor(group, variables, record=True, when=record_when),
+                        b2.SpikeMonitor(group),
+                        group,
+                    )
+                )
         net = b2.Network(*[obj for part in parts for obj in part[2:]])
         net.run(steps * b2.second, namespace={})
     for idx, variables, state, spike_mon, _ in parts:

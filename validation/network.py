@@ -117,7 +117,9 @@ def brian2_counts(model: ThreeLayerSNN, spikes: np.ndarray, target: str = "numpy
     biases = [layer.bias.detach().double().cpu().numpy() if layer.bias is not None else 0.0 for layer in (model.fc1, model.fc2)]
     with use_target(target, cache_root):
         values = np.ascontiguousarray(spikes.reshape(samples * steps, n_in), dtype=np.float64)
-        inputs = b2.NeuronGroup(n_in, "x : 1", dt=dt * b2.second, namespace={"input_spikes": b2.TimedArray(values, dt=dt * b2.second)})
+        inputs = b2.NeuronGroup(
+            n_in, "x : 1", dt=dt * b2.second, namespace={"input_spikes": b2.TimedArray(values, dt=dt * b2.second)}
+        )
         inputs.run_regularly("x = input_spikes(t, i)", when="start")
         hidden, _ = _neuron_group(hidden_p, model.n_hidden, dt, steps)
         output, output_update = _neuron_group(output_p, model.n_out, dt, steps)
@@ -221,7 +223,9 @@ def load_inputs(checkpoint: str | Path, data: str | Path, samples: int = 200) ->
     model = doc["model"]
     ds = SpikeDataset(data, "test")
     codes = ds.codes.numpy() if ds.codes is not None else None
-    _check_fit(model, ds.meta, codes.shape[1] if codes is not None else ds.num_classes, doc.get("data_meta"), str(doc["path"]), str(data))
+    _check_fit(
+        model, ds.meta, codes.shape[1] if codes is not None else ds.num_classes, doc.get("data_meta"), str(doc["path"]), str(data)
+    )
     _layer_parameters(model.hidden, model.n_hidden, "hidden layer")
     _layer_parameters(model.output, model.n_out, "output layer")
     items = [ds[i] for i in range(min(samples, len(ds)))]
@@ -248,6 +252,8 @@ def run_replay(inputs: ReplayInputs, target: str = "numpy", *, cache_root=None, 
     return ReplayResult(counts, spikes.shape[1], inputs.truth, inputs.codes, inputs.checkpoint, inputs.data, target)
 
 
-def replay(checkpoint: str | Path, data: str | Path, samples: int = 200, target: str = "numpy", *, cache_root=None) -> ReplayResult:
+def replay(
+    checkpoint: str | Path, data: str | Path, samples: int = 200, target: str = "numpy", *, cache_root=None
+) -> ReplayResult:
     """:func:`load_inputs` then :func:`run_replay`."""
     return run_replay(load_inputs(checkpoint, data, samples), target, cache_root=cache_root)

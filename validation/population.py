@@ -48,14 +48,14 @@ class Population:
         """Indices of the neurons of one order."""
         return np.flatnonzero(self.order == order)
 
-    def select(self, idx: np.ndarray) -> "Population":
+    def select(self, idx: np.ndarray) -> Population:
         """The sub-population ``idx`` (indices or a boolean mask)."""
         return Population(
             self.kind[idx], self.order[idx], self.theta[idx], self.decay[idx], self.stimulus[idx], self.currents[:, idx]
         )
 
     @staticmethod
-    def of(neuron: MetaNeuron, stimulus: dict[str, np.ndarray]) -> "Population":
+    def of(neuron: MetaNeuron, stimulus: dict[str, np.ndarray]) -> Population:
         """Copies of ``neuron`` driven by ``stimulus`` (family name -> currents ``[T, n_family]``)."""
         currents = np.concatenate(list(stimulus.values()), axis=1)
         n = currents.shape[1]
@@ -65,7 +65,7 @@ class Population:
         return Population(np.array([neuron.name] * n), np.full(n, neuron.order), theta, decay, family, currents)
 
     @staticmethod
-    def concat(parts: list["Population"]) -> "Population":
+    def concat(parts: list[Population]) -> Population:
         """One population made of ``parts`` side by side (all with the same number of steps)."""
         return Population(
             np.concatenate([p.kind for p in parts]),

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -179,7 +179,9 @@ def alignment_check(pop: Population, target: str, snntorch_traces: Traces, cache
 def _default_candidates() -> list[Candidate]:
     return [
         Candidate("snnTorch float64", lambda p: snntorch_sim.simulate(p, torch.float64), FLOAT64),
-        Candidate("snnTorch float64 reference loop", lambda p: snntorch_sim.simulate(p, torch.float64, backend="reference"), FLOAT64),
+        Candidate(
+            "snnTorch float64 reference loop", lambda p: snntorch_sim.simulate(p, torch.float64, backend="reference"), FLOAT64
+        ),
         Candidate("snnTorch float32", lambda p: snntorch_sim.simulate(p, torch.float32), FLOAT32),
     ]
 
@@ -243,7 +245,8 @@ def run_validation(
 
     pop = build_population(neuron_list, settings.per_type, settings.steps, seed, random_theta)
     brian2_runs = {
-        f"Brian2 {t}": timed(f"Brian2 {t}", lambda t=t: brian2_sim.simulate(pop, t, cache_root=cache_root)) for t in settings.targets
+        f"Brian2 {t}": timed(f"Brian2 {t}", lambda t=t: brian2_sim.simulate(pop, t, cache_root=cache_root))
+        for t in settings.targets
     }
     reference = f"Brian2 {first}"
     comparisons: list[Comparison] = []
@@ -279,7 +282,12 @@ def run_validation(
         timings[f"network replay (Brian2 {fast_target})"] = round(time.perf_counter() - t0, 3)
 
     result = _assemble(neuron_list, pop, settings, seed, comparisons, alignment, study, network, timings)
-    timed("report", lambda: _write(out_dir, result, pop, brian2_runs[reference], kept["snnTorch float64"], comparisons, study, network, settings))
+    timed(
+        "report",
+        lambda: _write(
+            out_dir, result, pop, brian2_runs[reference], kept["snnTorch float64"], comparisons, study, network, settings
+        ),
+    )
     bar.close()
     return result
 
@@ -330,16 +338,36 @@ def _assemble(neuron_list, pop, settings, seed, comparisons, alignment, study: D
             "seed": seed,
             "dt": 1.0,
         },
-        "rules": {name: {"state_atol": r.state_atol, "graze_atol": r.graze_atol, "rate_sigmas": r.rate_sigmas, "use_horizon": r.use_horizon, "text": r.describe()} for name, r in RULES.items()},
+        "rules": {
+            name: {
+                "state_atol": r.state_atol,
+                "graze_atol": r.graze_atol,
+                "rate_sigmas": r.rate_sigmas,
+                "use_horizon": r.use_horizon,
+                "text": r.describe(),
+            }
+            for name, r in RULES.items()
+        },
         "comparisons": [
-            {"candidate": c.candidate, "reference": c.reference, "rule": c.rule.name, "passed": c.passed, "by_type": summarize(c, pop)}
+            {
+                "candidate": c.candidate,
+                "reference": c.reference,
+                "rule": c.rule.name,
+                "passed": c.passed,
+                "by_type": summarize(c, pop),
+            }
             for c in comparisons
         ],
         "alignment": alignment,
         "dt_study": study.to_json(),
         "network": net,
         "timings_s": timings,
-        "environment": {"python": platform.python_version(), "machine": platform.machine(), "torch": torch.__version__, "brian2": _brian2_version()},
+        "environment": {
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "torch": torch.__version__,
+            "brian2": _brian2_version(),
+        },
     }
 
 
@@ -362,14 +390,18 @@ def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
 
 
-def _write(out_dir: Path, result: dict, pop, brian2_ref: Traces, snntorch64: Traces, comparisons, study, network, settings) -> None:
+def _write(
+    out_dir: Path, result: dict, pop, brian2_ref: Traces, snntorch64: Traces, comparisons, study, network, settings
+) -> None:
     rep = Report("MDN validation: snnTorch against Brian2")
     verdict = "PASS" if result["passed"] else "FAIL"
     rep.paragraph(
         f"Overall: **{verdict}**. {pop.size} neurons ({settings.per_type} per type, over the stimulus families "
         f"{', '.join(stimuli.FAMILIES)}), {settings.steps} steps of dt = 1; Brian2 targets: {', '.join(settings.targets)}."
     )
-    rep.table(["check", "result", "detail"], [[c["name"], "PASS" if c["passed"] else "FAIL", c["detail"]] for c in result["checks"]])
+    rep.table(
+        ["check", "result", "detail"], [[c["name"], "PASS" if c["passed"] else "FAIL", c["detail"]] for c in result["checks"]]
+    )
 
     rep.heading("Tolerance rules")
     rep.paragraph(
@@ -383,7 +415,9 @@ def _write(out_dir: Path, result: dict, pop, brian2_ref: Traces, snntorch64: Tra
     header = ["type", "n", "identical", "past horizon", "diffs before horizon (graze)", "max ΔV", "max ΔU", "first diff",
               "max rate err", "vR mean", "vR max", "failed s/sp/r", "result"]  # fmt: skip
     for comp in result["comparisons"]:
-        rep.heading(f"{comp['candidate']} vs {comp['reference']} ({comp['rule']} rule): {'PASS' if comp['passed'] else 'FAIL'}", 3)
+        rep.heading(
+            f"{comp['candidate']} vs {comp['reference']} ({comp['rule']} rule): {'PASS' if comp['passed'] else 'FAIL'}", 3
+        )
         rows = []
         for kind, s in comp["by_type"].items():
             rows.append([
@@ -393,9 +427,16 @@ def _write(out_dir: Path, result: dict, pop, brian2_ref: Traces, snntorch64: Tra
                 f"{s['van_rossum_max']:.2f}", f"{s['failed_state']}/{s['failed_spikes']}/{s['failed_rate']}", "PASS" if s["passed"] else "FAIL",
             ])  # fmt: skip
         rep.table(header, rows)
-    overview = [(f"{c.candidate} vs {c.reference}", kind, s["max_dv"]) for c, comp in zip(comparisons, result["comparisons"]) for kind, s in comp["by_type"].items()]
+    overview = [
+        (f"{c.candidate} vs {c.reference}", kind, s["max_dv"])
+        for c, comp in zip(comparisons, result["comparisons"])
+        for kind, s in comp["by_type"].items()
+    ]
     limits = {c.rule.name: c.rule.state_atol for c in comparisons}
-    rep.figure(figures.agreement_overview(out_dir / "agreement.png", overview, limits), "max ΔV over the exact window, per comparison and neuron type")
+    rep.figure(
+        figures.agreement_overview(out_dir / "agreement.png", overview, limits),
+        "max ΔV over the exact window, per comparison and neuron type",
+    )
 
     window = min(settings.trace_window, pop.steps)
     for kind in dict.fromkeys(pop.kind):
@@ -445,25 +486,50 @@ def _write(out_dir: Path, result: dict, pop, brian2_ref: Traces, snntorch64: Tra
     for k, kind in enumerate(study.types):
         for scheme in schemes:
             mean, worst = study.fi_error(scheme)
-            rows.append([kind, scheme, f"{study.sine_rate[scheme][k]:.3f}", f"{study.sine_occupancy[scheme][k]:.3f}", f"{mean[k]:.3f}", f"{worst[k]:.3f}"])
+            rows.append(
+                [
+                    kind,
+                    scheme,
+                    f"{study.sine_rate[scheme][k]:.3f}",
+                    f"{study.sine_occupancy[scheme][k]:.3f}",
+                    f"{mean[k]:.3f}",
+                    f"{worst[k]:.3f}",
+                ]
+            )
     rep.table(["type", "scheme", "sine rate", "sine occupancy", "f-I mean Δrate vs ODE", "f-I max Δrate"], rows)
     if study.types:
         fi = {}  # snnTorch's own f-I points over the same duration as the study (same start, same current)
         for kind in study.types if pop.steps >= study.steps else []:
             cols = np.flatnonzero((pop.kind == kind) & (pop.stimulus == "f-I"))
             fi[kind] = (pop.currents[0, cols], snntorch64.spikes[: study.steps, cols].mean(axis=0))
-        rep.figure(figures.fi_curves(out_dir / "fi_curves.png", study, fi), "f-I curves of every scheme and the ODE, and of snnTorch at dt = 1")
+        rep.figure(
+            figures.fi_curves(out_dir / "fi_curves.png", study, fi),
+            "f-I curves of every scheme and the ODE, and of snnTorch at dt = 1",
+        )
 
     if network is not None:
         net = result["network"]
         rep.heading("Network replay")
-        rep.paragraph(f"Checkpoint {net['checkpoint']}, data {net['data']} (test split, first {net['samples']} samples), Brian2 target {net['target']}.")
+        rep.paragraph(
+            f"Checkpoint {net['checkpoint']}, data {net['data']} (test split, first {net['samples']} samples), Brian2 target {net['target']}."
+        )
         rows = [["brian2", f"{net['accuracy']['brian2']:.2%}", "-", "-", "-"]]
         for name, ag in net["agreement"].items():
-            rows.append([name, f"{net['accuracy'][name]:.2%}", f"{ag['same_prediction']:.2%}", f"{ag['identical_counts']:.2%}", f"{ag['mean_abs_count_diff']:.4f}"])
+            rows.append(
+                [
+                    name,
+                    f"{net['accuracy'][name]:.2%}",
+                    f"{ag['same_prediction']:.2%}",
+                    f"{ag['identical_counts']:.2%}",
+                    f"{ag['mean_abs_count_diff']:.4f}",
+                ]
+            )
         rep.table(["simulator", "accuracy", "same prediction as Brian2", "identical output counts", "mean Δcount"], rows)
         others = {k: v for k, v in network.counts.items() if k != "brian2"}
-        rep.figure(figures.network_counts(out_dir / "network_counts.png", network.counts["brian2"], others), "output spike counts, Brian2 vs snnTorch")
+        rep.figure(
+            figures.network_counts(out_dir / "network_counts.png", network.counts["brian2"], others),
+            "output spike counts, Brian2 vs snnTorch",
+        )
 
     rep.heading("Timings")
     rep.table(["task", "seconds"], [[k, f"{v:.2f}"] for k, v in result["timings_s"].items()])
@@ -474,12 +540,12 @@ def _write(out_dir: Path, result: dict, pop, brian2_ref: Traces, snntorch64: Tra
 def summary_lines(result: dict) -> list[str]:
     """One ``PASS``/``FAIL`` line per check, then the overall verdict."""
     lines = [f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']}: {c['detail']}" for c in result["checks"]]
-    lines.append(f"{'PASS' if result['passed'] else 'FAIL'}: {sum(c['passed'] for c in result['checks'])}/{len(result['checks'])} checks passed")
+    lines.append(
+        f"{'PASS' if result['passed'] else 'FAIL'}: {sum(c['passed'] for c in result['checks'])}/{len(result['checks'])} checks passed"
+    )
     return lines
 
 
 def replace_settings(base: Settings, **changes) -> Settings:
     """``base`` with ``changes`` (those that are not None)."""
     return replace(base, **{k: v for k, v in changes.items() if v is not None})
-
-

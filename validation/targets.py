@@ -11,9 +11,9 @@ default) and its own in-process module table.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 TARGETS = ("numpy", "cython", "cython-strict")
 STRICT_FLAGS = ["-fno-fast-math", "-ffp-contract=off"]

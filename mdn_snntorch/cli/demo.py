@@ -49,8 +49,28 @@ class DemoSettings:
 
 # eta_D = 1e-3 as the paper's MNIST row: a larger one drives theta_d negative on digits (every
 # candidate then a runaway, U falling with each spike) and leaves the spatial library empty.
-FULL = DemoSettings(epochs=12, hidden=100, batch_size=32, lr=1e-2, lr_theta=1e-3, seeds=3, discover_seeds=2, discover_epochs=12, quick_validation=False)
-QUICK = DemoSettings(epochs=4, hidden=48, batch_size=64, lr=1e-2, lr_theta=1e-3, seeds=2, discover_seeds=1, discover_epochs=4, quick_validation=True)
+FULL = DemoSettings(
+    epochs=12,
+    hidden=100,
+    batch_size=32,
+    lr=1e-2,
+    lr_theta=1e-3,
+    seeds=3,
+    discover_seeds=2,
+    discover_epochs=12,
+    quick_validation=False,
+)
+QUICK = DemoSettings(
+    epochs=4,
+    hidden=48,
+    batch_size=64,
+    lr=1e-2,
+    lr_theta=1e-3,
+    seeds=2,
+    discover_seeds=1,
+    discover_epochs=4,
+    quick_validation=True,
+)
 
 
 def _say(message: str) -> None:
@@ -62,7 +82,10 @@ def prepare_data(work: Path, spatial: str | None, temporal: str | None) -> dict[
     from data_prep import digits, digits_rows
 
     tasks = {}
-    for role, given, convert, name in (("spatial", spatial, digits.convert, "digits.h5"), ("temporal", temporal, digits_rows.convert, "digits_rows.h5")):
+    for role, given, convert, name in (
+        ("spatial", spatial, digits.convert, "digits.h5"),
+        ("temporal", temporal, digits_rows.convert, "digits_rows.h5"),
+    ):
         if given:
             tasks[role] = Path(given)
         else:
@@ -83,7 +106,11 @@ def generate_libraries(work: Path, tasks: dict[str, Path], settings: DemoSetting
             train_settings = {"progress": False}
             if settings:
                 train_settings.update(
-                    epochs=settings.discover_epochs, hidden=settings.hidden, batch_size=settings.batch_size, lr=settings.lr, lr_theta=settings.lr_theta
+                    epochs=settings.discover_epochs,
+                    hidden=settings.hidden,
+                    batch_size=settings.batch_size,
+                    lr=settings.lr,
+                    lr_theta=settings.lr_theta,
                 )
             discover(data, path, seeds=settings.discover_seeds if settings else 1, **train_settings)
         libraries[role] = path
@@ -104,7 +131,9 @@ def validate_neurons(work: Path, neurons: list[meta_neurons.MetaNeuron], quick: 
     return run_validation(neurons, out, quick=quick)
 
 
-def run_demo(out: str | Path = "demo_out", *, quick: bool = False, spatial: str | None = None, temporal: str | None = None) -> dict[str, Any]:
+def run_demo(
+    out: str | Path = "demo_out", *, quick: bool = False, spatial: str | None = None, temporal: str | None = None
+) -> dict[str, Any]:
     """Run (or resume) the whole pipeline; returns the summary written to ``OUT/summary.json``."""
     from mdn_snntorch.pipeline.evaluate import evaluate
 
@@ -129,10 +158,16 @@ def run_demo(out: str | Path = "demo_out", *, quick: bool = False, spatial: str 
     t0 = time.perf_counter()
     neurons = PRESET_NEURONS + [n.name for lib in generated.values() for n in lib.neurons]
     _say(f"3/5 training {len(neurons)} neuron types x {len(tasks)} tasks x {settings.seeds} seeds")
-    train_settings = dict(epochs=settings.epochs, hidden=settings.hidden, batch_size=settings.batch_size, lr=settings.lr) if embedded else {}
+    train_settings = (
+        dict(epochs=settings.epochs, hidden=settings.hidden, batch_size=settings.batch_size, lr=settings.lr) if embedded else {}
+    )
     evaluation = evaluate(
-        [tasks["spatial"], tasks["temporal"]], neurons, settings.seeds, work / "evaluation",
-        libraries=[libraries["spatial"], libraries["temporal"]], **train_settings,
+        [tasks["spatial"], tasks["temporal"]],
+        neurons,
+        settings.seeds,
+        work / "evaluation",
+        libraries=[libraries["spatial"], libraries["temporal"]],
+        **train_settings,
     )
     timings["evaluation"] = time.perf_counter() - t0
 
@@ -162,7 +197,9 @@ def run_demo(out: str | Path = "demo_out", *, quick: bool = False, spatial: str 
     return summary
 
 
-def _write_report(out: Path, work: Path, summary: dict, evaluation: dict, generated: dict, libraries: dict, validation: dict) -> None:
+def _write_report(
+    out: Path, work: Path, summary: dict, evaluation: dict, generated: dict, libraries: dict, validation: dict
+) -> None:
     from mdn_snntorch.pipeline.evaluate import markdown_table
     from mdn_snntorch.spikefile import SpikeDataset
 
@@ -191,22 +228,36 @@ def _write_report(out: Path, work: Path, summary: dict, evaluation: dict, genera
             f"{len(candidates)} candidates, {len(lib.neurons)} kept, {len(dropped)} dropped"
             + (": " + "; ".join(f"{c['id']}: {c['reason']}" for c in dropped) if dropped else ".")
         )
-        report.table(["name", "theta_a", "theta_b", "theta_c", "theta_d", "description"], [[n.name, *(f"{t:.4f}" for t in n.theta), n.description] for n in lib.neurons])
-        for suffix, caption in (("_fig3.png", "theta of every hidden and output neuron with the cluster centres (paper Fig. 3)"), ("_fig4.png", "V, U, input and attractor of each kept neuron under the sine input (paper Fig. 4)")):
+        report.table(
+            ["name", "theta_a", "theta_b", "theta_c", "theta_d", "description"],
+            [[n.name, *(f"{t:.4f}" for t in n.theta), n.description] for n in lib.neurons],
+        )
+        for suffix, caption in (
+            ("_fig3.png", "theta of every hidden and output neuron with the cluster centres (paper Fig. 3)"),
+            ("_fig4.png", "V, U, input and attractor of each kept neuron under the sine input (paper Fig. 4)"),
+        ):
             figure = libraries[role].with_name(libraries[role].stem + suffix)
             if figure.exists():
                 report.figure(figure, f"{role}: {caption}")
 
     report.heading("Accuracy and capability (paper Table 3, Eq. 7)")
     report.code(markdown_table(evaluation))
-    for name, caption in (("accuracy.png", "test accuracy per neuron and task (paper Fig. 6/7)"), ("capability.png", "capability per neuron and task (paper Fig. 8)")):
+    for name, caption in (
+        ("accuracy.png", "test accuracy per neuron and task (paper Fig. 6/7)"),
+        ("capability.png", "capability per neuron and task (paper Fig. 8)"),
+    ):
         report.figure(work / "evaluation" / name, caption)
 
     report.heading("Brian2 validation")
-    report.paragraph(f"Overall: {'PASS' if validation['passed'] else 'FAIL'}. Full report: {Path(summary['validation']['report']).relative_to(out)}")
+    report.paragraph(
+        f"Overall: {'PASS' if validation['passed'] else 'FAIL'}. Full report: {Path(summary['validation']['report']).relative_to(out)}"
+    )
     checks = validation.get("checks", [])
     if checks:
-        report.table(["check", "result", "detail"], [[c.get("name", ""), "PASS" if c.get("passed") else "FAIL", c.get("detail", "")] for c in checks])
+        report.table(
+            ["check", "result", "detail"],
+            [[c.get("name", ""), "PASS" if c.get("passed") else "FAIL", c.get("detail", "")] for c in checks],
+        )
     report.write(out)
 
 

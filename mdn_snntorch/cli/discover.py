@@ -11,10 +11,17 @@ from mdn_snntorch.pipeline.discover import BANDWIDTH_QUANTILE, DUPLICATE_DISTANC
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="source HDF5 spike file (spatial: MNIST, temporal: TIDigits)")
     parser.add_argument("--out", required=True, help="library JSON to write (figures go beside it)")
-    parser.add_argument("--seeds", type=int, default=1, help="number of training seeds (0..N-1) whose theta are pooled (default 1)")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="number of training seeds (0..N-1) whose theta are pooled (default 1)"
+    )
     parser.add_argument("--runs", help="folder for the training runs (default <out>_runs)")
     parser.add_argument("--quantile", type=float, default=BANDWIDTH_QUANTILE, help="estimate_bandwidth quantile (default 0.3)")
-    parser.add_argument("--duplicate-distance", type=float, default=DUPLICATE_DISTANCE, help="response distance (relative, 0..1) below which a candidate is a near-duplicate (default 0.1)")
+    parser.add_argument(
+        "--duplicate-distance",
+        type=float,
+        default=DUPLICATE_DISTANCE,
+        help="response distance (relative, 0..1) below which a candidate is a near-duplicate (default 0.1)",
+    )
     parser.add_argument("--no-figures", dest="figures", action="store_false", help="skip the figures")
     add_training_arguments(parser)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from mdn_snntorch.extras import missing_extra
 

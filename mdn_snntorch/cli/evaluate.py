@@ -11,7 +11,11 @@ from mdn_snntorch.pipeline.evaluate import evaluate, markdown_table
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="+", required=True, help="HDF5 spike files, one per task")
-    parser.add_argument("--neurons", nargs="+", help="neuron types: presets and --library names (default: the paper's five, plus every library neuron)")
+    parser.add_argument(
+        "--neurons",
+        nargs="+",
+        help="neuron types: presets and --library names (default: the paper's five, plus every library neuron)",
+    )
     parser.add_argument("--library", nargs="+", default=[], help="meta-neuron library JSON(s) (mdn discover)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per neuron and task, 0..N-1 (default 5)")
     parser.add_argument("--out", default="evaluation", help="output folder (default evaluation)")

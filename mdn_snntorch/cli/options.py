@@ -45,11 +45,15 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dt", type=float, help="MDN time step (default 1)")
     g.add_argument("--substeps", type=int, help="MDN Euler sub-steps per time step (default 1)")
     g.add_argument("--device", help="auto (GPU when there is one), cpu, cuda, cuda:N (default auto)")
-    g.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast for the Linear layers (dynamics stay float32)")
+    g.add_argument(
+        "--bf16", action="store_true", default=None, help="bf16 autocast for the Linear layers (dynamics stay float32)"
+    )
     g.add_argument("--eval-batch-size", type=int, help=f"batch size of the test pass (default {_DEFAULTS['eval_batch_size']})")
     g.add_argument("--num-workers", type=int, help="data-loader worker processes (default 0)")
     g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    g.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar or per-epoch lines")
+    g.add_argument(
+        "--no-progress", dest="progress", action="store_false", default=None, help="no progress bar or per-epoch lines"
+    )
 
 
 def settings_from_args(args: argparse.Namespace, dataset: str | None = None) -> dict[str, Any]:

@@ -17,17 +17,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--library", metavar="LIB.json", help="validate every neuron of a meta-neuron library")
     which.add_argument(
-        "--neurons", nargs="+", metavar="NAME", help=f"presets to validate (default: {' '.join(meta_neurons.PAPER_NEURONS)}); valid: {', '.join(meta_neurons.PRESETS)}"
+        "--neurons",
+        nargs="+",
+        metavar="NAME",
+        help=f"presets to validate (default: {' '.join(meta_neurons.PAPER_NEURONS)}); valid: {', '.join(meta_neurons.PRESETS)}",
     )
     parser.add_argument("--checkpoint", metavar="RUN", help="a training run directory or checkpoint file to replay in Brian2")
     parser.add_argument("--data", metavar="TEST.h5", help="the spike file whose test split the network is replayed on")
     parser.add_argument("--samples", type=int, default=200, help="test samples for the network replay (default 200)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output directory for report.md/html, figures and metrics.json")
-    parser.add_argument("--quick", action="store_true", help=f"small sizes for CI: {QUICK.per_type} neurons per type, {QUICK.steps} steps, numpy target")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="output directory for report.md/html, figures and metrics.json"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"small sizes for CI: {QUICK.per_type} neurons per type, {QUICK.steps} steps, numpy target",
+    )
     parser.add_argument("--per-type", type=int, help=f"neurons per type (default {FULL.per_type}, quick {QUICK.per_type})")
     parser.add_argument("--steps", type=int, help=f"time steps (default {FULL.steps}, quick {QUICK.steps})")
-    parser.add_argument("--targets", nargs="+", choices=TARGETS, help="Brian2 targets, the first is the reference (default: all; quick: numpy)")
-    parser.add_argument("--cache-dir", help="root of the per-mode Brian2 Cython caches (default ~/.cache/mdn_snntorch or $MDN_BRIAN2_CACHE)")
+    parser.add_argument(
+        "--targets", nargs="+", choices=TARGETS, help="Brian2 targets, the first is the reference (default: all; quick: numpy)"
+    )
+    parser.add_argument(
+        "--cache-dir", help="root of the per-mode Brian2 Cython caches (default ~/.cache/mdn_snntorch or $MDN_BRIAN2_CACHE)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the stimuli and random theta (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -53,7 +66,10 @@ def main(args: argparse.Namespace) -> int:
     except (KeyError, ValueError, FileNotFoundError) as e:
         return fail(str(e.args[0]) if isinstance(e, KeyError) else str(e))
     settings = replace_settings(
-        QUICK if args.quick else FULL, per_type=args.per_type, steps=args.steps, targets=tuple(args.targets) if args.targets else None
+        QUICK if args.quick else FULL,
+        per_type=args.per_type,
+        steps=args.steps,
+        targets=tuple(args.targets) if args.targets else None,
     )
     try:
         result = run_validation(

@@ -527,7 +527,11 @@ def library() -> ctypes.CDLL | None:
             lib = _load(cc)
         except (OSError, subprocess.SubprocessError, AttributeError) as e:
             detail = getattr(e, "stderr", "") or str(e)
-            warnings.warn(f"mdn_snntorch: building the CPU kernels failed, using the PyTorch loop instead: {detail[:500]}", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"mdn_snntorch: building the CPU kernels failed, using the PyTorch loop instead: {detail[:500]}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             lib = None
         _state["lib"] = lib
         return lib
@@ -549,7 +553,9 @@ def _fn(name: str, dtype: torch.dtype):
     return getattr(library(), name + _TYPES[dtype][1])
 
 
-def mdn_forward(x: Tensor, v0: Tensor, u0: Tensor, params: Tensor, dt: float, substeps: int, sigmoid: bool, traces: bool, every: int):
+def mdn_forward(
+    x: Tensor, v0: Tensor, u0: Tensor, params: Tensor, dt: float, substeps: int, sigmoid: bool, traces: bool, every: int
+):
     """Forward over ``x [T, M]`` from ``v0, u0 [M]`` with ``params = (a, b, c, d, V_th, scale) [6, N]``, all
     contiguous; the current is ``I = sigmoid(x)`` if ``sigmoid`` else ``x``; the spikes are ``S * scale``.
 
@@ -563,7 +569,13 @@ def mdn_forward(x: Tensor, v0: Tensor, u0: Tensor, params: Tensor, dt: float, su
     vtr, utr = (torch.empty_like(I), torch.empty_like(I)) if traces else (None, None)
     _fn("mdn_fwd", I.dtype)(
         *map(_ptr, (I, v0, u0, *params.unbind(0), spk, vT, uT, vtr, utr, ck)),
-        T, M, params.shape[1], every, dt / substeps, substeps, _threads(T * M * substeps),
+        T,
+        M,
+        params.shape[1],
+        every,
+        dt / substeps,
+        substeps,
+        _threads(T * M * substeps),
     )
     return spk, vT, uT, _or_empty(vtr, I), _or_empty(utr, I), I, ck
 
@@ -579,7 +591,15 @@ def mdn_backward(I, ck, params, gs, gvtr, gutr, gvT, guT, dt: float, substeps: i
     gp = torch.zeros(threads, 6, N, dtype=torch.float64)
     _fn("mdn_bwd", I.dtype)(
         *map(_ptr, (I, ck, *params.unbind(0), gs, gvtr, gutr, gvT, guT, gx, gv0, gu0, gp)),
-        T, M, N, every, dt / substeps, width, substeps, int(sigmoid), threads,
+        T,
+        M,
+        N,
+        every,
+        dt / substeps,
+        width,
+        substeps,
+        int(sigmoid),
+        threads,
     )
     return gx, gv0, gu0, gp.sum(0)
 
@@ -592,7 +612,12 @@ def first_order_forward(x: Tensor, v0: Tensor, params: Tensor, sigmoid: bool, tr
     spk, ck, vT = torch.empty_like(I), I.new_empty(-(-T // every), M), torch.empty_like(v0)
     vtr = torch.empty_like(I) if traces else None
     _fn("fo_fwd", I.dtype)(
-        *map(_ptr, (I, v0, *params.unbind(0), spk, vT, vtr, ck)), T, M, params.shape[1], every, _threads(T * M),
+        *map(_ptr, (I, v0, *params.unbind(0), spk, vT, vtr, ck)),
+        T,
+        M,
+        params.shape[1],
+        every,
+        _threads(T * M),
     )
     return spk, vT, _or_empty(vtr, I), I, ck
 
@@ -605,6 +630,12 @@ def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bo
     gp = torch.zeros(threads, 4, N, dtype=torch.float64)
     _fn("fo_bwd", I.dtype)(
         *map(_ptr, (I, ck, *params.unbind(0), gs, gvtr, gvT, gx, gv0, gp)),
-        T, M, N, every, width, int(sigmoid), threads,
+        T,
+        M,
+        N,
+        every,
+        width,
+        int(sigmoid),
+        threads,
     )
     return gx, gv0, gp.sum(0)

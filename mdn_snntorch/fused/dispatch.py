@@ -7,7 +7,7 @@ kernels behind the fused path (:mod:`mdn_snntorch.fused.ops`) are imported only 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -46,7 +46,6 @@ def use_kernel(name: str) -> Iterator[None]:
         yield
     finally:
         config["kernel"] = previous
-
 
 
 def _param_ok(value, N: int) -> bool:

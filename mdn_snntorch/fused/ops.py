@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Optional
 
 import torch
 
@@ -37,7 +36,11 @@ from mdn_snntorch.fused.dispatch import config
 
 Tensor = torch.Tensor
 
-_MODULES = {"c": "mdn_snntorch.fused.c_kernels", "triton": "mdn_snntorch.fused.triton_kernels", "torch": "mdn_snntorch.fused.torch_loop"}
+_MODULES = {
+    "c": "mdn_snntorch.fused.c_kernels",
+    "triton": "mdn_snntorch.fused.triton_kernels",
+    "torch": "mdn_snntorch.fused.torch_loop",
+}
 
 
 @torch.compiler.assume_constant_result
@@ -95,8 +98,17 @@ def _checkpoints(T: int, every: int) -> int:
 # ---------------------------------------------------------------------------------------------
 @torch.library.custom_op("mdn_snntorch::mdn_forward", mutates_args=())
 def mdn_forward_op(
-    x: Tensor, v0: Tensor, u0: Tensor, params: Tensor, dt: float, substeps: int, width: float, sigmoid: bool,
-    traces: bool, kernel: str, every: int,
+    x: Tensor,
+    v0: Tensor,
+    u0: Tensor,
+    params: Tensor,
+    dt: float,
+    substeps: int,
+    width: float,
+    sigmoid: bool,
+    traces: bool,
+    kernel: str,
+    every: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Forward over ``x [T, ...]`` from ``(v0, u0)`` (shape ``x[0]``) with ``params = (a, b, c, d, V_th, scale) [6, N]``.
 
@@ -111,7 +123,15 @@ def mdn_forward_op(
         _flat(x), _state(v0), _state(u0), params.contiguous(), dt, substeps, sigmoid, traces, every
     )
     I = _like(I, shape) if sigmoid else x.new_empty(0)  # without the sigmoid, I is x itself: not returned
-    return _like(spk, shape), vT.view(shape[1:]), uT.view(shape[1:]), _like(vtr, shape), _like(utr, shape), I, ck.view(-1, 2, *shape[1:])
+    return (
+        _like(spk, shape),
+        vT.view(shape[1:]),
+        uT.view(shape[1:]),
+        _like(vtr, shape),
+        _like(utr, shape),
+        I,
+        ck.view(-1, 2, *shape[1:]),
+    )
 
 
 @mdn_forward_op.register_fake
@@ -126,11 +146,11 @@ def mdn_backward_op(
     I: Tensor,
     checkpoints: Tensor,
     params: Tensor,
-    grad_spikes: Optional[Tensor],
-    grad_v_trace: Optional[Tensor],
-    grad_u_trace: Optional[Tensor],
-    grad_v_final: Optional[Tensor],
-    grad_u_final: Optional[Tensor],
+    grad_spikes: Tensor | None,
+    grad_v_trace: Tensor | None,
+    grad_u_trace: Tensor | None,
+    grad_v_final: Tensor | None,
+    grad_u_final: Tensor | None,
     dt: float,
     substeps: int,
     width: float,
@@ -146,15 +166,40 @@ def mdn_backward_op(
     shape = I.shape
     opt = lambda g: None if g is None else _flat(g)  # noqa: E731
     gx, gv0, gu0, gp = _module(kernel).mdn_backward(
-        _flat(I), checkpoints.reshape(checkpoints.shape[0], 2, -1).contiguous(), params.contiguous(),
-        opt(grad_spikes), opt(grad_v_trace), opt(grad_u_trace), _state(grad_v_final), _state(grad_u_final),
-        dt, substeps, width, sigmoid, every,
+        _flat(I),
+        checkpoints.reshape(checkpoints.shape[0], 2, -1).contiguous(),
+        params.contiguous(),
+        opt(grad_spikes),
+        opt(grad_v_trace),
+        opt(grad_u_trace),
+        _state(grad_v_final),
+        _state(grad_u_final),
+        dt,
+        substeps,
+        width,
+        sigmoid,
+        every,
     )
     return gx.view(shape), gv0.view(shape[1:]), gu0.view(shape[1:]), gp.to(params.dtype)
 
 
 @mdn_backward_op.register_fake
-def _(I, checkpoints, params, grad_spikes, grad_v_trace, grad_u_trace, grad_v_final, grad_u_final, dt, substeps, width, sigmoid, kernel, every):
+def _(
+    I,
+    checkpoints,
+    params,
+    grad_spikes,
+    grad_v_trace,
+    grad_u_trace,
+    grad_v_final,
+    grad_u_final,
+    dt,
+    substeps,
+    width,
+    sigmoid,
+    kernel,
+    every,
+):
     return _new(I, I.shape), _new(I, I.shape[1:]), _new(I, I.shape[1:]), _new(params, params.shape)
 
 
@@ -172,7 +217,9 @@ def _mdn_backward(ctx, g_spk, g_vT, g_uT, g_vtr, g_utr, _g_I, _g_ck):
     dt, substeps, width, sigmoid, traces, kernel, every = ctx.config
     if not traces:  # the empty placeholders' gradients (None, or empty under AOT tracing)
         g_vtr = g_utr = None
-    gx, gv0, gu0, gp = mdn_backward_op(I, ck, params, g_spk, g_vtr, g_utr, g_vT, g_uT, dt, substeps, width, sigmoid, kernel, every)
+    gx, gv0, gu0, gp = mdn_backward_op(
+        I, ck, params, g_spk, g_vtr, g_utr, g_vT, g_uT, dt, substeps, width, sigmoid, kernel, every
+    )
     return gx, gv0, gu0, gp, None, None, None, None, None, None, None
 
 
@@ -209,8 +256,17 @@ def mdn_multistep(
     kernel = resolve_kernel(inputs.device.type, inputs.dtype)
     every = _every(kernel, inputs.shape[0])
     spk, vT, uT, vtr, utr, *_ = mdn_forward_op(
-        inputs, state.v, state.u, params, float(dt), int(substeps), float(width), bool(input_sigmoid),
-        bool(return_traces), kernel, every,
+        inputs,
+        state.v,
+        state.u,
+        params,
+        float(dt),
+        int(substeps),
+        float(width),
+        bool(input_sigmoid),
+        bool(return_traces),
+        kernel,
+        every,
     )
     if return_traces:
         return MDNTrace(spk, MDNState(vT, uT), utr, vtr)
@@ -243,9 +299,9 @@ def first_order_backward_op(
     I: Tensor,
     checkpoints: Tensor,
     params: Tensor,
-    grad_spikes: Optional[Tensor],
-    grad_v_trace: Optional[Tensor],
-    grad_v_final: Optional[Tensor],
+    grad_spikes: Tensor | None,
+    grad_v_trace: Tensor | None,
+    grad_v_final: Tensor | None,
     width: float,
     sigmoid: bool,
     kernel: str,
@@ -254,8 +310,15 @@ def first_order_backward_op(
     """BPTT of :func:`first_order_forward_op`: ``(grad_x, grad_v0, grad_params [4, N])``."""
     shape = I.shape
     gx, gv0, gp = _module(kernel).first_order_backward(
-        _flat(I), _flat(checkpoints), params.contiguous(), None if grad_spikes is None else _flat(grad_spikes),
-        None if grad_v_trace is None else _flat(grad_v_trace), _state(grad_v_final), width, sigmoid, every,
+        _flat(I),
+        _flat(checkpoints),
+        params.contiguous(),
+        None if grad_spikes is None else _flat(grad_spikes),
+        None if grad_v_trace is None else _flat(grad_v_trace),
+        _state(grad_v_final),
+        width,
+        sigmoid,
+        every,
     )
     return gx.view(shape), gv0.view(shape[1:]), gp.to(params.dtype)
 
@@ -305,5 +368,7 @@ def first_order_multistep(
     params = _per_neuron((decay, threshold, reset, graded_spikes_factor), N, inputs)
     kernel = resolve_kernel(inputs.device.type, inputs.dtype)
     every = _every(kernel, inputs.shape[0])
-    spk, vT, vtr, *_ = first_order_forward_op(inputs, v, params, float(width), bool(input_sigmoid), bool(return_traces), kernel, every)
+    spk, vT, vtr, *_ = first_order_forward_op(
+        inputs, v, params, float(width), bool(input_sigmoid), bool(return_traces), kernel, every
+    )
     return FirstOrderTrace(spk, vT, vtr if return_traces else None)

@@ -14,6 +14,7 @@ import torch
 
 Tensor = torch.Tensor
 
+
 def _per_element(params: Tensor, M: int) -> tuple[Tensor, ...]:
     """``[P, N] -> P`` tensors of length ``M``, element ``e`` holding neuron ``e % N``."""
     return params.repeat(1, M // params.shape[1]).unbind(0)
@@ -31,13 +32,16 @@ def _mdn_substep(v: Tensor, u: Tensor, I: Tensor, a, b, c, d, th, dt: float):
 def _mdn_step(v, u, I, p, dt: float, substeps: int):
     """One network step: ``(v, u, spike)`` with the sub-steps' spikes OR-ed."""
     a, b, c, d, th = p
-    for j in range(substeps):
+    acc = None
+    for _ in range(substeps):
         v, u, _, s = _mdn_substep(v, u, I, a, b, c, d, th, dt)
-        acc = s if j == 0 else (acc + s) - acc * s
+        acc = s if acc is None else (acc + s) - acc * s
     return v, u, acc
 
 
-def mdn_forward(x: Tensor, v0: Tensor, u0: Tensor, params: Tensor, dt: float, substeps: int, sigmoid: bool, traces: bool, every: int):
+def mdn_forward(
+    x: Tensor, v0: Tensor, u0: Tensor, params: Tensor, dt: float, substeps: int, sigmoid: bool, traces: bool, every: int
+):
     """See :func:`mdn_snntorch.kernels.cpu.mdn_forward`."""
     I = torch.sigmoid(x) if sigmoid else x
     T, M = I.shape

@@ -43,8 +43,25 @@ if triton is not None:
 
     @triton.jit
     def _mdn_fwd_kernel(
-        X, V0, U0, P, SCAL, SPK, VT, UT, VTR, UTR, IOUT, CK, T, M, N,
-        SUBSTEPS: tl.constexpr, SIGMOID: tl.constexpr, TRACES: tl.constexpr, BLOCK: tl.constexpr,
+        X,
+        V0,
+        U0,
+        P,
+        SCAL,
+        SPK,
+        VT,
+        UT,
+        VTR,
+        UTR,
+        IOUT,
+        CK,
+        T,
+        M,
+        N,
+        SUBSTEPS: tl.constexpr,
+        SIGMOID: tl.constexpr,
+        TRACES: tl.constexpr,
+        BLOCK: tl.constexpr,
     ):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < M
@@ -88,9 +105,32 @@ if triton is not None:
 
     @triton.jit
     def _mdn_bwd_kernel(
-        CUR, CK, P, SCAL, GS, GVTR, GUTR, GVT, GUT, GX, GV0, GU0, GP, SCR, T, M, N, LAST,
-        SUBSTEPS: tl.constexpr, SIGMOID: tl.constexpr, HAS_GS: tl.constexpr, HAS_GVTR: tl.constexpr,
-        HAS_GUTR: tl.constexpr, HAS_GVT: tl.constexpr, HAS_GUT: tl.constexpr, BLOCK: tl.constexpr,
+        CUR,
+        CK,
+        P,
+        SCAL,
+        GS,
+        GVTR,
+        GUTR,
+        GVT,
+        GUT,
+        GX,
+        GV0,
+        GU0,
+        GP,
+        SCR,
+        T,
+        M,
+        N,
+        LAST,
+        SUBSTEPS: tl.constexpr,
+        SIGMOID: tl.constexpr,
+        HAS_GS: tl.constexpr,
+        HAS_GVTR: tl.constexpr,
+        HAS_GUTR: tl.constexpr,
+        HAS_GVT: tl.constexpr,
+        HAS_GUT: tl.constexpr,
+        BLOCK: tl.constexpr,
     ):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < M
@@ -191,8 +231,20 @@ if triton is not None:
 
     @triton.jit
     def _fo_fwd_kernel(
-        X, V0, P, SPK, VT, VTR, IOUT, CK, T, M, N,
-        SIGMOID: tl.constexpr, TRACES: tl.constexpr, BLOCK: tl.constexpr,
+        X,
+        V0,
+        P,
+        SPK,
+        VT,
+        VTR,
+        IOUT,
+        CK,
+        T,
+        M,
+        N,
+        SIGMOID: tl.constexpr,
+        TRACES: tl.constexpr,
+        BLOCK: tl.constexpr,
     ):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < M
@@ -222,8 +274,24 @@ if triton is not None:
 
     @triton.jit
     def _fo_bwd_kernel(
-        CUR, CK, P, SCAL, GS, GVTR, GVT, GX, GV0, GP, T, M, N, LAST,
-        SIGMOID: tl.constexpr, HAS_GS: tl.constexpr, HAS_GVTR: tl.constexpr, HAS_GVT: tl.constexpr,
+        CUR,
+        CK,
+        P,
+        SCAL,
+        GS,
+        GVTR,
+        GVT,
+        GX,
+        GV0,
+        GP,
+        T,
+        M,
+        N,
+        LAST,
+        SIGMOID: tl.constexpr,
+        HAS_GS: tl.constexpr,
+        HAS_GVTR: tl.constexpr,
+        HAS_GVT: tl.constexpr,
         BLOCK: tl.constexpr,
     ):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -286,7 +354,9 @@ def _sum_rows(gp: Tensor, N: int) -> Tensor:
     return gp.view(gp.shape[0], -1, N).sum(1, dtype=torch.float64)
 
 
-def mdn_forward(x: Tensor, v0: Tensor, u0: Tensor, params: Tensor, dt: float, substeps: int, sigmoid: bool, traces: bool, every: int):
+def mdn_forward(
+    x: Tensor, v0: Tensor, u0: Tensor, params: Tensor, dt: float, substeps: int, sigmoid: bool, traces: bool, every: int
+):
     """See :func:`mdn_snntorch.kernels.cpu.mdn_forward` (here ``every`` must be 1); the sigmoid runs in the kernel."""
     if every != 1:
         raise ValueError(f"the Triton kernels checkpoint every step, got every={every}")
@@ -296,8 +366,26 @@ def mdn_forward(x: Tensor, v0: Tensor, u0: Tensor, params: Tensor, dt: float, su
     vtr, utr = (torch.empty_like(x), torch.empty_like(x)) if traces else (x.new_empty(0), x.new_empty(0))
     cur = torch.empty_like(x) if sigmoid else x
     _mdn_fwd_kernel[_grid(M)](
-        x, v0, u0, params, _scalars(x, dt / substeps), spk, vT, uT, vtr, utr, cur, ck, T, M, params.shape[1],
-        SUBSTEPS=substeps, SIGMOID=sigmoid, TRACES=traces, BLOCK=BLOCK, **OPTIONS,
+        x,
+        v0,
+        u0,
+        params,
+        _scalars(x, dt / substeps),
+        spk,
+        vT,
+        uT,
+        vtr,
+        utr,
+        cur,
+        ck,
+        T,
+        M,
+        params.shape[1],
+        SUBSTEPS=substeps,
+        SIGMOID=sigmoid,
+        TRACES=traces,
+        BLOCK=BLOCK,
+        **OPTIONS,
     )
     return spk, vT, uT, vtr, utr, cur, ck
 
@@ -310,12 +398,32 @@ def mdn_backward(I, ck, params, gs, gvtr, gutr, gvT, guT, dt: float, substeps: i
     gp = I.new_empty(6, M)
     scratch = I.new_empty(2 * substeps, M) if substeps > 1 else I
     _mdn_bwd_kernel[_grid(M)](
-        I, ck, params, _scalars(I, dt / substeps, width),
-        I if gs is None else gs, I if gvtr is None else gvtr, I if gutr is None else gutr,
-        I if gvT is None else gvT, I if guT is None else guT,
-        gx, gv0, gu0, gp, scratch, T, M, N, (T - 1) * M,
-        SUBSTEPS=substeps, SIGMOID=sigmoid, HAS_GS=gs is not None, HAS_GVTR=gvtr is not None,
-        HAS_GUTR=gutr is not None, HAS_GVT=gvT is not None, HAS_GUT=guT is not None, BLOCK=BLOCK,
+        I,
+        ck,
+        params,
+        _scalars(I, dt / substeps, width),
+        I if gs is None else gs,
+        I if gvtr is None else gvtr,
+        I if gutr is None else gutr,
+        I if gvT is None else gvT,
+        I if guT is None else guT,
+        gx,
+        gv0,
+        gu0,
+        gp,
+        scratch,
+        T,
+        M,
+        N,
+        (T - 1) * M,
+        SUBSTEPS=substeps,
+        SIGMOID=sigmoid,
+        HAS_GS=gs is not None,
+        HAS_GVTR=gvtr is not None,
+        HAS_GUTR=gutr is not None,
+        HAS_GVT=gvT is not None,
+        HAS_GUT=guT is not None,
+        BLOCK=BLOCK,
         **OPTIONS,
     )
     return gx, gv0, gu0, _sum_rows(gp, N)
@@ -330,8 +438,21 @@ def first_order_forward(x: Tensor, v0: Tensor, params: Tensor, sigmoid: bool, tr
     vtr = torch.empty_like(x) if traces else x.new_empty(0)
     cur = torch.empty_like(x) if sigmoid else x
     _fo_fwd_kernel[_grid(M)](
-        x, v0, params, spk, vT, vtr, cur, ck, T, M, params.shape[1],
-        SIGMOID=sigmoid, TRACES=traces, BLOCK=BLOCK, **OPTIONS,
+        x,
+        v0,
+        params,
+        spk,
+        vT,
+        vtr,
+        cur,
+        ck,
+        T,
+        M,
+        params.shape[1],
+        SIGMOID=sigmoid,
+        TRACES=traces,
+        BLOCK=BLOCK,
+        **OPTIONS,
     )
     return spk, vT, vtr, cur, ck
 
@@ -342,9 +463,25 @@ def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bo
     N = params.shape[1]
     gx, gv0, gp = torch.empty_like(I), I.new_empty(M), I.new_empty(4, M)
     _fo_bwd_kernel[_grid(M)](
-        I, ck, params, _scalars(I, 0.0, width), I if gs is None else gs, I if gvtr is None else gvtr,
-        I if gvT is None else gvT, gx, gv0, gp, T, M, N, (T - 1) * M,
-        SIGMOID=sigmoid, HAS_GS=gs is not None, HAS_GVTR=gvtr is not None, HAS_GVT=gvT is not None,
-        BLOCK=BLOCK, **OPTIONS,
+        I,
+        ck,
+        params,
+        _scalars(I, 0.0, width),
+        I if gs is None else gs,
+        I if gvtr is None else gvtr,
+        I if gvT is None else gvT,
+        gx,
+        gv0,
+        gp,
+        T,
+        M,
+        N,
+        (T - 1) * M,
+        SIGMOID=sigmoid,
+        HAS_GS=gs is not None,
+        HAS_GVTR=gvtr is not None,
+        HAS_GVT=gvT is not None,
+        BLOCK=BLOCK,
+        **OPTIONS,
     )
     return gx, gv0, _sum_rows(gp, N)

@@ -93,9 +93,7 @@ class MDNFamilyNeuron(SpikingNeuron):
 
     def _take_states(self, **given) -> None:
         if self.init_hidden and any(v is not None for v in given.values()):
-            raise TypeError(
-                f"{', '.join(f'`{k}`' for k in given)} should not be passed as an argument while `init_hidden=True`"
-            )
+            raise TypeError(f"{', '.join(f'`{k}`' for k in given)} should not be passed as an argument while `init_hidden=True`")
         for name, value in given.items():
             if value is not None:
                 setattr(self, name, value)

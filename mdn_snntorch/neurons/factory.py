@@ -13,7 +13,8 @@ builds the layer.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
@@ -23,8 +24,8 @@ from mdn_snntorch.neurons.first_order import FirstOrder
 from mdn_snntorch.neurons.mdn import MDN
 
 LEARNABLE = "learnable"
-NeuronSpec = Union[str, MetaNeuron]
-LibraryLike = Union[MetaNeuronLibrary, str, os.PathLike]
+NeuronSpec = str | MetaNeuron
+LibraryLike = MetaNeuronLibrary | str | os.PathLike
 
 
 def _library(lib: LibraryLike) -> MetaNeuronLibrary:

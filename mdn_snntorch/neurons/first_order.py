@@ -60,7 +60,11 @@ class FirstOrder(MDNFamilyNeuron):
         if backend not in fused.BACKENDS:
             raise ValueError(f"backend must be one of {fused.BACKENDS}, got {backend!r}")
         dtype = dtype or torch.get_default_dtype()
-        decay_t = decay.detach().to(dtype=dtype, device=device).clone() if torch.is_tensor(decay) else torch.tensor(float(decay), dtype=dtype, device=device)
+        decay_t = (
+            decay.detach().to(dtype=dtype, device=device).clone()
+            if torch.is_tensor(decay)
+            else torch.tensor(float(decay), dtype=dtype, device=device)
+        )
         if num_neurons is None and decay_t.dim() == 1:
             num_neurons = decay_t.shape[0]
         if tuple(decay_t.shape) not in [()] + ([(num_neurons,)] if num_neurons else []):
@@ -100,7 +104,9 @@ class FirstOrder(MDNFamilyNeuron):
         return f"num_neurons={self.num_neurons}, learn_decay={self.learn_decay}"
 
     def _step_kwargs(self, dtype):
-        return dict(decay=self.decay.to(dtype), threshold=self.threshold, reset=self.reset_value.to(dtype), spike_fn=self._spike_fn)
+        return dict(
+            decay=self.decay.to(dtype), threshold=self.threshold, reset=self.reset_value.to(dtype), spike_fn=self._spike_fn
+        )
 
     def forward(self, input_: torch.Tensor, mem: torch.Tensor | None = None):
         """One time step. Returns ``(spk, mem)`` (post-reset), or ``spk`` with ``init_hidden=True``."""
@@ -133,8 +139,14 @@ class FirstOrder(MDNFamilyNeuron):
         decay, reset = kwargs["decay"], kwargs["reset"]
         if fused.use_fused(self, current, (self.mem,), (decay, reset)):  # the op applies the graded-spikes factor
             trace = fused.first_order_multistep(
-                current, self.mem, decay=decay, threshold=self.threshold, reset=reset, width=self.spike_grad.width,
-                graded_spikes_factor=self.graded_spikes_factor, return_traces=return_traces,
+                current,
+                self.mem,
+                decay=decay,
+                threshold=self.threshold,
+                reset=reset,
+                width=self.spike_grad.width,
+                graded_spikes_factor=self.graded_spikes_factor,
+                return_traces=return_traces,
             )
             spikes = trace.spikes
         else:

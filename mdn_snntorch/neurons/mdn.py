@@ -14,7 +14,7 @@ A thin module around :func:`mdn_snntorch.functional.mdn_step`; ``forward`` is on
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -66,7 +66,11 @@ def _theta_tensors(theta: ThetaLike, num_neurons: int | None, dtype, device) -> 
     for name, t in zip(THETA_NAMES, tensors):
         allowed = [()] + ([(num_neurons,)] if num_neurons is not None else [])
         if tuple(t.shape) not in allowed:
-            want = "() or (num_neurons,) = " + str((num_neurons,)) if num_neurons is not None else "() (give num_neurons for per-neuron values)"
+            want = (
+                "() or (num_neurons,) = " + str((num_neurons,))
+                if num_neurons is not None
+                else "() (give num_neurons for per-neuron values)"
+            )
             raise ValueError(f"{name} has shape {tuple(t.shape)}; expected {want}")
         if not bool(torch.isfinite(t).all()):
             raise ValueError(f"{name} is not finite: {t}")

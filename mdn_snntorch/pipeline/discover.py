@@ -22,9 +22,10 @@ kept neuron's V, U, input and attractor under the sine).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +91,15 @@ def select_candidates(
     for i, (a, b) in enumerate(ab.centres):
         for j, (c, d) in enumerate(cd.centres):
             support = int(((ab.labels == i) & (cd.labels == j)).sum())
-            candidates.append({"id": f"ab{i}-cd{j}", "ab_centre": i, "cd_centre": j, "theta": [float(a), float(b), float(c), float(d)], "support": support})
+            candidates.append(
+                {
+                    "id": f"ab{i}-cd{j}",
+                    "ab_centre": i,
+                    "cd_centre": j,
+                    "theta": [float(a), float(b), float(c), float(d)],
+                    "support": support,
+                }
+            )
     candidates.sort(key=lambda r: -r["support"])
     kept: list[MetaNeuron] = []
     kept_chars: dict[str, dynamics.Characterisation] = {}
@@ -104,11 +113,16 @@ def select_candidates(
         distances = {name: dynamics.response_distance(char.response, c.response, n_bins) for name, c in kept_chars.items()}
         closest = min(distances, key=distances.get) if distances else None
         if closest is not None and distances[closest] < duplicate_distance:
-            record.update(status="dropped", reason=f"near-duplicate of {closest} (response distance {distances[closest]:.3f} < {duplicate_distance})")
+            record.update(
+                status="dropped",
+                reason=f"near-duplicate of {closest} (response distance {distances[closest]:.3f} < {duplicate_distance})",
+            )
             continue
         name = f"{prefix}-{len(kept) + 1}"
         neuron = MetaNeuron(
-            name, 2, tuple(record["theta"]),
+            name,
+            2,
+            tuple(record["theta"]),
             description=f"generated: (a, b) centre {record['ab_centre']}, (c, d) centre {record['cd_centre']}, support {record['support']} neurons",
             provenance={"candidate": record["id"], "support": record["support"]},
         )
@@ -143,7 +157,9 @@ def discover(
     runs_dir = Path(runs_dir) if runs_dir else out_path.with_name(out_path.stem + "_runs")
     results, thetas = [], []
     for seed in seeds:
-        config = TrainConfig(data=str(data_path), out=str(runs_dir / f"seed{seed}"), neuron="learnable", seed=seed, resume=True, **train_settings)
+        config = TrainConfig(
+            data=str(data_path), out=str(runs_dir / f"seed{seed}"), neuron="learnable", seed=seed, resume=True, **train_settings
+        )
         result = train(config)
         results.append(result)
         thetas.append(collect_theta(result.model))
@@ -236,7 +252,11 @@ def _figure_dynamics(path: Path, chars: dict[str, dynamics.Characterisation]) ->
         spikes = np.flatnonzero(tr.spikes[:, 0])
         ax.plot(spikes, np.full(len(spikes), 0.5), "|", color="k", ms=8, label="spikes")
         a, b, c, d = char.neuron.theta
-        ax.set(ylim=(-1.2, 1.2), ylabel=name, title=f"{name}: theta = ({a:.3g}, {b:.3g}, {c:.3g}, {d:.3g}), sine rate {char.sine_rate:.2f}")
+        ax.set(
+            ylim=(-1.2, 1.2),
+            ylabel=name,
+            title=f"{name}: theta = ({a:.3g}, {b:.3g}, {c:.3g}, {d:.3g}), sine rate {char.sine_rate:.2f}",
+        )
         ax.legend(fontsize=7, loc="upper right", ncol=5)
     if not chars:
         axes[0, 0].text(0.5, 0.5, "no candidate survived the filters", ha="center", va="center")

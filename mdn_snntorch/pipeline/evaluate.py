@@ -23,8 +23,9 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -72,7 +73,9 @@ def _reusable_run(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
         if name not in housekeeping and not same:
             raise ValueError(f"{run_dir} holds a run made with {name}={old!r}, not {value!r}: remove it or use another --out")
     if (saved.get("epochs") or 0) > config.epochs:
-        raise ValueError(f"{run_dir} holds a run of {saved['epochs']} epochs, more than the {config.epochs} asked for: remove it or use another --out")
+        raise ValueError(
+            f"{run_dir} holds a run of {saved['epochs']} epochs, more than the {config.epochs} asked for: remove it or use another --out"
+        )
     if doc.get("status") == "finished" and saved.get("epochs") == config.epochs:
         return doc
     return None
@@ -113,30 +116,49 @@ def evaluate(
             settings.update(recipes.settings(recipe), recipe=recipe)
         settings.update(train_settings)
         run_dir = out_dir / "runs" / _safe(task) / _safe(neuron) / f"seed{seed}"
-        config = TrainConfig(data=path, out=str(run_dir), neuron=specs[neuron], seed=seed, resume=True, progress=False, **settings)
+        config = TrainConfig(
+            data=path, out=str(run_dir), neuron=specs[neuron], seed=seed, resume=True, progress=False, **settings
+        )
         done = _reusable_run(run_dir, config)
         if done is not None:
             metrics, reused = done["epochs"], True
         else:
             metrics, reused = train(config).metrics, False
         last = metrics[-1]
-        runs.append({
-            "task": task, "neuron": neuron, "seed": seed, "test_acc": last["test_acc"],
-            "best_test_acc": max(m["test_acc"] for m in metrics), "train_acc": last["train_acc"], "train_loss": last["train_loss"],
-            "hidden_rate": last["test_hidden_rate"], "output_rate": last["test_output_rate"], "epochs": last["epoch"],
-            "epoch_time_s": float(np.mean([m["epoch_time_s"] for m in metrics])), "reused": reused, "run_dir": str(run_dir),
-        })
+        runs.append(
+            {
+                "task": task,
+                "neuron": neuron,
+                "seed": seed,
+                "test_acc": last["test_acc"],
+                "best_test_acc": max(m["test_acc"] for m in metrics),
+                "train_acc": last["train_acc"],
+                "train_loss": last["train_loss"],
+                "hidden_rate": last["test_hidden_rate"],
+                "output_rate": last["test_output_rate"],
+                "epochs": last["epoch"],
+                "epoch_time_s": float(np.mean([m["epoch_time_s"] for m in metrics])),
+                "reused": reused,
+                "run_dir": str(run_dir),
+            }
+        )
     return _write_results(out_dir, tasks, list(neurons), seeds, runs)
 
 
-def _write_results(out_dir: Path, tasks: dict[str, str], neurons: list[str], seeds: list[int], runs: list[dict[str, Any]]) -> dict[str, Any]:
+def _write_results(
+    out_dir: Path, tasks: dict[str, str], neurons: list[str], seeds: list[int], runs: list[dict[str, Any]]
+) -> dict[str, Any]:
     table: dict[str, dict[str, dict[str, float]]] = {}
     caps: dict[str, dict[str, float]] = {}
     for task in tasks:
         table[task] = {}
         for neuron in neurons:
             acc = np.array([r["test_acc"] for r in runs if r["task"] == task and r["neuron"] == neuron]) * 100
-            table[task][neuron] = {"mean": float(acc.mean()), "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0, "n": int(len(acc))}
+            table[task][neuron] = {
+                "mean": float(acc.mean()),
+                "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                "n": int(len(acc)),
+            }
         caps[task] = capability({n: table[task][n]["mean"] for n in neurons})
     doc = {"tasks": tasks, "neurons": neurons, "seeds": seeds, "accuracy_percent": table, "capability": caps, "runs": runs}
     write_json(out_dir / "results.json", doc)
@@ -152,7 +174,11 @@ def markdown_table(doc: dict[str, Any]) -> str:
     neurons, tasks = doc["neurons"], list(doc["tasks"])
     head = "| task | " + " | ".join(neurons) + " |\n|---|" + "---|" * len(neurons) + "\n"
     acc_rows = "".join(
-        f"| {t} | " + " | ".join(f"{doc['accuracy_percent'][t][n]['mean']:.2f} +- {doc['accuracy_percent'][t][n]['std']:.2f}" for n in neurons) + " |\n"
+        f"| {t} | "
+        + " | ".join(
+            f"{doc['accuracy_percent'][t][n]['mean']:.2f} +- {doc['accuracy_percent'][t][n]['std']:.2f}" for n in neurons
+        )
+        + " |\n"
         for t in tasks
     )
     cap_rows = "".join(f"| {t} | " + " | ".join(f"{doc['capability'][t][n]:+.2f}" for n in neurons) + " |\n" for t in tasks)
@@ -173,14 +199,24 @@ def _figures(out_dir: Path, doc: dict[str, Any]) -> None:
     x = np.arange(len(tasks))
     width = 0.8 / len(neurons)
     for name, title, value, err in (
-        ("accuracy.png", "test accuracy (mean +- std over seeds)", lambda t, n: doc["accuracy_percent"][t][n]["mean"], lambda t, n: doc["accuracy_percent"][t][n]["std"]),
+        (
+            "accuracy.png",
+            "test accuracy (mean +- std over seeds)",
+            lambda t, n: doc["accuracy_percent"][t][n]["mean"],
+            lambda t, n: doc["accuracy_percent"][t][n]["std"],
+        ),
         ("capability.png", "capability (paper Eq. 7, Fig. 8)", lambda t, n: doc["capability"][t][n], None),
     ):
         fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(tasks) * max(1, len(neurons) / 3)), 4))
         for k, neuron in enumerate(neurons):
             ax.bar(
-                x + (k - (len(neurons) - 1) / 2) * width, [value(t, neuron) for t in tasks], width,
-                yerr=[err(t, neuron) for t in tasks] if err else None, capsize=3, label=neuron, color=plt.cm.tab20(k % 20),
+                x + (k - (len(neurons) - 1) / 2) * width,
+                [value(t, neuron) for t in tasks],
+                width,
+                yerr=[err(t, neuron) for t in tasks] if err else None,
+                capsize=3,
+                label=neuron,
+                color=plt.cm.tab20(k % 20),
             )
         ax.set_xticks(x, tasks)
         ax.set_title(title)

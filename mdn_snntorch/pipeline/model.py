@@ -83,7 +83,7 @@ class ThreeLayerSNN(nn.Module):
         return json.loads(json.dumps(self._spec))
 
     @classmethod
-    def from_spec(cls, spec: dict[str, Any]) -> "ThreeLayerSNN":
+    def from_spec(cls, spec: dict[str, Any]) -> ThreeLayerSNN:
         """A fresh network (new weights) from :meth:`spec`'s output; load a state dict into it for the trained one."""
         return cls(
             spec["n_in"],

@@ -24,7 +24,13 @@ RECIPES: dict[str, dict[str, Any]] = {
     "digits-rows": dict(hidden=200, batch_size=50, epochs=20, lr=3e-3, lr_theta=1e-3),
 }
 
-_ALIASES = {"f-mnist": "fashion-mnist", "fmnist": "fashion-mnist", "cifar-10": "cifar10", "n-mnist": "nmnist", "timit-gender": "timit"}
+_ALIASES = {
+    "f-mnist": "fashion-mnist",
+    "fmnist": "fashion-mnist",
+    "cifar-10": "cifar10",
+    "n-mnist": "nmnist",
+    "timit-gender": "timit",
+}
 
 
 def canonical(name: str) -> str | None:

@@ -56,7 +56,9 @@ class NonFiniteLossError(RuntimeError):
 
     def __init__(self, epoch: int, batch: int, loss: float, grad_norm: float, last_checkpoint: Path | None):
         self.epoch, self.batch, self.loss, self.grad_norm, self.last_checkpoint = epoch, batch, loss, grad_norm, last_checkpoint
-        what = f"non-finite loss ({loss})" if not math.isfinite(loss) else f"non-finite gradient (norm {grad_norm}, loss {loss:.4g})"
+        what = (
+            f"non-finite loss ({loss})" if not math.isfinite(loss) else f"non-finite gradient (norm {grad_norm}, loss {loss:.4g})"
+        )
         kept = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint had been written yet"
         super().__init__(f"{what} at epoch {epoch}, batch {batch}: training stopped before the update; {kept}")
 
@@ -138,7 +140,7 @@ class TrainConfig:
         return next((f.default for f in dataclasses.fields(cls) if f.name == name), None)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         d = {cls.RENAMED.get(k, k): v for k, v in d.items()}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
@@ -187,11 +189,12 @@ def train(config: TrainConfig | dict, model: ThreeLayerSNN | None = None) -> Tra
 def _data_fit(model: ThreeLayerSNN, n_inputs: int, n_outputs: int, data: str, whose: str) -> None:
     if model.n_in != n_inputs:
         raise ValueError(
-            f"input size mismatch: data file {data} has {n_inputs} inputs per time step, "
-            f"but {whose} expects {model.n_in} (n_in)"
+            f"input size mismatch: data file {data} has {n_inputs} inputs per time step, but {whose} expects {model.n_in} (n_in)"
         )
     if model.n_out != n_outputs:
-        raise ValueError(f"output size mismatch: data file {data} needs {n_outputs} outputs, but {whose} has {model.n_out} (n_out)")
+        raise ValueError(
+            f"output size mismatch: data file {data} needs {n_outputs} outputs, but {whose} has {model.n_out} (n_out)"
+        )
 
 
 class _Run:
@@ -224,8 +227,13 @@ class _Run:
             model.load_state_dict(checkpoint["model"])
         elif model is None:
             model = ThreeLayerSNN(
-                train_set.n_inputs, config.hidden, n_outputs, neuron=config.neuron, output_neuron=config.output_neuron,
-                dt=config.dt, substeps=config.substeps,
+                train_set.n_inputs,
+                config.hidden,
+                n_outputs,
+                neuron=config.neuron,
+                output_neuron=config.output_neuron,
+                dt=config.dt,
+                substeps=config.substeps,
             )
         else:
             _data_fit(model, train_set.n_inputs, n_outputs, config.data, "the given model")
@@ -236,7 +244,9 @@ class _Run:
 
         groups = [{"params": model.weight_parameters(), "lr": config.lr, "base_lr": config.lr, "name": "weights"}]
         if model.theta_parameters():
-            groups.append({"params": model.theta_parameters(), "lr": config.eta_theta, "base_lr": config.eta_theta, "name": "theta"})
+            groups.append(
+                {"params": model.theta_parameters(), "lr": config.eta_theta, "base_lr": config.eta_theta, "name": "theta"}
+            )
         self.optimizer = torch.optim.Adam(groups)
         self.metrics: list[dict[str, Any]] = []
         self.start_epoch = 0
@@ -265,7 +275,9 @@ class _Run:
         existing = latest_checkpoint(self.out) if self.out else None
         if not config.resume:
             if existing is not None:
-                raise ValueError(f"run directory {self.out} already holds {existing.name}; pass --resume to continue it or choose another --out")
+                raise ValueError(
+                    f"run directory {self.out} already holds {existing.name}; pass --resume to continue it or choose another --out"
+                )
             return None
         if self.out is None:
             raise ValueError("resume needs the run directory (--out) of the run to continue")
@@ -337,8 +349,11 @@ class _Run:
         self.net.train()
         sums = torch.zeros(5, dtype=torch.float64, device=self.device)  # loss*n, correct, n, hidden rate*n, output rate*n
         bar = tqdm(
-            self.train_loader, desc=f"epoch {epoch + 1}/{self.config.epochs}", leave=False,
-            disable=True if not (self.config.progress and self.ctx.is_main) else None, file=sys.stderr,  # None: no bar off a terminal
+            self.train_loader,
+            desc=f"epoch {epoch + 1}/{self.config.epochs}",
+            leave=False,
+            disable=True if not (self.config.progress and self.ctx.is_main) else None,
+            file=sys.stderr,  # None: no bar off a terminal
         )
         for batch, (x, y) in enumerate(bar):
             batch_rows = y.shape[0]
@@ -351,17 +366,24 @@ class _Run:
             weight = self.ctx.world_size * y.shape[0] / batch_rows  # DDP's average of weighted means = global mean
             self.optimizer.zero_grad(set_to_none=True)
             (loss * weight if weight != 1 else loss).backward()
-            grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().float().norm() for p in self.model.parameters() if p.grad is not None]))
+            grad_norm = torch.linalg.vector_norm(
+                torch.stack([p.grad.detach().float().norm() for p in self.model.parameters() if p.grad is not None])
+            )
             bad = (~torch.isfinite(loss.detach()) | ~torch.isfinite(grad_norm)).to(torch.float32).reshape(1)
             if bool(distributed.all_reduce_sum(bad, self.ctx).item()):
                 raise NonFiniteLossError(epoch + 1, batch + 1, loss.item(), grad_norm.item(), self.last_checkpoint)
             self.optimizer.step()
             n = y.shape[0]
             with torch.no_grad():
-                sums += torch.stack([
-                    loss.detach().double() * n, correct(out, y, self.codes).double(), torch.tensor(float(n), device=self.device, dtype=torch.float64),
-                    hidden.detach().double().mean() * n, out.detach().double().mean() * n,
-                ])
+                sums += torch.stack(
+                    [
+                        loss.detach().double() * n,
+                        correct(out, y, self.codes).double(),
+                        torch.tensor(float(n), device=self.device, dtype=torch.float64),
+                        hidden.detach().double().mean() * n,
+                        out.detach().double().mean() * n,
+                    ]
+                )
             if batch % 10 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
         return _rates(distributed.all_reduce_sum(sums, self.ctx))
@@ -377,19 +399,32 @@ class _Run:
             with torch.autocast(**self.autocast):
                 out, hidden = self.model(x, return_hidden=True)
             n = y.shape[0]
-            sums += torch.stack([
-                rate_mse_loss(out.float(), y).double() * n, correct(out, y, self.codes).double(), torch.tensor(float(n), device=self.device, dtype=torch.float64),
-                hidden.double().mean() * n, out.double().mean() * n,
-            ])
+            sums += torch.stack(
+                [
+                    rate_mse_loss(out.float(), y).double() * n,
+                    correct(out, y, self.codes).double(),
+                    torch.tensor(float(n), device=self.device, dtype=torch.float64),
+                    hidden.double().mean() * n,
+                    out.double().mean() * n,
+                ]
+            )
         return _rates(distributed.all_reduce_sum(sums, self.ctx))
 
     # ---- files ----------------------------------------------------------------------------
     def _theta_summary(self) -> dict[str, float]:
         """Mean of each learnable theta per layer (empty for frozen neurons)."""
-        return {f"{name}_mean": float(p.detach().mean()) for name, p in self.model.named_parameters() if name.split(".")[-1].startswith("theta_")}
+        return {
+            f"{name}_mean": float(p.detach().mean())
+            for name, p in self.model.named_parameters()
+            if name.split(".")[-1].startswith("theta_")
+        }
 
     def _checkpoint_payload(self) -> dict[str, Any]:
-        theta = {name: p.detach().cpu().clone() for name, p in self.model.named_parameters() if name.split(".")[-1].startswith("theta_")}
+        theta = {
+            name: p.detach().cpu().clone()
+            for name, p in self.model.named_parameters()
+            if name.split(".")[-1].startswith("theta_")
+        }
         return {
             "model_spec": self.model_spec,
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},

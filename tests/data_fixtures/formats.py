@@ -39,7 +39,9 @@ def write_mnist_raw(root: Path, folder: str, splits: dict[str, tuple[np.ndarray,
     return raw
 
 
-def write_cifar10(root: Path, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], label_names: list[str]) -> Path:
+def write_cifar10(
+    root: Path, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], label_names: list[str]
+) -> Path:
     """Images uint8 ``[n, 3, 32, 32]`` with labels -> ``root/cifar-10-batches-py`` (train spread over 5 batches)."""
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)

@@ -65,7 +65,9 @@ def test_read_packed_equals_single_reads(path, indices):
     assert np.array_equal(packed, np.stack([ds._spikes()[i] for i in indices]))
 
 
-@pytest.mark.parametrize("batch_size, drop_last, sizes", [(10, False, [10] * 10 + [1]), (10, True, [10] * 10), (101, False, [101])])
+@pytest.mark.parametrize(
+    "batch_size, drop_last, sizes", [(10, False, [10] * 10 + [1]), (10, True, [10] * 10), (101, False, [101])]
+)
 def test_in_order_batches(path, batch_size, drop_last, sizes):
     loader = spike_loader(path, "train", batch_size, drop_last=drop_last)
     ids = epoch_ids(loader)
@@ -98,7 +100,10 @@ def test_shuffle_mixes_blocks_within_batches(path):
 def test_shards_are_disjoint_and_equal(path, world_size, shuffle):
     loaders = [spike_loader(path, "train", 6, shuffle=shuffle, seed=1, rank=r, world_size=world_size) for r in range(world_size)]
     shards = [sum(epoch_ids(loader), []) for loader in loaders]
-    assert len({len(loader) for loader in loaders}) == 1 and [len(list(loader)) for loader in loaders] == [len(loaders[0])] * world_size
+    assert (
+        len({len(loader) for loader in loaders}) == 1
+        and [len(list(loader)) for loader in loaders] == [len(loaders[0])] * world_size
+    )
     assert all(len(s) == 101 // world_size for s in shards)
     flat = sum(shards, [])
     assert len(set(flat)) == len(flat) == 101 // world_size * world_size
@@ -206,7 +211,7 @@ def test_resampled_spike_rate_is_intensity_over_levels(intensity_file):
     epochs = 200
     for epoch in range(epochs):
         loader.set_epoch(epoch)
-        (x, _), = list(loader)
+        ((x, _),) = list(loader)
         total += x.sum(0)
     rate, p = total / (epochs * T), torch.from_numpy(intensity / LEVELS).float()
     sd = torch.sqrt(p * (1 - p) / (epochs * T))

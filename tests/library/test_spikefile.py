@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from data_fixtures.spikes import id_spikes, make_spike_file
 
-from data_prep.common import PrepError, make_meta
+from data_prep.common import make_meta
 from mdn_snntorch.spikefile import (
     COMPRESSION,
     FORMAT,
@@ -107,7 +107,16 @@ def test_dataset_checks_the_split(tmp_path, damage, message):
 
 
 def _meta():
-    return make_meta(dataset="t", encoding="e", encoding_params={}, time_steps=2, input_shape=(8,), class_names=["a", "b"], seed=0, source="test")
+    return make_meta(
+        dataset="t",
+        encoding="e",
+        encoding_params={},
+        time_steps=2,
+        input_shape=(8,),
+        class_names=["a", "b"],
+        seed=0,
+        source="test",
+    )
 
 
 def test_writer_refuses_to_overwrite_and_leaves_the_file_alone(tmp_path):

@@ -19,15 +19,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated:DeprecationWarning"
 SAMPLES = 120
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    from data_prep import digits
-
-    return str(digits.convert(tmp_path_factory.mktemp("data") / "digits.h5", time_steps=8, seed=0))
-
-
 def _trained(digits, out, hidden_neuron, output_neuron, epochs):
-    settings = dict(data=digits, out=str(out), hidden=32, batch_size=50, lr=1e-2, epochs=epochs, device="cpu", threads=1, progress=False)
+    settings = dict(
+        data=digits, out=str(out), hidden=32, batch_size=50, lr=1e-2, epochs=epochs, device="cpu", threads=1, progress=False
+    )
     train(TrainConfig(neuron=hidden_neuron, output_neuron=output_neuron, **settings))
     return out
 
@@ -70,10 +65,25 @@ def test_checkpoint_that_does_not_match_the_data_is_refused(learnable_run, tmp_p
     other = make_spike_file(tmp_path / "ids.h5", n_train=6, n_test=6)  # 21 inputs, 5 classes
     with pytest.raises(ValueError, match=r"does not match data .*ids\.h5.*64 inputs.*n_inputs=21"):
         replay(learnable_run, other, samples=4)
-    rc = cli.main(["validate", "--neurons", "2-FS", "--quick", "--checkpoint", str(learnable_run), "--data", str(other), "--out", str(tmp_path / "o"), "--no-progress"])
+    rc = cli.main(
+        [
+            "validate",
+            "--neurons",
+            "2-FS",
+            "--quick",
+            "--checkpoint",
+            str(learnable_run),
+            "--data",
+            str(other),
+            "--out",
+            str(tmp_path / "o"),
+            "--no-progress",
+        ]
+    )
     assert rc == 2 and "ids.h5" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_reports_the_network_replay(digits, learnable_run, tmp_path, capsys):
     out = tmp_path / "report"
     argv = ["validate", "--neurons", "2-FS", "--quick", "--per-type", "4", "--steps", "150", "--out", str(out), "--no-progress"]

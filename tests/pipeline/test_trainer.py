@@ -15,16 +15,19 @@ from mdn_snntorch.pipeline.trainer import NonFiniteLossError, TrainConfig, train
 TIME_STEPS = 8
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    from data_prep import digits
-
-    return str(digits.convert(tmp_path_factory.mktemp("data") / "digits.h5", time_steps=TIME_STEPS, seed=0))
-
-
 def small(data, out, **kw):
     """A small, fast configuration on CPU with one thread."""
-    settings = dict(data=data, out=str(out) if out else None, hidden=48, batch_size=50, lr=3e-3, epochs=2, device="cpu", threads=1, progress=False)
+    settings = dict(
+        data=data,
+        out=str(out) if out else None,
+        hidden=48,
+        batch_size=50,
+        lr=3e-3,
+        epochs=2,
+        device="cpu",
+        threads=1,
+        progress=False,
+    )
     settings.update(kw)
     return TrainConfig(**settings)
 
@@ -206,7 +209,23 @@ def test_cli_trains_and_refuses_bad_arguments(digits, tmp_path, capsys):
 
 def test_cli_reports_non_finite_loss_with_exit_code_1(digits, tmp_path, capsys):
     out = tmp_path / "run"
-    common = ["--data", digits, "--neuron", "learnable", "--out", out, "--hidden", 48, "--batch-size", 50, "--device", "cpu", "--threads", 1, "--no-progress"]
+    common = [
+        "--data",
+        digits,
+        "--neuron",
+        "learnable",
+        "--out",
+        out,
+        "--hidden",
+        48,
+        "--batch-size",
+        50,
+        "--device",
+        "cpu",
+        "--threads",
+        1,
+        "--no-progress",
+    ]
     assert run_cli(*common, "--epochs", 1) == 0
     assert run_cli(*common, "--epochs", 2, "--lr-theta", 1e6, "--resume") == 1
     assert "at epoch 2, batch" in capsys.readouterr().err

@@ -185,7 +185,12 @@ def test_module_substeps_and_dt_reach_the_functional_step():
     neuron = MDN("2-RS", dt=0.5, substeps=4, dtype=torch.float64)
     spikes, u, v = neuron.multi_step(x, return_traces=True)
     fn = F.mdn_multistep(
-        torch.sigmoid(x), F.initial_state(x[0]), F.MDNParameters(*meta_neurons.get("2-RS").theta), dt=0.5, substeps=4, return_traces=True
+        torch.sigmoid(x),
+        F.initial_state(x[0]),
+        F.MDNParameters(*meta_neurons.get("2-RS").theta),
+        dt=0.5,
+        substeps=4,
+        return_traces=True,
     )
     torch.testing.assert_close(spikes, fn.spikes, rtol=0, atol=0)
     torch.testing.assert_close(v, fn.v, rtol=0, atol=0)

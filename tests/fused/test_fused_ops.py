@@ -63,15 +63,31 @@ def run_functional(impl, x, theta, threshold, gsf, v0, u0, dt, substeps, traces,
     itself, or given ``torch.sigmoid(x)``) or the reference loop."""
     leaves = [x, *theta, threshold, gsf, v0, u0]
     if impl == "reference":
-        out = F.mdn_multistep(torch.sigmoid(x), F.MDNState(v0, u0), F.MDNParameters(*theta), threshold=threshold,
-                              dt=dt, substeps=substeps, spike_fn=window(0.5), return_traces=traces)
+        out = F.mdn_multistep(
+            torch.sigmoid(x),
+            F.MDNState(v0, u0),
+            F.MDNParameters(*theta),
+            threshold=threshold,
+            dt=dt,
+            substeps=substeps,
+            spike_fn=window(0.5),
+            return_traces=traces,
+        )
         spikes = out.spikes * gsf
     else:
         with fused.use_kernel(impl):
-            out = fused.mdn_multistep(x if sigmoid_in_op else torch.sigmoid(x), F.MDNState(v0, u0),
-                                      F.MDNParameters(*theta), threshold=threshold, dt=dt, substeps=substeps,
-                                      width=0.5, graded_spikes_factor=gsf, input_sigmoid=sigmoid_in_op,
-                                      return_traces=traces)
+            out = fused.mdn_multistep(
+                x if sigmoid_in_op else torch.sigmoid(x),
+                F.MDNState(v0, u0),
+                F.MDNParameters(*theta),
+                threshold=threshold,
+                dt=dt,
+                substeps=substeps,
+                width=0.5,
+                graded_spikes_factor=gsf,
+                input_sigmoid=sigmoid_in_op,
+                return_traces=traces,
+            )
         spikes = out.spikes
     outs = [spikes, out.state.v, out.state.u] + ([out.v, out.u] if traces else [])
     g = torch.Generator().manual_seed(7)
@@ -164,8 +180,9 @@ def test_gradcheck_smooth_outputs():
         assert fired > 0  # so the resets (theta_c, theta_d) are in the checked gradients
 
     def states(x, a, b, c, d, v0, u0):
-        out = fused.mdn_multistep(x, F.MDNState(v0, u0), F.MDNParameters(a, b, c, d), threshold=threshold,
-                                  input_sigmoid=True, return_traces=True)
+        out = fused.mdn_multistep(
+            x, F.MDNState(v0, u0), F.MDNParameters(a, b, c, d), threshold=threshold, input_sigmoid=True, return_traces=True
+        )
         return out.state.v, out.state.u, out.v, out.u
 
     for kernel in CPU_KERNELS:
@@ -217,8 +234,9 @@ def module_run(neuron, x, traces, steps=2):
 @pytest.mark.parametrize("preset", PRESETS)
 def test_mdn_module_backends_agree(dtype, preset):
     N = 5
-    kwargs = dict(num_neurons=N, learn_theta=True, learn_threshold=True, learn_graded_spikes_factor=True,
-                  dt=0.5, substeps=2, dtype=dtype)
+    kwargs = dict(
+        num_neurons=N, learn_theta=True, learn_threshold=True, learn_graded_spikes_factor=True, dt=0.5, substeps=2, dtype=dtype
+    )
     x = random_drive(30, 4, N, dtype, seed=PRESETS.index(preset))
     results = {}
     for backend in ("fused", "reference"):
@@ -440,6 +458,7 @@ _INTERPRETER_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_triton_kernels_under_the_interpreter():
     pytest.importorskip("triton")
     env = dict(os.environ, TRITON_INTERPRET="1")
@@ -467,9 +486,13 @@ def test_triton_kernels_compile_for_hopper_without_fma():
     for kernel, flags in variants:
         for substeps in (1, 2) if "SUBSTEPS" in kernel.arg_names else (None,):
             for sigmoid, dtype in ((False, "fp32"), (False, "fp64"), (True, "fp32")):
-                constexprs = dict(flags, SIGMOID=sigmoid, BLOCK=triton_kernels.BLOCK) | ({"SUBSTEPS": substeps} if substeps else {})
-                signature = {n: "constexpr" if n in constexprs else "i32" if n in ("T", "M", "N", "LAST") else "*" + dtype
-                             for n in kernel.arg_names}
+                constexprs = dict(flags, SIGMOID=sigmoid, BLOCK=triton_kernels.BLOCK) | (
+                    {"SUBSTEPS": substeps} if substeps else {}
+                )
+                signature = {
+                    n: "constexpr" if n in constexprs else "i32" if n in ("T", "M", "N", "LAST") else "*" + dtype
+                    for n in kernel.arg_names
+                }
                 source = ASTSource(kernel, signature, {(kernel.arg_names.index(k),): v for k, v in constexprs.items()})
                 try:
                     compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=dict(triton_kernels.OPTIONS))
@@ -517,7 +540,9 @@ def test_use_kernel_rejects_unknown_and_impossible_choices():
             pass
     if not CUDA:
         with fused.use_kernel("triton"), pytest.raises(RuntimeError, match="CUDA"):
-            fused.mdn_multistep(torch.randn(3, 2), F.MDNState(torch.zeros(2), torch.zeros(2)), F.MDNParameters(0.1, 0.2, 0.0, 0.1))
+            fused.mdn_multistep(
+                torch.randn(3, 2), F.MDNState(torch.zeros(2), torch.zeros(2)), F.MDNParameters(0.1, 0.2, 0.0, 0.1)
+            )
 
 
 def test_layers_of_snntorch_style_shapes():
@@ -526,7 +551,10 @@ def test_layers_of_snntorch_style_shapes():
     a, b = mdn.MDN("2-SDS", dtype=torch.float64), mdn.MDN("2-SDS", dtype=torch.float64, backend="reference")
     assert torch.equal(a.multi_step(x), b.multi_step(x))
     x1 = x[:, 0, 0, 0]
-    assert torch.equal(mdn.FirstOrder(dtype=torch.float64).multi_step(x1), mdn.FirstOrder(dtype=torch.float64, backend="reference").multi_step(x1))
+    assert torch.equal(
+        mdn.FirstOrder(dtype=torch.float64).multi_step(x1),
+        mdn.FirstOrder(dtype=torch.float64, backend="reference").multi_step(x1),
+    )
 
 
 def test_half_precision_runs_the_torch_loop_kernel_exactly():

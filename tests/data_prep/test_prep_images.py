@@ -75,7 +75,9 @@ def test_cifar10_keeps_3072_channel_major_inputs(tmp_path):
 
 
 def test_cifar10_md5_check_rejects_files_that_are_not_the_release(tmp_path):
-    write_cifar10(tmp_path / "raw", (images(5, (3, 32, 32), 0), np.arange(5)), (images(2, (3, 32, 32), 1), np.arange(2)), list("abcdefghij"))
+    write_cifar10(
+        tmp_path / "raw", (images(5, (3, 32, 32), 0), np.arange(5)), (images(2, (3, 32, 32), 1), np.arange(2)), list("abcdefghij")
+    )
     with pytest.raises(PrepError, match="official md5 sums"):
         cifar10.convert(tmp_path / "c.h5", root=tmp_path / "raw")
     assert not (tmp_path / "c.h5").exists()

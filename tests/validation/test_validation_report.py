@@ -17,13 +17,20 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated:DeprecationWarning"
 SMALL = replace_settings(QUICK, per_type=4, steps=200)
 
 
+@pytest.mark.slow
 def test_cli_writes_a_parseable_report_and_exits_zero(tmp_path, capsys):
     lib = save_library(
         tmp_path / "lib.json",
-        [MetaNeuron("fast", 2, (0.06, 0.219, -0.065, 0.003)), MetaNeuron("depressing", 2, (-0.009, 0.246, -0.058, 0.065)), MetaNeuron("lif", 1, decay=0.8)],
+        [
+            MetaNeuron("fast", 2, (0.06, 0.219, -0.065, 0.003)),
+            MetaNeuron("depressing", 2, (-0.009, 0.246, -0.058, 0.065)),
+            MetaNeuron("lif", 1, decay=0.8),
+        ],
     )
     out = tmp_path / "report"
-    rc = cli.main(["validate", "--library", str(lib), "--quick", "--per-type", "4", "--steps", "200", "--out", str(out), "--no-progress"])
+    rc = cli.main(
+        ["validate", "--library", str(lib), "--quick", "--per-type", "4", "--steps", "200", "--out", str(out), "--no-progress"]
+    )
     printed = capsys.readouterr().out
     assert rc == 0, printed
     assert re.search(r"^PASS: \d+/\d+ checks passed$", printed, re.M)
@@ -46,9 +53,12 @@ def test_cli_writes_a_parseable_report_and_exits_zero(tmp_path, capsys):
     assert not list(out.glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_a_wrong_model_is_reported_as_fail(tmp_path):
     wrong = Candidate("U from the new V", lambda pop: wrong_model(pop), FLOAT64)
-    result = run_validation(["2-RS", "2-WDS"], tmp_path, settings=SMALL, random_theta=False, extra_candidates=[wrong], progress=False)
+    result = run_validation(
+        ["2-RS", "2-WDS"], tmp_path, settings=SMALL, random_theta=False, extra_candidates=[wrong], progress=False
+    )
     assert result["passed"] is False
     verdicts = {c["name"]: c["passed"] for c in result["checks"]}
     assert verdicts["U from the new V vs Brian2 numpy (float64 rule)"] is False
@@ -77,15 +87,20 @@ def test_cli_errors_name_the_bad_input(tmp_path, capsys):
     assert not Path(tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_cli_exits_one_when_a_check_fails(tmp_path, capsys, monkeypatch):
     from validation import report
 
     defaults = report._default_candidates
     monkeypatch.setattr(report, "_default_candidates", lambda: defaults() + [Candidate("U from the new V", wrong_model, FLOAT64)])
-    rc = cli.main(["validate", "--neurons", "2-RS", "--quick", "--per-type", "4", "--steps", "150", "--out", str(tmp_path), "--no-progress"])
+    rc = cli.main(
+        ["validate", "--neurons", "2-RS", "--quick", "--per-type", "4", "--steps", "150", "--out", str(tmp_path), "--no-progress"]
+    )
     printed = capsys.readouterr().out
     assert rc == 1
-    assert "FAIL  U from the new V vs Brian2 numpy (float64 rule)" in printed and re.search(r"^FAIL: \d+/\d+ checks passed$", printed, re.M)
+    assert "FAIL  U from the new V vs Brian2 numpy (float64 rule)" in printed and re.search(
+        r"^FAIL: \d+/\d+ checks passed$", printed, re.M
+    )
 
 
 def test_dt_study_names_types_whose_ode_reference_is_not_resolved():

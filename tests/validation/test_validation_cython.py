@@ -29,12 +29,20 @@ def test_strict_flags_replace_fast_math():
 def test_use_target_sets_and_restores_prefs(tmp_path):
     from brian2 import prefs
 
-    before = (prefs["codegen.target"], prefs["codegen.runtime.cython.cache_dir"], list(prefs["codegen.cpp.extra_compile_args_gcc"]))
+    before = (
+        prefs["codegen.target"],
+        prefs["codegen.runtime.cython.cache_dir"],
+        list(prefs["codegen.cpp.extra_compile_args_gcc"]),
+    )
     with use_target("cython-strict", tmp_path):
         assert prefs["codegen.target"] == "cython"
         assert prefs["codegen.runtime.cython.cache_dir"] == str(tmp_path / "brian2-cython-strict")
         assert "-ffp-contract=off" in prefs["codegen.cpp.extra_compile_args_gcc"]
-    assert (prefs["codegen.target"], prefs["codegen.runtime.cython.cache_dir"], list(prefs["codegen.cpp.extra_compile_args_gcc"])) == before
+    assert (
+        prefs["codegen.target"],
+        prefs["codegen.runtime.cython.cache_dir"],
+        list(prefs["codegen.cpp.extra_compile_args_gcc"]),
+    ) == before
     with pytest.raises(ValueError, match="unknown Brian2 target 'cuda'"):
         with use_target("cuda"):
             pass
@@ -43,7 +51,12 @@ def test_use_target_sets_and_restores_prefs(tmp_path):
 @pytest.mark.slow
 def test_cython_modes_agree_with_numpy_and_snntorch():
     rng = np.random.default_rng(5)
-    pop = Population.concat([Population.of(get(n), {"sine": stimuli.sine(150, 3, rng), "noise": stimuli.noise(150, 3, rng)}) for n in ("2-RS", "2-SDS")])
+    pop = Population.concat(
+        [
+            Population.of(get(n), {"sine": stimuli.sine(150, 3, rng), "noise": stimuli.noise(150, 3, rng)})
+            for n in ("2-RS", "2-SDS")
+        ]
+    )
     numpy_run = brian2_sim.simulate(pop, "numpy")
     strict = brian2_sim.simulate(pop, "cython-strict")
     fast = brian2_sim.simulate(pop, "cython")

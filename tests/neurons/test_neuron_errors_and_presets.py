@@ -14,7 +14,11 @@ from mdn_snntorch import meta_neurons
     "kwargs, error, match",
     [
         (dict(theta=(0.1, torch.zeros(3), 0.0, 0.0), num_neurons=5), ValueError, r"theta_b has shape \(3,\)"),
-        (dict(theta=(torch.zeros(4), torch.zeros(3), 0.0, 0.0)), ValueError, r"disagree on the number of neurons: theta_a \(4,\), theta_b \(3,\)"),
+        (
+            dict(theta=(torch.zeros(4), torch.zeros(3), 0.0, 0.0)),
+            ValueError,
+            r"disagree on the number of neurons: theta_a \(4,\), theta_b \(3,\)",
+        ),
         (dict(theta=(0.1, 0.2, 0.3)), TypeError, "theta must be"),
         (dict(theta=(0.1, math.nan, 0.0, 0.0)), ValueError, "theta_b is not finite"),
         (dict(theta="2-XX"), KeyError, "valid names: 2-FS, 2-RS, 2-SDS, 2-WDS, init, 1st-order"),
@@ -96,7 +100,11 @@ def test_every_preset_builds_its_module(name):
 
 
 def test_library_round_trip(tmp_path):
-    neurons = [meta_neurons.get("2-FS"), meta_neurons.MetaNeuron("gen-0", 2, (0.01, 0.2, -0.05, 0.04), provenance={"cluster": [0, 1]}), meta_neurons.get("1st-order")]
+    neurons = [
+        meta_neurons.get("2-FS"),
+        meta_neurons.MetaNeuron("gen-0", 2, (0.01, 0.2, -0.05, 0.04), provenance={"cluster": [0, 1]}),
+        meta_neurons.get("1st-order"),
+    ]
     path = mdn.save_library(tmp_path / "lib.json", neurons, provenance={"source": "test"})
     lib = mdn.load_library(path)
     assert lib.neurons == neurons
@@ -112,8 +120,14 @@ def test_library_round_trip(tmp_path):
         ({"format": "something-else", "version": 1, "neurons": []}, "not a meta-neuron library"),
         ({"format": "mdn-meta-neuron-library", "version": 99, "neurons": []}, "version 99 is not supported"),
         ({"format": "mdn-meta-neuron-library", "version": 1}, "missing field 'neurons'"),
-        ({"format": "mdn-meta-neuron-library", "version": 1, "neurons": [{"name": "x", "order": 2}]}, r"neurons\[0\].*missing field 'theta'"),
-        ({"format": "mdn-meta-neuron-library", "version": 1, "neurons": [{"order": 2, "theta": [0, 0, 0, 0]}]}, "missing field 'name'"),
+        (
+            {"format": "mdn-meta-neuron-library", "version": 1, "neurons": [{"name": "x", "order": 2}]},
+            r"neurons\[0\].*missing field 'theta'",
+        ),
+        (
+            {"format": "mdn-meta-neuron-library", "version": 1, "neurons": [{"order": 2, "theta": [0, 0, 0, 0]}]},
+            "missing field 'name'",
+        ),
     ],
 )
 def test_library_errors_name_the_file_and_the_problem(tmp_path, doc, match):

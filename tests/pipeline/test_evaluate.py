@@ -13,13 +13,6 @@ from mdn_snntorch.pipeline.evaluate import capability, evaluate
 SMALL = dict(epochs=2, hidden=32, batch_size=50, lr=3e-3, device="cpu", threads=1)
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    from data_prep import digits
-
-    return str(digits.convert(tmp_path_factory.mktemp("data") / "digits.h5", time_steps=8, seed=0))
-
-
 def test_capability_is_eq7():
     cap = capability({"a": 90.0, "b": 80.0, "c": 70.0})
     sd = np.std([90, 80, 70])

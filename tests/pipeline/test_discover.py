@@ -11,13 +11,6 @@ from mdn_snntorch.meta_neurons import MetaNeuron
 from mdn_snntorch.pipeline.discover import DUPLICATE_DISTANCE, Clustering, cluster_pair, discover, select_candidates
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    from data_prep import digits
-
-    return str(digits.convert(tmp_path_factory.mktemp("data") / "digits.h5", time_steps=8, seed=0))
-
-
 def test_cluster_pair_counts_blobs_on_unequal_scales():
     """Three blobs separated along a (scale 0.01) and b (scale 0.1): both axes must count."""
     rng = np.random.default_rng(0)
@@ -86,7 +79,9 @@ def test_near_duplicates_and_degenerate_candidates_are_dropped():
 def test_discover_on_a_tiny_run_writes_a_loadable_library(digits, tmp_path):
     out = tmp_path / "spatial.json"
     hidden = 40
-    library = discover(digits, out, seeds=1, epochs=2, hidden=hidden, batch_size=50, lr=3e-3, device="cpu", threads=1, progress=False)
+    library = discover(
+        digits, out, seeds=1, epochs=2, hidden=hidden, batch_size=50, lr=3e-3, device="cpu", threads=1, progress=False
+    )
     loaded = meta_neurons.load_library(out)
     assert loaded.names == library.names and len(loaded.neurons) >= 1
     for neuron in loaded.neurons:
@@ -106,7 +101,19 @@ def test_discover_on_a_tiny_run_writes_a_loadable_library(digits, tmp_path):
         assert (tmp_path / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the training run is kept and reused: a second call trains nothing new and gives the same library
     stamp = (tmp_path / "spatial_runs" / "seed0" / "epoch_002.pt").stat().st_mtime_ns
-    again = discover(digits, out, seeds=1, epochs=2, hidden=hidden, batch_size=50, lr=3e-3, device="cpu", threads=1, progress=False, figures=False)
+    again = discover(
+        digits,
+        out,
+        seeds=1,
+        epochs=2,
+        hidden=hidden,
+        batch_size=50,
+        lr=3e-3,
+        device="cpu",
+        threads=1,
+        progress=False,
+        figures=False,
+    )
     assert [n.theta for n in again.neurons] == [n.theta for n in library.neurons]
     assert (tmp_path / "spatial_runs" / "seed0" / "epoch_002.pt").stat().st_mtime_ns == stamp
 

@@ -12,13 +12,6 @@ import torch
 from mdn_snntorch.pipeline.checkpoint import load_checkpoint
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    from data_prep import digits
-
-    return str(digits.convert(tmp_path_factory.mktemp("data") / "digits.h5", time_steps=8, seed=0))
-
-
 def mdn_train(launcher, data, out):
     # batch 150 does not divide the 1347 training samples: the last batch (147 rows) splits 74 / 73.
     # 18 steps: the per-step gradients agree to ~1e-8, but a threshold can amplify that into a flipped
@@ -31,6 +24,7 @@ def mdn_train(launcher, data, out):
     return load_checkpoint(out)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process(digits, tmp_path):
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     ddp = mdn_train(torchrun, digits, tmp_path / "ddp")

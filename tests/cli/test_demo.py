@@ -9,6 +9,9 @@ from mdn_snntorch import meta_neurons
 from mdn_snntorch.cli import main
 from mdn_snntorch.cli.demo import run_demo
 
+#: the tests that share the quick demo's output (the demo itself takes about 45 s)
+slow = pytest.mark.slow
+
 
 class _Tags(HTMLParser):
     def __init__(self):
@@ -27,6 +30,7 @@ def demo(tmp_path_factory):
     return out, json.loads((out / "summary.json").read_text())
 
 
+@slow
 def test_report_files_exist_and_parse(demo):
     out, _ = demo
     page = _Tags()
@@ -37,6 +41,7 @@ def test_report_files_exist_and_parse(demo):
     assert "## Accuracy and capability" in md and "## Brian2 validation" in md
 
 
+@slow
 def test_table_has_every_neuron_and_task(demo):
     _, summary = demo
     generated = [n for lib in summary["libraries"].values() for n in lib["neurons"]]
@@ -49,12 +54,14 @@ def test_table_has_every_neuron_and_task(demo):
             assert neuron in summary["capability"][task]
 
 
+@slow
 def test_brian2_check_passed(demo):
     out, summary = demo
     assert summary["validation_passed"]
     assert (out / "quick" / "validation" / "report.html").exists()
 
 
+@slow
 def test_spatial_presets_beat_chance_by_a_wide_margin(demo):
     _, summary = demo
     spatial = summary["task_names"][0]
@@ -62,6 +69,7 @@ def test_spatial_presets_beat_chance_by_a_wide_margin(demo):
         assert summary["accuracy_percent"][spatial][neuron]["mean"] > 60, neuron  # chance is 10 %
 
 
+@slow
 def test_rerun_reuses_finished_steps(demo):
     out, first = demo
     again = run_demo(out, quick=True)

@@ -105,6 +105,8 @@ def test_every_converter_takes_the_common_options(name):
 
 def test_python_m_data_prep(tmp_path):
     out = tmp_path / "r.h5"
-    run = subprocess.run([sys.executable, "-m", "data_prep.digits_rows", "--out", str(out), "--steps-per-row", "2"], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "data_prep.digits_rows", "--out", str(out), "--steps-per-row", "2"], capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr
     assert read_meta(out)["time_steps"] == 16

@@ -73,7 +73,9 @@ def test_tidigits_sequential(tmp_path, tidigits_root):
     assert not spikes[:, :14].any() and spikes[:, 16:].any(axis=2).all()  # one frame per step: silence first
 
 
-@pytest.mark.parametrize("oh, train_labels, num_classes", [("drop", [1, 0, 9], 10), ("zero", [1, 0, 0, 9], 10), ("class", [1, 10, 0, 9], 11)])
+@pytest.mark.parametrize(
+    "oh, train_labels, num_classes", [("drop", [1, 0, 9], 10), ("zero", [1, 0, 0, 9], 10), ("class", [1, 10, 0, 9], 11)]
+)
 def test_tidigits_oh(tmp_path, tidigits_root, oh, train_labels, num_classes):
     out = tidigits.convert(tmp_path / "t.h5", root=tidigits_root, oh=oh)
     assert spikes_of(out, "train")[1].tolist() == train_labels and read_meta(out)["num_classes"] == num_classes

@@ -11,8 +11,16 @@ import mdn_snntorch as mdn
 
 # name -> (factory(**kwargs), number of states returned, learnable-parameter flags)
 NEURONS = {
-    "MDN": (lambda **kw: mdn.MDN("2-FS", **kw), 2, {"learn_theta": ("theta_a", "theta_b", "theta_c", "theta_d"), "learn_threshold": ("threshold",)}),
-    "snn.Synaptic": (lambda **kw: snn.Synaptic(alpha=0.9, beta=0.8, **kw), 2, {"learn_alpha": ("alpha",), "learn_threshold": ("threshold",)}),
+    "MDN": (
+        lambda **kw: mdn.MDN("2-FS", **kw),
+        2,
+        {"learn_theta": ("theta_a", "theta_b", "theta_c", "theta_d"), "learn_threshold": ("threshold",)},
+    ),
+    "snn.Synaptic": (
+        lambda **kw: snn.Synaptic(alpha=0.9, beta=0.8, **kw),
+        2,
+        {"learn_alpha": ("alpha",), "learn_threshold": ("threshold",)},
+    ),
     "FirstOrder": (lambda **kw: mdn.FirstOrder(**kw), 1, {"learn_decay": ("decay",), "learn_threshold": ("threshold",)}),
     "snn.Leaky": (lambda **kw: snn.Leaky(beta=0.8, **kw), 1, {"learn_beta": ("beta",), "learn_threshold": ("threshold",)}),
 }
@@ -106,7 +114,9 @@ def test_learn_flags_make_parameters(name):
         assert not any(p in frozen for p in params)
 
 
-@pytest.mark.parametrize("loss", [SF.mse_count_loss(correct_rate=0.8, incorrect_rate=0.2), SF.ce_rate_loss()], ids=["mse_count", "ce_rate"])
+@pytest.mark.parametrize(
+    "loss", [SF.mse_count_loss(correct_rate=0.8, incorrect_rate=0.2), SF.ce_rate_loss()], ids=["mse_count", "ce_rate"]
+)
 @pytest.mark.parametrize("name", NAMES)
 def test_snntorch_losses_accept_the_stacked_output(name, loss):
     factory, _, _ = NEURONS[name]
