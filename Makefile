@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# pytest workers: one per core, at most 2 (override: make test JOBS=1)
+JOBS   ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 2 ] && n=2; echo $$n)
 
-.PHONY: demo demo-quick test test-fast system-deps clean
+.PHONY: demo demo-quick test test-fast lint system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +14,7 @@ $(BIN)/python:
 # Re-install whenever the project metadata changes.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -24,11 +26,15 @@ demo-quick: $(STAMP)
 system-deps:
 	@bash scripts/system_deps.sh
 
-test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: $(STAMP) system-deps lint
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile
 
 test-fast: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile -m "not slow"
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo_out .pytest_cache
