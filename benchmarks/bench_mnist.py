@@ -10,7 +10,7 @@ and (optionally) meta-neuron discovery on MNIST. Not part of CI.
 
 Prints one line per finished epoch and run (test accuracy, seconds per epoch), then a summary with each
 neuron's seconds per epoch as a ratio to the first neuron's, measured in the same invocation, and the
-SPEC §2 reference points (2-FS 92.7 / 94.9 / 96.3 % after epochs 1 / 2 / 3 at T = 20).
+learning-speed reference (2-FS 92.7 / 94.9 / 96.3 % after epochs 1 / 2 / 3 at T = 20; docs/model.md#training-schedule).
 Writes ``<out>/<neuron>/`` runs, ``<out>/summary.json`` and ``<out>/accuracy.png``; with discovery also
 ``<out>/spatial.json`` and its figures.
 """
@@ -83,7 +83,7 @@ def summarise(args, results: dict[str, list[dict]]) -> dict:
             f"{neuron:>9}: test acc per epoch {' '.join(f'{a:.2f}' for a in accs)}\n"
             f"{'':>9}  final {accs[-1]:.2f} % (best {max(accs):.2f}, mean of the last {len(accs[-10:])} "
             f"{last10:.2f}; paper {PAPER.get(neuron, float('nan')):.2f}), "
-            f"{secs:.1f} s/epoch (x{secs / base:.2f} of {neurons[0]})" + (f", SPEC ref. epochs 1-3: {ref}" if ref else "")
+            f"{secs:.1f} s/epoch (x{secs / base:.2f} of {neurons[0]})" + (f", reference epochs 1-3: {ref}" if ref else "")
         )
         summary["runs"][neuron] = {
             "test_acc": accs,
@@ -155,14 +155,16 @@ def run_discovery(data: Path, args) -> int:
 
     library = discover(
         data, Path(args.out) / "spatial.json", seeds=1, epochs=args.discover_epochs, hidden=500, batch_size=100,
-        lr=1e-3, lr_theta=1e-3, lr_decay=args.lr_decay, lr_step=args.lr_step, resample=args.resample, device=args.device, threads=args.threads, progress=not args.quiet,
+        lr=1e-3, lr_theta=1e-3, lr_decay=args.lr_decay, lr_step=args.lr_step, resample=args.resample,
+        device=args.device, threads=args.threads, progress=not args.quiet,
     )  # fmt: skip
     clusters = library.provenance["clustering"]
     print(f"discovery: {clusters['ab']['num_centres']} (a, b) x {clusters['cd']['num_centres']} (c, d) centres (paper: 1 x 3)")
     for record in library.provenance["selection"]["candidates"]:
         theta = ", ".join(f"{t:.4f}" for t in record["theta"])
         print(
-            f"  {record['id']:<9} ({theta}) support {record['support']:>4} {record['status']}: {record.get('name') or record.get('reason')}"
+            f"  {record['id']:<9} ({theta}) support {record['support']:>4} "
+            f"{record['status']}: {record.get('name') or record.get('reason')}"
         )
     return 0
 

@@ -1,7 +1,7 @@
 """Spike encodings: random (Bernoulli) sampling of intensities in [0, 1] (paper §4.1).
 
 ``S[n, t, d] = 1  if  u[n, t, d] < p[n, t, d]  else 0``,  u ~ U[0, 1) i.i.d., so E[S] = p exactly
-(p = 1 always spikes, p = 0 never does). Spikes come out packed (:func:`mdn_snntorch.data.pack_spikes`).
+(p = 1 always spikes, p = 0 never does). Spikes come out packed (:func:`mdn_snntorch.spikefile.pack_spikes`).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from data_prep import encode
 from data_prep.common import PrepError, make_meta, positive_int, write_split
 from mdn_snntorch.spikefile import SpikeFileWriter
 
-#: default number of time steps for static images (the paper does not give one; SPEC §4)
+#: default number of time steps for static images (the paper gives none; docs/model.md#encodings-and-time-steps)
 DEFAULT_TIME_STEPS = 20
 
 
@@ -76,6 +76,7 @@ def convert_images(
     with SpikeFileWriter(out, meta, force=force, intensity_levels=255) as writer:
         for split, data in splits.items():
             write_split(
-                writer, split, len(data.labels), lambda a, b, d=data: (d.images[a:b], d.labels[a:b]), encoder, seed=seed, intensity=pixels,
+                writer, split, len(data.labels), lambda a, b, d=data: (d.images[a:b], d.labels[a:b]), encoder,
+                seed=seed, intensity=pixels,
             )  # fmt: skip
     return writer.out

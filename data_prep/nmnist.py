@@ -4,7 +4,7 @@ Each recording's events are read by ``tonic.datasets.NMNIST`` (``tonic.io.read_m
 accumulated into T frames of equal duration by ``tonic.transforms.ToFrame(n_time_bins=T)``; a pixel
 spikes in a step if it had at least one event there: ``S[t, p, y, x] = [count > 0]`` (deterministic,
 the seed is unused). The ATIS sensor has 34 x 34 pixels and 2 polarities, hence 2312 inputs; the
-paper's Table 1 says 2592 (= 2 x 36 x 36) without explaining it (SPEC §4, docs/data.md).
+paper's Table 1 says 2592 (= 2 x 36 x 36) without explaining it (docs/data.md, docs/model.md#encodings-and-time-steps).
 
 Without ``download`` an extracted copy must be in tonic's layout under ``root``:
 ``root/NMNIST/{Train,Test}/<digit>/<id>.bin`` (the zip archives are not needed).

@@ -1,7 +1,9 @@
-r"""What a meta neuron does on its own: responses to the SPEC's sine stimulus and to constant currents,
-the paper's Fig. 4 analysis, and the checks :mod:`mdn_snntorch.discover` filters candidates with.
+r"""What a meta neuron does on its own: responses to the sine stimulus and to constant currents,
+the paper's Fig. 4 analysis, and the checks :mod:`mdn_snntorch.pipeline.discover` filters candidates with
+(docs/model.md#meta-neuron-generation).
 
-* Sine stimulus (SPEC §3, paper Fig. 4): :math:`I_k = \sigma(0.723\sqrt2 \sin(2\pi k / 50))`.
+* Sine stimulus (paper Fig. 4: mean 0, standard deviation 0.723 before the sigmoid):
+  :math:`I_k = \sigma(0.723\sqrt2 \sin(2\pi k / 50))`.
 * Constant currents :math:`I = \sigma(x)`, :math:`x \in \{-3, -2.5, \ldots, 3\}` (13 levels, I from 0.047 to 0.953).
 * Simulation in float64 with the neuron's own step (dt = 1), no surrogate, from V = 0, U = 0.08.
 
@@ -51,7 +53,7 @@ def sigmoid(x) -> np.ndarray:
 
 
 def sine_current(steps: int = 150, std: float = SINE_STD, period: int = SINE_PERIOD) -> np.ndarray:
-    """The SPEC's stimulus ``I[k] = sigmoid(std sqrt(2) sin(2 pi k / period))``, shape ``[steps]``."""
+    """The sine stimulus ``I[k] = sigmoid(std sqrt(2) sin(2 pi k / period))``, shape ``[steps]``."""
     k = np.arange(steps)
     return sigmoid(std * np.sqrt(2.0) * np.sin(2 * np.pi * k / period))
 

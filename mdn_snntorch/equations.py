@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Initial state of the 2nd-order neuron (SPEC §1).
+#: Initial state of the 2nd-order neuron (paper §4.2; docs/model.md#discretisation).
 V0 = 0.0
 U0 = 0.08
 #: Firing threshold of both neuron orders (paper §3.2, §3.4).

@@ -1,4 +1,4 @@
-r"""Pure step functions of the MDN and the 1st-order neuron (SPEC §1).
+r"""Pure step functions of the MDN and the 1st-order neuron (docs/model.md#discretisation).
 
 One network step of length ``dt`` of the 2nd-order neuron, forward Euler,
 in Brian2's order (state update -> threshold -> reset)::
@@ -14,7 +14,7 @@ resetting at every sub-step that fires; the step's spike is 1 if any sub-step fi
 
 The state is reset with the *detached* spike (as snnTorch does), so gradients reach
 ``theta_c`` and ``theta_d`` through the reset while no gradient flows through the spike
-into the reset itself.
+into the reset itself (docs/model.md#surrogate-gradient-and-reset).
 """
 
 from __future__ import annotations

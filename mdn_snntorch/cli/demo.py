@@ -1,4 +1,4 @@
-"""``mdn demo``: the paper's pipeline end to end on embedded data (SPEC §3-§6).
+"""``mdn demo``: the paper's pipeline end to end on embedded data (paper §3.3-§4; docs/model.md).
 
 1. prepare a spatial task (scikit-learn digits, rate-coded) and a temporal task (the same digits
    read one row per time step) as HDF5 spike files;
@@ -250,7 +250,8 @@ def _write_report(
 
     report.heading("Brian2 validation")
     report.paragraph(
-        f"Overall: {'PASS' if validation['passed'] else 'FAIL'}. Full report: {Path(summary['validation']['report']).relative_to(out)}"
+        f"Overall: {'PASS' if validation['passed'] else 'FAIL'}. "
+        f"Full report: {Path(summary['validation']['report']).relative_to(out)}"
     )
     checks = validation.get("checks", [])
     if checks:

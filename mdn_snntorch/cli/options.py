@@ -24,7 +24,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """The training settings (defaults resolved later by :func:`settings_from_args`)."""
     g = parser.add_argument_group("training settings (explicit values beat --recipe, which beats the defaults)")
     g.add_argument("--recipe", help=f"training recipe of a data set (paper Table 1): {', '.join(recipes.RECIPES)}")
-    g.add_argument("--preset", dest="recipe", help=argparse.SUPPRESS)  # the earlier name of --recipe
+    g.add_argument("--preset", dest="recipe", help=argparse.SUPPRESS)  # another name for --recipe
     g.add_argument("--epochs", type=int, help=f"epochs (default {_DEFAULTS['epochs']})")
     g.add_argument("--batch-size", type=int, help=f"global batch size (default {_DEFAULTS['batch_size']})")
     g.add_argument("--lr", type=float, help=f"eta_W, learning rate of the weights (default {_DEFAULTS['lr']})")

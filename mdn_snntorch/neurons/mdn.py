@@ -84,7 +84,7 @@ class MDN(MDNFamilyNeuron):
 
     Args:
         theta: a preset name (``"2-FS"``, ``"2-RS"``, ``"2-SDS"``, ``"2-WDS"``, ``"init"``), a
-            :class:`~mdn_snntorch.presets.MetaNeuron`, 4 floats ``(a, b, c, d)`` or 4 per-neuron
+            :class:`~mdn_snntorch.meta_neurons.MetaNeuron`, 4 floats ``(a, b, c, d)`` or 4 per-neuron
             tensors of shape ``(num_neurons,)``.
         num_neurons: make theta per neuron (the input's last dimension must then equal it).
         learn_theta: register theta as ``nn.Parameter`` (per neuron when ``num_neurons`` is set).

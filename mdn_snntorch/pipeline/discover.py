@@ -1,4 +1,6 @@
-r"""Generating meta neurons (paper §3.3, Fig. 2-4; SPEC §3): ``mdn discover`` and :func:`discover`.
+r"""Generating meta neurons (paper §3.3, Fig. 2-4): ``mdn discover`` and :func:`discover`.
+
+The choices made where the paper is silent: docs/model.md#meta-neuron-generation.
 
 1. Train the SNN with learnable per-neuron theta on a source data set, once per seed.
 2. Collect theta_k = (a, b, c, d) of every hidden and output neuron of every seed.
@@ -15,7 +17,7 @@ r"""Generating meta neurons (paper §3.3, Fig. 2-4; SPEC §3): ``mdn discover`` 
    are taken in order of support, and one whose response distance to an already kept neuron is below
    ``duplicate_distance`` (0.1, relative) is dropped as its near-duplicate.
 
-Output: the library JSON (:func:`~mdn_snntorch.presets.save_library`) with provenance, and beside it
+Output: the library JSON (:func:`~mdn_snntorch.meta_neurons.save_library`) with provenance, and beside it
 ``<name>_fig3.png`` (accuracy curves and theta scatter with centres) and ``<name>_fig4.png`` (each
 kept neuron's V, U, input and attractor under the sine).
 """
@@ -123,7 +125,8 @@ def select_candidates(
             name,
             2,
             tuple(record["theta"]),
-            description=f"generated: (a, b) centre {record['ab_centre']}, (c, d) centre {record['cd_centre']}, support {record['support']} neurons",
+            description=f"generated: (a, b) centre {record['ab_centre']}, (c, d) centre {record['cd_centre']}, "
+            f"support {record['support']} neurons",
             provenance={"candidate": record["id"], "support": record["support"]},
         )
         record.update(status="kept", name=name)
@@ -186,7 +189,8 @@ def discover(
             for pair, c in clusters.items()
         },
         "selection": {
-            "stimulus": f"sine, std {dynamics.SINE_STD}, period {dynamics.SINE_PERIOD}, {steps} steps; constant currents sigmoid({dynamics.CONSTANT_DRIVES.min():g}..{dynamics.CONSTANT_DRIVES.max():g})",
+            "stimulus": f"sine, std {dynamics.SINE_STD}, period {dynamics.SINE_PERIOD}, {steps} steps; "
+            f"constant currents sigmoid({dynamics.CONSTANT_DRIVES.min():g}..{dynamics.CONSTANT_DRIVES.max():g})",
             "duplicate_distance": duplicate_distance,
             "candidates": candidates,
         },

@@ -1,6 +1,6 @@
 r"""The paper's evaluation (Table 3, Eq. 7, Fig. 8): ``mdn evaluate`` and :func:`evaluate`.
 
-Every neuron type is trained on every task with every seed (frozen theta, :func:`mdn_snntorch.train.train`).
+Every neuron type is trained on every task with every seed (frozen theta, :func:`mdn_snntorch.pipeline.trainer.train`).
 A run's accuracy is its test accuracy after the last epoch. Per task and neuron:
 mean +- std over seeds (sample standard deviation, n - 1; 0 for one seed).
 
@@ -10,12 +10,12 @@ Capability (paper Eq. 7) of neuron i on a task, over the neuron types evaluated 
 
 with :math:`\mathrm{Acc}_i` the neuron's mean accuracy over seeds and :math:`\sigma` the population standard
 deviation over the neuron types (the paper writes "var" and calls it the standard deviation); 0 when all
-types score the same.
+types score the same (docs/model.md#capability).
 
 Files in ``out``: ``runs/<task>/<neuron>/seed<s>/`` (each a training run; when the command is run again,
-finished ones are reused, unfinished ones resumed, and ones made with other settings refused), ``runs.csv`` and ``runs.json`` (every run's
-final metrics), ``table.md`` and ``results.json`` (Table 3 and capabilities), ``accuracy.png`` and
-``capability.png`` (Fig. 8).
+finished ones are reused, unfinished ones resumed, and ones made with other settings refused),
+``runs.csv`` and ``runs.json`` (every run's final metrics), ``table.md`` and ``results.json`` (Table 3 and
+capabilities), ``accuracy.png`` and ``capability.png`` (Fig. 8).
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ def _reusable_run(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
             raise ValueError(f"{run_dir} holds a run made with {name}={old!r}, not {value!r}: remove it or use another --out")
     if (saved.get("epochs") or 0) > config.epochs:
         raise ValueError(
-            f"{run_dir} holds a run of {saved['epochs']} epochs, more than the {config.epochs} asked for: remove it or use another --out"
+            f"{run_dir} holds a run of {saved['epochs']} epochs, more than the {config.epochs} asked for: "
+            "remove it or use another --out"
         )
     if doc.get("status") == "finished" and saved.get("epochs") == config.epochs:
         return doc

@@ -1,5 +1,5 @@
-"""Golden traces: the module, the functional step and an independent float64 evaluation of
-SPEC §1 written here in numpy agree for every preset."""
+"""Golden traces: the module, the functional step and an independent float64 evaluation of the
+step of docs/model.md#discretisation, written here in numpy, agree for every preset."""
 
 import math
 
@@ -16,7 +16,7 @@ SECOND_ORDER = ["2-FS", "2-RS", "2-SDS", "2-WDS", "init"]
 
 
 def sine_drive(steps=STEPS):
-    """Pre-sigmoid drive with std 0.723 and period 50 (SPEC §1), shape [T, 1]."""
+    """Pre-sigmoid drive with std 0.723 and period 50 (docs/model.md#meta-neuron-generation), shape [T, 1]."""
     k = np.arange(steps)
     return 0.723 * math.sqrt(2) * np.sin(2 * math.pi * k / 50)[:, None]
 
@@ -29,7 +29,7 @@ STIMULI = {"sine": sine_drive, "random": random_drive}
 
 
 def reference_mdn(drive, theta, v_th=0.5, v0=0.0, u0=0.08, dt=1.0):
-    """SPEC §1 in plain numpy float64: returns spikes, pre-reset V, post-reset V and U, each [T, N]."""
+    """docs/model.md#discretisation in plain numpy float64: returns spikes, pre-reset V, post-reset V and U, each [T, N]."""
     a, b, c, d = theta
     current = 1.0 / (1.0 + np.exp(-drive))
     v = np.full(drive.shape[1], v0)
@@ -108,7 +108,7 @@ def test_first_order_float64_matches_independent_reference(stimulus):
 
 
 def test_2sds_fires_exactly_six_times_under_the_sine():
-    """SPEC §1: I[k] = sigmoid(0.723 sqrt(2) sin(2 pi k / 50)), dt 1, V_th 0.5, V0 0, U0 0.08."""
+    """docs/model.md#the-neuron: I[k] = sigmoid(0.723 sqrt(2) sin(2 pi k / 50)), dt 1, V_th 0.5, V0 0, U0 0.08."""
     x = torch.from_numpy(sine_drive())
     spikes = MDN("2-SDS", dtype=torch.float64).multi_step(x)
     assert torch.nonzero(spikes[:, 0]).flatten().tolist() == [1, 3, 5, 7, 10, 14]
@@ -118,7 +118,7 @@ def test_2sds_fires_exactly_six_times_under_the_sine():
 # error then grows by the map's derivative |dV'/dV| = |1 + dt (2V - 1)| <= ~1.2 per step, and is
 # cut back to zero at every reset. Measured over these 150 steps: <= 2e-7 for the presets whose U
 # stays bounded, 2.4e-4 for 2-SDS, whose theta_a < 0 lets U (and so the V sensitivity) grow
-# without bound (SPEC §1). The tolerances leave ~50x headroom over those measurements.
+# without bound (docs/model.md#tolerances). The tolerances leave ~50x headroom over those measurements.
 FLOAT32_ATOL = {"2-FS": 1e-5, "2-RS": 1e-5, "2-WDS": 1e-5, "init": 1e-5, "2-SDS": 1e-2, "1st-order": 1e-5}
 # A float64 pre-reset V this close to (but not exactly on) V_th is a tie float32 cannot resolve.
 TIE = 1e-6

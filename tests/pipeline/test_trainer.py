@@ -190,7 +190,7 @@ def test_cli_trains_and_refuses_bad_arguments(digits, tmp_path, capsys):
     cfg = load_checkpoint(out)["config"]
     assert cfg["neuron"] == "2-RS" and cfg["recipe"] == "digits" and cfg["lr"] == 3e-3 and cfg["hidden"] == 32
     assert cfg["lr_step"] == 1
-    # --preset is the earlier name of --recipe and still accepted
+    # --preset is accepted as another name for --recipe
     resume = ["--data", digits, "--neuron", "2-RS", "--preset", "digits", "--out", out, *common[:2], "--epochs", 2, *common[4:]]
     assert run_cli(*resume, "--lr-decay", 0.5, "--lr-step", 5, "--resume") == 0
     assert load_checkpoint(out)["config"]["lr_step"] == 5 and load_checkpoint(out)["metrics"][-1]["lr"] == 3e-3
