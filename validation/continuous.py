@@ -1,6 +1,6 @@
 r"""How far the discrete dt = 1 model is from the ODE it discretises (paper Eq. 2).
 
-For every 2nd-order neuron type, constant currents (an f-I curve) and the SPEC's sine are run with
+For every 2nd-order neuron type, constant currents (an f-I curve) and the sine stimulus are run with
 
 - forward Euler at clock step ``h = 1, 1/2, 1/4, 1/10`` (``h = 1`` is the paper's model; ``h = 1/n``
   is what ``MDN(dt=1, substeps=n)`` integrates), and

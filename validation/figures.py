@@ -1,6 +1,6 @@
 """Figures of the validation report (matplotlib, Agg backend), each saved atomically as PNG.
 
-- :func:`neuron_traces`: paper Fig. 4 for one neuron under the SPEC's sine: input I (blue), V (red),
+- :func:`neuron_traces`: paper Fig. 4 for one neuron under the sine stimulus: input I (blue), V (red),
   U (green) and the attractor of V (yellow; drawn at 1.0, above threshold, where there is none, as the
   paper does), snnTorch solid and Brian2 dashed, with |dV| and |dU| below on a log scale;
 - :func:`rasters`: spike rasters of Brian2 and snnTorch side by side, differences marked;

@@ -18,7 +18,8 @@ The stability horizon of a neuron is the first step at which the reference's
 :math:`\epsilon = U - I + 1/4` exceeds :math:`1/dt^2 = 1`: from there on the Euler map
 :math:`V' = V^2 - U + I` has no stable fixed point (the multiplier at the would-be attractor,
 :math:`1 - 2\sqrt\epsilon`, leaves (-1, 1)), round-off grows instead of decaying and spike-exact
-agreement of two float implementations stops being meaningful (SPEC §1: 2-SDS after ~120 steps).
+agreement of two float implementations stops being meaningful (2-SDS after ~120 steps under the sine;
+see ``docs/model.md#tolerances``).
 """
 
 from __future__ import annotations

@@ -48,6 +48,10 @@ class Population:
         """Indices of the neurons of one order."""
         return np.flatnonzero(self.order == order)
 
+    def first(self, kind: str, family: str) -> int:
+        """Index of the first neuron of type ``kind`` driven by the stimulus ``family``."""
+        return int(np.flatnonzero((self.kind == kind) & (self.stimulus == family))[0])
+
     def select(self, idx: np.ndarray) -> Population:
         """The sub-population ``idx`` (indices or a boolean mask)."""
         return Population(

@@ -49,7 +49,8 @@ class Rule:
             return "bit-identical spikes and states over the whole run"
         return (
             f"ΔV, ΔU <= {self.state_atol:g} and identical spikes up to the stability horizon "
-            f"(except threshold grazes <= {self.graze_atol:g}); afterwards Δrate <= {self.rate_sigmas:g} sqrt(1/(2n)) for n free steps"
+            f"(except threshold grazes <= {self.graze_atol:g}); "
+            f"afterwards Δrate <= {self.rate_sigmas:g} sqrt(1/(2n)) for n free steps"
         )
 
 

@@ -1,8 +1,8 @@
 r"""Input currents that drive the replayed neurons; every family returns ``I [T, n]`` in (0, 1).
 
-- ``sine``: the SPEC's stimulus :math:`I_k = \sigma(\sqrt2\,s\,\sin(2\pi (k + \phi)/P))`, std
-  ``s = 0.723``, period ``P = 50``; column 0 is exactly that (phase 0), the others have a random
-  phase and a std scaled by 0.5-1.5.
+- ``sine``: :math:`I_k = \sigma(\sqrt2\,s\,\sin(2\pi (k + \phi)/P))`, std ``s = 0.723``, period
+  ``P = 50``; column 0 is exactly the sine stimulus of ``docs/model.md#meta-neuron-generation``
+  (phase 0), the others have a random phase and a std scaled by 0.5-1.5.
 - ``f-I``: constant currents evenly spaced in (0, 1), one level per column (f-I curves).
 - ``noise``: :math:`\sigma(x_k)`, :math:`x_k \sim N(\mu, 1)` i.i.d. per step, :math:`\mu \sim U(-2, 2)` per column.
 - ``random``: piecewise-constant currents, a new :math:`U(0, 1)` level after geometric hold

@@ -9,7 +9,9 @@ import argparse
 import sys
 
 from mdn_snntorch import meta_neurons
-from validation.report import FULL, QUICK, replace_settings, run_validation, summary_lines
+from validation.report import run_validation
+from validation.run import FULL, QUICK, replace_settings
+from validation.summary import summary_lines
 from validation.targets import TARGETS
 
 

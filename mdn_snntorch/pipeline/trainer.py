@@ -3,7 +3,8 @@ r"""Training the 3-layer SNN on an HDF5 spike file (paper §2, §4.2): ``mdn tra
 * Loss: paper Eq. 4 (:func:`~mdn_snntorch.loss.rate_mse_loss`), Adam, PyTorch's default initialisation.
 * Two parameter groups: synaptic weights with ``lr`` (eta_W) and, when theta is learnable, the dynamic
   parameters with ``lr_theta`` (eta_D, default eta_W).
-* Learning-rate schedule (the paper only says "decay learning rate by epochs"): a step decay,
+* Learning-rate schedule (the paper only says "decay learning rate by epochs";
+  ``docs/model.md#training-schedule``): a step decay,
 
   .. math:: \eta(e) = \eta_0 \, \gamma^{\lfloor e / k \rfloor}, \qquad e = 0, 1, \ldots
             \quad (\gamma = \texttt{lr\_decay} = 0.9,\ k = \texttt{lr\_step} = 1)
@@ -34,7 +35,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -45,6 +46,9 @@ from mdn_snntorch.pipeline import distributed
 from mdn_snntorch.pipeline.checkpoint import latest_checkpoint, read_checkpoint, save_checkpoint, write_csv, write_json
 from mdn_snntorch.pipeline.loss import correct, rate_mse_loss
 from mdn_snntorch.pipeline.model import ThreeLayerSNN
+
+if TYPE_CHECKING:
+    from mdn_snntorch.spikefile import SpikeDataset
 
 
 class NonFiniteLossError(RuntimeError):
@@ -201,9 +205,6 @@ class _Run:
     """One training run: data, model, optimiser, files; :meth:`fit` runs the epochs."""
 
     def __init__(self, config: TrainConfig, ctx: distributed.DistContext, device: torch.device, model: ThreeLayerSNN | None):
-        from mdn_snntorch.pipeline.loader import SpikeLoader, spike_loader
-        from mdn_snntorch.spikefile import SpikeDataset
-
         if config.threads:
             torch.set_num_threads(config.threads)
         if config.batch_size < ctx.world_size:
@@ -215,19 +216,45 @@ class _Run:
             config = self._merge_resumed(config, checkpoint)
         self.config = config
 
-        train_set = SpikeDataset(config.data, "train")
-        self.meta = train_set.meta
-        self.codes = train_set.codes.to(device) if train_set.codes is not None else None
-        n_outputs = int(train_set.codes.shape[1]) if train_set.codes is not None else int(train_set.num_classes)
+        train_set, n_outputs = self._load_data()
+        self.model = self._build_model(model, train_set.n_inputs, n_outputs, checkpoint)
+        self.model_spec = self.model.spec()
+        self.optimizer = self._build_optimizer()
+        self.metrics: list[dict[str, Any]] = []
+        self.start_epoch = 0
+        self.last_checkpoint: Path | None = None
+        if checkpoint is not None:
+            self._resume(checkpoint)
+        self.net = (
+            DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda" else None, broadcast_buffers=False)
+            if ctx.enabled
+            else self.model
+        )
+        self.train_loader, self.test_loader = self._build_loaders(train_set)
+        self.autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=config.bf16)
 
+    # ---- set-up ---------------------------------------------------------------------------
+    def _load_data(self) -> tuple[SpikeDataset, int]:
+        """The training split (its meta data and class codes kept) and the number of outputs it needs."""
+        from mdn_snntorch.spikefile import SpikeDataset
+
+        train_set = SpikeDataset(self.config.data, "train")
+        self.meta = train_set.meta
+        self.codes = train_set.codes.to(self.device) if train_set.codes is not None else None
+        n_outputs = int(train_set.codes.shape[1]) if train_set.codes is not None else int(train_set.num_classes)
+        return train_set, n_outputs
+
+    def _build_model(self, given: ThreeLayerSNN | None, n_inputs: int, n_outputs: int, checkpoint: dict | None) -> ThreeLayerSNN:
+        """The checkpoint's network, else ``given``, else a new one from the config (weights seeded), on the device."""
+        config = self.config
         torch.manual_seed(config.seed)
         if checkpoint is not None:
             model = ThreeLayerSNN.from_spec(checkpoint["model_spec"])
-            _data_fit(model, train_set.n_inputs, n_outputs, config.data, f"the model in checkpoint {checkpoint['path']}")
+            _data_fit(model, n_inputs, n_outputs, config.data, f"the model in checkpoint {checkpoint['path']}")
             model.load_state_dict(checkpoint["model"])
-        elif model is None:
+        elif given is None:
             model = ThreeLayerSNN(
-                train_set.n_inputs,
+                n_inputs,
                 config.hidden,
                 n_outputs,
                 neuron=config.neuron,
@@ -236,39 +263,31 @@ class _Run:
                 substeps=config.substeps,
             )
         else:
-            _data_fit(model, train_set.n_inputs, n_outputs, config.data, "the given model")
-        self.model_spec = model.spec()
+            model = given
+            _data_fit(model, n_inputs, n_outputs, config.data, "the given model")
         for neuron in (model.hidden, model.output):
             neuron.check_input = False  # a non-finite input shows up as a non-finite loss, checked per batch
-        self.model = model.to(device)
+        return model.to(self.device)
 
+    def _build_optimizer(self) -> torch.optim.Adam:
+        """Adam over the weights (``lr``) and, when theta is learnable, the theta (``eta_theta``)."""
+        config, model = self.config, self.model
         groups = [{"params": model.weight_parameters(), "lr": config.lr, "base_lr": config.lr, "name": "weights"}]
         if model.theta_parameters():
             groups.append(
                 {"params": model.theta_parameters(), "lr": config.eta_theta, "base_lr": config.eta_theta, "name": "theta"}
             )
-        self.optimizer = torch.optim.Adam(groups)
-        self.metrics: list[dict[str, Any]] = []
-        self.start_epoch = 0
-        self.last_checkpoint: Path | None = None
-        if checkpoint is not None:
-            self.optimizer.load_state_dict(checkpoint["optimizer"])
-            for group in self.optimizer.param_groups:  # learning rates may change on resume
-                group["base_lr"] = config.lr if group["name"] == "weights" else config.eta_theta
-            self.metrics = list(checkpoint["metrics"])
-            self.start_epoch = int(checkpoint["epoch"])
-            self.last_checkpoint = Path(checkpoint["path"])
+        return torch.optim.Adam(groups)
 
-        self.net = (
-            DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None, broadcast_buffers=False)
-            if ctx.enabled
-            else model
-        )
-        self.train_loader = SpikeLoader(
+    def _build_loaders(self, train_set: SpikeDataset):
+        """The shuffled training loader (epoch order and spike sampling from ``(seed, epoch)``) and the test loader."""
+        from mdn_snntorch.pipeline.loader import SpikeLoader, spike_loader
+
+        config = self.config
+        train_loader = SpikeLoader(
             train_set, config.batch_size, shuffle=True, seed=config.seed, num_workers=config.num_workers, resample=config.resample
         )
-        self.test_loader = spike_loader(config.data, "test", config.eval_batch_size, num_workers=config.num_workers)
-        self.autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=config.bf16)
+        return train_loader, spike_loader(config.data, "test", config.eval_batch_size, num_workers=config.num_workers)
 
     # ---- resume ---------------------------------------------------------------------------
     def _checkpoint_to_resume(self, config: TrainConfig) -> dict | None:
@@ -276,7 +295,8 @@ class _Run:
         if not config.resume:
             if existing is not None:
                 raise ValueError(
-                    f"run directory {self.out} already holds {existing.name}; pass --resume to continue it or choose another --out"
+                    f"run directory {self.out} already holds {existing.name}; "
+                    "pass --resume to continue it or choose another --out"
                 )
             return None
         if self.out is None:
@@ -295,11 +315,21 @@ class _Run:
             else:
                 same = value == TrainConfig.saved_value(saved, name)
             if not same:
+                changeable = ", ".join(TrainConfig.RESUMABLE_CHANGES[:-3])
                 raise ValueError(
                     f"cannot resume {checkpoint['path']} with {name}={value!r}: the run was started with "
-                    f"{name}={TrainConfig.saved_value(saved, name)!r} (a resumed run may change only {', '.join(TrainConfig.RESUMABLE_CHANGES[:-3])})"
+                    f"{name}={TrainConfig.saved_value(saved, name)!r} (a resumed run may change only {changeable})"
                 )
         return config
+
+    def _resume(self, checkpoint: dict) -> None:
+        """Continue after the checkpoint's epoch: its optimiser state (with this config's learning rates) and metrics."""
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        for group in self.optimizer.param_groups:  # learning rates may change on resume
+            group["base_lr"] = self.config.lr if group["name"] == "weights" else self.config.eta_theta
+        self.metrics = list(checkpoint["metrics"])
+        self.start_epoch = int(checkpoint["epoch"])
+        self.last_checkpoint = Path(checkpoint["path"])
 
     # ---- epochs ---------------------------------------------------------------------------
     def fit(self) -> TrainResult:

@@ -45,9 +45,9 @@ def test_float64_agrees_with_brian2_by_the_rules(replay, name):
     m = compare(_select(replay["float64"], mask), _select(replay["brian2"], mask), sub)
     assert judge(m, FLOAT64).ok.all()
     assert m.count_reference.sum() > 0  # the stimuli make every type fire
-    sine = int(np.flatnonzero(sub.stimulus == "sine")[0])  # the SPEC's sine, phase 0
+    sine = sub.first(name, "sine")  # the sine stimulus of docs/model.md#meta-neuron-generation, phase 0
     if name == "2-SDS":
-        # eps = U - I + 1/4 passes 1 near step 120 (SPEC §1): exact before, free after
+        # eps = U - I + 1/4 passes 1 near step 120 (docs/model.md#tolerances): exact before, free after
         assert 110 <= m.horizon[sine] <= 130
         assert m.first_divergence[sine] >= m.horizon[sine]
         assert m.max_dv[sine] < 1e-13 and m.max_du[sine] < 1e-13

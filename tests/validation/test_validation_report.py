@@ -9,8 +9,9 @@ from test_validation_neurons import wrong_model
 
 from mdn_snntorch import cli
 from mdn_snntorch.meta_neurons import MetaNeuron, save_library
-from validation.report import QUICK, Candidate, replace_settings, run_validation
+from validation.report import run_validation
 from validation.rules import FLOAT64
+from validation.run import QUICK, Candidate, replace_settings
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated:DeprecationWarning")
 
@@ -89,10 +90,10 @@ def test_cli_errors_name_the_bad_input(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cli_exits_one_when_a_check_fails(tmp_path, capsys, monkeypatch):
-    from validation import report
+    from validation import run
 
-    defaults = report._default_candidates
-    monkeypatch.setattr(report, "_default_candidates", lambda: defaults() + [Candidate("U from the new V", wrong_model, FLOAT64)])
+    defaults = run.default_candidates
+    monkeypatch.setattr(run, "default_candidates", lambda: defaults() + [Candidate("U from the new V", wrong_model, FLOAT64)])
     rc = cli.main(
         ["validate", "--neurons", "2-RS", "--quick", "--per-type", "4", "--steps", "150", "--out", str(tmp_path), "--no-progress"]
     )
