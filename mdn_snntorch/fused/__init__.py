@@ -4,7 +4,7 @@
   :func:`use_kernel`); light, imported with the neurons.
 - :mod:`~mdn_snntorch.fused.ops`: the custom ops with their explicit backward; imported on first use.
 - the kernels behind the ops, all with the same arguments and results:
-  :mod:`~mdn_snntorch.fused.c_kernels` (C for CPUs, source in ``mdn_kernels.c``),
+  :mod:`~mdn_snntorch.fused.c_kernels` (C for CPUs, source in ``c/mdn_kernels.c`` and ``c/mdn_kernels_impl.h``),
   :mod:`~mdn_snntorch.fused.triton_kernels` (CUDA) and :mod:`~mdn_snntorch.fused.torch_loop`
   (any device).
 """

@@ -6,6 +6,9 @@ Semantics are those of :func:`mdn_snntorch.functional.mdn_multistep` and
     V' = V + dt (V^2 - V - U + I),  U' = U + dt theta_a (theta_b V - U),  S = H(V' - V_th)
     V <- theta_c,  U <- U' + theta_d   where S = 1            (n Euler sub-steps of dt / n per step)
 
+(``docs/model.md#discretisation``; the surrogate, the reset and their gradients:
+``docs/model.md#surrogate-gradient-and-reset``; the 1st-order neuron: ``docs/model.md#the-1st-order-neuron``.)
+
 The forward op runs the recurrence and keeps only the current ``I`` and the state ``(V, U)`` at
 checkpoints every ``every`` steps (every step on GPU, every 32 on CPU); the backward op recomputes each
 segment from its checkpoint (bitwise: same code, no fused multiply-adds) and runs BPTT through ``V``,
@@ -13,9 +16,9 @@ segment from its checkpoint (bitwise: same code, no fused multiply-adds) and run
 initial state, theta_a..d, the threshold and the graded-spikes factor. Both are
 ``torch.library.custom_op``\ s with fake kernels, so ``torch.compile`` treats them as single graph nodes.
 
-Kernels behind the ops (chosen per call, see :func:`use_kernel`): plain C on CPU
-(:mod:`~mdn_snntorch.kernels.cpu`), Triton on CUDA (:mod:`~mdn_snntorch.kernels.gpu`), and a
-PyTorch loop (:mod:`~mdn_snntorch.kernels.torch_loop`) everywhere else or when neither can be built.
+Kernels behind the ops (chosen per call, see :func:`~mdn_snntorch.fused.dispatch.use_kernel`): plain C on CPU
+(:mod:`~mdn_snntorch.fused.c_kernels`), Triton on CUDA (:mod:`~mdn_snntorch.fused.triton_kernels`), and a
+PyTorch loop (:mod:`~mdn_snntorch.fused.torch_loop`) everywhere else or when neither can be built.
 The forward records which one ran; the backward uses the same.
 
 The neurons pick their path with ``backend="auto" | "fused" | "reference"``; :func:`use_reference`
@@ -61,7 +64,7 @@ def resolve_kernel(device_type: str, dtype: torch.dtype) -> str:
 
 def _every(kernel: str, T: int) -> int:
     """Steps between the forward's state checkpoints: every step for Triton (it reads them back), else
-    segments of :data:`~mdn_snntorch.kernels.cpu.SEGMENT` steps recomputed by the backward."""
+    segments of :data:`~mdn_snntorch.fused.c_kernels.SEGMENT` steps recomputed by the backward."""
     return 1 if kernel == "triton" else min(T, c_kernels.SEGMENT)
 
 

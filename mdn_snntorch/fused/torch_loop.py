@@ -1,16 +1,21 @@
 r"""The fused time loop written with plain PyTorch ops: runs on every device and dtype.
 
-The same algorithm as the C kernels (see :mod:`mdn_snntorch.kernels.cpu` for the adjoint equations): the
-forward keeps the state only at checkpoints every ``every`` steps; the backward recomputes each segment
-from its checkpoint and runs the adjoint of Euler step, threshold, window surrogate and reset over it in
-one reverse loop, with no autograd graph. Used where no compiled kernel applies (other devices,
-float16/bfloat16, no C compiler). Arguments and results are those of the C wrappers: inputs ``I [T, M]``,
-state ``[M]``, parameters ``[P, N]`` (``M`` a multiple of ``N``), parameter gradients ``[P, N]``.
+The same algorithm as the C kernels (:mod:`mdn_snntorch.fused.c_kernels`): the forward keeps the state
+only at checkpoints every ``every`` steps; the backward recomputes each segment from its checkpoint and
+runs the adjoint of Euler step, threshold, window surrogate and reset over it in one reverse loop, with no
+autograd graph. The steps call the right-hand sides of :mod:`mdn_snntorch.equations`, as the reference
+loop of :mod:`mdn_snntorch.functional` does, in the same order of operations, so the forward is bitwise
+the reference's (``docs/model.md#discretisation``, ``#the-1st-order-neuron``). Used where no compiled
+kernel applies (other devices, float16/bfloat16, no C compiler). Arguments and results are those of the C
+wrappers: inputs ``I [T, M]``, state ``[M]``, parameters ``[P, N]`` (``M`` a multiple of ``N``),
+parameter gradients ``[P, N]``.
 """
 
 from __future__ import annotations
 
 import torch
+
+from mdn_snntorch.equations import du_dt, dv_dt, first_order_map
 
 Tensor = torch.Tensor
 
@@ -21,12 +26,27 @@ def _per_element(params: Tensor, M: int) -> tuple[Tensor, ...]:
 
 
 def _mdn_substep(v: Tensor, u: Tensor, I: Tensor, a, b, c, d, th, dt: float):
-    """One Euler (sub-)step: ``(v_new, u_new, x = V' - V_th, spike)``, rounding as the reference loop."""
-    vp = v + dt * (((v * v - v) - u) + I)
-    up = u + dt * (a * (b * v - u))
+    """One Euler (sub-)step and its reset: ``(v_new, u_new, x = V' - V_th, spike)``, the operations of
+    :func:`mdn_snntorch.functional.mdn_step` in its order."""
+    vp = v + dt * dv_dt(v, u, I)
+    up = u + dt * du_dt(v, u, a, b)
     x = vp - th
     s = (x > 0).to(v.dtype)
     return torch.where(s > 0, c, vp), up + d * s, x, s
+
+
+def _mdn_adjoint(v, u, s, gsh, gv, gu, a, b, dt: float, gp: Tensor):
+    """The adjoint of :func:`_mdn_substep` from its pre-step state ``v, u``, spike ``s`` and ``gsh`` (the
+    spike's gradient through the surrogate, ``docs/model.md#surrogate-gradient-and-reset``): takes the
+    gradients ``gv, gu`` of the post-reset state to those of the pre-step state, adds the parameter
+    gradients to ``gp[0:5]`` (a, b, c, d, V_th) and returns ``(gv, gu, gradient of I)``."""
+    gvp = gv * (1 - s) + gsh
+    gp[0] += gu * (dt * (b * v - u))
+    gp[1] += gu * (dt * (a * v))
+    gp[2] += gv * s
+    gp[3] += gu * s
+    gp[4] -= gsh
+    return gvp * (1 + dt * (2 * v - 1)) + gu * (dt * (a * b)), gu * (1 - dt * a) - gvp * dt, gvp * dt
 
 
 def _mdn_step(v, u, I, p, dt: float, substeps: int):
@@ -42,7 +62,7 @@ def _mdn_step(v, u, I, p, dt: float, substeps: int):
 def mdn_forward(
     x: Tensor, v0: Tensor, u0: Tensor, params: Tensor, dt: float, substeps: int, sigmoid: bool, traces: bool, every: int
 ):
-    """See :func:`mdn_snntorch.kernels.cpu.mdn_forward`."""
+    """See :func:`mdn_snntorch.fused.c_kernels.mdn_forward`."""
     I = torch.sigmoid(x) if sigmoid else x
     T, M = I.shape
     *p, scale = _per_element(params, M)
@@ -61,7 +81,7 @@ def mdn_forward(
 
 
 def mdn_backward(I, ck, params, gs, gvtr, gutr, gvT, guT, dt: float, substeps: int, width: float, sigmoid: bool, every: int):
-    """See :func:`mdn_snntorch.kernels.cpu.mdn_backward` (the sums here are in ``I``'s dtype)."""
+    """See :func:`mdn_snntorch.fused.c_kernels.mdn_backward` (the sums here are in ``I``'s dtype)."""
     T, M = I.shape
     a, b, c, d, th, scale = _per_element(params, M)
     sdt = dt / substeps
@@ -95,20 +115,23 @@ def mdn_backward(I, ck, params, gs, gvtr, gutr, gvT, guT, dt: float, substeps: i
                 else:  # the OR passes the step's spike gradient to a sub-step iff no other sub-step fired
                     gsj = gS if substeps == 1 else torch.where(fired - s == 0, gS, 0)
                     gsh = gsj * (x.abs() < width).to(gv.dtype)
-                gvp = gv * (1 - s) + gsh
-                gp[0] += gu * (sdt * (b * v - u))
-                gp[1] += gu * (sdt * (a * v))
-                gp[2] += gv * s
-                gp[3] += gu * s
-                gp[4] -= gsh
-                gI += gvp * sdt
-                gv, gu = gvp * (1 + sdt * (2 * v - 1)) + gu * (sdt * (a * b)), gu * (1 - sdt * a) - gvp * sdt
+                gv, gu, g = _mdn_adjoint(v, u, s, gsh, gv, gu, a, b, sdt, gp)
+                gI += g
             gx[t] = gI * (1 - I[t]) * I[t] if sigmoid else gI
     return gx, gv, gu, gp.view(6, -1, params.shape[1]).sum(1)
 
 
+def _fo_step(v: Tensor, I: Tensor, g, th, r):
+    """One step of the 1st-order neuron and its reset: ``(v_new, x = V' - V_th, spike)``, the operations of
+    :func:`mdn_snntorch.functional.first_order_step` in its order."""
+    vp = first_order_map(v, I, g)
+    x = vp - th
+    s = (x > 0).to(I.dtype)
+    return torch.where(s > 0, r, vp), x, s
+
+
 def first_order_forward(x: Tensor, v0: Tensor, params: Tensor, sigmoid: bool, traces: bool, every: int):
-    """See :func:`mdn_snntorch.kernels.cpu.first_order_forward`."""
+    """See :func:`mdn_snntorch.fused.c_kernels.first_order_forward`."""
     I = torch.sigmoid(x) if sigmoid else x
     T, M = I.shape
     g, th, r, scale = _per_element(params, M)
@@ -118,9 +141,7 @@ def first_order_forward(x: Tensor, v0: Tensor, params: Tensor, sigmoid: bool, tr
     for t in range(T):
         if t % every == 0:
             ck[t // every] = v
-        vp = g * v + I[t]
-        s = ((vp - th) > 0).to(I.dtype)
-        v = torch.where(s > 0, r, vp)
+        v, _, s = _fo_step(v, I[t], g, th, r)
         spk[t] = s * scale
         if traces:
             vtr[t] = v
@@ -128,7 +149,7 @@ def first_order_forward(x: Tensor, v0: Tensor, params: Tensor, sigmoid: bool, tr
 
 
 def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bool, every: int):
-    """See :func:`mdn_snntorch.kernels.cpu.first_order_backward`."""
+    """See :func:`mdn_snntorch.fused.c_kernels.first_order_backward`."""
     T, M = I.shape
     g, th, r, scale = _per_element(params, M)
     gv = gvT.clone() if gvT is not None else I.new_zeros(M)
@@ -138,14 +159,12 @@ def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bo
         states, v = [], ck[t0 // every]
         for t in range(t0, min(t0 + every, T)):  # recompute the segment
             states.append(v)
-            vp = g * v + I[t]
-            v = torch.where(((vp - th) > 0), r, vp)
+            v, _, _ = _fo_step(v, I[t], g, th, r)
         for t in reversed(range(t0, min(t0 + every, T))):
             if gvtr is not None:
                 gv = gv + gvtr[t]
             v = states[t - t0]
-            x = (g * v + I[t]) - th
-            s = (x > 0).to(I.dtype)
+            _, x, s = _fo_step(v, I[t], g, th, r)
             if gs is not None:
                 gsh = (gs[t] * scale) * (x.abs() < width).to(I.dtype)
                 gp[3] += gs[t] * s

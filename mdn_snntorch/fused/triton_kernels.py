@@ -2,14 +2,19 @@ r"""Triton kernels of the fused time loop, for CUDA tensors.
 
 One program per block of ``BLOCK`` elements of ``[T, M]`` (``M`` = batch x neurons, neuron index
 ``e % N``); the loop over time runs inside the program, forward and backward. Same algorithm and
-equations as the C kernels (:mod:`mdn_snntorch.kernels.cpu`): the forward stores the pre-step state per
+equations as the C kernels (:mod:`mdn_snntorch.fused.c_kernels`): the forward stores the pre-step state per
 step (and ``I = sigmoid(x)`` when it applies the sigmoid), the backward recomputes each step from it and
 runs the adjoint; with ``n`` sub-steps it keeps the sub-steps' pre-step states in a scratch buffer
 ``[2n, M]`` (each program only touches its own columns). Parameter gradients are written as per-element
 sums over time ``[P, M]`` and summed over the batch by PyTorch, so the result is deterministic.
 
+The step of each neuron and its adjoint are written once, as ``@triton.jit`` helpers (:func:`_mdn_euler`,
+:func:`_mdn_adjoint`, :func:`_fo_step`, :func:`_fo_adjoint`) called by the forward and backward kernels
+(equations: ``docs/model.md#discretisation``, ``#surrogate-gradient-and-reset``, ``#the-1st-order-neuron``).
+
 Kernels are launched with ``enable_fp_fusion=False``: no fused multiply-add, so the forward rounds like
-PyTorch's eager CUDA ops and the backward's recomputation is bitwise the forward's.
+PyTorch's eager CUDA ops and the backward's recomputation is bitwise the forward's
+(``docs/model.md#tolerances``).
 
 The same code runs on CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1`` set before this
 module is imported), which is how the tests check the kernels' logic on machines without a GPU.
@@ -40,6 +45,48 @@ def available() -> bool:
 
 
 if triton is not None:
+
+    @triton.jit
+    def _window(x, w):
+        """The window surrogate's derivative [|x| < w] in ``x``'s dtype (docs/model.md#surrogate-gradient-and-reset)."""
+        return ((x < w) & (-x < w)).to(x.dtype)
+
+    @triton.jit
+    def _mdn_euler(v, u, cur, dt, a, b, c, d, th):
+        """One Euler (sub-)step of the MDN (docs/model.md#discretisation), V and U both from the old state,
+        then the reset: ``(V, U after the reset, x = V' - V_th, spike [x > 0])``."""
+        vp = v + dt * (((v * v - v) - u) + cur)
+        up = u + dt * (a * (b * v - u))
+        x = vp - th
+        s = (x > 0).to(v.dtype)
+        return tl.where(s > 0, c, vp), up + d * s, x, s
+
+    @triton.jit
+    def _mdn_adjoint(v, u, s, gsh, gv, gu, dt, a, b):
+        """The adjoint of :func:`_mdn_euler` from its pre-step state ``v, u``, spike ``s`` and ``gsh`` (the
+        spike's gradient through the surrogate); ``gv, gu`` are the post-reset state's gradients. Returns the
+        pre-step state's gradients, the current's and the terms of theta_a..d's: ``(gv, gu, gI, ga, gb, gc, gd)``
+        (V_th's is ``-gsh``)."""
+        gvp = gv * (1 - s) + gsh
+        gv_prev = gvp * (1 + dt * (2 * v - 1)) + gu * (dt * (a * b))
+        gu_prev = gu * (1 - dt * a) - gvp * dt
+        return gv_prev, gu_prev, gvp * dt, gu * (dt * (b * v - u)), gu * (dt * (a * v)), gv * s, gu * s
+
+    @triton.jit
+    def _fo_step(v, cur, g, th, r):
+        """One step of the 1st-order neuron (docs/model.md#the-1st-order-neuron), then the reset:
+        ``(V after the reset, x = V' - V_th, spike [x > 0])``."""
+        vp = g * v + cur
+        x = vp - th
+        s = (x > 0).to(v.dtype)
+        return tl.where(s > 0, r, vp), x, s
+
+    @triton.jit
+    def _fo_adjoint(v, s, gsh, gv, g):
+        """The adjoint of :func:`_fo_step` from its pre-step ``v``, spike ``s`` and ``gsh``; ``gv`` is the
+        post-reset V's gradient. Returns ``(gv of the pre-step V, gI, g_decay term, g_reset term)``."""
+        gvp = gv * (1 - s) + gsh
+        return gvp * g, gvp, gvp * v, gv * s
 
     @triton.jit
     def _mdn_fwd_kernel(
@@ -88,11 +135,7 @@ if triton is not None:
             tl.store(CK + oc + M, u, mask=mask)
             acc = tl.zeros_like(v)
             for _j in tl.static_range(SUBSTEPS):
-                vp = v + dt * (((v * v - v) - u) + cur)
-                up = u + dt * (a * (b * v - u))
-                s = ((vp - th) > 0).to(v.dtype)
-                v = tl.where(s > 0, c, vp)
-                u = up + d * s
+                v, u, _x, s = _mdn_euler(v, u, cur, dt, a, b, c, d, th)
                 acc = (acc + s) - acc * s
             tl.store(SPK + o, acc * sc, mask=mask)
             if TRACES:
@@ -172,49 +215,38 @@ if triton is not None:
                 gs = tl.load(GS + o, mask=mask, other=0.0)
             gI = zero
             if SUBSTEPS == 1:
-                x = (v + dt * (((v * v - v) - u) + cur)) - th
-                s = (x > 0).to(v.dtype)
-                h = ((x < w) & (-x < w)).to(v.dtype)
-                gsh = (gs * sc) * h
+                _v, _u, x, s = _mdn_euler(v, u, cur, dt, a, b, c, d, th)
+                gsh = (gs * sc) * _window(x, w)
                 gsc += gs * s
-                gvp = gv * (1 - s) + gsh
-                gc += gv * s
-                gd += gu * s
+                gv, gu, gI, dga, dgb, dgc, dgd = _mdn_adjoint(v, u, s, gsh, gv, gu, dt, a, b)
+                ga += dga
+                gb += dgb
+                gc += dgc
+                gd += dgd
                 gth -= gsh
-                ga += gu * (dt * (b * v - u))
-                gb += gu * (dt * (a * v))
-                gI = gvp * dt
-                gv, gu = gvp * (1 + dt * (2 * v - 1)) + gu * (dt * (a * b)), gu * (1 - dt * a) - gvp * dt
             else:
                 cnt = zero
                 for j in tl.static_range(SUBSTEPS):  # recompute the sub-steps, keep their pre-step state
                     tl.store(SCR + (2 * j) * M + offs64, v, mask=mask)
                     tl.store(SCR + (2 * j + 1) * M + offs64, u, mask=mask)
-                    vp = v + dt * (((v * v - v) - u) + cur)
-                    up = u + dt * (a * (b * v - u))
-                    s = ((vp - th) > 0).to(v.dtype)
+                    v, u, _x, s = _mdn_euler(v, u, cur, dt, a, b, c, d, th)
                     cnt += s
-                    v = tl.where(s > 0, c, vp)
-                    u = up + d * s
                 gS = gs * sc
                 gsc += gs * (cnt > 0).to(v.dtype)
                 for jj in tl.static_range(SUBSTEPS):
                     j = SUBSTEPS - 1 - jj
                     v = tl.load(SCR + (2 * j) * M + offs64, mask=mask, other=0.0)
                     u = tl.load(SCR + (2 * j + 1) * M + offs64, mask=mask, other=0.0)
-                    x = (v + dt * (((v * v - v) - u) + cur)) - th
-                    s = (x > 0).to(v.dtype)
-                    h = ((x < w) & (-x < w)).to(v.dtype)
+                    _v, _u, x, s = _mdn_euler(v, u, cur, dt, a, b, c, d, th)
                     # the OR passes the step's spike gradient to sub-step j iff no other sub-step fired
-                    gsh = tl.where(cnt - s == 0, gS, zero) * h
-                    gvp = gv * (1 - s) + gsh
-                    gc += gv * s
-                    gd += gu * s
+                    gsh = tl.where(cnt - s == 0, gS, zero) * _window(x, w)
+                    gv, gu, dgI, dga, dgb, dgc, dgd = _mdn_adjoint(v, u, s, gsh, gv, gu, dt, a, b)
+                    gI += dgI
+                    ga += dga
+                    gb += dgb
+                    gc += dgc
+                    gd += dgd
                     gth -= gsh
-                    ga += gu * (dt * (b * v - u))
-                    gb += gu * (dt * (a * v))
-                    gI += gvp * dt
-                    gv, gu = gvp * (1 + dt * (2 * v - 1)) + gu * (dt * (a * b)), gu * (1 - dt * a) - gvp * dt
             if SIGMOID:
                 gI = (gI * (1 - cur)) * cur
             tl.store(GX + o, gI, mask=mask)
@@ -263,9 +295,7 @@ if triton is not None:
             else:
                 cur = x
             tl.store(CK + o, v, mask=mask)
-            vp = g * v + cur
-            s = ((vp - th) > 0).to(v.dtype)
-            v = tl.where(s > 0, r, vp)
+            v, _x, s = _fo_step(v, cur, g, th, r)
             tl.store(SPK + o, s * sc, mask=mask)
             if TRACES:
                 tl.store(VTR + o, v, mask=mask)
@@ -299,6 +329,7 @@ if triton is not None:
         n = offs % N
         g = tl.load(P + n, mask=mask, other=0.0)
         th = tl.load(P + N + n, mask=mask, other=0.0)
+        r = tl.load(P + 2 * N + n, mask=mask, other=0.0)
         sc = tl.load(P + 3 * N + n, mask=mask, other=0.0)
         w = tl.load(SCAL + 1)
         zero = tl.zeros_like(g)
@@ -319,16 +350,13 @@ if triton is not None:
             gs = zero
             if HAS_GS:
                 gs = tl.load(GS + o, mask=mask, other=0.0)
-            x = (g * v + cur) - th
-            s = (x > 0).to(v.dtype)
-            h = ((x < w) & (-x < w)).to(v.dtype)
-            gsh = (gs * sc) * h
-            gvp = gv * (1 - s) + gsh
-            gr += gv * s
-            gth -= gsh
-            gg += gvp * v
+            _v, x, s = _fo_step(v, cur, g, th, r)
+            gsh = (gs * sc) * _window(x, w)
             gsc += gs * s
-            gv = gvp * g
+            gv, gvp, dgg, dgr = _fo_adjoint(v, s, gsh, gv, g)
+            gg += dgg
+            gr += dgr
+            gth -= gsh
             if SIGMOID:
                 gvp = (gvp * (1 - cur)) * cur
             tl.store(GX + o, gvp, mask=mask)
@@ -357,7 +385,7 @@ def _sum_rows(gp: Tensor, N: int) -> Tensor:
 def mdn_forward(
     x: Tensor, v0: Tensor, u0: Tensor, params: Tensor, dt: float, substeps: int, sigmoid: bool, traces: bool, every: int
 ):
-    """See :func:`mdn_snntorch.kernels.cpu.mdn_forward` (here ``every`` must be 1); the sigmoid runs in the kernel."""
+    """See :func:`mdn_snntorch.fused.c_kernels.mdn_forward` (here ``every`` must be 1); the sigmoid runs in the kernel."""
     if every != 1:
         raise ValueError(f"the Triton kernels checkpoint every step, got every={every}")
     T, M = x.shape
@@ -391,7 +419,7 @@ def mdn_forward(
 
 
 def mdn_backward(I, ck, params, gs, gvtr, gutr, gvT, guT, dt: float, substeps: int, width: float, sigmoid: bool, every: int):
-    """See :func:`mdn_snntorch.kernels.cpu.mdn_backward`."""
+    """See :func:`mdn_snntorch.fused.c_kernels.mdn_backward`."""
     T, M = I.shape
     N = params.shape[1]
     gx, gv0, gu0 = torch.empty_like(I), I.new_empty(M), I.new_empty(M)
@@ -430,7 +458,7 @@ def mdn_backward(I, ck, params, gs, gvtr, gutr, gvT, guT, dt: float, substeps: i
 
 
 def first_order_forward(x: Tensor, v0: Tensor, params: Tensor, sigmoid: bool, traces: bool, every: int):
-    """See :func:`mdn_snntorch.kernels.cpu.first_order_forward` (``every`` must be 1); the sigmoid runs in the kernel."""
+    """See :func:`mdn_snntorch.fused.c_kernels.first_order_forward` (``every`` must be 1); the sigmoid runs in the kernel."""
     if every != 1:
         raise ValueError(f"the Triton kernels checkpoint every step, got every={every}")
     T, M = x.shape
@@ -458,7 +486,7 @@ def first_order_forward(x: Tensor, v0: Tensor, params: Tensor, sigmoid: bool, tr
 
 
 def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bool, every: int):
-    """See :func:`mdn_snntorch.kernels.cpu.first_order_backward`."""
+    """See :func:`mdn_snntorch.fused.c_kernels.first_order_backward`."""
     T, M = I.shape
     N = params.shape[1]
     gx, gv0, gp = torch.empty_like(I), I.new_empty(M), I.new_empty(4, M)

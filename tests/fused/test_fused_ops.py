@@ -4,20 +4,25 @@ Agreement is checked for spikes, final state, traces and every gradient (input, 
 per neuron and shared, threshold, graded-spikes factor), for each kernel that runs here: C and the
 PyTorch loop on CPU, Triton under its interpreter (CPU), Triton on a GPU when one is present.
 
-Tolerances. The forward of the C and PyTorch-loop kernels performs the reference's float operations in the
-same order without fused multiply-adds, so spikes and states are compared for exact equality. The
-backward computes the same products but sums them in another order (per element over time, then over
-the batch, in float64 for the C kernel), so gradients agree to rounding: float64 within 1e-12 of the
-largest gradient entry, float32 within 1e-4 (measured over the parity cases: at most 2.7e-14 and 3.1e-6;
-the margin covers BPTT amplifying last-bit differences through |1 + dt (2V - 1)| factors).
+Tolerances (docs/model.md#tolerances). The forward of the C and PyTorch-loop kernels performs the
+reference's float operations in the same order without fused multiply-adds, so spikes and states are
+compared for exact equality. The backward computes the same products but sums them in another order (per
+element over time, then over the batch, in float64 for the C kernel), so gradients agree to rounding:
+float64 within 1e-12 of the largest gradient entry, float32 within 1e-4 (measured over the parity cases:
+at most 2.7e-14 and 3.1e-6; the margin covers BPTT amplifying last-bit differences through
+|1 + dt (2V - 1)| factors).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import tomllib
+from pathlib import Path
 
 import pytest
 import snntorch as snn
@@ -147,7 +152,7 @@ def test_c_kernel_multithreaded_shape_matches_the_torch_loop(openmp, monkeypatch
         pytest.skip("no C compiler here: the PyTorch loop is the CPU kernel")
     if not openmp:
         monkeypatch.setenv("MDN_SNNTORCH_CACHE", str(tmp_path))
-        lib = __import__("ctypes").CDLL(str(c_kernels._build(cc, c_kernels.CFLAGS)))
+        lib = ctypes.CDLL(str(c_kernels._build(cc, c_kernels.CFLAGS)))
         c_kernels._declare(lib)
         monkeypatch.setitem(c_kernels._state, "lib", lib)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # more threads than this machine's cores is fine
@@ -375,6 +380,46 @@ def test_c_build_is_cached(monkeypatch, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary files left
 
 
+@pytest.mark.parametrize("openmp", [True, False], ids=["openmp", "pthreads"])
+def test_c_source_compiles_on_its_own(openmp):
+    """The shipped C file (with the header it includes twice) is plain C11, warning-free, for both builds."""
+    cc = c_kernels._compiler()
+    if cc is None:
+        pytest.skip("no C compiler here")
+    flags = ["-fsyntax-only", "-std=c11", "-Wall", "-Wextra", "-Werror", *(c_kernels.OPENMP if openmp else ())]
+    proc = subprocess.run([cc, *flags, str(c_kernels.SOURCE_DIR / c_kernels.SOURCE)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_c_sources_are_package_data():
+    """Every C source next to c_kernels.py is matched by the package-data globs of pyproject.toml."""
+    names = c_kernels.sources()
+    assert c_kernels.SOURCE in names and any(n.endswith(".h") for n in names)
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["mdn_snntorch.fused"]
+    package = Path(c_kernels.__file__).parent
+    shipped = {p.name for g in globs for p in package.glob(g)}
+    assert set(names) <= shipped
+
+
+def test_c_build_is_keyed_by_the_source(monkeypatch, tmp_path):
+    """The same sources elsewhere reuse the cached library; an edited source builds a new one."""
+    cc = c_kernels._compiler()
+    if cc is None:
+        pytest.skip("no C compiler here")
+    monkeypatch.setenv("MDN_SNNTORCH_CACHE", str(tmp_path / "cache"))
+    flags = ("-O0", "-fPIC", "-shared", "-pthread")  # quick to build: only the cache key matters here
+    original = c_kernels._build(cc, flags)
+    copy = shutil.copytree(c_kernels.SOURCE_DIR, tmp_path / "src")
+    assert c_kernels._build(cc, flags, copy) == original  # keyed by content, not by location
+    source = copy / c_kernels.SOURCE
+    source.write_text(source.read_text() + "\nint edited_source(void) { return 42; }\n")
+    edited = c_kernels._build(cc, flags, copy)
+    assert edited != original and edited.exists() and original.exists()
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted([original.name, edited.name])
+    assert ctypes.CDLL(str(edited)).edited_source() == 42  # built from the edited text
+
+
 # ---------------------------------------------------------------------------------------------------
 # torch.compile
 # ---------------------------------------------------------------------------------------------------
@@ -469,7 +514,7 @@ def test_triton_kernels_under_the_interpreter():
 
 def test_triton_kernels_compile_for_hopper_without_fma():
     """Every kernel variant compiles (no GPU needed: Triton's own LLVM and ptxas) to sm_90 machine code,
-    with the launch options of kernels/triton_kernels.py; without the sigmoid (whose exp may use library FMAs) the
+    with the launch options of mdn_snntorch/fused/triton_kernels.py; without the sigmoid (whose exp may use library FMAs) the
     PTX has no fused multiply-add, so the recurrence rounds like PyTorch's separate eager ops."""
     triton = pytest.importorskip("triton")
     from triton.backends.compiler import GPUTarget

@@ -1,0 +1,399 @@
+/* The dtype-generic kernels, included by mdn_kernels.c once per floating type with scalar_t (the type) and
+   SFX(name) (name plus the type's suffix) defined; no include guard, on purpose.
+
+   Both neurons are elementwise recurrences over the leading time axis of [T, M] (M = batch x neurons, the
+   neuron of element e is e % N). Each thread takes a range of elements and walks it in blocks of BLK; for
+   each block the time loop runs inside, vectorised over the block. The forward keeps the state only every
+   K steps (checkpoints); the backward, per block and segment of K steps from the last, recomputes the
+   segment from its checkpoint into a cache-resident buffer and runs the adjoint over it. The step of each
+   neuron and its adjoint are written once, as the static inline functions below: the forward and the
+   backward's recomputation call the same step, so the recomputed states are bitwise the forward's. */
+#if !defined(scalar_t) || !defined(SFX)
+#error "mdn_kernels_impl.h is included by mdn_kernels.c with scalar_t and SFX defined"
+#endif
+
+/* ------------------------------------------------------------------------------------------------------
+   Shared pieces
+   ------------------------------------------------------------------------------------------------------ */
+
+/* Whether x = V' - V_th lies inside the support |x| < w of the window surrogate
+   (docs/model.md#surrogate-gradient-and-reset); a bitwise & of the comparisons (&& would branch). */
+static inline int SFX(in_window)(scalar_t x, scalar_t w) { return (x < w) & (-x < w); }
+
+/* The gradient g of the current I carried back to the input x when I = sigmoid(x): g (1 - I) I. */
+static inline scalar_t SFX(through_sigmoid)(scalar_t g, scalar_t I, int sigmoid) { return sigmoid ? (g * (1 - I)) * I : g; }
+
+/* ------------------------------------------------------------------------------------------------------
+   2nd-order MDN
+   ------------------------------------------------------------------------------------------------------ */
+
+/* One Euler (sub-)step of one element (docs/model.md#discretisation), dt already divided by the number of
+   sub-steps, V and U both updated from the old state *v, *u:
+       V' = V + dt (((V V - V) - U) + I);  U' = U + dt (a (b V - U));  x = V' - V_th;  s = [x > 0]
+   then the reset (docs/model.md#surrogate-gradient-and-reset): *v = s ? c : V', *u = U' + d s.
+   Sets *x and returns s. */
+static inline scalar_t SFX(mdn_euler)(scalar_t *restrict v, scalar_t *restrict u, scalar_t *restrict x, scalar_t I,
+                                      scalar_t dt, scalar_t a, scalar_t b, scalar_t c, scalar_t d, scalar_t th) {
+    const scalar_t vi = *v, ui = *u;
+    const scalar_t vp = vi + dt * (((vi * vi - vi) - ui) + I);
+    const scalar_t up = ui + dt * (a * (b * vi - ui));
+    *x = vp - th;
+    const scalar_t s = *x > 0 ? (scalar_t)1 : (scalar_t)0;
+    *v = s > 0 ? c : vp;
+    *u = up + d * s;
+    return s;
+}
+
+/* The adjoint of mdn_euler for one element, from its pre-step state v, u, whether it fired, and gsh, the
+   gradient of its spike s through the surrogate. On entry *gv, *gu are the gradients of the post-reset
+   state, on return those of the pre-step state; the parameter sums are updated (*ga, *gb without their
+   factors dt and dt a, applied once at the end). Returns the gradient of the current I. With dab = dt a b
+   and oma = 1 - dt a (per neuron):
+       gV' = gV (1 - s) + gsh;   gc += gV s;   gd += gU s;   gV_th -= gsh
+       g = dt gV';   ga += gU (b V - U);   gb += gU V
+       gV <- gV' + g (2V - 1) + gU dab;   gU <- gU oma - g
+   The reset's adjoint is a select, as autograd's of torch.where. */
+static inline scalar_t SFX(mdn_adjoint)(scalar_t v, scalar_t u, int fire, scalar_t gsh, scalar_t dt, scalar_t b, scalar_t dab,
+                                        scalar_t oma, scalar_t *restrict gv, scalar_t *restrict gu, scalar_t *restrict ga,
+                                        scalar_t *restrict gb, scalar_t *restrict gc, scalar_t *restrict gd,
+                                        scalar_t *restrict gth) {
+    const scalar_t gvi = *gv, gui = *gu;
+    const scalar_t gvp = (fire ? (scalar_t)0 : gvi) + gsh;
+    const scalar_t g = gvp * dt;
+    *gc += fire ? gvi : (scalar_t)0;
+    *gd += fire ? gui : (scalar_t)0;
+    *gth -= gsh;
+    *ga += gui * (b * v - u);
+    *gb += gui * v;
+    *gv = gvp + g * (2 * v - 1) + gui * dab;
+    *gu = gui * oma - g;
+    return g;
+}
+
+/* Advance a block of n elements by one network step (S Euler sub-steps of dt, input I held); acc gets
+   the step's spike, the OR of the sub-steps' spikes, s <- s + s_k - s s_k. */
+static inline void SFX(mdn_advance)(int n, int S, scalar_t dt, const scalar_t *restrict I, scalar_t *restrict v,
+                                    scalar_t *restrict u, scalar_t *restrict acc, const scalar_t *restrict pa,
+                                    const scalar_t *restrict pb, const scalar_t *restrict pc, const scalar_t *restrict pd,
+                                    const scalar_t *restrict pth) {
+    for (int j = 0; j < S; j++) {
+        for (int i = 0; i < n; i++) {
+            scalar_t x;
+            const scalar_t s = SFX(mdn_euler)(&v[i], &u[i], &x, I[i], dt, pa[i], pb[i], pc[i], pd[i], pth[i]);
+            acc[i] = j == 0 ? s : (acc[i] + s) - acc[i] * s;
+        }
+    }
+}
+
+typedef struct {
+    const scalar_t *I, *v0, *u0, *a, *b, *c, *d, *th, *sc;
+    scalar_t *spk, *vT, *uT, *vtr, *utr, *ck;
+    int64_t T, M, N, K;
+    scalar_t dt;
+    int substeps;
+} SFX(mdn_fwd_args);
+
+static void SFX(mdn_fwd_range)(const void *p, int64_t e0, int64_t e1, int tid) {
+    const SFX(mdn_fwd_args) *A = (const SFX(mdn_fwd_args) *)p;
+    const int64_t T = A->T, M = A->M, N = A->N, K = A->K;
+    const int S = A->substeps;
+    const scalar_t dt = A->dt;
+    scalar_t v[BLK], u[BLK], acc[BLK], pa[BLK], pb[BLK], pc[BLK], pd[BLK], pth[BLK], psc[BLK];
+    (void)tid;
+    for (int64_t base = e0; base < e1; base += BLK) {
+        const int n = (int)(e1 - base < BLK ? e1 - base : BLK);
+        int64_t k = base % N;
+        for (int i = 0; i < n; i++) {
+            pa[i] = A->a[k]; pb[i] = A->b[k]; pc[i] = A->c[k]; pd[i] = A->d[k]; pth[i] = A->th[k]; psc[i] = A->sc[k];
+            v[i] = A->v0[base + i]; u[i] = A->u0[base + i];
+            if (++k == N) k = 0;
+        }
+        for (int64_t t = 0; t < T; t++) {
+            const int64_t o = t * M + base;
+            if (t % K == 0) {  /* checkpoint: the state before step t */
+                memcpy(A->ck + (t / K) * 2 * M + base, v, n * sizeof(scalar_t));
+                memcpy(A->ck + (t / K) * 2 * M + M + base, u, n * sizeof(scalar_t));
+            }
+            SFX(mdn_advance)(n, S, dt, A->I + o, v, u, acc, pa, pb, pc, pd, pth);
+            scalar_t *restrict spk = A->spk + o;
+            for (int i = 0; i < n; i++) spk[i] = acc[i] * psc[i];  /* psc: snnTorch's graded_spikes_factor */
+            if (A->vtr) { memcpy(A->vtr + o, v, n * sizeof(scalar_t)); memcpy(A->utr + o, u, n * sizeof(scalar_t)); }
+        }
+        memcpy(A->vT + base, v, n * sizeof(scalar_t)); memcpy(A->uT + base, u, n * sizeof(scalar_t));
+    }
+}
+
+int SFX(mdn_fwd)(const scalar_t *I, const scalar_t *v0, const scalar_t *u0, const scalar_t *a, const scalar_t *b,
+                 const scalar_t *c, const scalar_t *d, const scalar_t *th, const scalar_t *sc, scalar_t *spk, scalar_t *vT,
+                 scalar_t *uT, scalar_t *vtr, scalar_t *utr, scalar_t *ck, int64_t T, int64_t M, int64_t N, int64_t K,
+                 double dt, int substeps, int nthreads) {
+    SFX(mdn_fwd_args) A = {I, v0, u0, a, b, c, d, th, sc, spk, vT, uT, vtr, utr, ck, T, M, N, K, (scalar_t)dt, substeps};
+    parallel_for(SFX(mdn_fwd_range), &A, M, nthreads);
+    return 0;
+}
+
+typedef struct {
+    const scalar_t *I, *ck, *a, *b, *c, *d, *th, *sc;
+    const scalar_t *gs, *gvtr, *gutr, *gvT, *guT;
+    scalar_t *gx, *gv0, *gu0;
+    double *gp;
+    int64_t T, M, N, K;
+    scalar_t dt, width;
+    int substeps, sigmoid;
+} SFX(mdn_bwd_args);
+
+static void SFX(mdn_bwd_range)(const void *p, int64_t e0, int64_t e1, int tid) {
+    const SFX(mdn_bwd_args) *A = (const SFX(mdn_bwd_args) *)p;
+    const int64_t T = A->T, M = A->M, N = A->N, K = A->K;
+    const int S = A->substeps, sig = A->sigmoid;
+    const scalar_t dt = A->dt, w = A->width;
+    scalar_t gv[BLK], gu[BLK], gI[BLK], gS[BLK], v[BLK], u[BLK], acc[BLK], cnt[BLK], zero[BLK];
+    scalar_t pa[BLK], pb[BLK], pc[BLK], pd[BLK], pth[BLK], psc[BLK], dab[BLK], oma[BLK];
+    scalar_t ga[BLK], gb[BLK], gc[BLK], gd[BLK], gth[BLK], gsc[BLK];
+    /* per step of the current segment (recomputed from its checkpoint): the pre-step state and, for
+       S = 1, x = V' - V_th; for S > 1 the same for every sub-step of the current step */
+    scalar_t *seg = (scalar_t *)malloc(3 * (size_t)K * BLK * sizeof(scalar_t));
+    scalar_t *vk = (scalar_t *)malloc(3 * (size_t)S * BLK * sizeof(scalar_t));
+    if (!seg || !vk) abort();
+    scalar_t *uk = vk + (size_t)S * BLK, *xk = vk + 2 * (size_t)S * BLK;
+    memset(zero, 0, sizeof(zero));
+    for (int64_t base = e0; base < e1; base += BLK) {
+        const int n = (int)(e1 - base < BLK ? e1 - base : BLK);
+        int64_t k = base % N;
+        for (int i = 0; i < n; i++) {
+            pa[i] = A->a[k]; pb[i] = A->b[k]; pc[i] = A->c[k]; pd[i] = A->d[k]; pth[i] = A->th[k]; psc[i] = A->sc[k];
+            dab[i] = dt * (pa[i] * pb[i]); oma[i] = 1 - dt * pa[i];
+            gv[i] = A->gvT ? A->gvT[base + i] : 0; gu[i] = A->guT ? A->guT[base + i] : 0;
+            ga[i] = gb[i] = gc[i] = gd[i] = gth[i] = gsc[i] = 0;
+            if (++k == N) k = 0;
+        }
+        for (int64_t t0 = ((T - 1) / K) * K; t0 >= 0; t0 -= K) {
+            const int64_t t1 = t0 + K < T ? t0 + K : T;
+            memcpy(v, A->ck + (t0 / K) * 2 * M + base, n * sizeof(scalar_t));
+            memcpy(u, A->ck + (t0 / K) * 2 * M + M + base, n * sizeof(scalar_t));
+            for (int64_t t = t0; t < t1; t++) {  /* recompute the segment: the forward's step, bitwise */
+                scalar_t *restrict sv = seg + 3 * (t - t0) * BLK, *restrict su = sv + BLK, *restrict sx = su + BLK;
+                const scalar_t *restrict I = A->I + t * M + base;
+                if (S == 1) {  /* the step of mdn_advance, keeping x */
+                    for (int i = 0; i < n; i++) {
+                        sv[i] = v[i]; su[i] = u[i];
+                        SFX(mdn_euler)(&v[i], &u[i], &sx[i], I[i], dt, pa[i], pb[i], pc[i], pd[i], pth[i]);
+                    }
+                } else {
+                    memcpy(sv, v, n * sizeof(scalar_t)); memcpy(su, u, n * sizeof(scalar_t));
+                    SFX(mdn_advance)(n, S, dt, I, v, u, acc, pa, pb, pc, pd, pth);
+                }
+            }
+            for (int64_t t = t1 - 1; t >= t0; t--) {
+                const int64_t o = t * M + base;
+                const scalar_t *restrict I = A->I + o;
+                const scalar_t *restrict sv = seg + 3 * (t - t0) * BLK, *restrict su = sv + BLK, *restrict sx = su + BLK;
+                const scalar_t *restrict gs = A->gs ? A->gs + o : zero;
+                scalar_t *restrict gx = A->gx + o;
+                if (A->gvtr) for (int i = 0; i < n; i++) gv[i] += A->gvtr[o + i];
+                if (A->gutr) for (int i = 0; i < n; i++) gu[i] += A->gutr[o + i];
+                if (S == 1) {  /* threshold, surrogate and adjoint in one pass */
+                    for (int i = 0; i < n; i++) {
+                        const scalar_t x = sx[i], gsi = gs[i];
+                        const int fire = x > 0;
+                        const scalar_t gsh = SFX(in_window)(x, w) ? gsi * psc[i] : (scalar_t)0;
+                        gsc[i] += fire ? gsi : (scalar_t)0;
+                        const scalar_t g = SFX(mdn_adjoint)(sv[i], su[i], fire, gsh, dt, pb[i], dab[i], oma[i], &gv[i], &gu[i],
+                                                            &ga[i], &gb[i], &gc[i], &gd[i], &gth[i]);
+                        gx[i] = SFX(through_sigmoid)(g, I[i], sig);
+                    }
+                    continue;
+                }
+                for (int i = 0; i < n; i++) { v[i] = sv[i]; u[i] = su[i]; gI[i] = 0; cnt[i] = 0; }
+                for (int j = 0; j < S; j++) {  /* the sub-steps of step t */
+                    scalar_t *vj = vk + j * BLK, *uj = uk + j * BLK, *xj = xk + j * BLK;
+                    for (int i = 0; i < n; i++) {
+                        vj[i] = v[i]; uj[i] = u[i];
+                        cnt[i] += SFX(mdn_euler)(&v[i], &u[i], &xj[i], I[i], dt, pa[i], pb[i], pc[i], pd[i], pth[i]);
+                    }
+                }
+                for (int i = 0; i < n; i++) {  /* through the output scale; the step's spike is [cnt > 0] */
+                    gS[i] = gs[i] * psc[i];
+                    gsc[i] += gs[i] * (cnt[i] > 0 ? (scalar_t)1 : (scalar_t)0);
+                }
+                for (int j = S - 1; j >= 0; j--) {
+                    const scalar_t *vj = vk + j * BLK, *uj = uk + j * BLK, *xj = xk + j * BLK;
+                    for (int i = 0; i < n; i++) {
+                        const scalar_t x = xj[i];
+                        const int fire = x > 0;
+                        /* the OR passes the step's spike gradient to sub-step j iff no other sub-step fired */
+                        const int alone = (cnt[i] - (fire ? (scalar_t)1 : (scalar_t)0)) == 0;
+                        const scalar_t gsh = (alone & SFX(in_window)(x, w)) ? gS[i] : (scalar_t)0;
+                        gI[i] += SFX(mdn_adjoint)(vj[i], uj[i], fire, gsh, dt, pb[i], dab[i], oma[i], &gv[i], &gu[i], &ga[i],
+                                                  &gb[i], &gc[i], &gd[i], &gth[i]);
+                    }
+                }
+                for (int i = 0; i < n; i++) gx[i] = SFX(through_sigmoid)(gI[i], I[i], sig);
+            }
+        }
+        double *gp = A->gp + (size_t)tid * 6 * N;  /* this thread's [6, N] sums */
+        k = base % N;
+        for (int i = 0; i < n; i++) {
+            A->gv0[base + i] = gv[i]; A->gu0[base + i] = gu[i];
+            gp[k] += (double)dt * ga[i]; gp[N + k] += (double)(dt * pa[i]) * gb[i]; gp[2 * N + k] += gc[i];
+            gp[3 * N + k] += gd[i]; gp[4 * N + k] += gth[i]; gp[5 * N + k] += gsc[i];
+            if (++k == N) k = 0;
+        }
+    }
+    free(seg);
+    free(vk);
+}
+
+int SFX(mdn_bwd)(const scalar_t *I, const scalar_t *ck, const scalar_t *a, const scalar_t *b, const scalar_t *c,
+                 const scalar_t *d, const scalar_t *th, const scalar_t *sc, const scalar_t *gs, const scalar_t *gvtr,
+                 const scalar_t *gutr, const scalar_t *gvT, const scalar_t *guT, scalar_t *gx, scalar_t *gv0, scalar_t *gu0,
+                 double *gp, int64_t T, int64_t M, int64_t N, int64_t K, double dt, double width, int substeps, int sigmoid,
+                 int nthreads) {
+    SFX(mdn_bwd_args) A = {I, ck, a, b, c, d, th, sc, gs, gvtr, gutr, gvT, guT, gx, gv0, gu0, gp,
+                           T, M, N, K, (scalar_t)dt, (scalar_t)width, substeps, sigmoid};
+    parallel_for(SFX(mdn_bwd_range), &A, M, nthreads);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------------
+   1st-order neuron
+   ------------------------------------------------------------------------------------------------------ */
+
+/* One step of one element (docs/model.md#the-1st-order-neuron): V' = g V + I from *v, x = V' - V_th,
+   s = [x > 0], reset *v = s ? r : V'. Sets *x and returns s. */
+static inline scalar_t SFX(fo_step)(scalar_t *restrict v, scalar_t *restrict x, scalar_t I, scalar_t g, scalar_t th, scalar_t r) {
+    const scalar_t vp = g * *v + I;
+    *x = vp - th;
+    const scalar_t s = *x > 0 ? (scalar_t)1 : (scalar_t)0;
+    *v = s > 0 ? r : vp;
+    return s;
+}
+
+/* The adjoint of fo_step for one element, from its pre-step V, its spike s and gsh, the gradient of s
+   through the surrogate; *gv goes from the post-reset to the pre-step state's gradient:
+       gV' = gV (1 - s) + gsh;   gr += gV s;   gV_th -= gsh;   gg += gV' V;   gV <- gV' g
+   Returns gV', the gradient of the current I. */
+static inline scalar_t SFX(fo_adjoint)(scalar_t v, scalar_t s, scalar_t gsh, scalar_t g, scalar_t *restrict gv,
+                                       scalar_t *restrict gg, scalar_t *restrict gth, scalar_t *restrict gr) {
+    const scalar_t gvi = *gv;
+    const scalar_t gvp = gvi * (1 - s) + gsh;
+    *gr += gvi * s;
+    *gth -= gsh;
+    *gg += gvp * v;
+    *gv = gvp * g;
+    return gvp;
+}
+
+typedef struct {
+    const scalar_t *I, *v0, *g, *th, *r, *sc;
+    scalar_t *spk, *vT, *vtr, *ck;
+    int64_t T, M, N, K;
+} SFX(fo_fwd_args);
+
+static void SFX(fo_fwd_range)(const void *p, int64_t e0, int64_t e1, int tid) {
+    const SFX(fo_fwd_args) *A = (const SFX(fo_fwd_args) *)p;
+    const int64_t T = A->T, M = A->M, N = A->N, K = A->K;
+    scalar_t v[BLK], pg[BLK], pth[BLK], pr[BLK], psc[BLK];
+    (void)tid;
+    for (int64_t base = e0; base < e1; base += BLK) {
+        const int n = (int)(e1 - base < BLK ? e1 - base : BLK);
+        int64_t k = base % N;
+        for (int i = 0; i < n; i++) {
+            pg[i] = A->g[k]; pth[i] = A->th[k]; pr[i] = A->r[k]; psc[i] = A->sc[k]; v[i] = A->v0[base + i];
+            if (++k == N) k = 0;
+        }
+        for (int64_t t = 0; t < T; t++) {
+            const int64_t o = t * M + base;
+            const scalar_t *restrict I = A->I + o;
+            scalar_t *restrict spk = A->spk + o;
+            if (t % K == 0) memcpy(A->ck + (t / K) * M + base, v, n * sizeof(scalar_t));
+            for (int i = 0; i < n; i++) {
+                scalar_t x;
+                spk[i] = SFX(fo_step)(&v[i], &x, I[i], pg[i], pth[i], pr[i]) * psc[i];
+            }
+            if (A->vtr) memcpy(A->vtr + o, v, n * sizeof(scalar_t));
+        }
+        memcpy(A->vT + base, v, n * sizeof(scalar_t));
+    }
+}
+
+int SFX(fo_fwd)(const scalar_t *I, const scalar_t *v0, const scalar_t *g, const scalar_t *th, const scalar_t *r,
+                const scalar_t *sc, scalar_t *spk, scalar_t *vT, scalar_t *vtr, scalar_t *ck, int64_t T, int64_t M, int64_t N,
+                int64_t K, int nthreads) {
+    SFX(fo_fwd_args) A = {I, v0, g, th, r, sc, spk, vT, vtr, ck, T, M, N, K};
+    parallel_for(SFX(fo_fwd_range), &A, M, nthreads);
+    return 0;
+}
+
+typedef struct {
+    const scalar_t *I, *ck, *g, *th, *r, *sc, *gs, *gvtr, *gvT;
+    scalar_t *gx, *gv0;
+    double *gp;
+    int64_t T, M, N, K;
+    scalar_t width;
+    int sigmoid;
+} SFX(fo_bwd_args);
+
+static void SFX(fo_bwd_range)(const void *p, int64_t e0, int64_t e1, int tid) {
+    const SFX(fo_bwd_args) *A = (const SFX(fo_bwd_args) *)p;
+    const int64_t T = A->T, M = A->M, N = A->N, K = A->K;
+    const scalar_t w = A->width;
+    const int sig = A->sigmoid;
+    scalar_t v[BLK], gv[BLK], zero[BLK], pg[BLK], pth[BLK], pr[BLK], psc[BLK];
+    scalar_t gg[BLK], gth[BLK], gr[BLK], gsc[BLK];
+    scalar_t *seg = (scalar_t *)malloc((size_t)K * BLK * sizeof(scalar_t));
+    if (!seg) abort();
+    memset(zero, 0, sizeof(zero));
+    for (int64_t base = e0; base < e1; base += BLK) {
+        const int n = (int)(e1 - base < BLK ? e1 - base : BLK);
+        int64_t k = base % N;
+        for (int i = 0; i < n; i++) {
+            pg[i] = A->g[k]; pth[i] = A->th[k]; pr[i] = A->r[k]; psc[i] = A->sc[k];
+            gv[i] = A->gvT ? A->gvT[base + i] : 0; gg[i] = gth[i] = gr[i] = gsc[i] = 0;
+            if (++k == N) k = 0;
+        }
+        for (int64_t t0 = ((T - 1) / K) * K; t0 >= 0; t0 -= K) {
+            const int64_t t1 = t0 + K < T ? t0 + K : T;
+            memcpy(v, A->ck + (t0 / K) * M + base, n * sizeof(scalar_t));
+            for (int64_t t = t0; t < t1; t++) {  /* recompute the segment: the forward's step, bitwise */
+                const scalar_t *restrict I = A->I + t * M + base;
+                memcpy(seg + (t - t0) * BLK, v, n * sizeof(scalar_t));
+                for (int i = 0; i < n; i++) {
+                    scalar_t x;
+                    SFX(fo_step)(&v[i], &x, I[i], pg[i], pth[i], pr[i]);
+                }
+            }
+            for (int64_t t = t1 - 1; t >= t0; t--) {
+                const int64_t o = t * M + base;
+                const scalar_t *restrict I = A->I + o, *restrict sv = seg + (t - t0) * BLK;
+                const scalar_t *restrict gs = A->gs ? A->gs + o : zero;
+                scalar_t *restrict gx = A->gx + o;
+                if (A->gvtr) for (int i = 0; i < n; i++) gv[i] += A->gvtr[o + i];
+                for (int i = 0; i < n; i++) {
+                    scalar_t vn = sv[i], x;  /* the step once more, for x and s */
+                    const scalar_t s = SFX(fo_step)(&vn, &x, I[i], pg[i], pth[i], pr[i]);
+                    const scalar_t gsh = (gs[i] * psc[i]) * (scalar_t)SFX(in_window)(x, w);
+                    gsc[i] += gs[i] * s;
+                    const scalar_t gvp = SFX(fo_adjoint)(sv[i], s, gsh, pg[i], &gv[i], &gg[i], &gth[i], &gr[i]);
+                    gx[i] = SFX(through_sigmoid)(gvp, I[i], sig);
+                }
+            }
+        }
+        double *gp = A->gp + (size_t)tid * 4 * N;  /* this thread's [4, N] sums */
+        k = base % N;
+        for (int i = 0; i < n; i++) {
+            A->gv0[base + i] = gv[i];
+            gp[k] += gg[i]; gp[N + k] += gth[i]; gp[2 * N + k] += gr[i]; gp[3 * N + k] += gsc[i];
+            if (++k == N) k = 0;
+        }
+    }
+    free(seg);
+}
+
+int SFX(fo_bwd)(const scalar_t *I, const scalar_t *ck, const scalar_t *g, const scalar_t *th, const scalar_t *r,
+                const scalar_t *sc, const scalar_t *gs, const scalar_t *gvtr, const scalar_t *gvT, scalar_t *gx, scalar_t *gv0,
+                double *gp, int64_t T, int64_t M, int64_t N, int64_t K, double width, int sigmoid, int nthreads) {
+    SFX(fo_bwd_args) A = {I, ck, g, th, r, sc, gs, gvtr, gvT, gx, gv0, gp, T, M, N, K, (scalar_t)width, sigmoid};
+    parallel_for(SFX(fo_bwd_range), &A, M, nthreads);
+    return 0;
+}
