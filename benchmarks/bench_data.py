@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
             failed |= convert_s > CONVERT_TARGET_S
             for shuffle, resample in ((False, False), (True, False), (True, True)):
                 rate, per_batch = loader_rate(out, args.batch_size, shuffle, resample)
-                print(f"[{name}] loader shuffle={shuffle} resample={resample}: {rate:,.0f} samples/s (target >= {LOADER_TARGET:,.0f}); "
+                print(
+                    f"[{name}] loader shuffle={shuffle} resample={resample}: {rate:,.0f} samples/s "
+                    f"(target >= {LOADER_TARGET:,.0f}); "
                       f"one batch {per_batch * 1e3:.2f} ms = {per_batch / step:.3f} x a training step, "
                       f"{rate * step / args.batch_size:.1f} x what training consumes")  # fmt: skip
                 failed |= rate < LOADER_TARGET

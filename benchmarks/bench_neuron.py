@@ -307,7 +307,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"\n3. GPU ({torch.cuda.get_device_name()})")
         for b in ("fused", "reference", "leaky"):
             print(
-                f"   neuron [100,256,4096] {b:10s} {g[f'neuron-{b}'] * 1e3:8.2f} ms   peak {g[f'neuron-mem-{b}'] / 2**20:8.1f} MiB"
+                f"   neuron [100,256,4096] {b:10s} {g[f'neuron-{b}'] * 1e3:8.2f} ms   "
+                f"peak {g[f'neuron-mem-{b}'] / 2**20:8.1f} MiB"
             )
         speedup = g["neuron-reference"] / g["neuron-fused"]
         print(f"   fused speed-up over the reference loop = {speedup:.1f}x  {_verdict(speedup, TARGET_GPU_SPEEDUP, True)}")

@@ -69,7 +69,8 @@ def main(argv=None) -> int:
         rows.append((label, wall, metrics))
         verdict = "PASS" if metrics["passed"] else "FAIL"
         print(
-            f"{label:8s} {wall:7.1f} s   report {verdict}   population {metrics['settings']['population']} neurons x {metrics['settings']['steps']} steps"
+            f"{label:8s} {wall:7.1f} s   report {verdict}   population {metrics['settings']['population']} neurons "
+            f"x {metrics['settings']['steps']} steps"
         )
         for task, seconds in metrics["timings_s"].items():
             print(f"           {task:40s} {seconds:7.2f} s")

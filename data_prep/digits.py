@@ -55,7 +55,8 @@ def write_digits(
     ``keep_intensity`` the pixel values 0..16 are stored as ``intensity`` (levels 16) too."""
     meta = make_meta(
         dataset=dataset, encoding=encoding, encoding_params=params, time_steps=time_steps, input_shape=input_shape,
-        class_names=CLASS_NAMES, seed=seed, source=f"sklearn.datasets.load_digits, stratified split test_size={TEST_FRACTION} random_state={SPLIT_SEED}",
+        class_names=CLASS_NAMES, seed=seed, source=f"sklearn.datasets.load_digits, stratified split test_size={TEST_FRACTION} "
+        f"random_state={SPLIT_SEED}",
     )  # fmt: skip
 
     def values(x: np.ndarray) -> np.ndarray:

@@ -42,8 +42,8 @@ def convert(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_common(parser, "fashion_mnist", time_steps=DEFAULT_TIME_STEPS, root="folder holding FashionMNIST/raw (default: %(default)s)",
-               root_default=ROOT_DEFAULT, download=True)  # fmt: skip
+    root = "folder holding FashionMNIST/raw (default: %(default)s)"
+    add_common(parser, "fashion_mnist", time_steps=DEFAULT_TIME_STEPS, root=root, root_default=ROOT_DEFAULT, download=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

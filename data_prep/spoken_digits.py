@@ -73,7 +73,8 @@ def convert(
     exe = shutil.which(espeak)
     if exe is None:
         raise PrepError(
-            f"{espeak} not found: spoken_digits synthesises speech with espeak-ng; install it with `sudo apt-get install espeak-ng`"
+            f"{espeak} not found: spoken_digits synthesises speech with espeak-ng; "
+            "install it with `sudo apt-get install espeak-ng`"
         )
     speakers = [f"{v}+{variant}" for v, variant in itertools.product(voices, variants)]
     splits = {
@@ -86,7 +87,8 @@ def convert(
     return write_utterances(
         out, splits, dataset="spoken_digits", class_names=DIGITS, time_steps=time_steps, seed=seed, force=force,
         sequential=sequential,
-        source=f"espeak-ng voices {','.join(speakers)}; speeds {list(speeds)} wpm; pitches {list(pitches)}; test speakers fraction {test_fraction}",
+        source=f"espeak-ng voices {','.join(speakers)}; speeds {list(speeds)} wpm; pitches {list(pitches)}; "
+        f"test speakers fraction {test_fraction}",
     )  # fmt: skip
 
 

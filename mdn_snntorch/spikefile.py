@@ -12,11 +12,13 @@ groups ``train`` and ``test`` each hold
   the spike probability of every input at every step being ``p = intensity / L``.
 
 With ``resample`` the loader (:mod:`mdn_snntorch.pipeline.loader`) ignores the stored spikes of such
-a split and draws new ones for every batch, ``S[t, b, d] = [r < intensity[b, d]]`` with ``r`` uniform on ``{0, ..., L - 1}`` (exactly
+a split and draws new ones for every batch, ``S[t, b, d] = [r < intensity[b, d]]`` with ``r`` uniform on
+``{0, ..., L - 1}`` (exactly
 Bernoulli(p)), from a generator seeded by ``(seed, epoch, rank, window)``: a fresh realisation each epoch,
 the same one for the same seed and epoch.
 
-h5py is imported on first use (the ``data`` extra). Loader batches are time-major: ``x [T, B, D]`` float32 (0/1), ``y [B]`` int64 or ``[B, K]`` float32.
+h5py is imported on first use (the ``data`` extra). Loader batches are time-major: ``x [T, B, D]`` float32
+(0/1), ``y [B]`` int64 or ``[B, K]`` float32.
 """
 
 from __future__ import annotations

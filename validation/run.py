@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mdn_snntorch import meta_neurons
 from mdn_snntorch.equations import U0, V0
 from mdn_snntorch.meta_neurons import MetaNeuron
+from mdn_snntorch.neurons import factory
 from validation import brian2_sim, snntorch_sim, stimuli
 from validation.continuous import EULER_SUBSTEPS, DtStudy, dt_study
 from validation.metrics import NeuronMetrics, compare, stability_horizon
@@ -164,7 +164,7 @@ def default_candidates() -> list[Candidate]:
 
 def resolve_neurons(neurons: Sequence[str | MetaNeuron]) -> list[MetaNeuron]:
     """Preset names or MetaNeurons -> MetaNeurons (``KeyError`` naming the valid presets)."""
-    out = [meta_neurons.get(n) if isinstance(n, str) else n for n in neurons]
+    out = [factory.meta_neuron(n) for n in neurons]
     names = [n.name for n in out]
     if len(set(names)) != len(names):
         raise ValueError(f"neuron names must be unique, got {names}")

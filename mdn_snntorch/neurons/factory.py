@@ -76,7 +76,8 @@ def make_neuron(spec: NeuronSpec | dict[str, Any], num_neurons: int | None = Non
     """A layer of ``spec`` neurons: an :class:`MDN` or a :class:`FirstOrder`.
 
     A frozen neuron type shares one theta across the layer and takes any width; ``"learnable"``
-    needs ``num_neurons`` for its per-neuron theta. ``kwargs`` go to the constructor (``dt``, ``substeps``, ``spike_grad``, ``dtype`` ...); the
+    needs ``num_neurons`` for its per-neuron theta. ``kwargs`` go to the constructor (``dt``,
+    ``substeps``, ``spike_grad``, ``dtype`` ...); the
     MDN-only ``dt`` and ``substeps`` are dropped for a 1st-order neuron.
     """
     spec = resolve(spec)

@@ -93,14 +93,16 @@ class Report:
                 path, caption = value
                 data = base64.b64encode(Path(path).read_bytes()).decode()
                 body.append(
-                    f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{data}"><figcaption>{esc(caption)}</figcaption></figure>'
+                    f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{data}">'
+                    f"<figcaption>{esc(caption)}</figcaption></figure>"
                 )
         style = (
             "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
             "th{background:#eee}img{max-width:100%}figcaption{font-style:italic;color:#555}pre{background:#f4f4f4;padding:.6em}"
         )
-        return f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{esc(self.title)}</title><style>{style}</style></head><body>{"".join(body)}</body></html>'
+        head = f'<head><meta charset="utf-8"><title>{esc(self.title)}</title><style>{style}</style></head>'
+        return f"<!DOCTYPE html><html>{head}<body>{''.join(body)}</body></html>"
 
     def write(self, out_dir: str | os.PathLike, stem: str = "report") -> tuple[Path, Path]:
         """Write ``stem.md`` and the self-contained ``stem.html`` into ``out_dir``."""

@@ -17,7 +17,8 @@ def mdn_train(launcher, data, out):
     # 18 steps: the per-step gradients agree to ~1e-8, but a threshold can amplify that into a flipped
     # spike and a different trajectory over hundreds of steps, so the run is kept short.
     args = ["-m", "mdn_snntorch", "train", "--data", data, "--out", str(out), "--neuron", "learnable", "--hidden", "32",
-            "--epochs", "2", "--batch-size", "150", "--lr", "3e-3", "--device", "cpu", "--threads", "1", "--no-progress"]  # fmt: skip
+            "--epochs", "2", "--batch-size", "150", "--lr", "3e-3", "--device", "cpu", "--threads", "1",
+            "--no-progress"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, *launcher, *args], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

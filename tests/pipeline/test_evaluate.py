@@ -55,7 +55,8 @@ def test_cli_with_a_library_neuron(digits, tmp_path, capsys):
     library = tmp_path / "lib.json"
     meta_neurons.save_library(library, [MetaNeuron("lib-1", 2, (0.06, 0.219, -0.03, 0.02))], {"source": "test"})
     argv = ["evaluate", "--data", digits, "--neurons", "1st-order", "lib-1", "--library", str(library), "--seeds", "1",
-            "--out", str(tmp_path / "ev"), "--epochs", "1", "--hidden", "24", "--device", "cpu", "--threads", "1", "--no-progress"]  # fmt: skip
+            "--out", str(tmp_path / "ev"), "--epochs", "1", "--hidden", "24", "--device", "cpu", "--threads", "1",
+            "--no-progress"]  # fmt: skip
     assert cli.main(argv) == 0
     assert "| digits |" in capsys.readouterr().out
     doc = json.loads((tmp_path / "ev" / "results.json").read_text())
