@@ -9,6 +9,8 @@ from mdn_snntorch import meta_neurons
 from mdn_snntorch.cli import main
 from mdn_snntorch.cli.demo import run_demo
 
+pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated:DeprecationWarning")  # pyparsing, inside Brian2
+
 #: the tests that share the quick demo's output (the demo itself takes about 45 s)
 slow = pytest.mark.slow
 
