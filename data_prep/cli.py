@@ -2,6 +2,11 @@
 
 Every converter module ``data_prep.<name>`` has ``add_arguments(parser)`` (its options; their
 destinations are ``convert``'s keyword arguments) and ``convert(out, **options) -> Path``.
+
+Before a converter runs, its output is checked (not a folder, not existing without ``--force``, its
+folder writable) and claimed with a lock file (:func:`mdn_snntorch.spikefile.output_lock`): a second
+``prep`` on the same output fails at once. Errors go to the ``mdn`` command's one error handler (exit
+codes in :mod:`mdn_snntorch.cli.errors`); ``python -m data_prep.<name>`` prints them as one line too.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from data_prep.common import PrepError
-from mdn_snntorch.spikefile import SpikeFileError
+from mdn_snntorch.spikefile import check_output, output_lock
 
 #: dataset -> one-line help
 DATASETS: dict[str, str] = {
@@ -47,21 +52,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the converter chosen in ``args``; bad input (or an unwritable output) prints one line, returns 2."""
+    """Check and claim the output, then run the converter chosen in ``args`` (errors propagate)."""
     options = {k: v for k, v in vars(args).items() if k not in _NOT_OPTIONS}
-    try:
-        path = converter(args.dataset).convert(**options)
-    except (PrepError, SpikeFileError, OSError) as err:
-        print(f"mdn prep {args.dataset}: error: {err}", file=sys.stderr)
-        return 2
+    module = converter(args.dataset)
+    out = check_output(options["out"], options.get("force", False))  # before any download or conversion
+    with output_lock(out):
+        path = module.convert(**options)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return 0
 
 
 def run_module(name: str, argv: Sequence[str] | None = None) -> int:
-    """``python -m data_prep.<name>``: the same options as ``mdn prep <name>``."""
+    """``python -m data_prep.<name>``: the same options as ``mdn prep <name>``; an error is one line."""
     parser = argparse.ArgumentParser(prog=f"python -m data_prep.{name}", description=DATASETS[name])
     converter(name).add_arguments(parser)
     args = parser.parse_args(argv)
     args.dataset = name
-    return main(args)
+    try:
+        return main(args)
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        code = getattr(err, "exit_code", 2 if isinstance(err, (ValueError, OSError)) else None)
+        if code is None:
+            raise
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return code

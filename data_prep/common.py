@@ -10,6 +10,7 @@ so memory stays bounded), with a progress bar. The generator of block ``k`` of a
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,6 +26,10 @@ class PrepError(ValueError):
 
 #: samples loaded per call (progress granularity); a block of the file is encoded in one piece
 LOAD_STEP = 64
+#: the most time steps ``--time-steps`` takes (the paper's tasks use at most 800)
+MAX_TIME_STEPS = 10_000
+#: seeds are 0..2**32 - 1 (numpy and torch take them everywhere)
+MAX_SEED = 2**32 - 1
 
 Loader = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
 Encoder = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -35,6 +40,36 @@ def positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise PrepError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def int_option(name: str, low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in ``low..high`` (a bad value is one line and exit code 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}={text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{name}={value} is out of range (an integer in {low}..{high})")
+        return value
+
+    return parse
+
+
+def fraction_option(name: str) -> Callable[[str], float]:
+    """An argparse type: a number strictly between 0 and 1."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}={text!r} is not a number") from None
+        if not (math.isfinite(value) and 0 < value < 1):
+            raise argparse.ArgumentTypeError(f"{name}={text} is out of range (a number between 0 and 1)")
+        return value
+
+    return parse
 
 
 def block_rng(seed: int, split: str, block: int) -> np.random.Generator:
@@ -90,7 +125,8 @@ def write_split(
     :data:`LOAD_STEP`), spikes ``encode(x, block_rng(seed, split, k))``, labels ``y`` and, for a writer
     with ``intensity_levels``, the integer intensities ``intensity(x)`` ``[b, D]``."""
     writer.create_split(split, n, n_targets)
-    with tqdm(total=n, desc=f"{writer.meta['dataset']} {split}", unit=" samples", leave=False) as bar:
+    # disable=None: no bar off a terminal (logs keep the one-line error)
+    with tqdm(total=n, desc=f"{writer.meta['dataset']} {split}", unit=" samples", leave=False, disable=None) as bar:
         for k, start in enumerate(range(0, n, writer.rows)):
             parts = []
             for a in range(start, min(n, start + writer.rows), LOAD_STEP):
@@ -116,8 +152,13 @@ def add_common(
     if root is not None:
         parser.add_argument("--root", default=root_default, required=root_required, help=root)
     if time_steps is not None:
-        parser.add_argument("--time-steps", type=int, default=time_steps, help="time steps T per sample (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the spike sampling (default: %(default)s)")
+        parser.add_argument(
+            "--time-steps", type=int_option("time_steps", 1, MAX_TIME_STEPS), default=time_steps,
+            help=f"time steps T per sample, 1..{MAX_TIME_STEPS} (default: %(default)s)",
+        )  # fmt: skip
+    parser.add_argument(
+        "--seed", type=int_option("seed", 0, MAX_SEED), default=0, help="seed of the spike sampling (default: %(default)s)"
+    )
     if download:
         parser.add_argument("--download", action="store_true", help="download the source data into --root first")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")

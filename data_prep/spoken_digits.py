@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep import audio, cli
-from data_prep.common import PrepError, add_common
+from data_prep.common import PrepError, add_common, fraction_option
 from data_prep.tidigits import DEFAULT_TIME_STEPS, DIGITS, Utterance, write_utterances
 
 VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-gb-x-gbclan")
@@ -109,7 +109,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--pitches", type=_list(int), default=PITCHES, help=f"pitches 0-99 (default: {','.join(map(str, PITCHES))})"
     )
     parser.add_argument(
-        "--test-fraction", type=float, default=TEST_FRACTION, help="fraction of speakers held out (default: %(default)s)"
+        "--test-fraction",
+        type=fraction_option("test_fraction"),
+        default=TEST_FRACTION,
+        help="fraction of speakers held out (default: %(default)s)",
     )
     parser.add_argument("--espeak", default="espeak-ng", help="the espeak-ng executable (default: %(default)s)")
 

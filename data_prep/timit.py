@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep import audio, cli, encode
-from data_prep.common import PrepError, add_common, make_meta, positive_int, write_split
+from data_prep.common import PrepError, add_common, int_option, make_meta, positive_int, write_split
 from mdn_snntorch.spikefile import SpikeFileWriter
 
 DEFAULT_TIME_STEPS = 20
@@ -122,7 +122,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser, "timit", time_steps=DEFAULT_TIME_STEPS, root="TIMIT root holding TRAIN/ and TEST/ (LDC93S1)", root_required=True
     )
     parser.add_argument(
-        "--frames", dest="n_frames", type=int, default=N_FRAMES, help="MFCC frames kept per utterance (default: %(default)s)"
+        "--frames",
+        dest="n_frames",
+        type=int_option("frames", 1, 10_000),
+        default=N_FRAMES,
+        help="MFCC frames kept per utterance (default: %(default)s)",
     )
     parser.add_argument(
         "--no-sa", dest="include_sa", action="store_false", help="leave out the two SA sentences every speaker reads"

@@ -15,6 +15,7 @@ init        0.02    0.2     0.0    0.08   the learnable initial values (paper §
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -62,21 +63,45 @@ class MetaNeuron:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "meta neuron") -> MetaNeuron:
+        """A neuron from its :meth:`to_dict` form; ``ValueError`` naming ``where`` and the field for anything
+        of the wrong type (a name that is not a non-empty string, an order other than 1 or 2, theta not four
+        finite numbers, a decay not a finite number)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}: expected an object with name, order and theta or decay, got {type(d).__name__}")
         for key in ("name", "order"):
             if key not in d:
                 raise ValueError(f"{where}: missing field {key!r}")
-        order = d["order"]
+        name, order = d["name"], d["order"]
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{where}: field 'name' must be a non-empty string, got {name!r}")
+        where = f"{where} ({name!r})"
+        if isinstance(order, bool) or order not in (1, 2) or not isinstance(order, int):
+            raise ValueError(f"{where}: field 'order' must be 1 or 2, got {order!r}")
         needed = "theta" if order == 2 else "decay"
         if needed not in d:
-            raise ValueError(f"{where} ({d['name']!r}): missing field {needed!r} for an order-{order} neuron")
+            raise ValueError(f"{where}: missing field {needed!r} for an order-{order} neuron")
+        value = d[needed]
+        values = value if order == 2 and isinstance(value, (list, tuple)) else [value]
+        if (order == 2 and (not isinstance(value, (list, tuple)) or len(value) != 4)) or not all(
+            _finite_number(v) for v in values
+        ):
+            expected = "a list of four finite numbers (a, b, c, d)" if order == 2 else "a finite number"
+            raise ValueError(f"{where}: field {needed!r} must be {expected}, got {value!r}")
+        for key, kind in (("description", str), ("provenance", dict)):
+            if key in d and not isinstance(d[key], kind):
+                raise ValueError(f"{where}: field {key!r} must be a {kind.__name__}, got {type(d[key]).__name__}")
         return cls(
-            name=str(d["name"]),
-            order=int(order),
-            theta=tuple(d["theta"]) if order == 2 else None,
-            decay=d.get("decay") if order == 1 else None,
-            description=str(d.get("description", "")),
+            name=name,
+            order=order,
+            theta=tuple(value) if order == 2 else None,
+            decay=value if order == 1 else None,
+            description=d.get("description", ""),
             provenance=dict(d.get("provenance", {})),
         )
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 _PAPER = {"source": "paper Table 2"}
@@ -164,10 +189,16 @@ def load_library(path: str | os.PathLike) -> MetaNeuronLibrary:
     """Read a library JSON; ``ValueError`` naming the file for a wrong format, version or missing field."""
     path = Path(path)
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FileNotFoundError(f"meta-neuron library {path} does not exist") from None
-    except json.JSONDecodeError as e:
+    except IsADirectoryError:
+        raise ValueError(f"meta-neuron library {path} is a directory, not a JSON file") from None
+    except OSError as e:
+        raise ValueError(f"meta-neuron library {path} cannot be read: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"meta-neuron library {path} is not a text (UTF-8 JSON) file") from None
+    except (json.JSONDecodeError, RecursionError) as e:
         raise ValueError(f"meta-neuron library {path} is not valid JSON: {e}") from None
     if not isinstance(doc, dict) or doc.get("format") != LIBRARY_FORMAT:
         raise ValueError(f"{path}: not a meta-neuron library (field 'format' must be {LIBRARY_FORMAT!r})")
@@ -176,4 +207,10 @@ def load_library(path: str | os.PathLike) -> MetaNeuronLibrary:
     if not isinstance(doc.get("neurons"), list):
         raise ValueError(f"{path}: missing field 'neurons' (a list of meta neurons)")
     neurons = [MetaNeuron.from_dict(d, where=f"{path}: neurons[{i}]") for i, d in enumerate(doc["neurons"])]
+    names = [n.name for n in neurons]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"{path}: neuron name(s) {', '.join(map(repr, twice))} appear more than once")
+    if not isinstance(doc.get("provenance", {}), dict):
+        raise ValueError(f"{path}: field 'provenance' must be an object")
     return MetaNeuronLibrary(neurons, dict(doc.get("provenance", {})))

@@ -2,7 +2,10 @@
 
 Every subcommand module exposes ``configure(parser)`` (adds its arguments) and ``main(args) -> int``
 (runs it). Only the module of the subcommand being run is imported, so ``mdn --help`` stays fast.
-Errors become one line and an exit code in one place, :mod:`mdn_snntorch.cli.errors`.
+Errors become one line and an exit code in one place, :mod:`mdn_snntorch.cli.errors`; a bad option is
+one line too (``mdn train: error: argument --threads: ...``, exit code 2). SIGINT and SIGTERM raise an
+exception for the length of the command (:mod:`mdn_snntorch.signals`), so temporary files and locks are
+always removed.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from mdn_snntorch import signals
 from mdn_snntorch.cli import errors
 
 #: subcommand -> (module, one-line help)
@@ -26,9 +30,16 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (the usage of ``mdn train`` alone takes ten)."""
+
+    def error(self, message: str):
+        self.exit(errors.BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only ``command``'s module (if given) is imported to add its arguments."""
-    parser = argparse.ArgumentParser(prog="mdn", description="Meta-Dynamic Neurons for snnTorch.")
+    parser = _Parser(prog="mdn", description="Meta-Dynamic Neurons for snnTorch.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (or set MDN_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in SUBCOMMANDS.items():
@@ -43,17 +54,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = errors.debugging(argv)
     argv = [a for a in argv if a != "--debug"]  # accepted anywhere on the line
-    command = next((a for a in argv if not a.startswith("-")), None)
+    words = [a for a in argv if not a.startswith("-")]
+    command = words[0] if words else None
+    label = " ".join(words[:2]) if command == "prep" else command or ""  # "mdn prep mnist: error: ..."
+    restore = signals.install()
     try:
-        parser = build_parser(command)
-    except ImportError as err:  # the subcommand needs an extra that is not installed
-        return errors.report(command or "", err, debug)
-    args = parser.parse_args(argv)
+        return errors.run(label, lambda: _run(argv, command), debug)
+    finally:
+        restore()
+
+
+def _run(argv: list[str], command: str | None) -> int:
+    parser = build_parser(command)  # an ImportError here: the subcommand needs an extra that is not installed
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, or a bad option (already printed as one line)
+        return done.code if isinstance(done.code, int) else errors.BAD_INPUT
     if not getattr(args, "_module", None):
         parser.print_help()
         return 2
-    module = importlib.import_module(args._module)
-    return errors.run(args.command, lambda: module.main(args), debug)
+    return importlib.import_module(args._module).main(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

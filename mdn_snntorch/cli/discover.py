@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mdn_snntorch.cli.options import add_training_arguments, settings_from_args
+from mdn_snntorch.cli.options import add_training_arguments, float_in, int_in, settings_from_args
 from mdn_snntorch.pipeline.discover import BANDWIDTH_QUANTILE, DUPLICATE_DISTANCE, dataset_name, discover
 
 
@@ -12,13 +12,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="source HDF5 spike file (spatial: MNIST, temporal: TIDigits)")
     parser.add_argument("--out", required=True, help="library JSON to write (figures go beside it)")
     parser.add_argument(
-        "--seeds", type=int, default=1, help="number of training seeds (0..N-1) whose theta are pooled (default 1)"
+        "--seeds",
+        type=int_in("seeds", 1, 1000),
+        default=1,
+        help="number of training seeds (0..N-1) whose theta are pooled (default 1)",
     )
     parser.add_argument("--runs", help="folder for the training runs (default <out>_runs)")
-    parser.add_argument("--quantile", type=float, default=BANDWIDTH_QUANTILE, help="estimate_bandwidth quantile (default 0.3)")
+    parser.add_argument(
+        "--quantile",
+        type=float_in("quantile", 0, 1),
+        default=BANDWIDTH_QUANTILE,
+        help="estimate_bandwidth quantile (default 0.3)",
+    )
     parser.add_argument(
         "--duplicate-distance",
-        type=float,
+        type=float_in("duplicate_distance", 0, 1, low_open=False),
         default=DUPLICATE_DISTANCE,
         help="response distance (relative, 0..1) below which a candidate is a near-duplicate (default 0.1)",
     )

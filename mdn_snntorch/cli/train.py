@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mdn_snntorch.cli.options import add_training_arguments, settings_from_args
+from mdn_snntorch.cli.options import add_training_arguments, seed, settings_from_args
 from mdn_snntorch.neurons import factory
 from mdn_snntorch.pipeline import distributed
 from mdn_snntorch.pipeline.trainer import TrainConfig, train
@@ -21,7 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--output-neuron", help="output-layer neuron when it differs from --neuron")
     parser.add_argument("--library", nargs="+", default=[], help="meta-neuron library JSON(s) to look --neuron names up in")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     add_training_arguments(parser)
 

@@ -19,12 +19,15 @@ The choices made where the paper is silent: docs/model.md#meta-neuron-generation
 
 Output: the library JSON (:func:`~mdn_snntorch.meta_neurons.save_library`) with provenance, and beside it
 ``<name>_fig3.png`` (accuracy curves and theta scatter with centres) and ``<name>_fig4.png`` (each
-kept neuron's V, U, input and attractor under the sine).
+kept neuron's V, U, input and attractor under the sine). The library path and the runs folder are
+claimed (checked and locked) before any training; every generated name is checked with
+:func:`mdn_snntorch.neurons.factory.lookup` against the presets before the library is written.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,9 @@ import numpy as np
 
 from mdn_snntorch import dynamics
 from mdn_snntorch.meta_neurons import MetaNeuron, MetaNeuronLibrary, save_library
+from mdn_snntorch.neurons import factory
 from mdn_snntorch.pipeline.trainer import TrainConfig, train
+from mdn_snntorch.runlock import claim_dir, claim_file
 
 BANDWIDTH_QUANTILE = 0.3
 DUPLICATE_DISTANCE = 0.1
@@ -157,7 +162,24 @@ def discover(
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seeds:
         raise ValueError("discover needs at least one seed")
-    runs_dir = Path(runs_dir) if runs_dir else out_path.with_name(out_path.stem + "_runs")
+    with ExitStack() as claims:  # every output checked and locked before the first epoch
+        claims.enter_context(claim_file(out_path, "meta-neuron library"))
+        runs_dir = Path(runs_dir) if runs_dir else out_path.with_name(out_path.stem + "_runs")
+        for suffix in ("_fig3.png", "_fig4.png") if figures else ():
+            claims.enter_context(claim_file(out_path.with_name(out_path.stem + suffix), "figure"))
+        claims.enter_context(claim_dir(runs_dir, "runs folder"))
+        return _discover(data_path, out_path, seeds, runs_dir, quantile, duplicate_distance, steps, figures, train_settings)
+
+
+def check_names(neurons: Sequence[MetaNeuron]) -> None:
+    """Each generated name must resolve to its own neuron (:func:`factory.lookup`): none may shadow a preset."""
+    library = MetaNeuronLibrary(list(neurons))
+    for neuron in neurons:
+        factory.lookup(neuron.name, [library])
+
+
+def _discover(data_path, out_path: Path, seeds: list[int], runs_dir: Path, quantile, duplicate_distance, steps, figures,
+              train_settings) -> MetaNeuronLibrary:  # fmt: skip
     results, thetas = [], []
     for seed in seeds:
         config = TrainConfig(
@@ -170,6 +192,7 @@ def discover(
     clusters = {pair: cluster_pair(theta[:, list(cols)], quantile) for pair, cols in PAIRS.items()}
     prefix = out_path.stem
     kept, candidates, kept_chars = select_candidates(clusters["ab"], clusters["cd"], prefix, duplicate_distance, steps)
+    check_names(kept)
     provenance = {
         "source": str(data_path),
         "dataset": dataset_name(data_path),

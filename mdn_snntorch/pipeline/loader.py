@@ -5,6 +5,10 @@ read per run of samples), unpacks with numpy and yields time-major batches ``x [
 (0/1), ``y [B]`` int64 or ``[B, K]`` float32. With ``resample`` a rate-coded split's spikes are
 redrawn for every batch from its stored intensities (see :mod:`mdn_snntorch.spikefile`), from a
 generator seeded by ``(seed, epoch, rank, window)``.
+
+Every pass checks that the file at the dataset's path is still the one it opened
+(:meth:`~mdn_snntorch.spikefile.SpikeDataset.check_unchanged`); a DataLoader worker checks the file it
+opens against the same identity, so a file replaced during a run stops it (InputChangedError).
 """
 
 from __future__ import annotations
@@ -138,6 +142,7 @@ class SpikeLoader:
         )  # fmt: skip
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.dataset.check_unchanged()
         draw_seed = [self.seed, self.epoch, self.rank] if self.resample else None
         stream = _WindowStream(self.dataset, self.windows(), self.batch_size, draw_seed)
         if self.num_workers == 0:

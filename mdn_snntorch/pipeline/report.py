@@ -1,14 +1,21 @@
 """A small report writer: the same content as Markdown (figures as relative PNG links) and as one
-self-contained HTML file (figures embedded as base64), both written atomically."""
+self-contained HTML file (figures embedded as base64), both written atomically.
+
+Text from outside (task and neuron names come from data files and libraries) never becomes markup: the
+Markdown escapes HTML (``< > &``), backslashes, table pipes and line breaks (:func:`md_text`,
+:func:`md_cell`), picks a code fence longer than any backtick run in the code, and the HTML escapes everything.
+"""
 
 from __future__ import annotations
 
 import base64
 import html
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from mdn_snntorch.atomic import atomic_write
 
@@ -28,6 +35,24 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return write_atomic(path, buf.getvalue())
+
+
+_MD_SPECIAL = re.compile(r"([\\<>&|\[\]`])")
+
+
+def md_text(text: object) -> str:
+    """``text`` as literal Markdown on one line: HTML, links, code spans and table pipes escaped with a backslash."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).splitlines()))
+
+
+def md_cell(text: object) -> str:
+    """A Markdown table cell (the same as :func:`md_text`; a pipe can no longer split the cell)."""
+    return md_text(text)
+
+
+def _fence(code: str) -> str:
+    longest = max((len(m) for m in re.findall(r"`+", code)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 @dataclass
@@ -53,24 +78,28 @@ class Report:
         self.blocks.append(("figure", (Path(path), caption)))
 
     def markdown(self, base: Path) -> str:
-        out = [f"# {self.title}", ""]
+        """The report as Markdown; every text is escaped (:func:`md_text`), so ``**`` is the only markup a
+        paragraph keeps."""
+        out = [f"# {md_text(self.title)}", ""]
         for kind, value in self.blocks:
             if kind == "heading":
                 level, text = value
-                out += ["#" * level + " " + text, ""]
+                out += ["#" * level + " " + md_text(text), ""]
             elif kind == "paragraph":
-                out += [value, ""]
+                out += [md_text(value), ""]
             elif kind == "code":
-                out += ["```", value, "```", ""]
+                fence = _fence(value)
+                out += [fence, value, fence, ""]
             elif kind == "table":
                 header, rows = value
-                out.append("| " + " | ".join(header) + " |")
+                out.append("| " + " | ".join(md_cell(h) for h in header) + " |")
                 out.append("|" + "---|" * len(header))
-                out += ["| " + " | ".join(r) + " |" for r in rows]
+                out += ["| " + " | ".join(md_cell(c) for c in r) + " |" for r in rows]
                 out.append("")
             elif kind == "figure":
                 path, caption = value
-                out += [f"![{caption}]({os.path.relpath(path, base)})", "", f"*{caption}*", ""]
+                link = quote(os.path.relpath(path, base).replace(os.sep, "/"))
+                out += [f"![{md_text(caption)}]({link})", "", f"*{md_text(caption)}*", ""]
         return "\n".join(out)
 
     def html(self) -> str:
