@@ -181,3 +181,309 @@ def attractor(u: Tensor | float, current: Tensor | float) -> tuple[Tensor, Tenso
     eps = u - current + 0.25
     root = torch.sqrt(eps)  # NaN where eps < 0
     return eps, 0.5 - root, 0.5 + root
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast single step: one autograd node per step with an explicit backward
+# ---------------------------------------------------------------------------------------------
+#: raised instead of PyTorch's "Trying to backward through the graph a second time" when the graph behind
+#: a neuron's state was already freed: the state was carried over from a batch that was backpropagated
+STALE_STATE_MESSAGE = (
+    "an MDN-family neuron's state comes from a graph that was already backpropagated and freed: the state "
+    "was carried over from an earlier batch. Call mdn.reset(net) before each batch (snntorch.utils.reset "
+    "does not know these neurons), mdn.detach(net) between the chunks of truncated BPTT, or pass "
+    "retain_graph=True to backward() if you really mean to backpropagate through the old graph again."
+)
+
+
+class StaleStateError(RuntimeError):
+    """The backward pass reached a neuron state whose graph was already freed (see :data:`STALE_STATE_MESSAGE`)."""
+
+
+def saved_or_stale(ctx) -> tuple[Tensor, ...]:
+    """``ctx.saved_tensors``, or :class:`StaleStateError` where autograd already freed them."""
+    try:
+        return ctx.saved_tensors
+    except RuntimeError as error:
+        if "second time" not in str(error) and "freed" not in str(error):
+            raise
+        raise StaleStateError(STALE_STATE_MESSAGE) from error
+
+
+def _reduce(grad: Tensor | None, like: Tensor) -> Tensor | None:
+    """``grad`` summed down to ``like``'s (broadcast) shape and cast to its dtype."""
+    if grad is None:
+        return None
+    if grad.shape != like.shape:
+        grad = grad.sum_to_size(like.shape)
+    return grad.to(like.dtype)
+
+
+# The fast steps use float arithmetic only: on CPUs, kernels that read or write bool tensors (comparisons,
+# torch.where, bool -> float casts) take a slow mixed-dtype path, 5-30x slower than a float multiply.
+def _indicator(x: Tensor, eager: bool) -> Tensor:
+    """1.0 where ``x > 0``, else 0.0 (NaN too), in ``x``'s dtype."""
+    return torch.gt(x, 0, out=torch.empty_like(x)) if eager else (x > 0).to(x.dtype)
+
+
+def _select(fired: Tensor, value: Tensor, other: Tensor, bound: Tensor, eager: bool) -> tuple[Tensor, Tensor]:
+    """``(torch.where(fired > 0, value, other), 1 - fired)`` for a 0/1 ``fired`` that is 1 exactly where
+    ``other > bound``, in float arithmetic: ``min(other, bound) (1 - fired) + value fired``. Exact for every
+    ``other`` (also infinite or NaN: the minimum keeps a fired +inf from becoming inf * 0), up to the sign of a zero."""
+    keep = torch.rsub(fired, 1)
+    if not eager:
+        return torch.where(fired > 0, value, other), keep
+    return torch.minimum(other, bound).mul_(keep).addcmul_(value, fired), keep
+
+
+def _window(grad: Tensor, margin: Tensor, width: float) -> Tensor:
+    """``grad`` where ``|margin| < width``, else 0: the window surrogate's backward (paper Eq. 6), one kernel."""
+    return torch.ops.aten.hardtanh_backward(grad, margin, -width, width)
+
+
+def _euler(v, u, current, a, b, c, d, th, dt: float, eager: bool):
+    """One Euler (sub-)step and its reset, the operations of :func:`_mdn_euler_step` in its order (in-place on
+    temporaries; multiplying by ``dt = 1`` is exact and skipped): ``(v_new, u_new, V' - V_th, spike 0/1)``."""
+    vp = v * v
+    vp -= v
+    vp -= u
+    vp += current
+    if dt != 1.0:
+        vp *= dt
+    vp += v  # v + dt * dv_dt: addition commutes exactly
+    up = b * v
+    up -= u
+    up.mul_(a)  # a * (b v - u): multiplication commutes exactly
+    if dt != 1.0:
+        up *= dt
+    up += u
+    margin = vp - th
+    fired = _indicator(margin, eager)
+    v_new, keep = _select(fired, c, vp, th, eager)
+    u_new = up.addcmul_(d, fired)  # u' + d * s: d * s is exact (s in {0, 1}), one rounding
+    return v_new, u_new, margin, fired, keep
+
+
+class MDNStep(torch.autograd.Function):
+    """:func:`mdn_step` with the window surrogate, the input sigmoid and the graded-spikes factor as one node."""
+
+    @staticmethod
+    def forward(ctx, x, v, u, a, b, c, d, th, scale, dt, substeps, width, sigmoid):
+        current = torch.sigmoid(x) if sigmoid else x
+        h = dt / substeps
+        v0, u0, fired_any = v, u, None
+        eager = not torch.compiler.is_compiling()
+        for _ in range(substeps):
+            v, u, margin, fired, keep = _euler(v, u, current, a, b, c, d, th, h, eager)
+            fired_any = fired if fired_any is None else torch.maximum(fired_any, fired)
+        spikes = fired_any if scale is None else fired_any * scale
+        ctx.config = (h, substeps, width, sigmoid)
+        ctx.set_materialize_grads(False)  # an unused output's gradient stays None (no zero tensors)
+        # save what the backward needs: with sub-steps it recomputes them from the state and the current
+        need = ctx.needs_input_grad
+        one = substeps == 1
+        ctx.save_for_backward(
+            v0 if not one or any(need[1:5]) else None,
+            u0 if not one or need[3] else None,
+            current if not one or sigmoid else None,
+            a,
+            b,
+            c,
+            d,
+            th,
+            scale,
+            margin if one else None,
+            keep if one else None,
+        )
+        return spikes, v, u
+
+    @staticmethod
+    def backward(ctx, g_spk, g_v, g_u):
+        v0, u0, current, a, b, c, d, th, scale, margin, keep = saved_or_stale(ctx)
+        h, substeps, width, sigmoid = ctx.config
+        need = ctx.needs_input_grad
+        if substeps == 1:
+            subs = [(v0, u0, margin, keep)]
+        else:
+            subs, v, u = [], v0, u0
+            eager = not torch.compiler.is_compiling()
+            for _ in range(substeps):
+                v_next, u_next, m, _, k = _euler(v, u, current, a, b, c, d, th, h, eager)
+                subs.append((v, u, m, k))
+                v, u = v_next, u_next
+        g_scale = g_step = None
+        if g_spk is not None:
+            if scale is not None and need[8]:
+                keep_all = subs[0][3]
+                for sub in subs[1:]:
+                    keep_all = keep_all * sub[3]
+                g_scale = _reduce(g_spk * torch.rsub(keep_all, 1), scale)
+            g_step = g_spk if scale is None else g_spk * scale
+        g_a = g_b = g_c = g_d = g_th = g_current = None
+        for k in reversed(range(substeps)):
+            v, u, m, keep = subs[k]
+            g_sh = None
+            if g_step is not None:  # the OR passes the step's spike gradient to a sub-step iff no other sub-step fired
+                g_sub = g_step
+                for j, sub in enumerate(subs):
+                    if j != k:
+                        g_sub = g_sub * sub[3]
+                g_sh = _window(g_sub, m, width)
+                if need[7]:
+                    g_th = _acc(g_th, -g_sh)
+            # through the reset: V <- theta_c and U <- U' + theta_d where the (detached) spike is 1
+            if g_v is None:
+                g_vp = g_sh if g_sh is not None else torch.zeros_like(v)
+            else:
+                if need[5]:
+                    g_c = _acc(g_c, g_v * torch.rsub(keep, 1))
+                g_vp = g_v * keep if g_sh is None else g_sh.addcmul_(g_v, keep)  # g_sh: this backward's own tensor
+            if g_u is not None:
+                if need[6]:
+                    g_d = _acc(g_d, g_u * torch.rsub(keep, 1))
+                if need[3]:
+                    g_a = _acc(g_a, g_u * ((b * v - u) if h == 1.0 else h * (b * v - u)))
+                if need[4]:
+                    g_b = _acc(g_b, g_u * ((a * v) if h == 1.0 else h * (a * v)))
+            g_in = g_vp if h == 1.0 else g_vp * h
+            g_current = g_in if g_current is None else g_current + g_in
+            if k == 0 and not (need[1] or need[2]):
+                break
+            # through the Euler step to the pre-step state: dV'/dV = 1 + h (2V - 1), dV'/dU = -h,
+            # dU'/dV = h a b, dU'/dU = 1 - h a
+            if h == 1.0:
+                g_v_prev = g_vp * (v * 2) if g_u is None else (g_u * (a * b)).addcmul_(v, g_vp, value=2)
+                g_u_prev = -g_vp if g_u is None else g_vp.neg().addcmul_(g_u, 1 - a)
+            else:
+                g_v_prev = g_vp * (1 + h * (2 * v - 1))
+                if g_u is not None:
+                    g_v_prev += g_u * (h * (a * b))
+                g_u_prev = -g_in if g_u is None else torch.addcmul(-g_in, g_u, 1 - h * a)
+            g_v, g_u = g_v_prev, g_u_prev
+        g_x = torch.ops.aten.sigmoid_backward(g_current, current) if sigmoid else g_current
+        return (
+            g_x,
+            g_v if need[1] else None,
+            g_u if need[2] else None,
+            _reduce(g_a, a),
+            _reduce(g_b, b),
+            _reduce(g_c, c),
+            _reduce(g_d, d),
+            _reduce(g_th, th),
+            g_scale,
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def _acc(total: Tensor | None, term: Tensor) -> Tensor:
+    return term if total is None else total + term
+
+
+def _as_param(value, like: Tensor) -> Tensor:
+    return torch.as_tensor(value, dtype=like.dtype, device=like.device)
+
+
+def _scale_or_none(graded_spikes_factor, like: Tensor) -> Tensor | None:
+    """The graded-spikes factor as a tensor, or ``None`` for a plain python 1 (no multiplication)."""
+    if not torch.is_tensor(graded_spikes_factor) and float(graded_spikes_factor) == 1.0:
+        return None
+    return _as_param(graded_spikes_factor, like)
+
+
+def fused_mdn_step(
+    inputs: Tensor,
+    state: MDNState,
+    theta: MDNParameters,
+    *,
+    threshold: Tensor | float = V_TH,
+    dt: float = 1.0,
+    substeps: int = 1,
+    width: float = 0.5,
+    graded_spikes_factor: Tensor | float = 1.0,
+    input_sigmoid: bool = False,
+) -> tuple[Tensor, MDNState]:
+    """:func:`mdn_step` with ``spike_fn=window(width)`` as one autograd node with an explicit backward.
+
+    ``I = sigmoid(inputs)`` when ``input_sigmoid`` (else ``inputs``); the spikes are multiplied by
+    ``graded_spikes_factor``. Theta, the threshold and the factor are floats or tensors that broadcast
+    against ``inputs`` (their gradients come back in their own shapes). The forward performs the
+    reference's float operations in its order (bitwise the same spikes and state); the backward is the
+    adjoint of :func:`mdn_snntorch.fused.torch_loop._mdn_adjoint`'s equations, equal to autograd's to rounding.
+    The node saves the old state, the current and the margin ``V' - V_th`` (what the backward needs).
+    """
+    a, b, c, d = (_as_param(p, inputs) for p in theta)
+    v, u = (s if s.shape == inputs.shape else s.expand_as(inputs) for s in state)
+    scale = _scale_or_none(graded_spikes_factor, inputs)
+    th = _as_param(threshold, inputs)
+    spikes, v, u = MDNStep.apply(inputs, v, u, a, b, c, d, th, scale, float(dt), int(substeps), float(width), bool(input_sigmoid))
+    return spikes, MDNState(v, u)
+
+
+class FirstOrderStep(torch.autograd.Function):
+    """:func:`first_order_step` with the window surrogate, the input sigmoid and the graded-spikes factor as one node."""
+
+    @staticmethod
+    def forward(ctx, x, v, decay, th, reset, scale, width, sigmoid):
+        current = torch.sigmoid(x) if sigmoid else x
+        vp = decay * v
+        vp += current  # first_order_map: decay * v + current
+        margin = vp - th
+        eager = not torch.compiler.is_compiling()
+        fired = _indicator(margin, eager)
+        v_new, keep = _select(fired, reset, vp, th, eager)
+        spikes = fired if scale is None else fired * scale
+        ctx.config = (width, sigmoid)
+        ctx.set_materialize_grads(False)
+        need = ctx.needs_input_grad
+        ctx.save_for_backward(v if need[2] else None, current if sigmoid else None, decay, th, reset, scale, margin, keep)
+        return spikes, v_new
+
+    @staticmethod
+    def backward(ctx, g_spk, g_v):
+        v, current, decay, th, reset, scale, margin, keep = saved_or_stale(ctx)
+        width, sigmoid = ctx.config
+        need = ctx.needs_input_grad
+        g_scale = g_th = g_reset = g_sh = None
+        if g_spk is not None:
+            if scale is not None and need[5]:
+                g_scale = _reduce(g_spk * torch.rsub(keep, 1), scale)
+            g_sh = _window(g_spk if scale is None else g_spk * scale, margin, width)
+            if need[3]:
+                g_th = _reduce(-g_sh, th)
+        if g_v is None:
+            g_vp = g_sh if g_sh is not None else torch.zeros_like(v)
+        else:
+            if need[4]:
+                g_reset = _reduce(g_v * torch.rsub(keep, 1), reset)
+            g_vp = g_v * keep if g_sh is None else g_sh.addcmul_(g_v, keep)  # g_sh: this backward's own tensor
+        g_decay = _reduce(g_vp * v, decay) if need[2] else None
+        g_x = torch.ops.aten.sigmoid_backward(g_vp, current) if sigmoid else g_vp
+        return g_x, (g_vp * decay) if need[1] else None, g_decay, g_th, g_reset, g_scale, None, None
+
+
+def fused_first_order_step(
+    inputs: Tensor,
+    v: Tensor,
+    *,
+    decay: Tensor | float = 0.8,
+    threshold: Tensor | float = V_TH,
+    reset: Tensor | float = 0.0,
+    width: float = 0.5,
+    graded_spikes_factor: Tensor | float = 1.0,
+    input_sigmoid: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """:func:`first_order_step` with ``spike_fn=window(width)`` as one autograd node (see :func:`fused_mdn_step`).
+    Returns ``(spikes * graded_spikes_factor, new_v)``."""
+    return FirstOrderStep.apply(
+        inputs,
+        v if v.shape == inputs.shape else v.expand_as(inputs),
+        _as_param(decay, inputs),
+        _as_param(threshold, inputs),
+        _as_param(reset, inputs),
+        _scale_or_none(graded_spikes_factor, inputs),
+        float(width),
+        bool(input_sigmoid),
+    )

@@ -48,28 +48,47 @@ def use_kernel(name: str) -> Iterator[None]:
         config["kernel"] = previous
 
 
-def _param_ok(value, N: int) -> bool:
-    return not torch.is_tensor(value) or value.dim() == 0 or tuple(value.shape) == (N,)
+def feature_shape(step_shape: tuple[int, ...], params) -> tuple[int, ...] | None:
+    """The trailing part of one step's shape ``[B, ...]`` (``step_shape``) over which ``params`` vary: the
+    kernels' neuron axis, flattened (the parameters are expanded to it). ``None`` when a parameter does not
+    broadcast against the step without changing it, or varies along the batch (the first) dimension of a
+    step with two or more dimensions. At least the last dimension, so ``(N,)`` for shared scalars on
+    ``[B, N]``; ``()`` for a 0-dim step."""
+    ndim = len(step_shape)
+    k = min(ndim, 1)
+    for p in params:
+        shape = tuple(p.shape) if torch.is_tensor(p) else ()
+        if len(shape) > ndim:
+            return None
+        for n, m in zip(reversed(shape), reversed(step_shape)):
+            if n not in (1, m):
+                return None
+        lead = len(shape)
+        while lead > 0 and shape[len(shape) - lead] == 1:  # leading 1s broadcast: they do not count
+            lead -= 1
+        k = max(k, lead)
+    if ndim >= 2 and k == ndim:
+        return None  # varies over the batch
+    return tuple(step_shape[ndim - k :])
 
 
 def unsupported(neuron, inputs: Tensor, states: tuple[Tensor, ...], params: tuple) -> str | None:
     """Why the fused op cannot run this call of ``neuron`` exactly as the reference loop would
     (``None`` if it can): spike functions other than :class:`~mdn_snntorch.surrogate.Window`
     (``surrogate_disable`` included), inhibition, mixed dtypes/devices of state and input, or
-    parameters not shaped ``()`` / ``(N,)``. (State quantisation never reaches here: the neurons run
-    it step by step.)"""
+    parameters that do not broadcast against one step ``[B, ...]`` or vary along its batch dimension
+    (see :func:`feature_shape`). (State quantisation never reaches here: the neurons run it step by step.)"""
     if type(neuron.spike_grad) is not Window:
         return f"spike_grad {neuron.spike_grad!r} is not the window surrogate"
     if neuron.inhibition:
         return "inhibition"
     if inputs.dim() < 1 or inputs.shape[0] < 1:
         return "an empty time axis"
-    N = inputs.shape[-1] if inputs.dim() > 1 else 1
     for s in states:
         if s.dtype != inputs.dtype or s.device != inputs.device or s.shape != inputs.shape[1:]:
             return "state and input differ in dtype, device or shape"
-    if not all(_param_ok(p, N) for p in (*params, neuron.threshold, neuron.graded_spikes_factor)):
-        return "a parameter is not a scalar or per-neuron (N,) tensor"
+    if feature_shape(tuple(inputs.shape[1:]), (*params, neuron.threshold, neuron.graded_spikes_factor)) is None:
+        return "a parameter does not broadcast against one step or varies along the batch dimension"
     return None
 
 

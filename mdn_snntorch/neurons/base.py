@@ -1,22 +1,118 @@
-"""snnTorch plumbing shared by :class:`~mdn_snntorch.MDN` and :class:`~mdn_snntorch.FirstOrder`:
-constructor vocabulary, input current (paper sigmoid), input checks, lazily shaped state,
-inhibition, and the class-wide ``reset_hidden`` / ``detach_hidden``."""
+"""snnTorch plumbing shared by the neurons of this package (:class:`~mdn_snntorch.MDN`,
+:class:`~mdn_snntorch.FirstOrder` and their recurrent forms): constructor vocabulary, broadcastable
+parameters, input checks, lazily shaped state, the single-step / whole-sequence switch (``step_mode``),
+exact parameter values across dtype changes, the 2-SDS stability-horizon warning, and the class-wide
+``reset_hidden`` / ``detach_hidden``.
+
+Parameter shapes (docs/snntorch.md#parameter-shapes): each dynamic parameter (theta, decay) is a tensor
+that broadcasts against one step's input ``[B, ...]`` without changing its shape, as snnTorch broadcasts
+``beta``: ``()`` shared, ``(N,)`` per neuron of ``[B, N]``, ``(C, 1, 1)`` per channel of ``[B, C, H, W]``.
+``num_neurons=N`` is the shorthand for ``(N,)``, the last dimension of a ``[B, N]`` input; a shape
+``(N,)`` on an input with more than one feature dimension is refused (say ``param_shape=(C, 1, 1)`` or
+``(1, 1, W)``), since it would silently act along the last axis.
+"""
 
 from __future__ import annotations
 
+import math
+import warnings
+from collections.abc import Sequence
+
 import torch
 from snntorch import SpikingNeuron
+from torch import nn
 
-from mdn_snntorch.surrogate import heaviside, window
+from mdn_snntorch.surrogate import Window, heaviside, window
+
+STEP_MODES = ("single", "multi")
+#: steps after which a neuron with theta_a < 0 (2-SDS-like) leaves its stability horizon at dt = 1
+#: (docs/model.md#tolerances: the horizon of 2-SDS under the sine stimulus is step 121)
+HORIZON_STEPS = 120
+
+
+def _as_tensor(value, dtype, device) -> torch.Tensor:
+    """A float tensor copy of ``value``; python floats are converted straight to ``dtype`` (no float32 detour)."""
+    if torch.is_tensor(value):
+        t = value.detach().to(device=device)
+        if dtype is not None or not t.is_floating_point():
+            t = t.to(dtype or torch.get_default_dtype())
+        return t.clone()
+    return torch.tensor(float(value), dtype=dtype or torch.get_default_dtype(), device=device)
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    """Whether ``x`` holds no NaN or inf: its sum is finite (one fast reduction), or, when the sum is not
+    (non-finite entries, or finite ones overflowing), the exact elementwise check says so."""
+    return math.isfinite(x.detach().sum().item()) or bool(torch.isfinite(x).all())
+
+
+def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Whether ``shape`` broadcasts against ``target`` without changing it."""
+    try:
+        return tuple(torch.broadcast_shapes(shape, target)) == target
+    except RuntimeError:
+        return False
+
+
+def build_params(
+    names: Sequence[str],
+    values: Sequence,
+    *,
+    num_neurons: int | None,
+    param_shape: Sequence[int] | None,
+    dtype,
+    device,
+    what: str = "theta",
+) -> tuple[list[torch.Tensor], dict[str, float], tuple[int, ...] | None]:
+    """Validated parameter tensors of one common shape, the python floats they came from (by name) and that shape.
+
+    The shape is ``param_shape``, else ``(num_neurons,)``, else the broadcast of the given tensors' shapes
+    (``None``: all shared scalars). Every value must broadcast to it; scalars are expanded to it.
+    """
+    if num_neurons is not None and (isinstance(num_neurons, bool) or not isinstance(num_neurons, int) or num_neurons < 1):
+        raise ValueError(f"num_neurons must be a positive int or None, got {num_neurons!r}")
+    if param_shape is not None:
+        param_shape = tuple(int(n) for n in param_shape)
+        if any(n < 1 for n in param_shape):
+            raise ValueError(f"param_shape must be positive sizes, got {param_shape}")
+        if num_neurons is not None and param_shape != (num_neurons,):
+            raise ValueError(f"num_neurons={num_neurons} and param_shape={param_shape} disagree; give one of them")
+    tensors = [_as_tensor(v, dtype, device) for v in values]
+    exact = {n: float(v) for n, v in zip(names, values) if not torch.is_tensor(v)}
+    target = param_shape if param_shape is not None else (num_neurons,) if num_neurons is not None else None
+    if target is None:
+        try:
+            common = tuple(torch.broadcast_shapes(*(t.shape for t in tensors)))
+        except RuntimeError:
+            shapes = ", ".join(f"{n} {tuple(t.shape)}" for n, t in zip(names, tensors))
+            raise ValueError(
+                f"{what} tensors disagree on the number of neurons: {shapes} (their shapes must broadcast together)"
+            ) from None
+        target = common or None
+    for name, t in zip(names, tensors):
+        if target is not None and not _broadcasts_to(tuple(t.shape), target):
+            want = (
+                f"() or (num_neurons,) = {target}"
+                if param_shape is None and num_neurons is not None
+                else f"a shape that broadcasts to {target}"
+            )
+            raise ValueError(f"{name} has shape {tuple(t.shape)}; expected {want}")
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} is not finite: {t}")
+    if target is not None:
+        tensors = [t if tuple(t.shape) == target else t.expand(target).clone() for t in tensors]
+    return tensors, exact, target
 
 
 class MDNFamilyNeuron(SpikingNeuron):
     """Base of the neurons in this package; not used directly.
 
-    Subclasses name their state buffers in ``_state_names`` and implement ``_initial_states``.
+    Subclasses name their state buffers in ``_state_names`` (the first one has the input's shape), their
+    broadcastable dynamic parameters in ``_param_names``, and implement ``_initial_states``.
     """
 
     _state_names: tuple[str, ...] = ()
+    _param_names: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -34,7 +130,12 @@ class MDNFamilyNeuron(SpikingNeuron):
         input_sigmoid: bool,
         check_input: bool,
         num_neurons: int | None,
+        step_mode: str = "single",
+        dtype: torch.dtype | None = None,
+        device=None,
     ):
+        if step_mode not in STEP_MODES:
+            raise ValueError(f"step_mode must be one of {STEP_MODES}, got {step_mode!r}")
         super().__init__(
             threshold,
             spike_grad if spike_grad is not None else window(),
@@ -50,27 +151,129 @@ class MDNFamilyNeuron(SpikingNeuron):
         )
         if surrogate_disable:
             self.spike_grad = heaviside  # snnTorch's bypass casts to float32; this keeps the dtype
-        if num_neurons is not None and (not isinstance(num_neurons, int) or num_neurons < 1):
-            raise ValueError(f"num_neurons must be a positive int or None, got {num_neurons!r}")
         self.num_neurons = num_neurons
         self.input_sigmoid = bool(input_sigmoid)
         self.check_input = bool(check_input)
+        self.step_mode = step_mode
+        #: python floats of the non-learnable parameters, re-derived in the new dtype by .double() / .to()
+        self._exact: dict[str, float] = {}
+        for name, value, learn in (
+            ("threshold", threshold, learn_threshold),
+            ("graded_spikes_factor", graded_spikes_factor, learn_graded_spikes_factor),
+        ):
+            if not torch.is_tensor(value):
+                t = torch.tensor(float(value), dtype=dtype or torch.get_default_dtype(), device=device)
+                if learn:
+                    setattr(self, name, nn.Parameter(t))
+                else:
+                    self._buffers[name] = t
+                    self._exact[name] = float(value)
+        self._checked_shape: tuple[int, ...] | None = None
+        self._unit_scale: tuple | None = None
+        self._steps = 0
+        self._horizon_warned = False
         for name in self._state_names:
             self.register_buffer(name, torch.zeros(0), persistent=False)
 
+    # ---- parameters --------------------------------------------------------------------
+    def _register_params(self, tensors, exact: dict[str, float], learn: bool) -> None:
+        for name, t in zip(self._param_names, tensors):
+            if learn:
+                setattr(self, name, nn.Parameter(t))
+            else:
+                self.register_buffer(name, t)
+                if name in exact:
+                    self._exact[name] = exact[name]
+
+    def _tensor(self, name: str) -> torch.Tensor:
+        """Buffer or parameter ``name`` (dict lookups: ``nn.Module.__getattr__`` costs a microsecond a call)."""
+        t = self._buffers.get(name)
+        return self._parameters[name] if t is None else t
+
+    def _param_as(self, name: str, dtype: torch.dtype) -> torch.Tensor:
+        """Parameter ``name`` in ``dtype``; a value built from a python float is re-derived from it (exact)."""
+        t = self._tensor(name)
+        if t.dtype == dtype:
+            return t
+        if name in self._exact and not isinstance(t, nn.Parameter):
+            return torch.full(t.shape, self._exact[name], dtype=dtype, device=t.device)
+        return t.to(dtype)
+
+    def _apply(self, fn, recurse=True):
+        """``.double()``, ``.to(dtype)``, ``.cuda()`` ...: parameters that came from python floats (presets,
+        floats) and are not learnable are re-derived from those floats in the new dtype, as ``dtype=`` does."""
+        super()._apply(fn, recurse)
+        for name, value in self._exact.items():
+            t = self._buffers.get(name)
+            if t is not None and t.is_floating_point():
+                self._buffers[name] = torch.full_like(t, value)
+        self._unit_scale = None
+        return self
+
+    def _scale_arg(self, dtype: torch.dtype, compiling: bool) -> torch.Tensor | None:
+        """The graded-spikes factor for the fast steps in ``dtype``: ``None`` when it is a fixed 1 (one
+        multiplication less), else the tensor. The check is cached on the buffer's identity and version counter."""
+        g = self._tensor("graded_spikes_factor")
+        if g.requires_grad or compiling:
+            return self._param_as("graded_spikes_factor", dtype)
+        key = (id(g), g._version)
+        cached = self.__dict__["_unit_scale"]
+        if cached is None or cached[0] != key:
+            cached = self.__dict__["_unit_scale"] = (key, g.numel() == 1 and float(g) == 1.0)
+        return None if cached[1] else self._param_as("graded_spikes_factor", dtype)
+
+    def _fast_step_ok(self) -> bool:
+        """Whether the single step can run as one autograd node (window surrogate, no inhibition)."""
+        return type(self.spike_grad) is Window and not self.inhibition
+
     # ---- input -------------------------------------------------------------------------
-    def _checked_current(self, input_: torch.Tensor) -> torch.Tensor:
-        """I = sigmoid(input) (or the input itself), after checking dtype, size and finiteness."""
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        """Every dynamic parameter must broadcast against one step's input (shape ``shape``) without changing it."""
+        if shape == self.__dict__["_checked_shape"]:
+            return
         name = type(self).__name__
+        for pname in self._param_names:
+            ps = tuple(getattr(self, pname).shape)
+            if len(ps) == 1 and ps[0] > 1 and len(shape) > 2:
+                raise ValueError(
+                    f"{name} has per-neuron parameters of shape {ps} (num_neurons={ps[0]}), which act on the last "
+                    f"dimension, but one step of its input has shape {shape}, with more than one feature dimension. "
+                    "Give param_shape with one entry per feature dimension instead: e.g. param_shape=(C, 1, 1) for one "
+                    "value per channel of [B, C, H, W], (1, 1, W) for one per column, (C, H, W) for one per pixel."
+                )
+            if not _broadcasts_to(ps, shape):
+                if len(ps) == 1:
+                    raise ValueError(
+                        f"{name} has per-neuron parameters for num_neurons={ps[0]}, but its input has shape "
+                        f"{shape} (last dimension must be {ps[0]})"
+                    )
+                raise ValueError(
+                    f"{name}.{pname} has shape {ps}, which does not broadcast against one step of its input "
+                    f"(shape {shape}) without changing it"
+                )
+        if not torch.compiler.is_compiling():
+            self.__dict__["_checked_shape"] = shape
+
+    def _checked_input(self, input_: torch.Tensor, sequence: bool = False, compiling: bool | None = None) -> torch.Tensor:
+        """The input after checking dtype, shape against the parameters, and finiteness (no sigmoid)."""
         if not torch.is_tensor(input_) or not input_.is_floating_point():
+            name = type(self).__name__
             raise TypeError(f"{name} input must be a floating-point tensor, got {getattr(input_, 'dtype', type(input_))}")
-        if self.num_neurons is not None and input_.shape[-1:] != (self.num_neurons,):
-            raise ValueError(
-                f"{name} has per-neuron parameters for num_neurons={self.num_neurons}, "
-                f"but its input has shape {tuple(input_.shape)} (last dimension must be {self.num_neurons})"
-            )
-        if self.check_input and not torch.compiler.is_compiling() and not bool(torch.isfinite(input_).all()):
+        if sequence and input_.dim() < 1:
+            raise ValueError(f"{type(self).__name__} needs a sequence [T, ...] here, got a 0-dim tensor")
+        shape = input_.shape[1:] if sequence else input_.shape
+        if shape != self.__dict__["_checked_shape"]:
+            self._check_shape(tuple(shape))
+        if compiling is None:
+            compiling = torch.compiler.is_compiling()
+        if self.check_input and not compiling and not _all_finite(input_):
+            name = type(self).__name__
             raise ValueError(f"{name} input contains NaN or inf (pass check_input=False to skip this check)")
+        return input_
+
+    def _checked_current(self, input_: torch.Tensor, sequence: bool = False) -> torch.Tensor:
+        """I = sigmoid(input) (or the input itself), after :meth:`_checked_input`."""
+        input_ = self._checked_input(input_, sequence)
         return torch.sigmoid(input_) if self.input_sigmoid else input_
 
     def _spike_fn(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,26 +293,67 @@ class MDNFamilyNeuron(SpikingNeuron):
         if getattr(self, self._state_names[0]).shape != like.shape:
             for name, value in zip(self._state_names, self._initial_states(like)):
                 setattr(self, name, value)
+            self._steps = 0
 
     def _take_states(self, **given) -> None:
+        if all(v is None for v in given.values()):
+            return
         if self.init_hidden and any(v is not None for v in given.values()):
             raise TypeError(f"{', '.join(f'`{k}`' for k in given)} should not be passed as an argument while `init_hidden=True`")
         for name, value in given.items():
             if value is not None:
                 setattr(self, name, value)
 
+    def _returns(self, spikes: torch.Tensor, states: tuple[torch.Tensor, ...]):
+        """snnTorch's return convention: spikes alone for a hidden ``init_hidden`` layer, else spikes and states."""
+        if self.init_hidden and not self.output:
+            return spikes
+        return (spikes, *states)
+
     def reset_mem(self):
-        """Put this neuron back to its initial state (keeps the shape); returns the states."""
+        """Put this neuron back to its initial state (keeps the shape); returns the state(s)."""
         like = getattr(self, self._state_names[0])
         for name, value in zip(self._state_names, self._initial_states(like)):
             setattr(self, name, value)
-        return tuple(getattr(self, n) for n in self._state_names)
+        self._steps = 0
+        states = tuple(getattr(self, n) for n in self._state_names)
+        return states[0] if len(states) == 1 else states
 
     def detach_states(self) -> None:
         """Cut the state from the autograd graph (truncated BPTT)."""
         for name in self._state_names:
             setattr(self, name, getattr(self, name).detach())
 
+    # ---- the 2-SDS horizon -------------------------------------------------------------
+    #: network steps after which theta_a < 0 makes this neuron's Euler map unstable (None: never warn)
+    _horizon: int | None = None
+
+    def _advance(self, steps: int, compiling: bool = False) -> None:
+        """Count the steps since the last reset; warn once when a neuron with theta_a < 0 passes its horizon."""
+        if compiling:
+            return
+        attrs = self.__dict__
+        before = attrs["_steps"]
+        attrs["_steps"] = before + steps
+        horizon = None if attrs["_horizon_warned"] else self._horizon
+        if horizon is None or not (before <= horizon < before + steps):
+            return
+        if bool((self.theta_a.detach() < 0).any()):
+            attrs["_horizon_warned"] = True
+            warnings.warn(
+                f"{type(self).__name__} with theta_a < 0 (2-SDS-like: U grows without bound) has run {self._steps} "
+                f"steps since its state was reset, past its stability horizon of about {horizon} steps at dt = 1: "
+                "later spikes are largely discretisation artefacts (docs/model.md#tolerances). Use substeps, a "
+                "shorter sequence, or reset the state between samples (mdn.reset(net)). This warning is shown once.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    @staticmethod
+    def _horizon_for(dt: float, substeps: int) -> int | None:
+        return math.ceil(HORIZON_STEPS / dt) if dt / substeps >= 1.0 else None
+
+    # ---- class-wide, snnTorch style ----------------------------------------------------
     @classmethod
     def _instances(cls):
         return [n for n in SpikingNeuron.instances if isinstance(n, cls)]

@@ -4,35 +4,44 @@ r"""The 1st-order baseline neuron (paper Eq. 3) as an snnTorch neuron.
 
     V(t+1) = g\,V(t) + \sigma(W x(t)), \qquad V > V_{th} \Rightarrow S = 1,\ V \leftarrow V_{reset}
 
-with g = 0.8, V_th = 0.5, V_reset = 0 (paper §3.4). ``forward`` returns ``(spk, mem)`` like ``snn.Leaky``.
+with g = 0.8, V_th = 0.5, V_reset = 0 (paper §3.4). A thin module around
+:func:`mdn_snntorch.functional.fused_first_order_step`; ``forward`` returns ``(spk, mem)`` like
+``snn.Leaky`` (or runs a whole ``[T, B, ...]`` sequence with ``step_mode="multi"``).
+With ``input_sigmoid=False`` it fires exactly like ``snn.Leaky(beta=g, threshold=0.5,
+reset_mechanism="zero")`` (docs/snntorch.md#firstorder-and-snnleaky).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
-from torch import nn
 
 from mdn_snntorch import fused
 from mdn_snntorch.equations import V_TH
-from mdn_snntorch.functional import first_order_multistep, first_order_step
-from mdn_snntorch.neurons.base import MDNFamilyNeuron
+from mdn_snntorch.functional import FirstOrderStep, first_order_multistep, first_order_step
+from mdn_snntorch.neurons.base import MDNFamilyNeuron, build_params
 
 
 class FirstOrder(MDNFamilyNeuron):
     """1st-order (LIF-like) neuron of the paper.
 
     Args:
-        decay: per-step decay factor g (0.8); a float or a per-neuron tensor ``(num_neurons,)``.
+        decay: per-step decay factor g (0.8); a float or a tensor that broadcasts against one step of the
+            input (like snnTorch's ``beta``).
         threshold: V_th (0.5). reset: V_reset (0).
+        num_neurons, param_shape: the shape of ``decay``, as on :class:`~mdn_snntorch.MDN`.
         learn_decay: register ``decay`` as an ``nn.Parameter``.
-        input_sigmoid: apply the paper's sigmoid to the input current.
-        backend: ``"auto"`` | ``"fused"`` | ``"reference"``: how :meth:`multi_step` runs (as on :class:`~mdn_snntorch.MDN`).
-        dtype, device: of ``decay`` and ``reset_value``.
+        input_sigmoid: apply the paper's sigmoid to the input current (a zero input is then a current
+            of 0.5, and the neuron fires at rate 0.5 on silence).
+        step_mode, backend: as on :class:`~mdn_snntorch.MDN`.
+        dtype, device: of ``decay``, ``reset`` and the threshold.
 
     Other arguments as on :class:`~mdn_snntorch.MDN` and snnTorch's neurons.
     """
 
     _state_names = ("mem",)
+    _param_names = ("decay",)
 
     def __init__(
         self,
@@ -41,6 +50,7 @@ class FirstOrder(MDNFamilyNeuron):
         reset: float = 0.0,
         *,
         num_neurons: int | None = None,
+        param_shape: Sequence[int] | None = None,
         learn_decay: bool = False,
         input_sigmoid: bool = True,
         spike_grad=None,
@@ -53,24 +63,16 @@ class FirstOrder(MDNFamilyNeuron):
         graded_spikes_factor: float = 1.0,
         learn_graded_spikes_factor: bool = False,
         check_input: bool = True,
+        step_mode: str = "single",
         backend: str = "auto",
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ):
         if backend not in fused.BACKENDS:
             raise ValueError(f"backend must be one of {fused.BACKENDS}, got {backend!r}")
-        dtype = dtype or torch.get_default_dtype()
-        decay_t = (
-            decay.detach().to(dtype=dtype, device=device).clone()
-            if torch.is_tensor(decay)
-            else torch.tensor(float(decay), dtype=dtype, device=device)
+        (decay_t,), exact, shape = build_params(
+            ("decay",), (decay,), num_neurons=num_neurons, param_shape=param_shape, dtype=dtype, device=device, what="decay"
         )
-        if num_neurons is None and decay_t.dim() == 1:
-            num_neurons = decay_t.shape[0]
-        if tuple(decay_t.shape) not in [()] + ([(num_neurons,)] if num_neurons else []):
-            raise ValueError(f"decay has shape {tuple(decay_t.shape)}; expected () or (num_neurons,) = ({num_neurons},)")
-        if not bool(torch.isfinite(decay_t).all()):
-            raise ValueError(f"decay is not finite: {decay_t}")
         super().__init__(
             threshold=threshold,
             spike_grad=spike_grad,
@@ -84,73 +86,102 @@ class FirstOrder(MDNFamilyNeuron):
             learn_graded_spikes_factor=learn_graded_spikes_factor,
             input_sigmoid=input_sigmoid,
             check_input=check_input,
-            num_neurons=num_neurons,
+            num_neurons=shape[0] if shape is not None and len(shape) == 1 else None,
+            step_mode=step_mode,
+            dtype=dtype,
+            device=device,
         )
-        if num_neurons is not None and decay_t.dim() == 0:
-            decay_t = decay_t.expand(num_neurons).clone()
+        self.param_shape = shape
         self.name = "1st-order"
         self.learn_decay = learn_decay
         self.backend = backend
-        if learn_decay:
-            self.decay = nn.Parameter(decay_t)
-        else:
-            self.register_buffer("decay", decay_t)
-        self.register_buffer("reset_value", torch.tensor(float(reset), dtype=dtype, device=device))
+        self._register_params([decay_t], exact, learn_decay)
+        self.register_buffer("reset_value", torch.tensor(float(reset), dtype=dtype or torch.get_default_dtype(), device=device))
+        self._exact["reset_value"] = float(reset)
 
     def _initial_states(self, like):
         return (torch.zeros_like(like),)
 
+    def init_first_order(self):
+        """Initial ``mem`` to pass to :meth:`forward` (snnTorch's ``init_leaky``); lazily shaped."""
+        return self.reset_mem()
+
     def extra_repr(self) -> str:
-        return f"num_neurons={self.num_neurons}, learn_decay={self.learn_decay}"
+        shape = f"param_shape={self.param_shape}" if self.param_shape else "shared"
+        mode = ", step_mode='multi'" if self.step_mode == "multi" else ""
+        return f"{shape}, learn_decay={self.learn_decay}{mode}"
 
     def _step_kwargs(self, dtype):
         return dict(
-            decay=self.decay.to(dtype), threshold=self.threshold, reset=self.reset_value.to(dtype), spike_fn=self._spike_fn
+            decay=self._param_as("decay", dtype),
+            threshold=self._param_as("threshold", dtype),
+            reset=self._param_as("reset_value", dtype),
         )
 
+    def _step(self, input_: torch.Tensor, compiling: bool = False) -> torch.Tensor:
+        """One step from the module's state (input already checked); updates the state, returns the spikes."""
+        dtype = input_.dtype
+        kwargs = self._step_kwargs(dtype)
+        if self._fast_step_ok():  # functional.fused_first_order_step, its tensors prepared here
+            spk, v = FirstOrderStep.apply(
+                input_,
+                self._buffers["mem"],
+                kwargs["decay"],
+                kwargs["threshold"],
+                kwargs["reset"],
+                self._scale_arg(dtype, compiling),
+                self.spike_grad.width,
+                self.input_sigmoid,
+            )
+        else:
+            current = torch.sigmoid(input_) if self.input_sigmoid else input_
+            spk, v = first_order_step(current, self.mem, spike_fn=self._spike_fn, **kwargs)
+            spk = spk * self._param_as("graded_spikes_factor", dtype)
+        self._buffers["mem"] = self.state_quant(v) if self.state_quant else v  # not self.mem = ...: see MDN._step
+        self._advance(1, compiling)
+        return spk
+
     def forward(self, input_: torch.Tensor, mem: torch.Tensor | None = None):
-        """One time step. Returns ``(spk, mem)`` (post-reset), or ``spk`` with ``init_hidden=True``."""
+        """One time step: ``(spk, mem)`` (post-reset), or ``spk`` with ``init_hidden=True``; with
+        ``step_mode="multi"`` a whole sequence ``[T, B, ...]`` with time-stacked results (see :meth:`MDN.forward`)."""
         self._take_states(mem=mem)
-        current = self._checked_current(input_)
-        self._ensure_states(current)
-        spk, v = first_order_step(current, self.mem, **self._step_kwargs(current.dtype))
-        self.mem = self.state_quant(v) if self.state_quant else v
-        spk = spk * self.graded_spikes_factor
-        if self.init_hidden and not self.output:
-            return spk
-        return spk, self.mem
+        if self.step_mode == "multi":
+            return self.multi_step(input_, return_traces=not (self.init_hidden and not self.output))
+        compiling = torch.compiler.is_compiling()
+        x = self._checked_input(input_, compiling=compiling)
+        self._ensure_states(x)
+        spk = self._step(x, compiling)
+        return self._returns(spk, (self._buffers["mem"],))
 
     def multi_step(self, input_seq: torch.Tensor, *, return_traces: bool = False):
         """Run ``[T, B, ...]`` from the current state: spikes, or ``(spikes, mem)`` traces. The loop runs as
         the fused op or the reference autograd loop as ``backend`` says (as on :class:`~mdn_snntorch.MDN`)."""
+        x = self._checked_input(input_seq, sequence=True)
+        self._ensure_states(x[0])
         if self.state_quant:  # quantisation sits between steps: run the single-step path
             if self.backend == "fused":
                 raise ValueError("FirstOrder(backend='fused') cannot run state_quant (it quantises between steps)")
             spikes, vs = [], []
-            for x in input_seq.unbind(0):
-                out = self.forward(x)
-                spikes.append(out[0] if isinstance(out, tuple) else out)
+            for x_t in x.unbind(0):
+                spikes.append(self._step(x_t))
                 vs.append(self.mem)
             spikes = torch.stack(spikes)
             return (spikes, torch.stack(vs)) if return_traces else spikes
-        current = self._checked_current(input_seq)
-        self._ensure_states(current[0])
+        current = torch.sigmoid(x) if self.input_sigmoid else x
         kwargs = self._step_kwargs(current.dtype)
-        decay, reset = kwargs["decay"], kwargs["reset"]
-        if fused.use_fused(self, current, (self.mem,), (decay, reset)):  # the op applies the graded-spikes factor
+        if fused.use_fused(self, current, (self.mem,), (kwargs["decay"], kwargs["reset"])):  # the op applies the factor
             trace = fused.first_order_multistep(
                 current,
                 self.mem,
-                decay=decay,
-                threshold=self.threshold,
-                reset=reset,
                 width=self.spike_grad.width,
-                graded_spikes_factor=self.graded_spikes_factor,
+                graded_spikes_factor=self._param_as("graded_spikes_factor", current.dtype),
                 return_traces=return_traces,
+                **kwargs,
             )
             spikes = trace.spikes
         else:
-            trace = first_order_multistep(current, self.mem, return_traces=return_traces, **kwargs)
-            spikes = trace.spikes * self.graded_spikes_factor
+            trace = first_order_multistep(current, self.mem, return_traces=return_traces, spike_fn=self._spike_fn, **kwargs)
+            spikes = trace.spikes * self._param_as("graded_spikes_factor", current.dtype)
         self.mem = trace.state
+        self._advance(x.shape[0], torch.compiler.is_compiling())
         return (spikes, trace.v) if return_traces else spikes

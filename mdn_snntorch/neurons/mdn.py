@@ -6,9 +6,10 @@ r"""The 2nd-order meta-dynamic neuron (paper Eq. 2) as an snnTorch neuron.
     \frac{dU}{dt} = \theta_a(\theta_b V - U), \qquad
     V > V_{th} \Rightarrow S = 1,\ V \leftarrow \theta_c,\ U \leftarrow U + \theta_d
 
-A thin module around :func:`mdn_snntorch.functional.mdn_step`; ``forward`` is one time step
-(``(spk, u, mem)``, membrane last, like ``snn.Synaptic``), :meth:`MDN.multi_step` a whole
-``[T, B, ...]`` sequence.
+A thin module around :func:`mdn_snntorch.functional.fused_mdn_step` (one autograd node per step, the
+same spikes and state as the reference :func:`~mdn_snntorch.functional.mdn_step`); ``forward`` is one
+time step (``(spk, u, mem)``, membrane last, like ``snn.Synaptic``), or with ``step_mode="multi"`` a
+whole ``[T, B, ...]`` sequence through :meth:`MDN.multi_step` (the fused time loop).
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ import math
 from collections.abc import Sequence
 
 import torch
-from torch import nn
 
 from mdn_snntorch import fused, meta_neurons
 from mdn_snntorch.equations import U0, V0, V_TH
-from mdn_snntorch.functional import MDNParameters, MDNState, initial_state, mdn_multistep, mdn_step
-from mdn_snntorch.neurons.base import MDNFamilyNeuron
+from mdn_snntorch.functional import MDNParameters, MDNState, MDNStep, initial_state, mdn_multistep, mdn_step
+from mdn_snntorch.neurons.base import MDNFamilyNeuron, build_params
 
 THETA_NAMES = ("theta_a", "theta_b", "theta_c", "theta_d")
 ThetaLike = str | meta_neurons.MetaNeuron | Sequence[float] | Sequence[torch.Tensor]
@@ -44,62 +44,35 @@ def _theta_values(theta: ThetaLike) -> tuple:
     return tuple(theta)
 
 
-def _as_theta_tensor(value, dtype, device) -> torch.Tensor:
-    """A float tensor copy of ``value``; python floats are converted straight to ``dtype`` (no float32 detour)."""
-    if torch.is_tensor(value):
-        t = value.detach().to(device=device)
-        if dtype is not None or not t.is_floating_point():
-            t = t.to(dtype or torch.get_default_dtype())
-        return t.clone()
-    return torch.tensor(float(value), dtype=dtype or torch.get_default_dtype(), device=device)
-
-
-def _theta_tensors(theta: ThetaLike, num_neurons: int | None, dtype, device) -> tuple[list[torch.Tensor], int | None]:
-    """Validated theta tensors, each of shape () or (num_neurons,); also returns num_neurons."""
-    tensors = [_as_theta_tensor(v, dtype, device) for v in _theta_values(theta)]
-    per_neuron = {t.shape[0] for t in tensors if t.dim() == 1}
-    if len(per_neuron) > 1:
-        shapes = ", ".join(f"{n} {tuple(t.shape)}" for n, t in zip(THETA_NAMES, tensors))
-        raise ValueError(f"theta tensors disagree on the number of neurons: {shapes}")
-    if num_neurons is None and len(per_neuron) == 1:
-        num_neurons = per_neuron.pop()
-    for name, t in zip(THETA_NAMES, tensors):
-        allowed = [()] + ([(num_neurons,)] if num_neurons is not None else [])
-        if tuple(t.shape) not in allowed:
-            want = (
-                "() or (num_neurons,) = " + str((num_neurons,))
-                if num_neurons is not None
-                else "() (give num_neurons for per-neuron values)"
-            )
-            raise ValueError(f"{name} has shape {tuple(t.shape)}; expected {want}")
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name} is not finite: {t}")
-    if num_neurons is not None:
-        tensors = [t.expand(num_neurons).clone() if t.dim() == 0 else t for t in tensors]
-    return tensors, num_neurons
-
-
 class MDN(MDNFamilyNeuron):
     """2nd-order meta-dynamic neuron.
 
     Args:
         theta: a preset name (``"2-FS"``, ``"2-RS"``, ``"2-SDS"``, ``"2-WDS"``, ``"init"``), a
-            :class:`~mdn_snntorch.meta_neurons.MetaNeuron`, 4 floats ``(a, b, c, d)`` or 4 per-neuron
-            tensors of shape ``(num_neurons,)``.
-        num_neurons: make theta per neuron (the input's last dimension must then equal it).
-        learn_theta: register theta as ``nn.Parameter`` (per neuron when ``num_neurons`` is set).
+            :class:`~mdn_snntorch.meta_neurons.MetaNeuron`, 4 floats ``(a, b, c, d)`` or 4 tensors whose
+            shapes broadcast together (and against one step of the input, like snnTorch's ``beta``).
+        num_neurons: one theta per neuron of a ``[B, N]`` input: the shorthand for ``param_shape=(N,)``.
+        param_shape: the shape of theta, broadcast against one step of the input without changing it:
+            ``(C, 1, 1)`` per channel of ``[B, C, H, W]``, ``(C, H, W)`` per pixel, ``(N,)`` per neuron of
+            ``[B, N]``. A shape ``(N,)`` is refused on inputs with more than one feature dimension.
+        learn_theta: register theta as ``nn.Parameter`` (of the shape above; gradients of that shape).
         threshold: firing threshold V_th (0.5).
         dt: length of one network time step (1, paper-faithful).
         substeps: Euler sub-steps of ``dt / substeps`` per network step (input held).
         v0, u0: initial state (0, 0.08).
         input_sigmoid: apply the paper's sigmoid to the input current; ``False`` takes it as given.
+            (With the sigmoid a zero input is a current of 0.5: 2-FS fires at rate 0.5 on silence.)
         spike_grad: spike function with surrogate gradient (default :func:`~mdn_snntorch.surrogate.window`).
         check_input: raise on non-finite input (one device sync per call; turn off for speed).
+        step_mode: ``"single"`` (``forward`` is one time step, snnTorch's convention) or ``"multi"``
+            (``forward`` takes a whole ``[T, B, ...]`` sequence and runs :meth:`multi_step`, for
+            ``nn.Sequential`` nets built with :class:`~mdn_snntorch.TimeDistributed`).
         backend: how :meth:`multi_step` runs the time loop: ``"auto"`` (the fused op of
             :mod:`mdn_snntorch.fused` when it supports the configuration, else the reference loop),
             ``"fused"`` (the op, or ``ValueError``) or ``"reference"`` (the autograd loop of
-            :mod:`mdn_snntorch.functional`). The single-step ``forward`` is the same for all three.
-        dtype, device: of theta (``dtype=torch.float64`` keeps the presets' exact values).
+            :mod:`mdn_snntorch.functional`). The single step is the same for all three.
+        dtype, device: of theta and the threshold (``dtype=torch.float64`` keeps the presets' exact
+            values; so do ``.double()`` and ``.to(torch.float64)`` for theta that is not learnable).
 
     The remaining arguments (``surrogate_disable``, ``init_hidden``, ``inhibition``, ``learn_threshold``,
     ``state_quant``, ``output``, ``graded_spikes_factor``, ``learn_graded_spikes_factor``) mean what
@@ -107,12 +80,14 @@ class MDN(MDNFamilyNeuron):
     """
 
     _state_names = ("u", "mem")
+    _param_names = THETA_NAMES
 
     def __init__(
         self,
         theta: ThetaLike = "2-FS",
         *,
         num_neurons: int | None = None,
+        param_shape: Sequence[int] | None = None,
         learn_theta: bool = False,
         threshold: float = V_TH,
         dt: float = 1.0,
@@ -130,6 +105,7 @@ class MDN(MDNFamilyNeuron):
         graded_spikes_factor: float = 1.0,
         learn_graded_spikes_factor: bool = False,
         check_input: bool = True,
+        step_mode: str = "single",
         backend: str = "auto",
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
@@ -140,7 +116,9 @@ class MDN(MDNFamilyNeuron):
             raise ValueError(f"dt must be a finite number > 0, got {dt!r}")
         if not (isinstance(substeps, int) and substeps >= 1):
             raise ValueError(f"substeps must be an int >= 1, got {substeps!r}")
-        tensors, num_neurons = _theta_tensors(theta, num_neurons, dtype, device)
+        tensors, exact, shape = build_params(
+            THETA_NAMES, _theta_values(theta), num_neurons=num_neurons, param_shape=param_shape, dtype=dtype, device=device
+        )
         super().__init__(
             threshold=threshold,
             spike_grad=spike_grad,
@@ -154,19 +132,20 @@ class MDN(MDNFamilyNeuron):
             learn_graded_spikes_factor=learn_graded_spikes_factor,
             input_sigmoid=input_sigmoid,
             check_input=check_input,
-            num_neurons=num_neurons,
+            num_neurons=shape[0] if shape is not None and len(shape) == 1 else None,
+            step_mode=step_mode,
+            dtype=dtype,
+            device=device,
         )
+        self.param_shape = shape
         self.name = theta.name if isinstance(theta, meta_neurons.MetaNeuron) else theta if isinstance(theta, str) else None
         self.dt = float(dt)
         self.substeps = substeps
         self.v0, self.u0 = float(v0), float(u0)
         self.learn_theta = learn_theta
         self.backend = backend
-        for name, t in zip(THETA_NAMES, tensors):
-            if learn_theta:
-                setattr(self, name, nn.Parameter(t))
-            else:
-                self.register_buffer(name, t)
+        self._horizon = self._horizon_for(self.dt, substeps)
+        self._register_params(tensors, exact, learn_theta)
 
     @property
     def theta(self) -> MDNParameters:
@@ -174,37 +153,76 @@ class MDN(MDNFamilyNeuron):
         return MDNParameters(self.theta_a, self.theta_b, self.theta_c, self.theta_d)
 
     def _theta_as(self, dtype: torch.dtype) -> MDNParameters:
-        return MDNParameters(*(t.to(dtype) for t in self.theta))
+        return MDNParameters(*(self._param_as(n, dtype) for n in THETA_NAMES))
 
     def _initial_states(self, like):
         v, u = initial_state(like, self.v0, self.u0)
         return u, v
 
-    def extra_repr(self) -> str:
-        shape = f"num_neurons={self.num_neurons}" if self.num_neurons else "shared"
-        return f"theta={self.name or 'custom'}, {shape}, learn_theta={self.learn_theta}, dt={self.dt}, substeps={self.substeps}"
+    def init_mdn(self):
+        """Initial ``(u, mem)`` to pass to :meth:`forward` (snnTorch's ``init_synaptic``); lazily shaped."""
+        return self.reset_mem()
 
-    def forward(self, input_: torch.Tensor, u: torch.Tensor | None = None, mem: torch.Tensor | None = None):
-        """One time step. Returns ``(spk, u, mem)`` (post-reset state), or ``spk`` with ``init_hidden=True``."""
-        self._take_states(u=u, mem=mem)
-        current = self._checked_current(input_)
-        self._ensure_states(current)
-        spk, (v_new, u_new) = mdn_step(
-            current,
-            MDNState(self.mem, self.u),
-            self._theta_as(current.dtype),
-            threshold=self.threshold,
-            dt=self.dt,
-            substeps=self.substeps,
-            spike_fn=self._spike_fn,
+    def extra_repr(self) -> str:
+        shape = f"param_shape={self.param_shape}" if self.param_shape else "shared"
+        mode = ", step_mode='multi'" if self.step_mode == "multi" else ""
+        return (
+            f"theta={self.name or 'custom'}, {shape}, learn_theta={self.learn_theta}, dt={self.dt}, "
+            f"substeps={self.substeps}{mode}"
         )
+
+    def _step(self, input_: torch.Tensor, compiling: bool = False) -> torch.Tensor:
+        """One step from the module's state (input already checked); updates the state, returns the spikes."""
+        dtype = input_.dtype
+        theta = self._theta_as(dtype)
+        buffers = self._buffers
+        state = MDNState(buffers["mem"], buffers["u"])
+        if self._fast_step_ok():  # functional.fused_mdn_step, its tensors prepared here
+            spk, v_new, u_new = MDNStep.apply(
+                input_,
+                *state,
+                *theta,
+                self._param_as("threshold", dtype),
+                self._scale_arg(dtype, compiling),
+                self.dt,
+                self.substeps,
+                self.spike_grad.width,
+                self.input_sigmoid,
+            )
+        else:
+            current = torch.sigmoid(input_) if self.input_sigmoid else input_
+            spk, (v_new, u_new) = mdn_step(
+                current,
+                state,
+                theta,
+                threshold=self._param_as("threshold", dtype),
+                dt=self.dt,
+                substeps=self.substeps,
+                spike_fn=self._spike_fn,
+            )
+            spk = spk * self._param_as("graded_spikes_factor", dtype)
         if self.state_quant:
             v_new, u_new = self.state_quant(v_new), self.state_quant(u_new)
-        self.mem, self.u = v_new, u_new
-        spk = spk * self.graded_spikes_factor
-        if self.init_hidden and not self.output:
-            return spk
-        return spk, self.u, self.mem
+        buffers["u"], buffers["mem"] = u_new, v_new  # not self.u = ...: nn.Module.__setattr__ costs microseconds
+        self._advance(1, compiling)
+        return spk
+
+    def forward(self, input_: torch.Tensor, u: torch.Tensor | None = None, mem: torch.Tensor | None = None):
+        """One time step: ``(spk, u, mem)`` (post-reset state), or ``spk`` with ``init_hidden=True``.
+
+        With ``step_mode="multi"``, ``input_`` is a whole sequence ``[T, B, ...]`` and the result is
+        time-stacked: ``spk [T, ...]``, or ``(spk, u, mem)`` traces ``[T, ...]`` (``u`` and ``mem`` given
+        here are then the initial state)."""
+        self._take_states(u=u, mem=mem)
+        if self.step_mode == "multi":
+            traces = not (self.init_hidden and not self.output)
+            return self.multi_step(input_, return_traces=traces)
+        compiling = torch.compiler.is_compiling()
+        x = self._checked_input(input_, compiling=compiling)
+        self._ensure_states(x)
+        spk = self._step(x, compiling)
+        buffers = self._buffers
+        return self._returns(spk, (buffers["u"], buffers["mem"]))
 
     def multi_step(self, input_seq: torch.Tensor, *, return_traces: bool = False):
         """Run a whole sequence ``[T, B, ...]`` from the current state.
@@ -217,25 +235,29 @@ class MDN(MDNFamilyNeuron):
         if self.state_quant:  # quantisation sits between steps: run the single-step path
             if self.backend == "fused":
                 raise ValueError("MDN(backend='fused') cannot run state_quant (it quantises between steps)")
+            x = self._checked_input(input_seq, sequence=True)
+            self._ensure_states(x[0])
             spikes, us, vs = [], [], []
-            for x in input_seq.unbind(0):
-                out = self.forward(x)
-                spikes.append(out[0] if isinstance(out, tuple) else out)
+            for x_t in x.unbind(0):
+                spikes.append(self._step(x_t))
                 us.append(self.u)
                 vs.append(self.mem)
             spikes = torch.stack(spikes)
             return (spikes, torch.stack(us), torch.stack(vs)) if return_traces else spikes
-        current = self._checked_current(input_seq)
-        self._ensure_states(current[0])
-        state, theta = MDNState(self.mem, self.u), self._theta_as(current.dtype)
-        common = dict(threshold=self.threshold, dt=self.dt, substeps=self.substeps, return_traces=return_traces)
+        x = self._checked_input(input_seq, sequence=True)
+        self._ensure_states(x[0])
+        dtype = x.dtype
+        state, theta = MDNState(self.mem, self.u), self._theta_as(dtype)
+        threshold = self._param_as("threshold", dtype)
+        common = dict(threshold=threshold, dt=self.dt, substeps=self.substeps, return_traces=return_traces)
+        current = torch.sigmoid(x) if self.input_sigmoid else x
         if fused.use_fused(self, current, state, theta):  # the op applies the graded-spikes factor itself
-            trace = fused.mdn_multistep(
-                current, state, theta, width=self.spike_grad.width, graded_spikes_factor=self.graded_spikes_factor, **common
-            )
+            scale = self._param_as("graded_spikes_factor", dtype)
+            trace = fused.mdn_multistep(current, state, theta, width=self.spike_grad.width, graded_spikes_factor=scale, **common)
             spikes = trace.spikes
         else:
             trace = mdn_multistep(current, state, theta, spike_fn=self._spike_fn, **common)
-            spikes = trace.spikes * self.graded_spikes_factor
+            spikes = trace.spikes * self._param_as("graded_spikes_factor", current.dtype)
         self.mem, self.u = trace.state
+        self._advance(x.shape[0], torch.compiler.is_compiling())
         return (spikes, trace.u, trace.v) if return_traces else spikes

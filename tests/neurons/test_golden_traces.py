@@ -11,6 +11,9 @@ from mdn_snntorch import MDN, FirstOrder, make_neuron, meta_neurons
 from mdn_snntorch import functional as F
 from mdn_snntorch.surrogate import heaviside
 
+#: these analyses run 2-SDS for 150 steps on purpose, past the horizon its module warns about
+pytestmark = pytest.mark.filterwarnings("ignore:.*stability horizon:RuntimeWarning")
+
 STEPS = 150
 SECOND_ORDER = ["2-FS", "2-RS", "2-SDS", "2-WDS", "init"]
 

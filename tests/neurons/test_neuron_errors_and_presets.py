@@ -34,9 +34,13 @@ def test_constructor_errors(kwargs, error, match):
         mdn.MDN(**kwargs)
 
 
-def test_first_order_decay_shape_error():
-    with pytest.raises(ValueError, match=r"decay has shape \(2, 2\)"):
-        mdn.FirstOrder(decay=torch.ones(2, 2))
+def test_first_order_decay_shape_errors():
+    with pytest.raises(ValueError, match=r"decay has shape \(2, 2\); expected \(\) or \(num_neurons,\) = \(3,\)"):
+        mdn.FirstOrder(decay=torch.ones(2, 2), num_neurons=3)
+    neuron = mdn.FirstOrder(decay=torch.full((2, 2), 0.8))  # any shape is accepted, like snnTorch's beta ...
+    neuron(torch.zeros(5, 2, 2))
+    with pytest.raises(ValueError, match=r"FirstOrder.decay has shape \(2, 2\), which does not broadcast"):
+        neuron(torch.zeros(5, 3, 2))  # ... but it must broadcast against the input without changing it
 
 
 @pytest.mark.parametrize("neuron", [mdn.MDN("2-FS"), mdn.FirstOrder()], ids=["MDN", "FirstOrder"])
