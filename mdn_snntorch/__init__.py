@@ -12,9 +12,12 @@ are extras; the fused kernels load on first use.
 from importlib.metadata import PackageNotFoundError, version
 
 from mdn_snntorch import functional, meta_neurons, surrogate
+from mdn_snntorch.functional import StaleStateError
 from mdn_snntorch.fused import use_reference
+from mdn_snntorch.layers import TimeDistributed
 from mdn_snntorch.meta_neurons import MetaNeuron, MetaNeuronLibrary, load_library, save_library
-from mdn_snntorch.neurons import MDN, FirstOrder, make_neuron, reset
+from mdn_snntorch.neurons import BPTT, MDN, RMDN, FirstOrder, RFirstOrder, detach, make_neuron, reset
+from mdn_snntorch.sparse import SpikeLinear, spike_linear
 from mdn_snntorch.surrogate import window
 
 try:
@@ -23,8 +26,14 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 __all__ = [
+    "BPTT",
     "MDN",
+    "RMDN",
     "FirstOrder",
+    "RFirstOrder",
+    "StaleStateError",
+    "TimeDistributed",
+    "detach",
     "MetaNeuron",
     "MetaNeuronLibrary",
     "functional",
@@ -33,6 +42,8 @@ __all__ = [
     "meta_neurons",
     "reset",
     "save_library",
+    "spike_linear",
+    "SpikeLinear",
     "surrogate",
     "use_reference",
     "window",

@@ -28,14 +28,15 @@ forces the reference loop everywhere inside a ``with`` block.
 from __future__ import annotations
 
 import importlib
+import math
 from types import ModuleType
 
 import torch
 
 from mdn_snntorch.equations import V_TH
-from mdn_snntorch.functional import FirstOrderTrace, MDNParameters, MDNState, MDNTrace
-from mdn_snntorch.fused import c_kernels
-from mdn_snntorch.fused.dispatch import config
+from mdn_snntorch.functional import FirstOrderTrace, MDNParameters, MDNState, MDNTrace, saved_or_stale
+from mdn_snntorch.fused import c_kernels, selfcheck
+from mdn_snntorch.fused.dispatch import config, feature_shape
 
 Tensor = torch.Tensor
 
@@ -47,14 +48,20 @@ _MODULES = {
 
 
 @torch.compiler.assume_constant_result
-def resolve_kernel(device_type: str, dtype: torch.dtype) -> str:
+def resolve_kernel(device_type: str, dtype: torch.dtype, neuron: str | None = None) -> str:
     """The kernel that runs the ops for tensors of this device type and dtype under the current
-    :func:`use_kernel` choice. (Under ``torch.compile`` it is decided once, when the graph is traced.)"""
+    :func:`use_kernel` choice. (Under ``torch.compile`` it is decided once, when the graph is traced.)
+
+    Under ``"auto"``, a kernel of :data:`selfcheck.CHECKED <mdn_snntorch.fused.selfcheck.CHECKED>` (Triton) runs only
+    once it has matched the exact PyTorch loop on a fixed problem, checked at its first use per neuron type
+    (``neuron``: ``"mdn"`` or ``"first_order"``; ``None``: both), dtype and device of the process; otherwise
+    the PyTorch-loop kernel runs (:mod:`~mdn_snntorch.fused.selfcheck`)."""
     choice = config["kernel"]
     c_ok = device_type == "cpu" and dtype in c_kernels.DTYPES and c_kernels.library() is not None
     triton_ok = device_type == "cuda" and dtype in c_kernels.DTYPES and importlib.import_module(_MODULES["triton"]).available()
     if choice == "auto":
-        return "c" if c_ok else "triton" if triton_ok else "torch"
+        kernel = "c" if c_ok else "triton" if triton_ok else "torch"
+        return kernel if selfcheck.passed(kernel, dtype, device_type, neuron, _MODULES[kernel]) else "torch"
     if choice == "c" and not c_ok:
         raise RuntimeError(f"the C kernels cannot run {dtype} tensors on {device_type} (or could not be built)")
     if choice == "triton" and not triton_ok:
@@ -216,7 +223,7 @@ def _mdn_setup_context(ctx, inputs, output):
 
 
 def _mdn_backward(ctx, g_spk, g_vT, g_uT, g_vtr, g_utr, _g_I, _g_ck):
-    I, ck, params = ctx.saved_tensors
+    I, ck, params = saved_or_stale(ctx)  # StaleStateError names mdn.reset(net) when the graph was freed
     dt, substeps, width, sigmoid, traces, kernel, every = ctx.config
     if not traces:  # the empty placeholders' gradients (None, or empty under AOT tracing)
         g_vtr = g_utr = None
@@ -229,9 +236,27 @@ def _mdn_backward(ctx, g_spk, g_vT, g_uT, g_vtr, g_utr, _g_I, _g_ck):
 mdn_forward_op.register_autograd(_mdn_backward, setup_context=_mdn_setup_context)
 
 
-def _per_neuron(values, N: int, like: Tensor) -> Tensor:
-    """Stack scalars / ``(N,)`` tensors into ``[len(values), N]`` in ``like``'s dtype (differentiably)."""
-    return torch.stack([torch.as_tensor(v, dtype=like.dtype, device=like.device).expand(N) for v in values])
+def _per_neuron(values, inputs: Tensor) -> Tensor:
+    """Stack the parameters into ``[len(values), N]`` in ``inputs``' dtype (differentiably): each is expanded
+    to the per-sample feature shape of one step of ``inputs [T, B, ...]`` (:func:`~mdn_snntorch.fused.dispatch.feature_shape`)
+    and flattened, so element ``e`` of a flattened step is neuron ``e % N``. Autograd sums the parameters'
+    gradients back over the expanded dimensions."""
+    shape = feature_shape(tuple(inputs.shape[1:]), values)
+    if shape is None:
+        raise ValueError(
+            "the fused op needs parameters that broadcast against one step of the input without changing it "
+            f"and do not vary along the batch dimension; got shapes {[tuple(getattr(v, 'shape', ())) for v in values]} "
+            f"for steps of shape {tuple(inputs.shape[1:])}"
+        )
+    N = math.prod(shape)
+
+    def flat(v) -> Tensor:
+        t = torch.as_tensor(v, dtype=inputs.dtype, device=inputs.device)
+        if t.dim() > len(shape):  # leading dimensions of size 1
+            t = t.reshape(t.shape[t.dim() - len(shape) :])
+        return t.expand(shape).reshape(N)
+
+    return torch.stack([flat(v) for v in values])
 
 
 def mdn_multistep(
@@ -251,11 +276,12 @@ def mdn_multistep(
     with ``I = sigmoid(inputs)`` when ``input_sigmoid`` (else ``I = inputs``) and the spikes multiplied by
     ``graded_spikes_factor``. Same return value.
 
-    Theta, the threshold and the factor may each be a float, a 0-dim tensor or a per-neuron ``(N,)``
-    tensor over the last dimension of ``inputs [T, ..., N]``; all get gradients when they require them.
+    Theta, the threshold and the factor may each be a float or a tensor that broadcasts against one step
+    of ``inputs [T, B, ...]`` without changing it and does not vary along the batch: ``()``, ``(N,)`` for
+    ``[T, B, N]``, ``(C, 1, 1)`` for ``[T, B, C, H, W]``...; all get gradients (of their own shapes) when they
+    require them.
     """
-    N = inputs.shape[-1] if inputs.dim() > 1 else 1
-    params = _per_neuron((*theta, threshold, graded_spikes_factor), N, inputs)
+    params = _per_neuron((*theta, threshold, graded_spikes_factor), inputs)
     kernel = resolve_kernel(inputs.device.type, inputs.dtype)
     every = _every(kernel, inputs.shape[0])
     spk, vT, uT, vtr, utr, *_ = mdn_forward_op(
@@ -341,7 +367,7 @@ def _first_order_setup_context(ctx, inputs, output):
 
 
 def _first_order_backward(ctx, g_spk, g_vT, g_vtr, _g_I, _g_ck):
-    I, ck, params = ctx.saved_tensors
+    I, ck, params = saved_or_stale(ctx)
     width, sigmoid, traces, kernel, every = ctx.config
     if not traces:
         g_vtr = None
@@ -366,9 +392,8 @@ def first_order_multistep(
 ) -> FirstOrderTrace:
     """The fused equivalent of ``functional.first_order_multistep(I, v, spike_fn=window(width), ...)``
     with ``I = sigmoid(inputs)`` when ``input_sigmoid`` and the spikes times ``graded_spikes_factor``.
-    Same return value."""
-    N = inputs.shape[-1] if inputs.dim() > 1 else 1
-    params = _per_neuron((decay, threshold, reset, graded_spikes_factor), N, inputs)
+    Same return value; the parameters' shapes as for :func:`mdn_multistep`."""
+    params = _per_neuron((decay, threshold, reset, graded_spikes_factor), inputs)
     kernel = resolve_kernel(inputs.device.type, inputs.dtype)
     every = _every(kernel, inputs.shape[0])
     spk, vT, vtr, *_ = first_order_forward_op(

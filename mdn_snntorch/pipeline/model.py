@@ -4,6 +4,11 @@ Time-major throughout: input spikes ``[T, B, n_in]`` -> output spikes ``[T, B, n
 layers run on all ``T x B`` rows at once; the neurons run their multi-step path. Under a bf16
 autocast only the Linear layers run in bf16: their output is cast back to the input's dtype, so the
 neuron dynamics (``V^2`` and the threshold test) stay in float32.
+
+The Linear layers that receive spikes are event-driven (:class:`~mdn_snntorch.sparse.SpikeLinear`, an
+``nn.Linear`` computed from the active inputs: same parameters, state-dict keys and results to rounding):
+the input layer always, the hidden-to-output layer when :data:`HIDDEN_EVENT_DRIVEN` says it pays
+(measured by ``benchmarks/bench_sparse.py``). ``event_driven=False`` makes both plain ``nn.Linear``.
 """
 
 from __future__ import annotations
@@ -17,13 +22,21 @@ from torch import nn
 from mdn_snntorch.neurons import factory
 from mdn_snntorch.neurons.factory import NeuronSpec
 from mdn_snntorch.neurons.reset import reset
+from mdn_snntorch.sparse import SpikeLinear
+
+#: whether the hidden-to-output layer is event-driven too: no, with the paper's 10 outputs the gather has too
+#: little to do per spike, and was slower than the dense product at every hidden density from 2 % on
+#: (benchmarks/bench_sparse.py, section 1; docs/performance.md#the-event-driven-linear-layer)
+HIDDEN_EVENT_DRIVEN = False
 
 
 class ThreeLayerSNN(nn.Module):
     """Paper Fig. 1. ``neuron`` sets the hidden layer, ``output_neuron`` the output layer (default: the same).
 
     ``forward(x)`` resets the neuron states, then returns output spikes ``[T, B, n_out]``,
-    or ``(output spikes, hidden spikes)`` with ``return_hidden=True``.
+    or ``(output spikes, hidden spikes)`` with ``return_hidden=True``. ``event_driven`` (default) makes the
+    input layer ``fc1`` a :class:`~mdn_snntorch.sparse.SpikeLinear` (see the module docstring); the
+    parameters and their initialisation are those of ``nn.Linear`` either way.
     """
 
     def __init__(
@@ -33,6 +46,7 @@ class ThreeLayerSNN(nn.Module):
         n_out: int,
         neuron: NeuronSpec = "2-FS",
         output_neuron: NeuronSpec | None = None,
+        event_driven: bool = True,
         **neuron_kwargs,
     ):
         super().__init__()
@@ -51,10 +65,12 @@ class ThreeLayerSNN(nn.Module):
             "neuron": factory.to_json(neuron),
             "output_neuron": factory.to_json(output_neuron),
             "neuron_kwargs": dict(neuron_kwargs),
+            "event_driven": bool(event_driven),
         }
-        self.fc1 = nn.Linear(n_in, n_hidden)
+        self.event_driven = bool(event_driven)
+        self.fc1 = (SpikeLinear if event_driven else nn.Linear)(n_in, n_hidden)
         self.hidden = factory.make_neuron(neuron, n_hidden, **neuron_kwargs)
-        self.fc2 = nn.Linear(n_hidden, n_out)
+        self.fc2 = (SpikeLinear if event_driven and HIDDEN_EVENT_DRIVEN else nn.Linear)(n_hidden, n_out)
         self.output = factory.make_neuron(output_neuron, n_out, **neuron_kwargs)
 
     def forward(self, x: torch.Tensor, return_hidden: bool = False):
@@ -91,5 +107,6 @@ class ThreeLayerSNN(nn.Module):
             spec["n_out"],
             neuron=spec["neuron"],
             output_neuron=spec.get("output_neuron"),
+            event_driven=spec.get("event_driven", True),
             **spec.get("neuron_kwargs", {}),
         )

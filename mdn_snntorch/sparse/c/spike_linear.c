@@ -1,0 +1,97 @@
+/* CPU kernels of mdn_snntorch's event-driven Linear layer (loaded with ctypes by
+   mdn_snntorch/sparse/c_kernels.py).
+
+   A spike input x [R, K] is mostly zeros, so x W^T only needs the rows of W^T of the active inputs:
+   the kernels turn x into a compressed list of its nonzero entries (by row, CSR; for the weight gradient
+   also by column, CSC) and run one sparse x dense product, out[i, :] = init[:] + sum_p val[p] D[idx[p], :],
+   over blocks of NV vectors of D's columns, so that the block of D (W^T in the forward, the output
+   gradient in the backward) stays in the core's L2 cache and the NV accumulators in registers.
+
+   The dtype-generic kernels are in spike_linear_impl.h, included below once per floating type; each
+   exported function carries the type's suffix (sl_gather_f32, sl_gather_f64, ...). Threads: OpenMP
+   (-fopenmp, PyTorch's own libgomp); without it, one thread. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+/* OMP(...): an OpenMP pragma, nothing in a build without OpenMP (which then runs one thread) */
+#ifdef _OPENMP
+#include <omp.h>
+#define OMP(...) _Pragma(#__VA_ARGS__)
+#define THREAD_ID omp_get_thread_num()
+#define NUM_THREADS omp_get_num_threads()
+#else
+#define OMP(...)
+#define THREAD_ID 0
+#define NUM_THREADS 1
+#endif
+
+/* bytes per vector: the widest the compiler targets (GCC/Clang vector extensions; 64 = AVX-512) */
+#ifndef VBYTES
+#if defined(__AVX512F__)
+#define VBYTES 64
+#elif defined(__AVX__)
+#define VBYTES 32
+#else
+#define VBYTES 16
+#endif
+#endif
+/* at most this many vectors per column block: the accumulators of one output row's block, kept in
+   registers (sl_gather's switch has a case for each count up to it) */
+#define NV 8
+/* the block of D's columns walked by one pass should fit this many bytes (the core's L2 cache) */
+#define TILE_BYTES (512 * 1024)
+/* ranges of rows per thread in sl_gather (taken dynamically) */
+#define CHUNKS_PER_THREAD 8
+#define MAX_THREADS 256
+
+/* [lo, hi) of part t of n over rows 0..R with pointers ptr: equal shares of entries, not of rows */
+static void balanced_range(const int64_t *ptr, int64_t R, int t, int n, int64_t *lo, int64_t *hi) {
+    const int64_t total = ptr[R];
+    int64_t bounds[2];
+    for (int s = 0; s < 2; s++) {
+        const int64_t want = total * (int64_t)(t + s) / n;
+        int64_t a = 0, b = R; /* first row whose start is >= want */
+        while (a < b) {
+            const int64_t m = (a + b) / 2;
+            if (ptr[m] < want) a = m + 1; else b = m;
+        }
+        bounds[s] = (t + s == n) ? R : a;
+    }
+    *lo = bounds[0];
+    *hi = bounds[1];
+}
+
+/* bit i of the mask: p[i] != 0 (NaN included), for 64 values */
+#ifdef __AVX__
+#include <immintrin.h>
+#define HAVE_NZ_MASK64 1
+static inline uint64_t nz_mask64_f32(const float *p) {
+    uint64_t m = 0;
+    for (int i = 0; i < 8; i++)
+        m |= (uint64_t)(uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(p + 8 * i), _mm256_setzero_ps(), _CMP_NEQ_UQ))
+             << (8 * i);
+    return m;
+}
+static inline uint64_t nz_mask64_f64(const double *p) {
+    uint64_t m = 0;
+    for (int i = 0; i < 16; i++)
+        m |= (uint64_t)(uint32_t)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(p + 4 * i), _mm256_setzero_pd(), _CMP_NEQ_UQ))
+             << (4 * i);
+    return m;
+}
+#endif
+
+#define scalar_t float
+#define SFX(name) name##_f32
+#include "spike_linear_impl.h"
+#undef scalar_t
+#undef SFX
+
+#define scalar_t double
+#define SFX(name) name##_f64
+#include "spike_linear_impl.h"
+#undef scalar_t
+#undef SFX
+
+int sl_vector_bytes(void) { return VBYTES; }
+int sl_block_vectors(void) { return NV; }

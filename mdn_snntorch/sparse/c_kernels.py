@@ -1,0 +1,195 @@
+r"""CPU kernels of the event-driven Linear layer: plain C, built once with the system compiler, called through ctypes.
+
+The C source is shipped next to this module: ``c/spike_linear.c`` (vector width, threading, the two
+instantiations) includes the dtype-generic ``c/spike_linear_impl.h`` once for ``float`` and once for
+``double``; the exported functions carry the suffix of their type (``sl_gather_f32``, ``sl_gather_f64``, ...):
+
+- ``sl_count_rows``: nonzeros per row of ``x [R, K]`` -> row pointers, and whether every value is 0 or 1;
+- ``sl_fill_rows``: the column (and, for non-binary inputs, the value) of every nonzero, row by row (CSR);
+- ``sl_transpose``: the same entries by column (CSC), for the weight gradient;
+- ``sl_gather``: ``out[i, :] = init + sum_p val[p] D[idx[p], :]`` over the entries of row ``i``, in blocks of
+  columns that keep ``D``'s block in the L2 cache and the accumulators in vector registers.
+
+The compiler is found, and the library cached, as for the fused op's kernels
+(:mod:`mdn_snntorch.fused.c_kernels`: ``$CC``, ``cc``, ``gcc``, ``clang``; ``$MDN_SNNTORCH_CACHE`` or
+``~/.cache/mdn_snntorch``, keyed by a hash of the sources, the compiler, its flags and the CPU's features;
+``MDN_SNNTORCH_NO_CEXT=1`` turns both off). :func:`library` returns ``None`` when no compiler works, and the
+layer then runs ``nn.Linear``'s dense product.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+
+from mdn_snntorch.fused import c_kernels as fused_c
+
+Tensor = torch.Tensor
+
+_SUFFIX = {torch.float32: "_f32", torch.float64: "_f64"}
+DTYPES = tuple(_SUFFIX)
+SOURCE_DIR = Path(__file__).with_name("c")
+SOURCE = "spike_linear.c"
+#: -ffp-contract=off: a product and a sum round separately, as in PyTorch's eager ops
+CFLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared")
+#: tried first; without OpenMP the kernels run on one thread
+OPENMP = ("-fopenmp",)
+#: below this much work (entries x columns) one thread is faster than waking more
+_PARALLEL_MIN_WORK = 1 << 17
+#: the same for the passes that list the nonzeros (values scanned, or entries moved): they are cheap (a
+#: 2000 x 784 input takes 0.1 + 0.35 ms on one thread), and every parallel region is a place where a thread
+#: that a busy machine has descheduled holds up the others
+_SCAN_MIN_WORK = 1 << 22
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+def sources(src_dir: Path = SOURCE_DIR) -> dict[str, str]:
+    """The C sources, every ``.c`` and ``.h`` file of ``src_dir``, by file name."""
+    return {p.name: p.read_text() for p in sorted(src_dir.iterdir()) if p.suffix in (".c", ".h")}
+
+
+def cache_path(cc: str, flags: tuple[str, ...], src_dir: Path = SOURCE_DIR) -> Path:
+    """``spike_linear_<key>.so`` in the cache folder, the key a hash of the sources, compiler, flags and CPU."""
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        version = ""
+    text = "\0".join(f"{name}\0{body}" for name, body in sources(src_dir).items())
+    parts = [text, cc, version, *flags, platform.machine(), fused_c._cpu_flags()]
+    return fused_c.cache_dir() / f"spike_linear_{hashlib.sha256(chr(0).join(parts).encode()).hexdigest()[:16]}.so"
+
+
+def _build(cc: str, flags: tuple[str, ...], src_dir: Path = SOURCE_DIR) -> Path:
+    """Compile (or reuse the cached build) and return the library's path; the build is renamed into place
+    (atomic: concurrent builders all end with one complete file)."""
+    out = cache_path(cc, flags, src_dir)
+    if out.exists() and out.stat().st_size > 0:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        lib = Path(tmp) / "spike_linear.so"
+        subprocess.run(
+            [cc, *flags, str(src_dir / SOURCE), "-o", str(lib)], check=True, capture_output=True, text=True, timeout=300
+        )
+        os.replace(lib, out)
+    return out
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    for sfx in _SUFFIX.values():
+        fn = getattr(lib, "sl_count_rows" + sfx)
+        fn.argtypes, fn.restype = [p, i64, i64, p, p, i32], i64
+        getattr(lib, "sl_fill_rows" + sfx).argtypes = [p, i64, i64, p, p, p, i32]
+        fn = getattr(lib, "sl_transpose" + sfx)
+        fn.argtypes, fn.restype = [i64, i64, p, p, p, p, p, p, i32], i32
+        getattr(lib, "sl_gather" + sfx).argtypes = [i64, i64, p, p, p, p, i64, p, p, i64, i64, i32]
+
+
+def _load(cc: str) -> ctypes.CDLL:
+    try:
+        path = _build(cc, CFLAGS + OPENMP)
+    except subprocess.SubprocessError:
+        path = _build(cc, CFLAGS)
+    lib = ctypes.CDLL(str(path))
+    _declare(lib)
+    return lib
+
+
+def library() -> ctypes.CDLL | None:
+    """The compiled kernels, built on first use; ``None`` if they cannot be built here (no compiler, a
+    failed build, or ``MDN_SNNTORCH_NO_CEXT=1``). The outcome is remembered."""
+    with _lock:
+        if "lib" in _state:
+            return _state["lib"]  # type: ignore[return-value]
+        cc = fused_c._compiler()
+        if os.environ.get("MDN_SNNTORCH_NO_CEXT", "") not in ("", "0") or cc is None:
+            _state["lib"] = None
+            return None
+        try:
+            lib = _load(cc)
+        except (OSError, subprocess.SubprocessError, AttributeError) as e:
+            detail = getattr(e, "stderr", "") or str(e)
+            warnings.warn(
+                f"mdn_snntorch: building the event-driven Linear kernels failed, using the dense product instead: {detail[:500]}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            lib = None
+        _state["lib"] = lib
+        return lib
+
+
+def _scan_min_work() -> int:
+    return _SCAN_MIN_WORK
+
+
+@torch.compiler.assume_constant_result
+def available() -> bool:
+    """Whether the kernels are built (building them at the first call); a constant under ``torch.compile``."""
+    return library() is not None
+
+
+def threads(work: int, least: int | None = None) -> int:
+    """Threads for a call doing ``work`` units: all of PyTorch's from ``least`` (default
+    :data:`_PARALLEL_MIN_WORK`) units on, else one."""
+    return torch.get_num_threads() if work >= (_PARALLEL_MIN_WORK if least is None else least) else 1
+
+
+def _fn(name: str, dtype: torch.dtype):
+    return getattr(library(), name + _SUFFIX[dtype])
+
+
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def count_rows(x: Tensor) -> tuple[Tensor, int, bool]:
+    """Row pointers ``[R + 1]`` (int64) of the nonzeros of ``x [R, K]`` (contiguous), their number, and
+    whether every value is 0 or 1."""
+    R, K = x.shape
+    ptr, nonbinary = torch.empty(R + 1, dtype=torch.int64), ctypes.c_int32(0)
+    nnz = _fn("sl_count_rows", x.dtype)(_ptr(x), R, K, _ptr(ptr), ctypes.byref(nonbinary), threads(R * K, _scan_min_work()))
+    return ptr, int(nnz), not nonbinary.value
+
+
+def fill_rows(x: Tensor, ptr: Tensor, nnz: int, binary: bool) -> tuple[Tensor, Tensor | None]:
+    """Column indices ``[nnz]`` (int32) of the nonzeros of ``x``, row by row, and their values (``None`` when
+    ``binary``: all ones)."""
+    R, K = x.shape
+    idx = torch.empty(nnz, dtype=torch.int32)
+    val = None if binary else x.new_empty(nnz)
+    _fn("sl_fill_rows", x.dtype)(_ptr(x), R, K, _ptr(ptr), _ptr(idx), _ptr(val), threads(R * K, _scan_min_work()))
+    return idx, val
+
+
+def transpose(ptr: Tensor, idx: Tensor, val: Tensor | None, K: int, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The entries of an ``[R, K]`` matrix by column: ``(column pointers [K + 1], row indices, values)``."""
+    R, nnz = ptr.shape[0] - 1, idx.shape[0]
+    cptr, cidx = torch.empty(K + 1, dtype=torch.int64), torch.empty(nnz, dtype=torch.int32)
+    cval = None if val is None else val.new_empty(nnz)
+    if _fn("sl_transpose", dtype)(
+        R, K, _ptr(ptr), _ptr(idx), _ptr(val), _ptr(cptr), _ptr(cidx), _ptr(cval), threads(nnz, _scan_min_work())
+    ):
+        raise MemoryError("sl_transpose could not allocate its per-thread counters")
+    return cptr, cidx, cval
+
+
+def gather(ptr: Tensor, idx: Tensor, val: Tensor | None, D: Tensor, init: Tensor | None, out: Tensor, si: int, sj: int) -> None:
+    """``out(i, j) = init[j] + sum_p val[p] D[idx[p], j]`` over the entries ``p`` of row ``i`` (``out(i, j)`` at
+    ``out[i * si + j * sj]``); ``D [*, N]`` and ``init`` contiguous."""
+    n, (nd, N) = ptr.shape[0] - 1, D.shape
+    _fn("sl_gather", D.dtype)(
+        n, N, _ptr(ptr), _ptr(idx), _ptr(val), _ptr(D), nd, _ptr(init), _ptr(out), si, sj, threads(idx.shape[0] * N)
+    )

@@ -1,0 +1,94 @@
+r"""``SpikeLinear``: ``nn.Linear`` for spike inputs, computed from the active inputs only.
+
+A layer fed with spikes multiplies a mostly-zero ``[T x B, K]`` matrix: on MNIST about 13 % of the input
+spikes are ones, so most of a dense product multiplies by zero. :class:`SpikeLinear` is an ``nn.Linear``
+(same constructor, initialisation, parameters ``weight`` and ``bias``, state-dict keys and results) whose
+forward gathers and sums the weight columns of the active inputs and whose weight gradient scatters the
+output gradients into the weight columns of the active inputs (done as a gather per input: the sum of the
+output gradients of the rows where that input is active; :mod:`mdn_snntorch.sparse.ops`). Results equal
+``nn.Linear``'s up to the order of the summation (float64 within 1e-12, float32 within 1e-5 of the largest
+output; ``docs/performance.md#the-event-driven-linear-layer``).
+
+- Inputs may be any values: 0/1 spikes take the add-only path; other values (graded spikes, spike counts,
+  any real number) are multiplied in, exactly as the dense product would; NaN and infinities propagate as
+  there. What makes the layer pay is the fraction of zeros.
+- Above ``dense_above`` (the fraction of nonzero inputs, per call) the dense product runs; the default
+  :data:`DENSE_ABOVE` is the crossover measured by ``benchmarks/bench_sparse.py``.
+- The event-driven kernels run on CPU float32/float64 tensors, outside autocast, when the C kernels could
+  be built; everything else (CUDA, bfloat16, autocast, no compiler) runs ``torch.nn.functional.linear``.
+- The input gradient, when the input requires one (a hidden layer's spikes do), is the dense
+  ``grad_out @ W``. Second derivatives are not supported on the event-driven path.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+Tensor = torch.Tensor
+
+#: above this fraction of nonzero inputs the dense product is faster: the lowest crossover measured by
+#: benchmarks/bench_sparse.py (forward + weight gradient of the paper's input layer: 0.45 to 0.50 on one
+#: thread over four runs, 0.58 on two; docs/performance.md#the-event-driven-linear-layer)
+DENSE_ABOVE = 0.45
+
+
+def _event_driven(input: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
+    if input.device.type != "cpu" or input.dtype not in (torch.float32, torch.float64) or input.dim() == 0 or not input.numel():
+        return False
+    if weight.dtype != input.dtype or weight.dim() != 2 or input.shape[-1] != weight.shape[1] or weight.device != input.device:
+        return False
+    if bias is not None and (bias.dtype != input.dtype or bias.shape != (weight.shape[0],) or bias.device != input.device):
+        return False
+    if torch.is_autocast_enabled("cpu") or max(input.numel() // weight.shape[1], weight.shape[1]) >= 2**31:
+        return False  # (the kernels index rows and columns with int32)
+    from mdn_snntorch.sparse import c_kernels  # built at first use
+
+    return c_kernels.available()
+
+
+def spike_linear(input: Tensor, weight: Tensor, bias: Tensor | None = None, dense_above: float = DENSE_ABOVE) -> Tensor:
+    """``torch.nn.functional.linear(input, weight, bias)`` computed from the nonzero inputs (see the module
+    docstring); ``dense_above``: the fraction of nonzero inputs above which the dense product runs."""
+    if not _event_driven(input, weight, bias):
+        return F.linear(input, weight, bias)
+    from mdn_snntorch.sparse import ops  # the custom ops, registered at first use
+
+    K, N = weight.shape[1], weight.shape[0]
+    out = ops.spike_linear_op(input.reshape(-1, K).contiguous(), weight, bias, float(dense_above))
+    return out.view(*input.shape[:-1], N)
+
+
+class SpikeLinear(nn.Linear):
+    """A drop-in ``nn.Linear`` for spike inputs (see the module docstring): same arguments, plus
+    ``dense_above``, the fraction of nonzero inputs above which a call runs the dense product (default
+    :data:`DENSE_ABOVE`). ``SpikeLinear.from_linear(linear)`` wraps an existing layer's parameters."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        device=None,
+        dtype=None,
+        dense_above: float = DENSE_ABOVE,
+    ):
+        super().__init__(in_features, out_features, bias, device, dtype)
+        self.dense_above = float(dense_above)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return spike_linear(input, self.weight, self.bias, self.dense_above)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, dense_above={self.dense_above:g}"
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, dense_above: float = DENSE_ABOVE) -> SpikeLinear:
+        """A ``SpikeLinear`` sharing ``linear``'s parameters (no copy)."""
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer.in_features, layer.out_features = linear.in_features, linear.out_features
+        layer.weight, layer.bias = linear.weight, linear.bias
+        layer.dense_above = float(dense_above)
+        return layer

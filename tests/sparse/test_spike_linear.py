@@ -1,0 +1,376 @@
+"""The event-driven Linear layer (mdn_snntorch.sparse) against nn.Linear.
+
+Forward and gradients (weight, bias, input when it requires one) at input densities 0, 1 %, 13 %, 50 %,
+100 % in float64 and float32, with the event-driven path forced (``dense_above=1``) and with the default
+rule; non-binary inputs (graded spikes, counts, reals, NaN and infinities); the routing to the dense
+product (above the density threshold, CUDA-less dtypes, autocast, no compiler); drop-in compatibility
+(initialisation, state dict, shapes); the custom ops under opcheck and torch.compile; the C build.
+
+Tolerances: the event-driven sums skip the zero terms and add the others in another order than the dense
+product, so results agree to rounding: float64 within 1e-12 of the largest entry, float32 within 1e-5.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tomllib
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import mdn_snntorch as mdn
+from mdn_snntorch.pipeline import model as model_module
+from mdn_snntorch.pipeline.model import ThreeLayerSNN
+from mdn_snntorch.sparse import DENSE_ABOVE, SpikeLinear, c_kernels, linear, spike_linear
+
+HAVE_C = c_kernels.library() is not None
+needs_c = pytest.mark.skipif(not HAVE_C, reason="no C compiler here")
+RTOL = {torch.float64: 1e-12, torch.float32: 1e-5}
+DENSITIES = [0.0, 0.01, 0.13, 0.5, 1.0]
+
+
+def assert_close(got, want, what=""):
+    assert got.shape == want.shape and got.dtype == want.dtype, what
+    if not want.numel():
+        return
+    scale = max(want.abs().max().item(), 1e-30)
+    err = (got - want).abs().max().item()
+    assert err <= RTOL[want.dtype] * scale, f"{what}: max error {err:.3g} vs scale {scale:.3g}"
+
+
+def spikes(shape, density, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(shape, generator=g) < density).to(dtype)
+
+
+def run(layer, x, g, input_grad):
+    """Output and gradients (weight, bias, input) of ``(layer(x) * g).sum()``."""
+    x = x.clone().requires_grad_(input_grad)
+    layer.zero_grad(set_to_none=True)
+    out = layer(x)
+    (out * g).sum().backward()
+    return out.detach(), layer.weight.grad, layer.bias.grad, x.grad
+
+
+@pytest.fixture
+def gather_calls(monkeypatch):
+    """How many times the event-driven gather ran."""
+    calls = []
+    original = c_kernels.gather
+
+    def counting(*args):
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(c_kernels, "gather", counting)
+    return calls
+
+
+def pair(n_in, n_out, dtype, dense_above=1.0, seed=0):
+    torch.manual_seed(seed)
+    dense = nn.Linear(n_in, n_out, dtype=dtype)
+    return dense, SpikeLinear.from_linear(dense, dense_above=dense_above)
+
+
+# ---------------------------------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------------------------------
+@needs_c
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("density", DENSITIES)
+@pytest.mark.parametrize("input_grad", [False, True])
+def test_event_driven_path_matches_nn_linear(dtype, density, input_grad, gather_calls):
+    dense, event = pair(300, 77, dtype)  # 77 outputs: a partial last vector in both dtypes
+    x = spikes((6, 50, 300), density, dtype)
+    g = torch.randn(6, 50, 77, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    want, got = run(dense, x, g, input_grad), run(event, x, g, input_grad)
+    assert len(gather_calls) == 2  # forward and weight gradient took the event-driven path
+    for name, a, b in zip(("output", "weight grad", "bias grad", "input grad"), got, want):
+        if b is None:
+            assert a is None and not input_grad
+        else:
+            assert_close(a, b, f"{name} at density {density}")
+    if density == 0:
+        assert torch.equal(got[0], dense.bias.detach().expand_as(got[0])) and not got[1].any()
+
+
+@needs_c
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n_out", [1, 3, 8, 16, 33, 64, 130, 500])
+def test_every_output_width(dtype, n_out):
+    """Widths below one vector (plain loops), of whole vectors, and with a partial (overlapped) last vector,
+    across block boundaries."""
+    dense, event = pair(40, n_out, dtype)
+    x = spikes((64, 40), 0.2, dtype, seed=n_out)
+    g = torch.randn(64, n_out, dtype=dtype)
+    for a, b in zip(run(event, x, g, True), run(dense, x, g, True)):
+        assert_close(a, b, f"width {n_out}")
+
+
+@needs_c
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_non_binary_inputs_are_multiplied_in(dtype, gather_calls):
+    """Graded spikes, spike counts, negative and fractional values: the event-driven path multiplies each
+    nonzero value in (decision: accepted, not refused or routed densely; only the density decides)."""
+    dense, event = pair(120, 40, dtype)
+    gen = torch.Generator().manual_seed(2)
+    mask = torch.rand(200, 120, generator=gen) < 0.1
+    for values in (
+        1.5 * mask,  # graded spikes (graded_spikes_factor)
+        torch.randint(0, 4, (200, 120), generator=gen) * mask,  # small integers (counts)
+        torch.randn(200, 120, generator=gen) * mask,  # any real numbers
+    ):
+        x = values.to(dtype)
+        g = torch.randn(200, 40, dtype=dtype, generator=gen)
+        for a, b in zip(run(event, x, g, True), run(dense, x, g, True)):
+            assert_close(a, b, "non-binary input")
+    assert len(gather_calls) == 6
+
+
+@needs_c
+def test_nan_and_infinity_propagate_as_in_nn_linear():
+    dense, event = pair(30, 7, torch.float64)
+    x = spikes((5, 30), 0.2, torch.float64)
+    x[1, 3], x[2, 4], x[3, 5], x[3, 6] = float("nan"), float("inf"), float("inf"), float("-inf")
+    want, got = dense(x), event(x)
+    assert torch.equal(torch.isnan(got), torch.isnan(want)) and torch.equal(torch.isinf(got), torch.isinf(want))
+    finite = torch.isfinite(want)
+    assert_close(got[finite], want[finite])
+
+
+@needs_c
+@pytest.mark.parametrize("binary", [True, False])
+def test_results_do_not_depend_on_the_thread_count(monkeypatch, binary):
+    """Each output row (and each weight-gradient column) is summed by one thread in a fixed order; every
+    pass (count, list, transpose, gather) runs on 1 and on 3 threads here, whatever the sizes."""
+    _, event = pair(300, 70, torch.float32)
+    x = spikes((500, 300), 0.13, torch.float32) * (1 if binary else torch.randn(500, 300))
+    g = torch.randn(500, 70)
+    monkeypatch.setattr(c_kernels, "_SCAN_MIN_WORK", 1)
+    monkeypatch.setattr(c_kernels, "_PARALLEL_MIN_WORK", 1)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = run(event, x, g, False)
+        torch.set_num_threads(3)
+        three = run(event, x, g, False)
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(one[:3], three[:3]):
+        assert torch.equal(a, b)
+
+
+# ---------------------------------------------------------------------------------------------------
+# routing
+# ---------------------------------------------------------------------------------------------------
+@needs_c
+@pytest.mark.parametrize("density", [0.45, 1.0])
+def test_above_the_threshold_the_dense_product_runs_exactly(density, gather_calls):
+    dense, event = pair(200, 30, torch.float32, dense_above=0.4)
+    x = spikes((100, 200), density, torch.float32)
+    g = torch.randn(100, 30)
+    for a, b in zip(run(event, x, g, True), run(dense, x, g, True)):
+        assert torch.equal(a, b)
+    assert gather_calls == []
+
+
+def test_the_default_threshold_and_the_layer_repr():
+    assert 0 < DENSE_ABOVE < 1
+    layer = SpikeLinear(4, 3)
+    assert layer.dense_above == DENSE_ABOVE
+    assert repr(layer) == f"SpikeLinear(in_features=4, out_features=3, bias=True, dense_above={DENSE_ABOVE:g})"
+
+
+def test_other_dtypes_autocast_and_no_compiler_run_f_linear(monkeypatch, gather_calls):
+    dense, event = pair(50, 20, torch.float32)
+    x = spikes((8, 50), 0.1, torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(event(x), dense(x)) and event(x).dtype == torch.bfloat16
+    db, eb = (m.to(torch.bfloat16) for m in pair(50, 20, torch.float32))
+    assert torch.equal(eb(x.bfloat16()), db(x.bfloat16()))
+    assert gather_calls == []
+    monkeypatch.setitem(c_kernels._state, "lib", None)  # as without a C compiler
+    dense, event = pair(50, 20, torch.float64)
+    assert torch.equal(event(x.double()), dense(x.double()))
+    assert gather_calls == []
+
+
+def test_mismatched_arguments_fail_like_nn_linear():
+    layer = SpikeLinear(5, 3)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        layer(torch.zeros(2, 4))
+    with pytest.raises(RuntimeError, match="dtype"):
+        layer(torch.zeros(2, 5, dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------------------------------------
+# drop-in: initialisation, state dict, shapes
+# ---------------------------------------------------------------------------------------------------
+def test_same_initialisation_and_state_dict_as_nn_linear():
+    torch.manual_seed(3)
+    a = nn.Linear(10, 4)
+    torch.manual_seed(3)
+    b = SpikeLinear(10, 4)
+    assert isinstance(b, nn.Linear)
+    assert list(a.state_dict()) == list(b.state_dict()) == ["weight", "bias"]
+    for k in ("weight", "bias"):
+        assert torch.equal(a.state_dict()[k], b.state_dict()[k])
+    c = SpikeLinear(10, 4)
+    c.load_state_dict(a.state_dict())
+    a.load_state_dict(SpikeLinear(10, 4).state_dict())  # and back
+    assert SpikeLinear(10, 4, bias=False).bias is None
+
+
+@needs_c
+@pytest.mark.parametrize("shape", [(7,), (3, 7), (2, 3, 7), (2, 1, 3, 7), (0, 7)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_input_shapes_and_no_bias(shape, bias):
+    torch.manual_seed(0)
+    dense = nn.Linear(7, 5, bias=bias, dtype=torch.float64)
+    event = SpikeLinear.from_linear(dense, dense_above=1.0)
+    x = spikes(shape, 0.4, torch.float64)
+    got, want = event(x), dense(x)
+    assert got.shape == want.shape
+    assert_close(got, want)
+    if x.numel():
+        got.sum().backward()
+        gw = dense.weight.grad.clone()
+        dense.weight.grad = None
+        want.sum().backward()
+        assert_close(gw, dense.weight.grad)
+
+
+def test_exported_from_the_package():
+    assert mdn.SpikeLinear is SpikeLinear and mdn.spike_linear is spike_linear
+
+
+# ---------------------------------------------------------------------------------------------------
+# the custom ops: opcheck, torch.compile
+# ---------------------------------------------------------------------------------------------------
+@needs_c
+@pytest.mark.parametrize("density, dense_above", [(0.1, 1.0), (0.1, 0.0), (0.0, 1.0)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_opcheck(density, dense_above, with_bias):
+    from mdn_snntorch.sparse import ops
+
+    x = spikes((12, 9), density, torch.float64).requires_grad_()
+    w = torch.randn(5, 9, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(5, dtype=torch.float64, requires_grad=True) if with_bias else None
+    torch.library.opcheck(ops.spike_linear_op, (x, w, b, dense_above))
+    torch.library.opcheck(ops.weight_grad_op, (x.detach(), torch.randn(12, 5, dtype=torch.float64), dense_above))
+
+
+@needs_c
+def test_compiled_model_matches_eager_without_graph_breaks():
+    torch.manual_seed(0)
+    model = ThreeLayerSNN(40, 32, 10, "2-FS", check_input=False)
+    x = spikes((6, 4, 40), 0.15, torch.float32)
+    explanation = torch._dynamo.explain(model)(x)
+    assert explanation.graph_break_count == 0
+    torch._dynamo.reset()
+    outs, grads = [], []
+    for m in (model, torch.compile(model, backend="aot_eager", fullgraph=True)):
+        model.zero_grad()
+        out = m(x)
+        (out * torch.arange(out.numel()).view(out.shape)).sum().backward()
+        outs.append(out.detach())
+        grads.append([p.grad.clone() for p in model.parameters()])
+    assert torch.equal(outs[0], outs[1])
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
+    torch._dynamo.reset()
+
+
+# ---------------------------------------------------------------------------------------------------
+# the paper's network
+# ---------------------------------------------------------------------------------------------------
+def test_three_layer_snn_uses_the_event_driven_input_layer():
+    torch.manual_seed(0)
+    event = ThreeLayerSNN(20, 16, 4, "2-FS")
+    torch.manual_seed(0)
+    dense = ThreeLayerSNN(20, 16, 4, "2-FS", event_driven=False)
+    assert type(event.fc1) is SpikeLinear and type(dense.fc1) is nn.Linear and type(dense.fc2) is nn.Linear
+    assert type(event.fc2) is (SpikeLinear if model_module.HIDDEN_EVENT_DRIVEN else nn.Linear)
+    assert list(event.state_dict()) == list(dense.state_dict())
+    for k, v in dense.state_dict().items():
+        assert torch.equal(v, event.state_dict()[k])  # same initialisation from the same seed
+    event.load_state_dict(dense.state_dict())  # checkpoints load either way
+    assert event.spec()["event_driven"] is True and dense.spec()["event_driven"] is False
+    assert ThreeLayerSNN.from_spec(dense.spec()).event_driven is False
+    old = event.spec()
+    del old["event_driven"]  # a spec written before the option existed
+    assert ThreeLayerSNN.from_spec(old).event_driven is True
+
+
+@needs_c
+def test_three_layer_snn_event_driven_matches_dense():
+    torch.manual_seed(0)
+    event = ThreeLayerSNN(60, 40, 5, "2-FS", dtype=torch.float64, check_input=False).double()
+    dense = ThreeLayerSNN(60, 40, 5, "2-FS", dtype=torch.float64, check_input=False, event_driven=False).double()
+    dense.load_state_dict(event.state_dict())
+    x = spikes((10, 8, 60), 0.13, torch.float64)
+    outs = []
+    for m in (event, dense):
+        out, hidden = m(x, return_hidden=True)
+        (out.sum() + 0.1 * hidden.sum()).backward()
+        outs.append((out, hidden, [p.grad for p in m.parameters()]))
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+    for a, b in zip(outs[0][2], outs[1][2]):
+        assert_close(a, b)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the C kernels: build, package data, fallback
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("openmp", [False, True])
+def test_c_source_compiles_on_its_own(openmp):
+    """The shipped C file (with the header it includes twice) is plain C11, warning-free, with and without OpenMP."""
+    cc = c_kernels.fused_c._compiler()
+    if cc is None:
+        pytest.skip("no C compiler here")
+    flags = ["-fsyntax-only", "-std=c11", "-Wall", "-Wextra", "-Werror", *(c_kernels.OPENMP if openmp else ())]
+    for arch in ([], ["-march=native"]):
+        proc = subprocess.run([cc, *flags, *arch, str(c_kernels.SOURCE_DIR / c_kernels.SOURCE)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_c_sources_are_package_data():
+    names = c_kernels.sources()
+    assert c_kernels.SOURCE in names and any(n.endswith(".h") for n in names)
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["mdn_snntorch.sparse"]
+    package = Path(c_kernels.__file__).parent
+    assert set(names) <= {p.name for g in globs for p in package.glob(g)}
+
+
+@needs_c
+def test_a_build_without_openmp_gives_the_same_results(monkeypatch, tmp_path):
+    dense, event = pair(300, 50, torch.float32)
+    x = spikes((400, 300), 0.13, torch.float32)
+    g = torch.randn(400, 50)
+    with_openmp = run(event, x, g, True)
+    monkeypatch.setenv("MDN_SNNTORCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(c_kernels, "OPENMP", ())
+    monkeypatch.setattr(c_kernels, "_state", {})
+    assert c_kernels.library() is not None
+    assert [p.name for p in tmp_path.iterdir()] == [c_kernels.cache_path(c_kernels.fused_c._compiler(), c_kernels.CFLAGS).name]
+    for a, b in zip(run(event, x, g, True), with_openmp):
+        assert torch.equal(a, b)
+
+
+def test_a_failed_build_warns_and_runs_the_dense_product(monkeypatch, tmp_path, gather_calls):
+    monkeypatch.setenv("MDN_SNNTORCH_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    monkeypatch.setattr(c_kernels, "_state", {})
+    dense, event = pair(30, 6, torch.float32)
+    x = spikes((10, 30), 0.1, torch.float32)
+    with pytest.warns(RuntimeWarning, match="building the event-driven Linear kernels failed, using the dense product"):
+        got = event(x)
+    assert torch.equal(got, dense(x)) and gather_calls == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        event(x)  # the outcome is remembered: no second warning
+    assert linear._event_driven(x, event.weight, event.bias) is False
