@@ -10,6 +10,11 @@
 
 Every step keeps its outputs under ``OUT/<mode>/`` and is skipped (or, for training runs, resumed)
 when they are already there, so a second run only rebuilds the report.
+
+``--jobs N`` (default: the usable cores): steps 2 and 3 train N runs at a time, each in a worker process
+with one thread (``--threads``), and step 4 runs beside step 3 in one more process; ``--jobs 1`` runs
+everything in this process, one after the other. The results are the same for any N
+(docs/performance.md#determinism-and-threads).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mdn_snntorch import meta_neurons
+from mdn_snntorch.cli.options import int_in
 from mdn_snntorch.pipeline.report import Report, write_atomic
 
 # The four Table 2 presets and the baseline; "init" is validated too (it seeds learnable theta).
@@ -94,16 +100,28 @@ def prepare_data(work: Path, spatial: str | None, temporal: str | None) -> dict[
     return tasks
 
 
-def generate_libraries(work: Path, tasks: dict[str, Path], settings: DemoSettings | None) -> dict[str, Path]:
-    """One meta-neuron library per source task (``spatial.json``, ``temporal.json``)."""
+def _discover_job(job: tuple[Path, Path, int, dict[str, Any]]) -> Path:
+    """One library (a job of :func:`mdn_snntorch.pipeline.jobs.run_jobs`)."""
     from mdn_snntorch.pipeline.discover import discover
 
-    libraries = {}
+    data, path, seeds, train_settings = job
+    discover(data, path, seeds=seeds, **train_settings)
+    return path
+
+
+def generate_libraries(
+    work: Path, tasks: dict[str, Path], settings: DemoSettings | None, jobs: int = 1, threads: int = 1
+) -> dict[str, Path]:
+    """One meta-neuron library per source task (``spatial.json``, ``temporal.json``), ``jobs`` at a time,
+    ``threads`` threads per training run."""
+    from mdn_snntorch.pipeline.jobs import run_jobs
+
+    libraries, todo = {}, []
     for role, data in tasks.items():
         path = work / f"{role}.json"
         if not path.exists():
             _say(f"generating {role} meta neurons from {data.name}")
-            train_settings = {"progress": False}
+            train_settings: dict[str, Any] = {"progress": False, "threads": threads}
             if settings:
                 train_settings.update(
                     epochs=settings.discover_epochs,
@@ -112,30 +130,50 @@ def generate_libraries(work: Path, tasks: dict[str, Path], settings: DemoSetting
                     lr=settings.lr,
                     lr_theta=settings.lr_theta,
                 )
-            discover(data, path, seeds=settings.discover_seeds if settings else 1, **train_settings)
+            todo.append((data, path, settings.discover_seeds if settings else 1, train_settings))
         libraries[role] = path
+    run_jobs(_discover_job, todo, jobs)
     return libraries
 
 
-def validate_neurons(work: Path, neurons: list[meta_neurons.MetaNeuron], quick: bool) -> dict[str, Any]:
+def _validation_job(job: tuple[Path, list[meta_neurons.MetaNeuron], bool]) -> dict[str, Any]:
+    """:func:`validate_neurons` in a worker process, without its progress bar (the training has one)."""
+    return validate_neurons(*job, progress=False)
+
+
+def previous_validation(work: Path, neurons: list[meta_neurons.MetaNeuron]) -> dict[str, Any] | None:
+    """The previous Brian2 result in ``work``, when it covered the same neurons; else None."""
+    previous = work / "validation" / "metrics.json"
+    if previous.exists():
+        doc = json.loads(previous.read_text())
+        if doc.get("settings", {}).get("neurons") == [n.to_dict() for n in neurons]:
+            return doc
+    return None
+
+
+def validate_neurons(work: Path, neurons: list[meta_neurons.MetaNeuron], quick: bool, progress: bool = True) -> dict[str, Any]:
     """Brian2 cross-check of ``neurons``; reuses the previous result when it covered the same neurons."""
     from validation.report import run_validation
 
-    out = work / "validation"
-    previous = out / "metrics.json"
-    if previous.exists():
-        doc = json.loads(previous.read_text())
-        validated = [n.to_dict() for n in neurons]
-        if doc.get("settings", {}).get("neurons") == validated:
-            return doc
-    return run_validation(neurons, out, quick=quick)
+    return previous_validation(work, neurons) or run_validation(neurons, work / "validation", quick=quick, progress=progress)
 
 
 def run_demo(
-    out: str | Path = "demo_out", *, quick: bool = False, spatial: str | None = None, temporal: str | None = None
+    out: str | Path = "demo_out",
+    *,
+    quick: bool = False,
+    spatial: str | None = None,
+    temporal: str | None = None,
+    jobs: int | None = None,
+    threads: int = 1,
 ) -> dict[str, Any]:
-    """Run (or resume) the whole pipeline; returns the summary written to ``OUT/summary.json``."""
+    """Run (or resume) the whole pipeline; returns the summary written to ``OUT/summary.json``.
+
+    ``jobs``: training runs at a time, each in a worker process (default: the usable cores / ``threads``);
+    ``threads``: CPU threads per training run (default 1). The results depend on ``threads``, not on ``jobs``
+    (docs/performance.md#determinism-and-threads)."""
     from mdn_snntorch.pipeline.evaluate import evaluate
+    from mdn_snntorch.pipeline.jobs import Background, default_jobs
 
     out = Path(out)
     mode = "quick" if quick else "full"
@@ -143,6 +181,7 @@ def run_demo(
     settings = QUICK if quick else FULL
     embedded = not spatial and not temporal
     timings: dict[str, float] = {}
+    jobs = jobs or default_jobs("auto", threads)
 
     t0 = time.perf_counter()
     _say(f"1/5 data ({'embedded digits' if embedded else 'your files'})")
@@ -151,31 +190,50 @@ def run_demo(
 
     t0 = time.perf_counter()
     _say("2/5 meta-neuron generation")
-    libraries = generate_libraries(work, tasks, settings if embedded else None)
+    libraries = generate_libraries(work, tasks, settings if embedded else None, jobs, threads)
     generated = {role: meta_neurons.load_library(path) for role, path in libraries.items()}
     timings["generation"] = time.perf_counter() - t0
 
+    to_validate = [meta_neurons.get(n) for n in VALIDATED_PRESETS] + [n for lib in generated.values() for n in lib.neurons]
+    background = None
+    if jobs > 1 and previous_validation(work, to_validate) is None:  # it needs only the neurons: beside the training
+        background = Background(_validation_job, (work, to_validate, settings.quick_validation))
+
     t0 = time.perf_counter()
     neurons = PRESET_NEURONS + [n.name for lib in generated.values() for n in lib.neurons]
-    _say(f"3/5 training {len(neurons)} neuron types x {len(tasks)} tasks x {settings.seeds} seeds")
+    _say(
+        f"3/5 training {len(neurons)} neuron types x {len(tasks)} tasks x {settings.seeds} seeds "
+        f"({jobs} at a time, {threads} thread{'s' if threads > 1 else ''} each)"
+        + ("; 4/5 Brian2 validation beside it, in one more process" if background is not None else "")
+    )
     train_settings = (
         dict(epochs=settings.epochs, hidden=settings.hidden, batch_size=settings.batch_size, lr=settings.lr) if embedded else {}
     )
-    evaluation = evaluate(
-        [tasks["spatial"], tasks["temporal"]],
-        neurons,
-        settings.seeds,
-        work / "evaluation",
-        libraries=[libraries["spatial"], libraries["temporal"]],
-        **train_settings,
-    )
+    try:
+        evaluation = evaluate(
+            [tasks["spatial"], tasks["temporal"]],
+            neurons,
+            settings.seeds,
+            work / "evaluation",
+            libraries=[libraries["spatial"], libraries["temporal"]],
+            jobs=jobs,
+            threads=threads,
+            **train_settings,
+        )
+    except BaseException:
+        if background is not None:
+            background.cancel()
+        raise
     timings["evaluation"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    _say("4/5 Brian2 validation")
-    to_validate = [meta_neurons.get(n) for n in VALIDATED_PRESETS] + [n for lib in generated.values() for n in lib.neurons]
-    validation = validate_neurons(work, to_validate, settings.quick_validation)
-    timings["validation"] = time.perf_counter() - t0
+    if background is None:
+        _say("4/5 Brian2 validation")
+        validation = validate_neurons(work, to_validate, settings.quick_validation)
+    else:
+        _say("4/5 Brian2 validation: waiting for it to finish")
+        validation = background.result()
+    timings["validation" if background is None else "validation_after_training"] = time.perf_counter() - t0
 
     _say("5/5 report")
     summary = {
@@ -190,6 +248,8 @@ def run_demo(
         "validation_passed": bool(validation["passed"]),
         "validation": {"passed": bool(validation["passed"]), "report": str(work / "validation" / "report.html")},
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "jobs": jobs,
+        "threads_per_run": threads,
         "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
     }
     write_atomic(out / "summary.json", json.dumps(summary, indent=2))
@@ -282,6 +342,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="smaller settings, a few minutes (what CI runs)")
     parser.add_argument("--spatial", help="use this spike file (e.g. MNIST from `mdn prep mnist`) as the spatial task")
     parser.add_argument("--temporal", help="use this spike file (e.g. `mdn prep tidigits`) as the temporal task")
+    parser.add_argument(
+        "--jobs",
+        type=int_in("jobs", 1, 4096),
+        help="training runs at a time, each in a worker process (default: the usable cores / --threads)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int_in("threads", 1, 4096),
+        default=1,
+        help="CPU threads per training run (default 1; the results depend on it, not on --jobs)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -294,6 +365,6 @@ def main(args: argparse.Namespace) -> int:
             print(f"mdn demo: --{flag} file {path} does not exist", file=sys.stderr)
             return 2
     out = Path(args.out)
-    summary = run_demo(out, quick=args.quick, spatial=args.spatial, temporal=args.temporal)
+    summary = run_demo(out, quick=args.quick, spatial=args.spatial, temporal=args.temporal, jobs=args.jobs, threads=args.threads)
     _print_summary(out, summary)
     return 0 if summary["validation_passed"] else 1

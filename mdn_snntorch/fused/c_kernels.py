@@ -13,12 +13,14 @@ the neuron index of element ``e`` is ``e % N``). The forward keeps the state onl
 own step function, and runs the adjoint over it. The C is built with ``-ffp-contract=off``, so every ``+``
 and ``*`` rounds as in PyTorch's eager ops: the forward is bitwise the reference loop's in float32 and
 float64 (``docs/model.md#tolerances``). Parameter gradients are summed over time per element, then per
-neuron and thread in double; the threads' sums are added in PyTorch.
+neuron over the batch in a fixed order, in double, so no result depends on the number of threads (the
+threads take blocks of 512 elements as they go; :data:`PARALLEL_MIN_WORK`; docs/performance.md#threads).
 
 The shared library is cached under ``$MDN_SNNTORCH_CACHE`` (default ``~/.cache/mdn_snntorch``), keyed by
 a hash of the C sources, the compiler, its flags and the CPU's feature flags, so an edited source is
-rebuilt; :func:`library` returns ``None`` (and the caller falls back to the PyTorch loop) when no
-compiler works.
+rebuilt. A build is sealed with its own SHA-256 and loaded only when the seal matches (:func:`intact`):
+an empty, truncated or foreign file in the cache is rebuilt, never loaded. :func:`library` returns
+``None`` (and the caller falls back to the PyTorch loop) when no compiler works or the build does not load.
 """
 
 from __future__ import annotations
@@ -50,8 +52,14 @@ CFLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC
 #: tried first: OpenMP threads from the libgomp PyTorch has loaded (one pool, no competing spinners);
 #: without an OpenMP-capable compiler the kernels start their own pthreads
 OPENMP = ("-fopenmp",)
-#: below this many element-steps one thread is faster than starting more
-_PARALLEL_MIN_WORK = 1 << 16
+#: calls of fewer element-steps run on one thread (the backward counts 2 substeps + 1 per element-step): below
+#: it, starting the other threads costs more than they save. Measured (benchmarks/bench_threads.py --kernels,
+#: docs/performance.md#threads): from 20,480 on (T = 20 x 1,024 elements, two blocks) every size ran at least
+#: 10 % faster on two threads, at 10,240 (one block, which runs on one thread anyway) no faster
+PARALLEL_MIN_WORK = 20_480
+_PARALLEL_MIN_WORK = PARALLEL_MIN_WORK  # the earlier name
+#: what a cached library ends with, followed by the hex SHA-256 of every byte before it (:func:`intact`)
+SEAL = b"\0mdn_snntorch-sha256:"
 #: steps per checkpoint segment: the backward recomputes a segment in a per-thread buffer of
 #: 3 x SEGMENT x BLK values (V, U, V' - V_th per step; cache-resident) before running its adjoint
 SEGMENT = 32
@@ -87,47 +95,111 @@ def sources(src_dir: Path = SOURCE_DIR) -> dict[str, str]:
     return {p.name: p.read_text() for p in sorted(src_dir.iterdir()) if p.suffix in (".c", ".h")}
 
 
-def _build(cc: str, flags: tuple[str, ...], src_dir: Path = SOURCE_DIR) -> Path:
-    """Compile ``src_dir / SOURCE`` with ``flags`` (or reuse the cached build) and return the library's path.
-
-    The cache key hashes every source file of ``src_dir`` (name and text), the compiler and its version,
-    the flags and the CPU, so any change of these builds a new library."""
+def cache_path(cc: str, flags: tuple[str, ...], src_dir: Path = SOURCE_DIR) -> Path:
+    """Where the library built from ``src_dir`` by ``cc`` with ``flags`` is cached: ``mdn_cpu_<key>.so``, the key
+    a hash of every source file of ``src_dir`` (name and text), the compiler and its version, the flags and
+    the CPU, so any change of these builds a new library."""
     try:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         version = ""
     text = "\0".join(f"{name}\0{body}" for name, body in sources(src_dir).items())
     key = hashlib.sha256("\0".join([text, cc, version, *flags, platform.machine(), _cpu_flags()]).encode()).hexdigest()[:16]
-    out = cache_dir() / f"mdn_cpu_{key}.so"
-    if out.exists():
+    return cache_dir() / f"mdn_cpu_{key}.so"
+
+
+def intact(path: Path) -> bool:
+    """Whether ``path`` is a library this module built and sealed, whole: it ends with :data:`SEAL` and the
+    SHA-256 of every byte before it. An empty, truncated or foreign file is not (and is never loaded:
+    ``dlopen`` of a truncated library maps pages past the end of the file, and touching them kills the
+    process with SIGBUS)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    size = len(SEAL) + 64
+    body, seal = data[:-size], data[-size:]
+    return len(data) > size and seal == SEAL + hashlib.sha256(body).hexdigest().encode()
+
+
+def seal(path: Path) -> None:
+    """Append :data:`SEAL` and the SHA-256 of the file to it (after the ELF data: the loader ignores it), on disk."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest().encode()
+    with open(path, "ab") as f:
+        f.write(SEAL + digest)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _build(cc: str, flags: tuple[str, ...], src_dir: Path = SOURCE_DIR, *, rebuild: bool = False) -> Path:
+    """Compile ``src_dir / SOURCE`` with ``flags``, or reuse the cached build when it is :func:`intact`
+    (``rebuild``: compile anyway); returns the library's path (:func:`cache_path`).
+
+    The build goes to a temporary file, is sealed and fsynced, then renamed over the cached name (atomic:
+    concurrent builders all end with one complete file; a crash leaves no partial one under that name)."""
+    out = cache_path(cc, flags, src_dir)
+    if not rebuild and intact(out):
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         lib = Path(tmp) / "mdn_cpu.so"
         command = [cc, *flags, str(src_dir / SOURCE), "-o", str(lib)]  # its #include finds the header beside it
         subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
-        os.replace(lib, out)  # atomic: concurrent builders all end with one complete file
+        seal(lib)
+        os.replace(lib, out)
+    _fsync_dir(out.parent)
     return out
 
 
-def _load(cc: str) -> ctypes.CDLL:
-    """Build with OpenMP, else without; load and declare the library."""
-    try:
-        path = _build(cc, CFLAGS + OPENMP)
-    except subprocess.SubprocessError:
-        path = _build(cc, CFLAGS)
+def _open(path: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
     _declare(lib)
     return lib
+
+
+def _load(cc: str) -> ctypes.CDLL:
+    """Build with OpenMP, else without (or take the intact cached build); load and declare the library.
+    A library that fails to load is rebuilt once; if that one fails too, the error says so."""
+    flags = CFLAGS + OPENMP
+    try:
+        path = _build(cc, flags)
+    except subprocess.SubprocessError:
+        flags = CFLAGS
+        path = _build(cc, flags)
+    try:
+        return _open(path)
+    except (OSError, AttributeError):
+        path = _build(cc, flags, rebuild=True)
+    try:
+        return _open(path)
+    except (OSError, AttributeError) as err:
+        raise _LoadError(f"loading {path} failed even after rebuilding it: {err}") from err
+
+
+class _LoadError(OSError):
+    """The kernels were built but do not load."""
 
 
 def _declare(lib: ctypes.CDLL) -> None:
     p, i64, dbl, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
     for sfx in _SUFFIX.values():
         getattr(lib, "mdn_fwd" + sfx).argtypes = [p] * 15 + [i64, i64, i64, i64, dbl, i32, i32]
-        getattr(lib, "mdn_bwd" + sfx).argtypes = [p] * 17 + [i64, i64, i64, i64, dbl, dbl, i32, i32, i32]
+        getattr(lib, "mdn_bwd" + sfx).argtypes = [p] * 18 + [i64, i64, i64, i64, dbl, dbl, i32, i32, i32]
         getattr(lib, "fo_fwd" + sfx).argtypes = [p] * 10 + [i64, i64, i64, i64, i32]
-        getattr(lib, "fo_bwd" + sfx).argtypes = [p] * 12 + [i64, i64, i64, i64, dbl, i32, i32]
+        getattr(lib, "fo_bwd" + sfx).argtypes = [p] * 13 + [i64, i64, i64, i64, dbl, i32, i32]
 
 
 def library() -> ctypes.CDLL | None:
@@ -144,8 +216,10 @@ def library() -> ctypes.CDLL | None:
             lib = _load(cc)
         except (OSError, subprocess.SubprocessError, AttributeError) as e:
             detail = getattr(e, "stderr", "") or str(e)
+            what = "loading" if isinstance(e, _LoadError) else "building"
             warnings.warn(
-                f"mdn_snntorch: building the CPU kernels failed, using the PyTorch loop instead: {detail[:500]}",
+                f"mdn_snntorch: {what} the CPU kernels failed, using the PyTorch loop instead (same results, slower): "
+                f"{detail[:500]}",
                 RuntimeWarning,
                 stacklevel=2,
             )
@@ -163,7 +237,9 @@ def _or_empty(t: Tensor | None, like: Tensor) -> Tensor:
 
 
 def _threads(work: int) -> int:
-    return torch.get_num_threads() if work >= _PARALLEL_MIN_WORK else 1
+    """Threads for a call of ``work`` element-steps: PyTorch's intra-op count (so the kernels follow
+    ``torch.set_num_threads`` and the thread policy of :mod:`mdn_snntorch.threads`), or 1 for a small call."""
+    return torch.get_num_threads() if work >= PARALLEL_MIN_WORK else 1
 
 
 def _fn(name: str, dtype: torch.dtype):
@@ -204,10 +280,10 @@ def mdn_backward(I, ck, params, gs, gvtr, gutr, gvT, guT, dt: float, substeps: i
     """
     T, M = I.shape
     N, threads = params.shape[1], _threads(T * M * (2 * substeps + 1))
-    gx, gv0, gu0 = torch.empty_like(I), I.new_empty(M), I.new_empty(M)
-    gp = torch.zeros(threads, 6, N, dtype=torch.float64)
+    gx, gv0, gu0, scratch = torch.empty_like(I), I.new_empty(M), I.new_empty(M), I.new_empty(6, M)
+    gp = torch.empty(6, N, dtype=torch.float64)
     _fn("mdn_bwd", I.dtype)(
-        *map(_ptr, (I, ck, *params.unbind(0), gs, gvtr, gutr, gvT, guT, gx, gv0, gu0, gp)),
+        *map(_ptr, (I, ck, *params.unbind(0), gs, gvtr, gutr, gvT, guT, gx, gv0, gu0, scratch, gp)),
         T,
         M,
         N,
@@ -218,7 +294,7 @@ def mdn_backward(I, ck, params, gs, gvtr, gutr, gvT, guT, dt: float, substeps: i
         int(sigmoid),
         threads,
     )
-    return gx, gv0, gu0, gp.sum(0)
+    return gx, gv0, gu0, gp
 
 
 def first_order_forward(x: Tensor, v0: Tensor, params: Tensor, sigmoid: bool, traces: bool, every: int):
@@ -243,10 +319,10 @@ def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bo
     """Backward of :func:`first_order_forward`: ``(g_input, g_v0, g_params [4, N] float64)``."""
     T, M = I.shape
     N, threads = params.shape[1], _threads(T * M * 2)
-    gx, gv0 = torch.empty_like(I), I.new_empty(M)
-    gp = torch.zeros(threads, 4, N, dtype=torch.float64)
+    gx, gv0, scratch = torch.empty_like(I), I.new_empty(M), I.new_empty(4, M)
+    gp = torch.empty(4, N, dtype=torch.float64)
     _fn("fo_bwd", I.dtype)(
-        *map(_ptr, (I, ck, *params.unbind(0), gs, gvtr, gvT, gx, gv0, gp)),
+        *map(_ptr, (I, ck, *params.unbind(0), gs, gvtr, gvT, gx, gv0, scratch, gp)),
         T,
         M,
         N,
@@ -255,4 +331,4 @@ def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bo
         int(sigmoid),
         threads,
     )
-    return gx, gv0, gp.sum(0)
+    return gx, gv0, gp

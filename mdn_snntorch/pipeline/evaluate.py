@@ -34,8 +34,10 @@ from mdn_snntorch import meta_neurons
 from mdn_snntorch.neurons import factory
 from mdn_snntorch.pipeline import recipes
 from mdn_snntorch.pipeline.checkpoint import write_csv, write_json
-from mdn_snntorch.pipeline.report import save_figure, write_atomic
+from mdn_snntorch.pipeline.jobs import run_jobs
+from mdn_snntorch.pipeline.report import md_cell, save_figure, write_atomic
 from mdn_snntorch.pipeline.trainer import TrainConfig, train
+from mdn_snntorch.runlock import claim_dir
 
 
 def capability(acc: dict[str, float]) -> dict[str, float]:
@@ -64,7 +66,12 @@ def _reusable_run(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
     path = run_dir / "metrics.json"
     if not path.exists():
         return None
-    doc = json.loads(path.read_text())
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: unreadable run file ({err}); remove {run_dir} to train that run again") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("config", {}), dict):
+        raise ValueError(f"{path}: not a run's metrics file; remove {run_dir} to train that run again")
     saved, wanted = doc.get("config", {}), config.to_dict()
     housekeeping = {"device", "eval_batch_size", "num_workers", "threads", "progress", "out", "resume", "recipe", "epochs"}
     for name, value in wanted.items():
@@ -77,9 +84,24 @@ def _reusable_run(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
             f"{run_dir} holds a run of {saved['epochs']} epochs, more than the {config.epochs} asked for: "
             "remove it or use another --out"
         )
-    if doc.get("status") == "finished" and saved.get("epochs") == config.epochs:
+    _same_data(doc, config.data, run_dir)
+    if doc.get("status") == "finished" and saved.get("epochs") == config.epochs and doc.get("epochs"):
         return doc
     return None
+
+
+def _same_data(doc: dict[str, Any], data: str, run_dir: Path) -> None:
+    """A finished run is reused only on the data it was trained on (meta data and size/mtime, when recorded)."""
+    from mdn_snntorch.spikefile import FileIdentity, SpikeDataset
+
+    if "data_meta" not in doc:
+        return
+    now = SpikeDataset(data, "train").identity
+    saved = doc.get("data_identity") or {}
+    then = FileIdentity(int(saved.get("size", now.size)), int(saved.get("mtime_ns", now.mtime_ns)), doc["data_meta"])
+    changes = then.changes(now)
+    if changes:
+        raise ValueError(f"{run_dir} holds a run trained on another version of {data} ({'; '.join(changes)}): remove it")
 
 
 def evaluate(
@@ -90,14 +112,35 @@ def evaluate(
     *,
     libraries: Sequence[str | Path] = (),
     progress: bool = True,
+    jobs: int = 1,
     **train_settings,
 ) -> dict[str, Any]:
     """Train ``neurons`` x ``data_paths`` x ``seeds`` and write Table 3, capabilities and figures.
 
     ``neurons``: preset names or names of neurons in ``libraries``. ``seeds``: a count (0..n-1) or a list.
     ``train_settings``: :class:`TrainConfig` fields applied to every run; otherwise each task takes its
-    data set's recipe when it has one. Returns the ``results.json`` document.
+    data set's recipe when it has one. Returns the ``results.json`` document. ``out_dir`` is claimed
+    (checked and locked, :func:`~mdn_snntorch.runlock.claim_dir`) for the whole evaluation.
+    ``jobs``: runs trained at a time; above 1 each in its own worker process
+    (:func:`~mdn_snntorch.pipeline.jobs.run_jobs`; ``mdn evaluate`` defaults to
+    :func:`~mdn_snntorch.pipeline.jobs.default_jobs`). Every run uses ``threads`` threads (default 1),
+    so the results do not depend on ``jobs``.
     """
+    with claim_dir(out_dir, "output directory"):
+        return _evaluate(data_paths, neurons, seeds, out_dir, libraries=libraries, progress=progress, jobs=jobs, **train_settings)
+
+
+def _evaluate(
+    data_paths: Sequence[str | Path],
+    neurons: Sequence[str],
+    seeds: int | Sequence[int],
+    out_dir: str | Path,
+    *,
+    libraries: Sequence[str | Path],
+    progress: bool,
+    jobs: int,
+    **train_settings,
+) -> dict[str, Any]:
     from mdn_snntorch.spikefile import read_meta
 
     out_dir = Path(out_dir)
@@ -107,43 +150,75 @@ def evaluate(
     specs = {name: factory.to_json(factory.lookup(name, [str(p) for p in libraries])) for name in neurons}
     tasks = dict(zip(task_names(data_paths), (str(p) for p in data_paths)))
     plan = [(task, path, neuron, seed) for task, path in tasks.items() for neuron in neurons for seed in seeds]
-    runs: list[dict[str, Any]] = []
-    bar = tqdm(plan, desc="evaluate", disable=not progress, file=sys.stderr)
-    for task, path, neuron, seed in bar:
-        bar.set_postfix_str(f"{task} {neuron} seed {seed}")
+    configs, metrics, reused = [], [], []
+    for task, path, neuron, seed in plan:  # every run's settings, and the finished ones, before any training
         settings = {}
         recipe = recipes.canonical(str(read_meta(path)["dataset"]))
         if recipe:
             settings.update(recipes.settings(recipe), recipe=recipe)
         settings.update(train_settings)
+        settings["threads"] = settings.get("threads") or 1  # a fixed count: the same results for any --jobs
         run_dir = out_dir / "runs" / _safe(task) / _safe(neuron) / f"seed{seed}"
         config = TrainConfig(
             data=path, out=str(run_dir), neuron=specs[neuron], seed=seed, resume=True, progress=False, **settings
         )
         done = _reusable_run(run_dir, config)
-        if done is not None:
-            metrics, reused = done["epochs"], True
-        else:
-            metrics, reused = train(config).metrics, False
-        last = metrics[-1]
+        configs.append(config)
+        metrics.append(done["epochs"] if done is not None else None)
+        reused.append(done is not None)
+    _train_runs(plan, configs, metrics, jobs, progress)
+    runs: list[dict[str, Any]] = []
+    for (task, _, neuron, seed), config, run_metrics, was_reused in zip(plan, configs, metrics, reused):
+        last = run_metrics[-1]
         runs.append(
             {
                 "task": task,
                 "neuron": neuron,
                 "seed": seed,
                 "test_acc": last["test_acc"],
-                "best_test_acc": max(m["test_acc"] for m in metrics),
+                "best_test_acc": max(m["test_acc"] for m in run_metrics),
                 "train_acc": last["train_acc"],
                 "train_loss": last["train_loss"],
                 "hidden_rate": last["test_hidden_rate"],
                 "output_rate": last["test_output_rate"],
                 "epochs": last["epoch"],
-                "epoch_time_s": float(np.mean([m["epoch_time_s"] for m in metrics])),
-                "reused": reused,
-                "run_dir": str(run_dir),
+                "epoch_time_s": float(np.mean([m["epoch_time_s"] for m in run_metrics])),
+                "reused": was_reused,
+                "run_dir": config.out,
             }
         )
     return _write_results(out_dir, tasks, list(neurons), seeds, runs)
+
+
+def _train_metrics(config: TrainConfig) -> list[dict[str, Any]]:
+    """One training run's per-epoch metrics (a job of :func:`mdn_snntorch.pipeline.jobs.run_jobs`)."""
+    return train(config).metrics
+
+
+def _train_runs(plan: list[tuple], configs: list[TrainConfig], metrics: list, jobs: int, progress: bool) -> None:
+    """Train the runs whose ``metrics`` are None, ``jobs`` at a time, filling in their metrics; one progress
+    bar over all runs, the reused ones counted at once."""
+    todo = [i for i, m in enumerate(metrics) if m is None]
+    jobs = max(1, min(jobs, len(todo)))
+    bar = tqdm(total=len(plan), desc="evaluate", unit="run", disable=not progress, file=sys.stderr)
+    bar.update(len(plan) - len(todo))
+    if todo and jobs > 1:
+        from mdn_snntorch.fused import c_kernels
+
+        c_kernels.library()  # built (or checked) once here, before the workers start and load it
+    running = [f"{plan[i][0]} {plan[i][2]} seed {plan[i][3]}" for i in todo]
+    bar.set_postfix_str(f"{min(jobs, len(todo))} at a time" if jobs > 1 else (running[0] if running else ""))
+
+    def done(k: int, result: list[dict[str, Any]]) -> None:
+        metrics[todo[k]] = result
+        bar.update(1)
+        if jobs == 1 and k + 1 < len(todo):
+            bar.set_postfix_str(running[k + 1])
+
+    try:
+        run_jobs(_train_metrics, [configs[i] for i in todo], jobs, done)
+    finally:
+        bar.close()
 
 
 def _write_results(
@@ -173,16 +248,18 @@ def _write_results(
 def markdown_table(doc: dict[str, Any]) -> str:
     """Table 3 (accuracy %, mean +- std over seeds) and the capability table, as Markdown."""
     neurons, tasks = doc["neurons"], list(doc["tasks"])
-    head = "| task | " + " | ".join(neurons) + " |\n|---|" + "---|" * len(neurons) + "\n"
+    head = "| task | " + " | ".join(map(md_cell, neurons)) + " |\n|---|" + "---|" * len(neurons) + "\n"
     acc_rows = "".join(
-        f"| {t} | "
+        f"| {md_cell(t)} | "
         + " | ".join(
             f"{doc['accuracy_percent'][t][n]['mean']:.2f} +- {doc['accuracy_percent'][t][n]['std']:.2f}" for n in neurons
         )
         + " |\n"
         for t in tasks
     )
-    cap_rows = "".join(f"| {t} | " + " | ".join(f"{doc['capability'][t][n]:+.2f}" for n in neurons) + " |\n" for t in tasks)
+    cap_rows = "".join(
+        f"| {md_cell(t)} | " + " | ".join(f"{doc['capability'][t][n]:+.2f}" for n in neurons) + " |\n" for t in tasks
+    )
     n_seeds = len(doc["seeds"])
     return (
         f"## Test accuracy (%), mean +- std over {n_seeds} seed(s)\n\n{head}{acc_rows}\n"

@@ -25,14 +25,22 @@ r"""Training the 3-layer SNN on an HDF5 spike file (paper §2, §4.2): ``mdn tra
   process with the same global batch. Metrics are summed over processes; rank 0 writes the files.
   (The loader's own rank/world_size shards are contiguous slices of the epoch order, which would give
   the processes different batches than the single-process run.)
+* Failure behaviour (docs/robustness.md): the run directory is claimed before anything else (checked for
+  writability and locked, :func:`mdn_snntorch.runlock.claim_dir`; a second run on it fails at once); the
+  spike file is pinned (:class:`~mdn_snntorch.spikefile.FileIdentity`) and checked every epoch and on
+  ``resume``, which also compares the checkpoint's stored data meta data; an unloadable newest checkpoint
+  falls back to the newest loadable one; a refused write (disk full) stops the run naming the file and
+  the last good checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,11 +49,20 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from mdn_snntorch import meta_neurons
+from mdn_snntorch import signals, threads
+from mdn_snntorch.atomic import WriteError
+from mdn_snntorch.neurons import factory
 from mdn_snntorch.pipeline import distributed
-from mdn_snntorch.pipeline.checkpoint import latest_checkpoint, read_checkpoint, save_checkpoint, write_csv, write_json
+from mdn_snntorch.pipeline.checkpoint import latest_checkpoint, newest_loadable, save_checkpoint, write_csv, write_json
 from mdn_snntorch.pipeline.loss import correct, rate_mse_loss
 from mdn_snntorch.pipeline.model import ThreeLayerSNN
+from mdn_snntorch.runlock import claim_dir
+from mdn_snntorch.spikefile import SpikeFileError
+
+#: the largest seed, learning rate and thread count a config accepts
+MAX_SEED = 2**32 - 1
+MAX_LR = 1e6
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,3})?)$")
 
 if TYPE_CHECKING:
     from mdn_snntorch.spikefile import SpikeDataset
@@ -105,28 +122,43 @@ class TrainConfig:
     RENAMED = {"preset": "recipe"}
 
     def __post_init__(self):
+        for name in ("epochs", "batch_size", "hidden", "eval_batch_size", "substeps", "lr_step", "num_workers", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"training setting {name}={value!r} must be an integer")
+        for name in ("lr", "lr_theta", "lr_decay", "dt"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"training setting {name}={value!r} must be a number")
         checks = {
             "epochs": self.epochs >= 1,
             "batch_size": self.batch_size >= 1,
             "hidden": self.hidden >= 1,
             "eval_batch_size": self.eval_batch_size >= 1,
             "substeps": self.substeps >= 1,
-            "lr": math.isfinite(self.lr) and self.lr > 0,
-            "lr_theta": self.lr_theta is None or (math.isfinite(self.lr_theta) and self.lr_theta > 0),
+            "lr": math.isfinite(self.lr) and 0 < self.lr <= MAX_LR,
+            "lr_theta": self.lr_theta is None or (math.isfinite(self.lr_theta) and 0 < self.lr_theta <= MAX_LR),
             "lr_decay": 0 < self.lr_decay <= 1,
             "lr_step": self.lr_step >= 1,
             "dt": math.isfinite(self.dt) and self.dt > 0,
+            "num_workers": self.num_workers >= 0,
+            "seed": 0 <= self.seed <= MAX_SEED,
+            "threads": self.threads is None
+            or (isinstance(self.threads, int) and not isinstance(self.threads, bool) and self.threads >= 1),
+            "device": isinstance(self.device, str) and bool(_DEVICE.match(self.device)),
         }
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"training setting {name}={getattr(self, name)!r} is out of range")
         for name in ("neuron", "output_neuron"):
             spec = getattr(self, name)
-            if isinstance(spec, str) and spec != "learnable" and spec not in meta_neurons.PRESETS:
-                raise ValueError(
-                    f"{name} {spec!r} is not a preset; valid: learnable, {', '.join(meta_neurons.PRESETS)} "
-                    "(or a library neuron, `--library FILE`)"
-                )
+            try:
+                if isinstance(spec, str):
+                    factory.lookup(spec)  # the one place names are resolved
+                elif spec is not None:
+                    factory.resolve(spec)
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"{name}: {err} (or a library neuron, `--library FILE`)") from None
 
     @property
     def eta_theta(self) -> float:
@@ -181,13 +213,16 @@ def train(config: TrainConfig | dict, model: ThreeLayerSNN | None = None) -> Tra
     """
     config = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config))
     ctx = distributed.context_from_env()
-    device = distributed.pick_device(config.device, ctx)
-    created = distributed.init(ctx, device)
-    try:
-        return _Run(config, ctx, device, model).fit()
-    finally:
-        if created:
-            torch.distributed.destroy_process_group()
+    with ExitStack() as stack:
+        if config.out and ctx.is_main:  # checked and locked before any work
+            stack.enter_context(claim_dir(config.out, "run directory"))
+        device = distributed.pick_device(config.device, ctx)
+        created = distributed.init(ctx, device)
+        try:
+            return _Run(config, ctx, device, model).fit()
+        finally:
+            if created:
+                torch.distributed.destroy_process_group()
 
 
 def _data_fit(model: ThreeLayerSNN, n_inputs: int, n_outputs: int, data: str, whose: str) -> None:
@@ -205,8 +240,7 @@ class _Run:
     """One training run: data, model, optimiser, files; :meth:`fit` runs the epochs."""
 
     def __init__(self, config: TrainConfig, ctx: distributed.DistContext, device: torch.device, model: ThreeLayerSNN | None):
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        threads.configure(config.threads)  # fixed, or the default policy (mdn_snntorch/threads.py)
         if config.batch_size < ctx.world_size:
             raise ValueError(f"batch_size {config.batch_size} is smaller than the number of processes ({ctx.world_size})")
         self.ctx, self.device = ctx, device
@@ -218,6 +252,8 @@ class _Run:
 
         train_set, n_outputs = self._load_data()
         self.model = self._build_model(model, train_set.n_inputs, n_outputs, checkpoint)
+        if checkpoint is not None:
+            self._check_resumed_data(checkpoint)
         self.model_spec = self.model.spec()
         self.optimizer = self._build_optimizer()
         self.metrics: list[dict[str, Any]] = []
@@ -240,6 +276,7 @@ class _Run:
 
         train_set = SpikeDataset(self.config.data, "train")
         self.meta = train_set.meta
+        self.data_identity = train_set.identity
         self.codes = train_set.codes.to(self.device) if train_set.codes is not None else None
         n_outputs = int(train_set.codes.shape[1]) if train_set.codes is not None else int(train_set.num_classes)
         return train_set, n_outputs
@@ -287,7 +324,9 @@ class _Run:
         train_loader = SpikeLoader(
             train_set, config.batch_size, shuffle=True, seed=config.seed, num_workers=config.num_workers, resample=config.resample
         )
-        return train_loader, spike_loader(config.data, "test", config.eval_batch_size, num_workers=config.num_workers)
+        test_loader = spike_loader(config.data, "test", config.eval_batch_size, num_workers=config.num_workers)
+        train_set.check_same(test_loader.dataset.identity)  # both splits from the same file
+        return train_loader, test_loader
 
     # ---- resume ---------------------------------------------------------------------------
     def _checkpoint_to_resume(self, config: TrainConfig) -> dict | None:
@@ -301,7 +340,7 @@ class _Run:
             return None
         if self.out is None:
             raise ValueError("resume needs the run directory (--out) of the run to continue")
-        return read_checkpoint(existing) if existing is not None else None
+        return newest_loadable(self.out) if existing is not None else None
 
     @staticmethod
     def _merge_resumed(config: TrainConfig, checkpoint: dict) -> TrainConfig:
@@ -321,6 +360,22 @@ class _Run:
                     f"{name}={TrainConfig.saved_value(saved, name)!r} (a resumed run may change only {changeable})"
                 )
         return config
+
+    def _check_resumed_data(self, checkpoint: dict) -> None:
+        """The data file must be the one the run started on: the checkpoint's data meta data and identity."""
+        from mdn_snntorch.spikefile import FileIdentity
+
+        now = self.data_identity
+        saved = checkpoint.get("data_identity") or {}
+        then = FileIdentity(
+            int(saved.get("size", now.size)), int(saved.get("mtime_ns", now.mtime_ns)), checkpoint.get("data_meta") or now.meta
+        )
+        changes = then.changes(FileIdentity(now.size, now.mtime_ns, _plain(now.meta)))
+        if changes:
+            raise ValueError(
+                f"cannot resume {checkpoint['path']}: the data file {self.config.data} is not the one the run was trained on "
+                f"({'; '.join(changes)}); start a new run (another --out) on it"
+            )
 
     def _resume(self, checkpoint: dict) -> None:
         """Continue after the checkpoint's epoch: its optimiser state (with this config's learning rates) and metrics."""
@@ -343,12 +398,12 @@ class _Run:
             t0 = time.perf_counter()
             try:
                 train_stats = self._train_epoch(epoch)
-            except NonFiniteLossError as error:
+                train_time = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                test_stats = self._evaluate()
+            except (NonFiniteLossError, SpikeFileError) as error:  # SpikeFileError: the data changed or are damaged
                 self._write_run_files(status="stopped", error=str(error))
                 raise
-            train_time = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            test_stats = self._evaluate()
             row = {
                 "epoch": epoch + 1,
                 "lr": lr_at(cfg.lr, cfg.lr_decay, epoch, cfg.lr_step),
@@ -362,12 +417,24 @@ class _Run:
             self.metrics.append(row)
             if main:
                 if self.out is not None:
-                    self.last_checkpoint = save_checkpoint(self.out, epoch + 1, self._checkpoint_payload())
-                    self._write_run_files(status="finished" if epoch + 1 == cfg.epochs else "running")
+                    self._save(epoch)
                 if cfg.progress:
                     tqdm.write(_epoch_line(row, cfg.epochs), file=sys.stderr)
             distributed.barrier(self.ctx)
         return TrainResult(self.model, cfg.to_dict(), self.metrics, self.out, self.last_checkpoint)
+
+    def _save(self, epoch: int) -> None:
+        """The checkpoint and run files of finished epoch ``epoch`` (0-based); a refused write stops the run."""
+        signals.check()  # a Ctrl-C swallowed during the epoch stops before writing
+        try:
+            with signals.deferred():  # the checkpoint and the run files that describe it, never one without the other
+                self.last_checkpoint = save_checkpoint(self.out, epoch + 1, self._checkpoint_payload())
+                self._write_run_files(status="finished" if epoch + 1 == self.config.epochs else "running")
+        except WriteError as err:
+            kept = f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint was written"
+            out = WriteError(f"{err}; training stopped after epoch {epoch + 1}, {kept}")
+            out.errno = err.errno
+            raise out from err
 
     def _my_rows(self, x: torch.Tensor, y: torch.Tensor):
         """This process's rows ``rank::N`` of a global batch, on the device, and the global batch size."""
@@ -386,6 +453,7 @@ class _Run:
             file=sys.stderr,  # None: no bar off a terminal
         )
         for batch, (x, y) in enumerate(bar):
+            signals.check()
             batch_rows = y.shape[0]
             if batch_rows < self.ctx.world_size:  # too few rows to give every process one; skipped by all
                 continue
@@ -463,12 +531,20 @@ class _Run:
             "config": self.config.to_dict(),
             "metrics": self.metrics,
             "data_meta": _plain(self.meta),
+            "data_identity": self.data_identity.to_dict(),
         }
 
     def _write_run_files(self, status: str, error: str | None = None) -> None:
         if self.out is None or not self.ctx.is_main:
             return
-        doc = {"status": status, "epochs_done": len(self.metrics), "config": self.config.to_dict(), "epochs": self.metrics}
+        doc = {
+            "status": status,
+            "epochs_done": len(self.metrics),
+            "config": self.config.to_dict(),
+            "data_meta": _plain(self.meta),
+            "data_identity": self.data_identity.to_dict(),
+            "epochs": self.metrics,
+        }
         if error:
             doc["error"] = error
         write_json(self.out / "metrics.json", doc)

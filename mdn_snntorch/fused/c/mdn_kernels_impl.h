@@ -2,10 +2,12 @@
    SFX(name) (name plus the type's suffix) defined; no include guard, on purpose.
 
    Both neurons are elementwise recurrences over the leading time axis of [T, M] (M = batch x neurons, the
-   neuron of element e is e % N). Each thread takes a range of elements and walks it in blocks of BLK; for
-   each block the time loop runs inside, vectorised over the block. The forward keeps the state only every
-   K steps (checkpoints); the backward, per block and segment of K steps from the last, recomputes the
-   segment from its checkpoint into a cache-resident buffer and runs the adjoint over it. The step of each
+   neuron of element e is e % N). The threads take blocks of BLK elements in turn (next_block); for each
+   block the time loop runs inside, vectorised over the block. Every output is per element (the backward's
+   parameter sums too, summed per neuron afterwards by reduce_range), so no result depends on the threads.
+   The forward keeps the state only every K steps (checkpoints); the backward, per block and segment of K
+   steps from the last, recomputes the segment from its checkpoint into a cache-resident buffer and runs
+   the adjoint over it. The step of each
    neuron and its adjoint are written once, as the static inline functions below: the forward and the
    backward's recomputation call the same step, so the recomputed states are bitwise the forward's. */
 #if !defined(scalar_t) || !defined(SFX)
@@ -93,15 +95,15 @@ typedef struct {
     int substeps;
 } SFX(mdn_fwd_args);
 
-static void SFX(mdn_fwd_range)(const void *p, int64_t e0, int64_t e1, int tid) {
+static void SFX(mdn_fwd_range)(const void *p, sched_t *s) {
     const SFX(mdn_fwd_args) *A = (const SFX(mdn_fwd_args) *)p;
     const int64_t T = A->T, M = A->M, N = A->N, K = A->K;
     const int S = A->substeps;
     const scalar_t dt = A->dt;
     scalar_t v[BLK], u[BLK], acc[BLK], pa[BLK], pb[BLK], pc[BLK], pd[BLK], pth[BLK], psc[BLK];
-    (void)tid;
-    for (int64_t base = e0; base < e1; base += BLK) {
-        const int n = (int)(e1 - base < BLK ? e1 - base : BLK);
+    int64_t base, end;
+    while (next_block(s, &base, &end)) {
+        const int n = (int)(end - base);
         int64_t k = base % N;
         for (int i = 0; i < n; i++) {
             pa[i] = A->a[k]; pb[i] = A->b[k]; pc[i] = A->c[k]; pd[i] = A->d[k]; pth[i] = A->th[k]; psc[i] = A->sc[k];
@@ -135,14 +137,14 @@ int SFX(mdn_fwd)(const scalar_t *I, const scalar_t *v0, const scalar_t *u0, cons
 typedef struct {
     const scalar_t *I, *ck, *a, *b, *c, *d, *th, *sc;
     const scalar_t *gs, *gvtr, *gutr, *gvT, *guT;
-    scalar_t *gx, *gv0, *gu0;
+    scalar_t *gx, *gv0, *gu0, *ge;
     double *gp;
     int64_t T, M, N, K;
     scalar_t dt, width;
     int substeps, sigmoid;
 } SFX(mdn_bwd_args);
 
-static void SFX(mdn_bwd_range)(const void *p, int64_t e0, int64_t e1, int tid) {
+static void SFX(mdn_bwd_range)(const void *p, sched_t *s) {
     const SFX(mdn_bwd_args) *A = (const SFX(mdn_bwd_args) *)p;
     const int64_t T = A->T, M = A->M, N = A->N, K = A->K;
     const int S = A->substeps, sig = A->sigmoid;
@@ -157,8 +159,9 @@ static void SFX(mdn_bwd_range)(const void *p, int64_t e0, int64_t e1, int tid) {
     if (!seg || !vk) abort();
     scalar_t *uk = vk + (size_t)S * BLK, *xk = vk + 2 * (size_t)S * BLK;
     memset(zero, 0, sizeof(zero));
-    for (int64_t base = e0; base < e1; base += BLK) {
-        const int n = (int)(e1 - base < BLK ? e1 - base : BLK);
+    int64_t base, end;
+    while (next_block(s, &base, &end)) {
+        const int n = (int)(end - base);
         int64_t k = base % N;
         for (int i = 0; i < n; i++) {
             pa[i] = A->a[k]; pb[i] = A->b[k]; pc[i] = A->c[k]; pd[i] = A->d[k]; pth[i] = A->th[k]; psc[i] = A->sc[k];
@@ -231,27 +234,63 @@ static void SFX(mdn_bwd_range)(const void *p, int64_t e0, int64_t e1, int tid) {
                 for (int i = 0; i < n; i++) gx[i] = SFX(through_sigmoid)(gI[i], I[i], sig);
             }
         }
-        double *gp = A->gp + (size_t)tid * 6 * N;  /* this thread's [6, N] sums */
-        k = base % N;
-        for (int i = 0; i < n; i++) {
-            A->gv0[base + i] = gv[i]; A->gu0[base + i] = gu[i];
-            gp[k] += (double)dt * ga[i]; gp[N + k] += (double)(dt * pa[i]) * gb[i]; gp[2 * N + k] += gc[i];
-            gp[3 * N + k] += gd[i]; gp[4 * N + k] += gth[i]; gp[5 * N + k] += gsc[i];
-            if (++k == N) k = 0;
-        }
+        /* the element's parameter sums over time, [6, M]; summed per neuron by mdn_reduce_range */
+        scalar_t *restrict ge = A->ge;
+        memcpy(A->gv0 + base, gv, n * sizeof(scalar_t)); memcpy(A->gu0 + base, gu, n * sizeof(scalar_t));
+        memcpy(ge + base, ga, n * sizeof(scalar_t)); memcpy(ge + M + base, gb, n * sizeof(scalar_t));
+        memcpy(ge + 2 * M + base, gc, n * sizeof(scalar_t)); memcpy(ge + 3 * M + base, gd, n * sizeof(scalar_t));
+        memcpy(ge + 4 * M + base, gth, n * sizeof(scalar_t)); memcpy(ge + 5 * M + base, gsc, n * sizeof(scalar_t));
     }
     free(seg);
     free(vk);
 }
 
+/* The per-neuron sums of the per-element sums ge [P, M] into gp [P, N] (double), for the neurons k of each block
+   of [0, N): gp[q, k] = sum over rows r = 0, 1, ... (ascending, from 0) of f(q, k) ge[q, r N + k], f = 1 except
+   f(0, k) = dt and f(1, k) = dt a_k for the MDN (theta_a and theta_b), applied per element in double. The order
+   of the sums does not depend on the threads. */
+typedef struct {
+    const scalar_t *ge, *a;
+    double *gp;
+    int64_t M, N;
+    int P;
+    scalar_t dt;
+} SFX(reduce_args);
+
+static void SFX(reduce_range)(const void *p, sched_t *s) {
+    const SFX(reduce_args) *A = (const SFX(reduce_args) *)p;
+    const int64_t M = A->M, N = A->N;
+    double acc[BLK], f[BLK];
+    int64_t k0, k1;
+    while (next_block(s, &k0, &k1)) {
+        const int n = (int)(k1 - k0);
+        for (int q = 0; q < A->P; q++) {
+            for (int i = 0; i < n; i++) {
+                acc[i] = 0;
+                f[i] = !A->a || q > 1 ? 1.0 : q == 0 ? (double)A->dt : (double)(A->dt * A->a[k0 + i]);
+            }
+            for (int64_t row = 0; row * N + k0 < M; row++) {
+                const scalar_t *restrict g = A->ge + q * M + row * N + k0;
+                const int m = row * N + k1 <= M ? n : (int)(M - row * N - k0);
+                if (A->a && q < 2) for (int i = 0; i < m; i++) acc[i] += f[i] * g[i];
+                else for (int i = 0; i < m; i++) acc[i] += g[i];
+            }
+            memcpy(A->gp + q * N + k0, acc, n * sizeof(double));
+        }
+    }
+}
+
+/* ge: scratch [6, M]; gp: the parameter gradients [6, N] (double) */
 int SFX(mdn_bwd)(const scalar_t *I, const scalar_t *ck, const scalar_t *a, const scalar_t *b, const scalar_t *c,
                  const scalar_t *d, const scalar_t *th, const scalar_t *sc, const scalar_t *gs, const scalar_t *gvtr,
                  const scalar_t *gutr, const scalar_t *gvT, const scalar_t *guT, scalar_t *gx, scalar_t *gv0, scalar_t *gu0,
-                 double *gp, int64_t T, int64_t M, int64_t N, int64_t K, double dt, double width, int substeps, int sigmoid,
-                 int nthreads) {
-    SFX(mdn_bwd_args) A = {I, ck, a, b, c, d, th, sc, gs, gvtr, gutr, gvT, guT, gx, gv0, gu0, gp,
+                 scalar_t *ge, double *gp, int64_t T, int64_t M, int64_t N, int64_t K, double dt, double width, int substeps,
+                 int sigmoid, int nthreads) {
+    SFX(mdn_bwd_args) A = {I, ck, a, b, c, d, th, sc, gs, gvtr, gutr, gvT, guT, gx, gv0, gu0, ge, gp,
                            T, M, N, K, (scalar_t)dt, (scalar_t)width, substeps, sigmoid};
     parallel_for(SFX(mdn_bwd_range), &A, M, nthreads);
+    SFX(reduce_args) R = {ge, a, gp, M, N, 6, (scalar_t)dt};
+    parallel_for(SFX(reduce_range), &R, N, nthreads);
     return 0;
 }
 
@@ -290,13 +329,13 @@ typedef struct {
     int64_t T, M, N, K;
 } SFX(fo_fwd_args);
 
-static void SFX(fo_fwd_range)(const void *p, int64_t e0, int64_t e1, int tid) {
+static void SFX(fo_fwd_range)(const void *p, sched_t *s) {
     const SFX(fo_fwd_args) *A = (const SFX(fo_fwd_args) *)p;
     const int64_t T = A->T, M = A->M, N = A->N, K = A->K;
     scalar_t v[BLK], pg[BLK], pth[BLK], pr[BLK], psc[BLK];
-    (void)tid;
-    for (int64_t base = e0; base < e1; base += BLK) {
-        const int n = (int)(e1 - base < BLK ? e1 - base : BLK);
+    int64_t base, end;
+    while (next_block(s, &base, &end)) {
+        const int n = (int)(end - base);
         int64_t k = base % N;
         for (int i = 0; i < n; i++) {
             pg[i] = A->g[k]; pth[i] = A->th[k]; pr[i] = A->r[k]; psc[i] = A->sc[k]; v[i] = A->v0[base + i];
@@ -327,14 +366,14 @@ int SFX(fo_fwd)(const scalar_t *I, const scalar_t *v0, const scalar_t *g, const 
 
 typedef struct {
     const scalar_t *I, *ck, *g, *th, *r, *sc, *gs, *gvtr, *gvT;
-    scalar_t *gx, *gv0;
+    scalar_t *gx, *gv0, *ge;
     double *gp;
     int64_t T, M, N, K;
     scalar_t width;
     int sigmoid;
 } SFX(fo_bwd_args);
 
-static void SFX(fo_bwd_range)(const void *p, int64_t e0, int64_t e1, int tid) {
+static void SFX(fo_bwd_range)(const void *p, sched_t *s) {
     const SFX(fo_bwd_args) *A = (const SFX(fo_bwd_args) *)p;
     const int64_t T = A->T, M = A->M, N = A->N, K = A->K;
     const scalar_t w = A->width;
@@ -344,8 +383,9 @@ static void SFX(fo_bwd_range)(const void *p, int64_t e0, int64_t e1, int tid) {
     scalar_t *seg = (scalar_t *)malloc((size_t)K * BLK * sizeof(scalar_t));
     if (!seg) abort();
     memset(zero, 0, sizeof(zero));
-    for (int64_t base = e0; base < e1; base += BLK) {
-        const int n = (int)(e1 - base < BLK ? e1 - base : BLK);
+    int64_t base, end;
+    while (next_block(s, &base, &end)) {
+        const int n = (int)(end - base);
         int64_t k = base % N;
         for (int i = 0; i < n; i++) {
             pg[i] = A->g[k]; pth[i] = A->th[k]; pr[i] = A->r[k]; psc[i] = A->sc[k];
@@ -379,21 +419,21 @@ static void SFX(fo_bwd_range)(const void *p, int64_t e0, int64_t e1, int tid) {
                 }
             }
         }
-        double *gp = A->gp + (size_t)tid * 4 * N;  /* this thread's [4, N] sums */
-        k = base % N;
-        for (int i = 0; i < n; i++) {
-            A->gv0[base + i] = gv[i];
-            gp[k] += gg[i]; gp[N + k] += gth[i]; gp[2 * N + k] += gr[i]; gp[3 * N + k] += gsc[i];
-            if (++k == N) k = 0;
-        }
+        scalar_t *restrict ge = A->ge;  /* the element's parameter sums over time, [4, M] */
+        memcpy(A->gv0 + base, gv, n * sizeof(scalar_t));
+        memcpy(ge + base, gg, n * sizeof(scalar_t)); memcpy(ge + M + base, gth, n * sizeof(scalar_t));
+        memcpy(ge + 2 * M + base, gr, n * sizeof(scalar_t)); memcpy(ge + 3 * M + base, gsc, n * sizeof(scalar_t));
     }
     free(seg);
 }
 
+/* ge: scratch [4, M]; gp: the parameter gradients [4, N] (double) */
 int SFX(fo_bwd)(const scalar_t *I, const scalar_t *ck, const scalar_t *g, const scalar_t *th, const scalar_t *r,
                 const scalar_t *sc, const scalar_t *gs, const scalar_t *gvtr, const scalar_t *gvT, scalar_t *gx, scalar_t *gv0,
-                double *gp, int64_t T, int64_t M, int64_t N, int64_t K, double width, int sigmoid, int nthreads) {
-    SFX(fo_bwd_args) A = {I, ck, g, th, r, sc, gs, gvtr, gvT, gx, gv0, gp, T, M, N, K, (scalar_t)width, sigmoid};
+                scalar_t *ge, double *gp, int64_t T, int64_t M, int64_t N, int64_t K, double width, int sigmoid, int nthreads) {
+    SFX(fo_bwd_args) A = {I, ck, g, th, r, sc, gs, gvtr, gvT, gx, gv0, ge, gp, T, M, N, K, (scalar_t)width, sigmoid};
     parallel_for(SFX(fo_bwd_range), &A, M, nthreads);
+    SFX(reduce_args) R = {ge, NULL, gp, M, N, 4, 0};
+    parallel_for(SFX(reduce_range), &R, N, nthreads);
     return 0;
 }
