@@ -38,6 +38,8 @@ from pathlib import Path
 
 import torch
 
+from mdn_snntorch.atomic import fsync_dir
+
 Tensor = torch.Tensor
 
 #: float dtype -> suffix of its functions' symbols (the instantiations at the end of mdn_kernels.c)
@@ -131,19 +133,6 @@ def seal(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _build(cc: str, flags: tuple[str, ...], src_dir: Path = SOURCE_DIR, *, rebuild: bool = False) -> Path:
     """Compile ``src_dir / SOURCE`` with ``flags``, or reuse the cached build when it is :func:`intact`
     (``rebuild``: compile anyway); returns the library's path (:func:`cache_path`).
@@ -160,7 +149,7 @@ def _build(cc: str, flags: tuple[str, ...], src_dir: Path = SOURCE_DIR, *, rebui
         subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
         seal(lib)
         os.replace(lib, out)
-    _fsync_dir(out.parent)
+    fsync_dir(out.parent)
     return out
 
 
