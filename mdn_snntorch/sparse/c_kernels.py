@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from mdn_snntorch.atomic import fsync_dir
 from mdn_snntorch.fused import c_kernels as fused_c
 
 Tensor = torch.Tensor
@@ -71,10 +72,11 @@ def cache_path(cc: str, flags: tuple[str, ...], src_dir: Path = SOURCE_DIR) -> P
 
 
 def _build(cc: str, flags: tuple[str, ...], src_dir: Path = SOURCE_DIR) -> Path:
-    """Compile (or reuse the cached build) and return the library's path; the build is renamed into place
-    (atomic: concurrent builders all end with one complete file)."""
+    """Compile (or reuse the cached build) and return the library's path; the build is sealed (see
+    :func:`mdn_snntorch.fused.c_kernels.intact`) and renamed into place (atomic: concurrent builders all end
+    with one complete file). A cached file that is not intact (empty, truncated, foreign) is rebuilt."""
     out = cache_path(cc, flags, src_dir)
-    if out.exists() and out.stat().st_size > 0:
+    if fused_c.intact(out):
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
@@ -82,7 +84,9 @@ def _build(cc: str, flags: tuple[str, ...], src_dir: Path = SOURCE_DIR) -> Path:
         subprocess.run(
             [cc, *flags, str(src_dir / SOURCE), "-o", str(lib)], check=True, capture_output=True, text=True, timeout=300
         )
+        fused_c.seal(lib)
         os.replace(lib, out)
+    fsync_dir(out.parent)
     return out
 
 

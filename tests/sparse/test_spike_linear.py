@@ -374,3 +374,17 @@ def test_a_failed_build_warns_and_runs_the_dense_product(monkeypatch, tmp_path, 
         warnings.simplefilter("error")
         event(x)  # the outcome is remembered: no second warning
     assert linear._event_driven(x, event.weight, event.bias) is False
+
+
+@needs_c
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage"])
+def test_a_damaged_cached_library_is_rebuilt_not_loaded(monkeypatch, tmp_path, damage):
+    """Loading a truncated library would kill the process (SIGBUS): only a sealed, whole file is reused."""
+    monkeypatch.setenv("MDN_SNNTORCH_CACHE", str(tmp_path))
+    cc, flags = c_kernels.fused_c._compiler(), c_kernels.CFLAGS + c_kernels.OPENMP
+    path = c_kernels._build(cc, flags)
+    whole = path.read_bytes()
+    assert c_kernels.fused_c.intact(path)
+    path.write_bytes({"empty": b"", "truncated": whole[: len(whole) // 2], "garbage": b"\x7fELF" + b"x" * 4096}[damage])
+    assert not c_kernels.fused_c.intact(path)
+    assert c_kernels._build(cc, flags) == path and c_kernels.fused_c.intact(path)
