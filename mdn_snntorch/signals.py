@@ -3,14 +3,16 @@
 :func:`install` (the ``mdn`` command does it) makes both signals raise :class:`Interrupted`, a
 ``KeyboardInterrupt``, so every ``with`` block and ``finally`` on the way out runs: temporary files are
 removed, locks released. The signal is also *remembered*: an exception raised inside a finaliser
-(``__del__``, a weakref callback) is printed and dropped by Python, which swallowed Ctrl-C in ``mdn
-prep``; long loops call :func:`check`, which raises again, and the command's exit code comes from
-:func:`received` whatever happened to the exception.
+(``__del__``, a weakref callback) is dropped by Python, which swallowed Ctrl-C in ``mdn prep``; long
+loops call :func:`check`, which raises again, and the command's exit code comes from :func:`received`
+whatever happened to the exception. Such a dropped :class:`Interrupted` is not printed either (Python
+would print it as "Exception ignored in ..." with a traceback): it is expected, and remembered.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -57,16 +59,24 @@ def deferred() -> Iterator[None]:
 
 
 def install() -> Callable[[], None]:
-    """Make SIGINT and SIGTERM raise :class:`Interrupted` (main thread only); returns a function that restores
-    the previous handlers and forgets any signal received."""
+    """Make SIGINT and SIGTERM raise :class:`Interrupted` (main thread only) and keep a dropped one off stderr;
+    returns a function that restores the previous handlers and hook and forgets any signal received."""
     clear()
     if threading.current_thread() is not threading.main_thread():
         return clear
     previous = {s: signal.signal(s, _handler) for s in HANDLED}
+    previous_hook = sys.unraisablehook
+
+    def quiet_when_interrupted(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, Interrupted):
+            previous_hook(unraisable)
+
+    sys.unraisablehook = quiet_when_interrupted
 
     def restore() -> None:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        sys.unraisablehook = previous_hook
         clear()
 
     return restore

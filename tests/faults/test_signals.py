@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 
 import pytest
 from data_fixtures.faults import TRAIN, finish, mdn_process, snapshot, temporaries, wait_for
@@ -72,6 +73,31 @@ def test_a_swallowed_interrupt_still_sets_the_exit_code():
         assert errors.run("prep digits", swallowing_command) == 130
     finally:
         restore()
+
+
+def test_an_interrupt_dropped_by_a_finaliser_is_not_printed(monkeypatch):
+    """Python hands an exception raised in ``__del__`` to ``sys.unraisablehook``, which prints "Exception
+    ignored in ..." with a traceback; an Interrupted there is expected (the signal is remembered), so it
+    stays off stderr. Other exceptions still reach the previous hook, which comes back on restore."""
+
+    class RaisesOnDelete:
+        def __init__(self, exc):
+            self.exc = exc
+
+        def __del__(self):
+            raise self.exc
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    restore = signals.install()
+    try:
+        RaisesOnDelete(signals.Interrupted(signal.SIGINT))  # dropped at once
+        assert seen == []
+        RaisesOnDelete(ValueError("a real problem"))
+        assert [type(u.exc_value) for u in seen] == [ValueError]
+    finally:
+        restore()
+    assert sys.unraisablehook == seen.append
 
 
 def test_a_signal_inside_a_deferred_block_is_raised_at_its_end():
