@@ -186,21 +186,27 @@ class RunLock:
 
 
 @contextmanager
-def claim_dir(path: str | os.PathLike, what: str = "run directory") -> Iterator[Path]:
-    """Check, create and lock the folder ``path`` for one run (see the module docstring)."""
-    path = Path(path)
-    created = prepare_dir(path, what)
-    lock = RunLock(path / LOCK_NAME, f"{what} {path}")
+def _holding(lock: RunLock, created: list[Path]) -> Iterator[None]:
+    """Hold ``lock`` for the block; the folders the claim ``created`` are removed again when left empty."""
     try:
         lock.acquire()
     except BaseException:
         remove_if_empty(created)
         raise
     try:
-        yield path
+        yield
     finally:
         lock.release()
         remove_if_empty(created)
+
+
+@contextmanager
+def claim_dir(path: str | os.PathLike, what: str = "run directory") -> Iterator[Path]:
+    """Check, create and lock the folder ``path`` for one run (see the module docstring)."""
+    path = Path(path)
+    created = prepare_dir(path, what)
+    with _holding(RunLock(path / LOCK_NAME, f"{what} {path}"), created):
+        yield path
 
 
 @contextmanager
@@ -208,14 +214,5 @@ def claim_file(path: str | os.PathLike, what: str = "output file") -> Iterator[P
     """Check and lock the output file ``path`` (the lock ``.NAME.mdn-lock`` lies beside it)."""
     path = Path(path)
     created = prepare_file(path, what)
-    lock = RunLock(path.with_name(f".{path.name}{LOCK_NAME}"), f"{what} {path}")
-    try:
-        lock.acquire()
-    except BaseException:
-        remove_if_empty(created)
-        raise
-    try:
+    with _holding(RunLock(path.with_name(f".{path.name}{LOCK_NAME}"), f"{what} {path}"), created):
         yield path
-    finally:
-        lock.release()
-        remove_if_empty(created)
