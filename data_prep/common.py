@@ -119,11 +119,13 @@ def write_split(
     seed: int,
     n_targets: int | None = None,
     intensity: Callable[[np.ndarray], np.ndarray] | None = None,
+    analog: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> None:
     """Create ``split`` in ``writer`` (a :class:`~data_prep.spikefile.SpikeFileWriter`) and fill it
     block by block: for samples ``a:b`` of block ``k``, ``x, y = load(a, b)`` (in pieces of at most
     :data:`LOAD_STEP`), spikes ``encode(x, block_rng(seed, split, k))``, labels ``y`` and, for a writer
-    with ``intensity_levels``, the integer intensities ``intensity(x)`` ``[b, D]``."""
+    with ``intensity_levels``, the integer intensities ``intensity(x)`` ``[b, D]``; for a writer with
+    ``analog_levels``, the integer analog levels ``analog(x)`` ``[b, T, D]``."""
     writer.create_split(split, n, n_targets)
     # disable=None: no bar off a terminal (logs keep the one-line error)
     with tqdm(total=n, desc=f"{writer.meta['dataset']} {split}", unit=" samples", leave=False, disable=None) as bar:
@@ -133,7 +135,10 @@ def write_split(
                 parts.append(load(a, min(n, start + writer.rows, a + LOAD_STEP)))
                 bar.update(len(parts[-1][1]))
             x, y = (np.concatenate(p) for p in zip(*parts))
-            writer.write(split, encode(x, block_rng(seed, split, k)), y, None if intensity is None else intensity(x))
+            writer.write(
+                split, encode(x, block_rng(seed, split, k)), y, None if intensity is None else intensity(x),
+                None if analog is None else analog(x),
+            )  # fmt: skip
 
 
 def add_common(

@@ -2,8 +2,8 @@
 
 The words zero..nine are spoken by every synthetic speaker (an espeak-ng voice with a voice variant,
 e.g. ``en-us+f3``) at every speed (words per minute) and pitch (0-99); espeak-ng writes WAV to stdout,
-soundfile reads it, and :func:`data_prep.tidigits.write_utterances` makes the 30 x 30 band levels and
-spikes exactly as for TIDIGITS. The split is by speaker (speaker-independent test set): a fixed
+soundfile reads it, and :func:`data_prep.tidigits.write_utterances` makes the 30 x 30 band levels,
+spikes and stored analog input exactly as for TIDIGITS. The split is by speaker (speaker-independent test set): a fixed
 ``test_fraction`` of the speakers, chosen by a permutation that does not depend on ``seed``.
 
 Needs Debian's ``espeak-ng`` (``sudo apt-get install espeak-ng``).

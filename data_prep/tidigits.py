@@ -8,6 +8,9 @@ Each utterance becomes the band levels ``p [F = 30, B = 30]`` in [0, 1] of :func
 - non-sequential (``sequential=False``, the paper's 94 % variant): the whole spectrogram at every
   step, ``S[t, f * B + b] ~ Bernoulli(p[f, b])``; 900 inputs, any T.
 
+The file also keeps the per-step probabilities themselves as ``analog`` (``round(255 p)``, uint8
+``[N, T, D]``): the analog input the paper's authors feed instead of spikes.
+
 TIDIGITS is the LDC corpus LDC93S10 (https://catalog.ldc.upenn.edu/LDC93S10); bring your own copy.
 Layout under ``root`` (case-insensitive): ``{train,test}/{man,woman,boy,girl}/<speaker>/<digits><a|b>.wav``
 in NIST SPHERE format; an isolated digit is a file named ``<d>a.wav`` or ``<d>b.wav`` with ``d`` in
@@ -120,14 +123,21 @@ def write_utterances(
         levels = np.stack([audio.band_energies(*u.read(), n_frames, n_bands, OVERLAP, RANGE_DB) for u in items[start:stop]])
         return levels, np.array([u.label for u in items[start:stop]], dtype=np.int64)
 
-    def encoder(levels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def probabilities(levels: np.ndarray) -> np.ndarray:
+        """The spike probabilities: ``[n, T, B]`` (one frame per step) or ``[n, F * B]`` (every step)."""
         if sequential:
-            return encode.bernoulli(encode.repeat_steps(levels, time_steps // n_frames), time_steps, rng)
-        return encode.bernoulli(levels.reshape(len(levels), -1), time_steps, rng)
+            return encode.repeat_steps(levels, time_steps // n_frames)
+        return levels.reshape(len(levels), -1)
 
-    with SpikeFileWriter(out, meta, force=force) as writer:
+    def encoder(levels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return encode.bernoulli(probabilities(levels), time_steps, rng)
+
+    def analog(levels: np.ndarray) -> np.ndarray:
+        return encode.analog_levels(probabilities(levels), time_steps)
+
+    with SpikeFileWriter(out, meta, force=force, analog_levels=encode.ANALOG_LEVELS) as writer:
         for split, items in splits.items():
-            write_split(writer, split, len(items), functools.partial(load, items), encoder, seed=seed)
+            write_split(writer, split, len(items), functools.partial(load, items), encoder, seed=seed, analog=analog)
     return writer.out
 
 

@@ -4,7 +4,9 @@ Each utterance's MFCC (:func:`data_prep.audio.mfcc`, 10 ms frames) are scaled pe
 [0, 1] over the utterance (min-max), then cut or zero-padded at the end to 800 frames (8 s; TIMIT
 sentences last about 3 s, so most of the padding carries no spikes). Step t shows frames
 ``t * 40 .. t * 40 + 39`` (frame-major, 40 x 13 = 520 inputs): ``S[t, j] ~ Bernoulli(m[t * 40 + j // 13, j % 13])``.
-In general ``frames / T`` frames per step; T must divide the 800 frames.
+In general ``frames / T`` frames per step; T must divide the 800 frames. The file also keeps these
+per-step values as ``analog`` (``round(255 m)``, uint8 ``[N, T, D]``), the analog input the paper's
+authors feed instead of spikes.
 
 The label is the speaker's gender, the first letter of the speaker folder (``F...`` = 0 female,
 ``M...`` = 1 male); TIMIT's own train/test split is kept (462 / 168 speakers).
@@ -104,7 +106,7 @@ def convert(
         m = np.stack([mfcc_frames(path, n_frames) for path, _ in items[start:stop]])
         return m.reshape(len(m), time_steps, per_step * N_MFCC), np.array([y for _, y in items[start:stop]], dtype=np.int64)
 
-    with SpikeFileWriter(out, meta, force=force) as writer:
+    with SpikeFileWriter(out, meta, force=force, analog_levels=encode.ANALOG_LEVELS) as writer:
         for split, items in splits.items():
             write_split(
                 writer,
@@ -113,6 +115,7 @@ def convert(
                 functools.partial(load, items),
                 lambda m, rng: encode.bernoulli(m, time_steps, rng),
                 seed=seed,
+                analog=lambda m: encode.analog_levels(m, time_steps),
             )
     return writer.out
 

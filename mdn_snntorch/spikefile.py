@@ -9,16 +9,19 @@ groups ``train`` and ``test`` each hold
 - ``labels``: int64 ``[N]`` (``target_kind == "labels"``) or ``targets``: uint8 ``[N, K]`` bit vectors
   (``target_kind == "targets"``, NETtalk), with the code table ``codes`` uint8 ``[C, K]`` at the root;
 - optionally (rate-coded images) ``intensity``: uint8 ``[N, D]`` with the attribute ``levels`` ``L``,
-  the spike probability of every input at every step being ``p = intensity / L``.
+  the spike probability of every input at every step being ``p = intensity / L``;
+- optionally (the audio converters) ``analog``: uint8 ``[N, T, D]`` with the attribute ``levels`` ``L``,
+  the spike probability of every input at every step rounded to a level, ``analog[t, d] = round(L p[t, d])``:
+  the analog input the spikes were drawn from.
 
-With ``resample`` the loader (:mod:`mdn_snntorch.pipeline.loader`) ignores the stored spikes of such
-a split and draws new ones for every batch, ``S[t, b, d] = [r < intensity[b, d]]`` with ``r`` uniform on
+With ``resample`` the loader (:mod:`mdn_snntorch.pipeline.loader`) ignores the stored spikes of a split
+with ``intensity`` and draws new ones for every batch, ``S[t, b, d] = [r < intensity[b, d]]`` with ``r`` uniform on
 ``{0, ..., L - 1}`` (exactly
 Bernoulli(p)), from a generator seeded by ``(seed, epoch, rank, window)``: a fresh realisation each epoch,
-the same one for the same seed and epoch.
+the same one for the same seed and epoch. With ``analog`` it feeds ``analog / L`` itself instead of spikes.
 
 h5py is imported on first use (the ``data`` extra). Loader batches are time-major: ``x [T, B, D]`` float32
-(0/1), ``y [B]`` int64 or ``[B, K]`` float32.
+(0/1, or analog values in [0, 1]), ``y [B]`` int64 or ``[B, K]`` float32.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ ALLOWED_FILTERS = ("gzip", "lzf", "shuffle", "fletcher32")
 #: the most time steps a spike file may have, and the most spike bits per sample (T x D) the writer takes
 MAX_TIME_STEPS = 100_000
 MAX_SAMPLE_BITS = 2**28
+#: the converters that store ``analog`` levels
+ANALOG_CONVERTERS = ("tidigits", "spoken_digits", "timit")
 
 
 class SpikeFileError(ValueError):
@@ -310,6 +315,7 @@ class SpikeDataset(Dataset):
                     raise SpikeFileError(f"{self.path}: codes are {codes.dtype} {codes.shape}; expected integer bits [C, K]")
                 self.codes = torch.from_numpy(_bits(_read(codes, self.path, "codes"), self.path, "codes").astype(np.float32))
             self.intensity_levels = self._check_intensity(group, split)
+            self.analog_levels = self._check_analog(group, split)
         self.num_classes = int(self.meta["num_classes"])
         if kind == "labels":
             self._y = y.astype(np.int64)
@@ -335,6 +341,27 @@ class SpikeDataset(Dataset):
         if not isinstance(levels, int) or not 1 <= levels <= 255:
             raise SpikeFileError(f"{self.path}: {split}/intensity has levels={levels!r}, expected an int in 1..255")
         return levels
+
+    def _check_analog(self, group: h5py.Group, split: str) -> int | None:
+        """``levels`` of the split's ``analog`` dataset, or None when it has none."""
+        if "analog" not in group:
+            return None
+        ds = _member(group, "analog", self.path)
+        want = (self._n, self.time_steps, self.n_inputs)
+        if ds.dtype != np.uint8 or ds.shape != want:
+            raise SpikeFileError(
+                f"{self.path}: {split}/analog is {ds.dtype} {ds.shape}, expected uint8 [{', '.join(map(str, want))}] "
+                f"for {self._n} samples, time_steps={self.time_steps}, n_inputs={self.n_inputs}"
+            )
+        levels = _plain(ds.attrs.get("levels"))
+        if not _is_int(levels) or not 1 <= levels <= 255:
+            raise SpikeFileError(f"{self.path}: {split}/analog has levels={levels!r}, expected an int in 1..255")
+        return levels
+
+    @property
+    def has_analog(self) -> bool:
+        """Whether the split keeps analog input levels (``analog``)."""
+        return self.analog_levels is not None
 
     def __len__(self) -> int:
         return self._n
@@ -428,9 +455,42 @@ class SpikeDataset(Dataset):
             else np.empty((0, self.n_inputs), np.uint8)
         )
 
+    def require_analog(self) -> int:
+        """``analog_levels``, or :class:`SpikeFileError` when the split keeps no analog input."""
+        if self.analog_levels is None:
+            raise SpikeFileError(
+                f"{self.path}: split {self.split!r} keeps no analog input (dataset {self.split}/analog; encoding "
+                f"{self.meta['encoding']!r}); the converters {', '.join(ANALOG_CONVERTERS)} write it: re-create the file "
+                "with the current `mdn prep`, or feed spikes"
+            )
+        return self.analog_levels
+
+    def read_analog_levels(self, indices: np.ndarray) -> np.ndarray:
+        """Analog levels uint8 ``[len(indices), T, D]`` (``0..analog_levels``) of sorted, unique ``indices``."""
+        levels = self.require_analog()
+        analog = self._spikes().parent["analog"]
+        where = f"{self.split}/analog"
+        out = (
+            np.concatenate([_read(analog, self.path, where, np.s_[a : a + n]) for a, n in _runs(indices)])
+            if len(indices)
+            else np.empty((0, self.time_steps, self.n_inputs), np.uint8)
+        )
+        if out.size and out.max() > levels:
+            raise SpikeFileError(f"{self.path}: {where} holds values above its levels={levels} (damaged file?)")
+        return out
+
+    def read_analog(self, indices: np.ndarray) -> np.ndarray:
+        """Analog input float32 ``[len(indices), T, D]`` in [0, 1] (``analog / levels``) of sorted, unique ``indices``."""
+        return analog_values(self.read_analog_levels(indices), self.require_analog())
+
     def targets(self, indices: np.ndarray) -> torch.Tensor:
         """Labels (int64 ``[B]``) or targets (float32 ``[B, K]``) of ``indices``."""
         return torch.from_numpy(self._y[indices])
+
+
+def analog_values(levels: np.ndarray, n_levels: int) -> np.ndarray:
+    """Stored analog levels (uint8, any shape) -> float32 values ``levels / n_levels`` in [0, 1]."""
+    return np.ascontiguousarray(levels, dtype=np.float32) / np.float32(n_levels)
 
 
 def _read(ds: h5py.Dataset, path: Path, where: str, selection: Any = ()) -> np.ndarray:
@@ -512,11 +572,16 @@ class SpikeFileWriter:
         force: bool = False,
         codes: np.ndarray | None = None,
         intensity_levels: int | None = None,
+        analog_levels: int | None = None,
     ):
         self.out = check_target(out, force)
         if intensity_levels is not None and not 1 <= int(intensity_levels) <= 255:
             raise ValueError(f"intensity_levels must be in 1..255 (uint8 intensities), got {intensity_levels!r}")
+        whole = isinstance(analog_levels, (int, np.integer)) and not isinstance(analog_levels, bool)
+        if analog_levels is not None and not (whole and 1 <= analog_levels <= 255):
+            raise ValueError(f"analog_levels must be an int in 1..255 (uint8 levels), got {analog_levels!r}")
         self.intensity_levels = intensity_levels
+        self.analog_levels = analog_levels
         self.force = force
         self.meta = {"format": FORMAT, "version": VERSION, **meta}
         self._attrs = encode_meta(self.meta)
@@ -627,15 +692,25 @@ class SpikeFileWriter:
                 compression=self.compression if n else None, compression_opts=self.compression_opts if n else None,
             )  # fmt: skip
             out["intensity"].attrs["levels"] = int(self.intensity_levels)
+        if self.analog_levels is not None:
+            out["analog"] = g.create_dataset(
+                "analog", shape=(n, self.time_steps, self.n_inputs), dtype=np.uint8,
+                chunks=(chunks[0], self.time_steps, self.n_inputs) if n else None,
+                compression=self.compression if n else None, compression_opts=self.compression_opts if n else None,
+            )  # fmt: skip
+            out["analog"].attrs["levels"] = int(self.analog_levels)
         if self.meta["target_kind"] == "labels":
             out["labels"] = g.create_dataset("labels", shape=(n,), dtype=np.int64)
         else:
             out["targets"] = g.create_dataset("targets", shape=(n, int(n_targets or 0)), dtype=np.uint8)
         return out  # kept open: a chunk flushed when a dataset closes would fail where no one sees it
 
-    def write(self, split: str, packed: np.ndarray, y: np.ndarray, intensity: np.ndarray | None = None) -> None:
+    def write(
+        self, split: str, packed: np.ndarray, y: np.ndarray, intensity: np.ndarray | None = None, analog: np.ndarray | None = None
+    ) -> None:
         """Append packed spikes ``[b, T, P]`` and their labels ``[b]`` / targets ``[b, K]`` to ``split``;
-        with ``intensity_levels`` also their intensities, integers ``[b, D]`` in ``0..levels``."""
+        with ``intensity_levels`` also their intensities, integers ``[b, D]`` in ``0..levels``, and with
+        ``analog_levels`` their analog levels, integers ``[b, T, D]`` in ``0..levels``."""
         signals.check()  # a Ctrl-C swallowed somewhere (a finaliser) still stops the conversion
         self._require_open()
         datasets = self._datasets[split]
@@ -654,7 +729,21 @@ class SpikeFileWriter:
                 raise ValueError(f"{split}: intensity is {intensity.shape}, expected {(len(packed), self.n_inputs)}")
             if intensity.size and (intensity.min() < 0 or intensity.max() > self.intensity_levels):
                 raise ValueError(f"{split}: intensities outside 0..{self.intensity_levels}")
+        if (analog is None) != (self.analog_levels is None):
+            raise ValueError("analog levels go with analog_levels and only with it")
+        if analog is not None:
+            analog = np.asarray(analog)
+            want = (len(packed), self.time_steps, self.n_inputs)
+            if analog.shape != want:
+                raise ValueError(f"{split}: analog is {analog.shape}, expected {want}")
+            if analog.size and analog.dtype.kind not in "iub":
+                raise ValueError(f"{split}: analog levels must be integers (round them), got {analog.dtype}")
+            if analog.size and (analog.min() < 0 or analog.max() > self.analog_levels):
+                raise ValueError(f"{split}: analog levels outside 0..{self.analog_levels}")
+        if intensity is not None:
             self._hdf5(lambda: datasets["intensity"].__setitem__(slice(start, stop), intensity.astype(np.uint8)))
+        if analog is not None:
+            self._hdf5(lambda: datasets["analog"].__setitem__(slice(start, stop), analog.astype(np.uint8)))
         self._hdf5(lambda: datasets["spikes"].__setitem__(slice(start, stop), packed))
         self._hdf5(lambda: datasets[self.meta["target_kind"]].__setitem__(slice(start, stop), y))
         self._filled[split] = stop

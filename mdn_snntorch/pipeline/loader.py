@@ -4,7 +4,8 @@ Reads one :class:`~mdn_snntorch.spikefile.SpikeDataset` split window by window (
 read per run of samples), unpacks with numpy and yields time-major batches ``x [T, B, D]`` float32
 (0/1), ``y [B]`` int64 or ``[B, K]`` float32. With ``resample`` a rate-coded split's spikes are
 redrawn for every batch from its stored intensities (see :mod:`mdn_snntorch.spikefile`), from a
-generator seeded by ``(seed, epoch, rank, window)``.
+generator seeded by ``(seed, epoch, rank, window)``. With ``analog`` the batches carry the split's stored
+analog input instead of spikes, ``x = analog / L`` float32 in [0, 1], in the same order.
 
 Every pass checks that the file at the dataset's path is still the one it opened
 (:meth:`~mdn_snntorch.spikefile.SpikeDataset.check_unchanged`); a DataLoader worker checks the file it
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from mdn_snntorch.spikefile import SpikeDataset, unpack_spikes
+from mdn_snntorch.spikefile import SpikeDataset, analog_values, unpack_spikes
 
 #: samples per loader read window (rounded up to a multiple of the batch size): shuffling mixes within it
 WINDOW_SAMPLES = 4096
@@ -59,19 +60,26 @@ def plan_windows(
 
 
 def window_batches(
-    ds: SpikeDataset, window: np.ndarray, batch_size: int, rng: np.random.Generator | None = None
+    ds: SpikeDataset, window: np.ndarray, batch_size: int, rng: np.random.Generator | None = None, analog: bool = False
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Read one window (contiguous runs) and yield its batches ``(x [T, B, D], y)`` in window order;
-    with ``rng`` the spikes are drawn from the stored intensities instead of read."""
+    with ``rng`` the spikes are drawn from the stored intensities instead of read, with ``analog``
+    ``x`` is the stored analog input ``analog / L``."""
+    if analog and rng is not None:
+        raise ValueError("analog input and resampled spikes exclude each other")
     ordered = np.unique(window)
     pos = np.searchsorted(ordered, window)
-    if rng is None:
+    if analog:
+        stored, levels = ds.read_analog_levels(ordered), ds.analog_levels
+    elif rng is None:
         packed = ds.read_packed(ordered)
     else:
         intensity, levels = ds.read_intensity(ordered), ds.intensity_levels
     for i in range(0, len(window), batch_size):
         p = pos[i : i + batch_size]
-        if rng is None:
+        if analog:
+            x = analog_values(stored[p].transpose(1, 0, 2), levels)
+        elif rng is None:
             x = unpack_spikes(np.ascontiguousarray(packed[p].transpose(1, 0, 2)), ds.n_inputs)
         else:
             draws = rng.integers(0, levels, size=(ds.time_steps, len(p), ds.n_inputs), dtype=np.uint8)
@@ -82,22 +90,23 @@ def window_batches(
 class _WindowStream(IterableDataset):
     """Worker side of :class:`SpikeLoader`: worker ``w`` of ``k`` reads windows ``w, w + k, ...``."""
 
-    def __init__(self, ds: SpikeDataset, windows: list[np.ndarray], batch_size: int, draw_seed: list[int] | None = None):
-        self.ds, self.windows, self.batch_size, self.draw_seed = ds, windows, batch_size, draw_seed
+    def __init__(self, ds: SpikeDataset, windows: list[np.ndarray], batch_size: int, draw_seed: list[int] | None, analog: bool):
+        self.ds, self.windows, self.batch_size, self.draw_seed, self.analog = ds, windows, batch_size, draw_seed, analog
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         for k in range(worker, len(self.windows), workers):
             rng = None if self.draw_seed is None else np.random.default_rng([*self.draw_seed, k])
-            yield from window_batches(self.ds, self.windows[k], self.batch_size, rng)
+            yield from window_batches(self.ds, self.windows[k], self.batch_size, rng, self.analog)
 
 
 class SpikeLoader:
     """Iterable of time-major batches ``(x [T, B, D] float32, y [B] int64 | [B, K] float32)``.
 
     ``len`` is this rank's number of batches; :meth:`set_epoch` reshuffles (deterministically from
-    ``seed + epoch``) and, with ``resample``, redraws the spikes. See :func:`spike_loader`.
+    ``seed + epoch``) and, with ``resample``, redraws the spikes; with ``analog`` ``x`` is the stored analog
+    input in [0, 1] instead of spikes. See :func:`spike_loader`.
     """
 
     def __init__(
@@ -112,9 +121,14 @@ class SpikeLoader:
         rank: int = 0,
         world_size: int = 1,
         resample: bool = False,
+        analog: bool = False,
     ):
+        if resample and analog:
+            raise ValueError("resample=True and analog=True exclude each other: resample redraws spikes, analog feeds no spikes")
         if resample:
             dataset.require_intensity()
+        if analog:
+            dataset.require_analog()
         for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0), ("world_size", world_size, 1)):
             if not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
@@ -123,7 +137,7 @@ class SpikeLoader:
         self.dataset, self.batch_size = dataset, batch_size
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.num_workers, self.rank, self.world_size = num_workers, rank, world_size
-        self.resample = resample
+        self.resample, self.analog = resample, analog
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -144,7 +158,7 @@ class SpikeLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.dataset.check_unchanged()
         draw_seed = [self.seed, self.epoch, self.rank] if self.resample else None
-        stream = _WindowStream(self.dataset, self.windows(), self.batch_size, draw_seed)
+        stream = _WindowStream(self.dataset, self.windows(), self.batch_size, draw_seed, self.analog)
         if self.num_workers == 0:
             return iter(stream)
         return iter(DataLoader(stream, batch_size=None, num_workers=self.num_workers))
@@ -162,15 +176,17 @@ def spike_loader(
     rank: int = 0,
     world_size: int = 1,
     resample: bool = False,
+    analog: bool = False,
 ) -> SpikeLoader:
     """A :class:`SpikeLoader` over split ``split`` of the spike file ``path``.
 
     Shuffling permutes blocks of consecutive samples (the file's chunks) and then samples within read
     windows, so every read is a contiguous slice. ``rank`` / ``world_size`` give each process of a
     DistributedDataParallel job a disjoint shard with the same number of batches. ``resample`` draws
-    new Bernoulli spikes from the split's stored intensities for every batch of every epoch.
+    new Bernoulli spikes from the split's stored intensities for every batch of every epoch; ``analog``
+    feeds the split's stored analog input (``analog / L``, float32 in [0, 1]) instead of spikes.
     """
     return SpikeLoader(
         SpikeDataset(path, split), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
-        num_workers=num_workers, rank=rank, world_size=world_size, resample=resample,
+        num_workers=num_workers, rank=rank, world_size=world_size, resample=resample, analog=analog,
     )  # fmt: skip
