@@ -14,7 +14,9 @@ resetting at every sub-step that fires; the step's spike is 1 if any sub-step fi
 
 The state is reset with the *detached* spike (as snnTorch does), so gradients reach
 ``theta_c`` and ``theta_d`` through the reset while no gradient flows through the spike
-into the reset itself (docs/model.md#surrogate-gradient-and-reset).
+into the reset itself (docs/model.md#surrogate-gradient-and-reset). ``detach_reset=False`` writes the
+reset as ``V' (1 - S) + S theta_c`` and ``U' + S theta_d`` with the spike's surrogate gradient flowing
+through it, as the paper authors' published code does: the same values, other gradients.
 """
 
 from __future__ import annotations
@@ -55,12 +57,14 @@ def initial_state(like: Tensor, v0: float = V0, u0: float = U0) -> MDNState:
 
 
 def _mdn_euler_step(
-    current: Tensor, state: MDNState, theta: MDNParameters, threshold, dt: float, spike_fn: SpikeFn
+    current: Tensor, state: MDNState, theta: MDNParameters, threshold, dt: float, spike_fn: SpikeFn, detach_reset: bool = True
 ) -> tuple[Tensor, MDNState]:
     v, u = state
     v_next = v + dt * dv_dt(v, u, current)
     u_next = u + dt * du_dt(v, u, theta.theta_a, theta.theta_b)
     spikes = spike_fn(v_next - threshold)
+    if not detach_reset:  # the reset as a product with the spike, its gradient included
+        return spikes, MDNState(v_next * (1 - spikes) + spikes * theta.theta_c, u_next + theta.theta_d * spikes)
     fired = spikes.detach()
     theta_c = torch.as_tensor(theta.theta_c, dtype=v_next.dtype, device=v_next.device)
     v_next = torch.where(fired > 0, theta_c, v_next)
@@ -77,17 +81,19 @@ def mdn_step(
     dt: float = 1.0,
     substeps: int = 1,
     spike_fn: SpikeFn = _DEFAULT_SPIKE_FN,
+    detach_reset: bool = True,
 ) -> tuple[Tensor, MDNState]:
     """One network step of the 2nd-order neuron; ``current`` is I (already through the sigmoid).
 
-    Returns ``(spikes, new_state)``; ``new_state`` is the post-reset state.
+    Returns ``(spikes, new_state)``; ``new_state`` is the post-reset state. ``detach_reset``: see the
+    module docstring.
     """
     if substeps == 1:
-        return _mdn_euler_step(current, state, theta, threshold, dt, spike_fn)
+        return _mdn_euler_step(current, state, theta, threshold, dt, spike_fn, detach_reset)
     sub_dt = dt / substeps
     spikes = None
     for _ in range(substeps):
-        s, state = _mdn_euler_step(current, state, theta, threshold, sub_dt, spike_fn)
+        s, state = _mdn_euler_step(current, state, theta, threshold, sub_dt, spike_fn, detach_reset)
         spikes = s if spikes is None else spikes + s - spikes * s
     return spikes, state
 
@@ -100,11 +106,15 @@ def first_order_step(
     threshold: Tensor | float = V_TH,
     reset: Tensor | float = 0.0,
     spike_fn: SpikeFn = _DEFAULT_SPIKE_FN,
+    detach_reset: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """One step of the 1st-order neuron (paper Eq. 3): ``V' = g V + I``, fire on ``V' > V_th``,
-    reset ``V' <- V_reset`` with the detached spike. Returns ``(spikes, new_v)``."""
+    reset ``V' <- V_reset`` with the detached spike (``detach_reset=False``: ``V' (1 - S) + S V_reset``
+    with the spike's gradient). Returns ``(spikes, new_v)``."""
     v_next = first_order_map(v, current, decay)
     spikes = spike_fn(v_next - threshold)
+    if not detach_reset:
+        return spikes, v_next * (1 - spikes) + spikes * reset
     reset_value = torch.as_tensor(reset, dtype=v_next.dtype, device=v_next.device)
     return spikes, torch.where(spikes.detach() > 0, reset_value, v_next)
 
@@ -128,11 +138,14 @@ def mdn_multistep(
     substeps: int = 1,
     spike_fn: SpikeFn = _DEFAULT_SPIKE_FN,
     return_traces: bool = False,
+    detach_reset: bool = True,
 ) -> MDNTrace:
     """Reference loop of :func:`mdn_step` over the leading time axis of ``currents`` ``[T, ...]``."""
     spikes, vs, us = [], [], []
     for current in currents.unbind(0):
-        s, state = mdn_step(current, state, theta, threshold=threshold, dt=dt, substeps=substeps, spike_fn=spike_fn)
+        s, state = mdn_step(
+            current, state, theta, threshold=threshold, dt=dt, substeps=substeps, spike_fn=spike_fn, detach_reset=detach_reset
+        )
         spikes.append(s)
         if return_traces:
             vs.append(state.v)
@@ -159,11 +172,14 @@ def first_order_multistep(
     reset: Tensor | float = 0.0,
     spike_fn: SpikeFn = _DEFAULT_SPIKE_FN,
     return_traces: bool = False,
+    detach_reset: bool = True,
 ) -> FirstOrderTrace:
     """Reference loop of :func:`first_order_step` over the leading time axis of ``currents`` ``[T, ...]``."""
     spikes, vs = [], []
     for current in currents.unbind(0):
-        s, v = first_order_step(current, v, decay=decay, threshold=threshold, reset=reset, spike_fn=spike_fn)
+        s, v = first_order_step(
+            current, v, decay=decay, threshold=threshold, reset=reset, spike_fn=spike_fn, detach_reset=detach_reset
+        )
         spikes.append(s)
         if return_traces:
             vs.append(v)

@@ -133,6 +133,7 @@ class MDNFamilyNeuron(SpikingNeuron):
         step_mode: str = "single",
         dtype: torch.dtype | None = None,
         device=None,
+        detach_reset: bool = True,
     ):
         if step_mode not in STEP_MODES:
             raise ValueError(f"step_mode must be one of {STEP_MODES}, got {step_mode!r}")
@@ -155,6 +156,7 @@ class MDNFamilyNeuron(SpikingNeuron):
         self.input_sigmoid = bool(input_sigmoid)
         self.check_input = bool(check_input)
         self.step_mode = step_mode
+        self.detach_reset = bool(detach_reset)
         #: python floats of the non-learnable parameters, re-derived in the new dtype by .double() / .to()
         self._exact: dict[str, float] = {}
         for name, value, learn in (
@@ -223,8 +225,8 @@ class MDNFamilyNeuron(SpikingNeuron):
         return None if cached[1] else self._param_as("graded_spikes_factor", dtype)
 
     def _fast_step_ok(self) -> bool:
-        """Whether the single step can run as one autograd node (window surrogate, no inhibition)."""
-        return type(self.spike_grad) is Window and not self.inhibition
+        """Whether the single step can run as one autograd node (window surrogate, no inhibition, detached reset)."""
+        return type(self.spike_grad) is Window and not self.inhibition and self.detach_reset
 
     # ---- input -------------------------------------------------------------------------
     def _check_shape(self, shape: tuple[int, ...]) -> None:

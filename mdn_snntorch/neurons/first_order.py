@@ -35,6 +35,7 @@ class FirstOrder(MDNFamilyNeuron):
         input_sigmoid: apply the paper's sigmoid to the input current (a zero input is then a current
             of 0.5, and the neuron fires at rate 0.5 on silence).
         step_mode, backend: as on :class:`~mdn_snntorch.MDN`.
+        detach_reset: as on :class:`~mdn_snntorch.MDN`.
         dtype, device: of ``decay``, ``reset`` and the threshold.
 
     Other arguments as on :class:`~mdn_snntorch.MDN` and snnTorch's neurons.
@@ -67,6 +68,7 @@ class FirstOrder(MDNFamilyNeuron):
         backend: str = "auto",
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
+        detach_reset: bool = True,
     ):
         if backend not in fused.BACKENDS:
             raise ValueError(f"backend must be one of {fused.BACKENDS}, got {backend!r}")
@@ -90,6 +92,7 @@ class FirstOrder(MDNFamilyNeuron):
             step_mode=step_mode,
             dtype=dtype,
             device=device,
+            detach_reset=detach_reset,
         )
         self.param_shape = shape
         self.name = "1st-order"
@@ -135,7 +138,7 @@ class FirstOrder(MDNFamilyNeuron):
             )
         else:
             current = torch.sigmoid(input_) if self.input_sigmoid else input_
-            spk, v = first_order_step(current, self.mem, spike_fn=self._spike_fn, **kwargs)
+            spk, v = first_order_step(current, self.mem, spike_fn=self._spike_fn, detach_reset=self.detach_reset, **kwargs)
             spk = spk * self._param_as("graded_spikes_factor", dtype)
         self._buffers["mem"] = self.state_quant(v) if self.state_quant else v  # not self.mem = ...: see MDN._step
         self._advance(1, compiling)
@@ -180,7 +183,9 @@ class FirstOrder(MDNFamilyNeuron):
             )
             spikes = trace.spikes
         else:
-            trace = first_order_multistep(current, self.mem, return_traces=return_traces, spike_fn=self._spike_fn, **kwargs)
+            trace = first_order_multistep(
+                current, self.mem, return_traces=return_traces, spike_fn=self._spike_fn, detach_reset=self.detach_reset, **kwargs
+            )
             spikes = trace.spikes * self._param_as("graded_spikes_factor", current.dtype)
         self.mem = trace.state
         self._advance(x.shape[0], torch.compiler.is_compiling())

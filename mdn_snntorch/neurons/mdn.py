@@ -64,6 +64,9 @@ class MDN(MDNFamilyNeuron):
             (With the sigmoid a zero input is a current of 0.5: 2-FS fires at rate 0.5 on silence.)
         spike_grad: spike function with surrogate gradient (default :func:`~mdn_snntorch.surrogate.window`).
         check_input: raise on non-finite input (one device sync per call; turn off for speed).
+        detach_reset: reset with the detached spike (``True``, as snnTorch); ``False`` lets the spike's
+            surrogate gradient flow through the reset, as the paper authors' code does (reference loop
+            only; docs/model.md#the-authors-published-code).
         step_mode: ``"single"`` (``forward`` is one time step, snnTorch's convention) or ``"multi"``
             (``forward`` takes a whole ``[T, B, ...]`` sequence and runs :meth:`multi_step`, for
             ``nn.Sequential`` nets built with :class:`~mdn_snntorch.TimeDistributed`).
@@ -109,6 +112,7 @@ class MDN(MDNFamilyNeuron):
         backend: str = "auto",
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
+        detach_reset: bool = True,
     ):
         if backend not in fused.BACKENDS:
             raise ValueError(f"backend must be one of {fused.BACKENDS}, got {backend!r}")
@@ -136,6 +140,7 @@ class MDN(MDNFamilyNeuron):
             step_mode=step_mode,
             dtype=dtype,
             device=device,
+            detach_reset=detach_reset,
         )
         self.param_shape = shape
         self.name = theta.name if isinstance(theta, meta_neurons.MetaNeuron) else theta if isinstance(theta, str) else None
@@ -199,6 +204,7 @@ class MDN(MDNFamilyNeuron):
                 dt=self.dt,
                 substeps=self.substeps,
                 spike_fn=self._spike_fn,
+                detach_reset=self.detach_reset,
             )
             spk = spk * self._param_as("graded_spikes_factor", dtype)
         if self.state_quant:
@@ -256,7 +262,7 @@ class MDN(MDNFamilyNeuron):
             trace = fused.mdn_multistep(current, state, theta, width=self.spike_grad.width, graded_spikes_factor=scale, **common)
             spikes = trace.spikes
         else:
-            trace = mdn_multistep(current, state, theta, spike_fn=self._spike_fn, **common)
+            trace = mdn_multistep(current, state, theta, spike_fn=self._spike_fn, detach_reset=self.detach_reset, **common)
             spikes = trace.spikes * self._param_as("graded_spikes_factor", current.dtype)
         self.mem, self.u = trace.state
         self._advance(x.shape[0], torch.compiler.is_compiling())
