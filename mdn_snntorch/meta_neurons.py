@@ -9,6 +9,7 @@ preset     theta_a  theta_b theta_c theta_d description
 2-WDS       0.005   0.158  -0.058  0.065  temporal, weak depression
 init        0.02    0.2     0.0    0.08   the learnable initial values (paper §4.2)
 1st-order   g = 0.8, V_th = 0.5, V_reset = 0 (paper Eq. 3)
+1st-order-0.2  g = 0.2: the decay in the paper authors' published code
 =========  =======  =====  ======  =====  =============================================
 """
 
@@ -135,6 +136,13 @@ PRESETS: dict[str, MetaNeuron] = {
             decay=0.8,
             description="LIF baseline: V' = 0.8 V + I, V_th 0.5, reset 0",
             provenance={"source": "paper Eq. 3"},
+        ),
+        MetaNeuron(
+            "1st-order-0.2",
+            1,
+            decay=0.2,
+            description="the 1st-order neuron as the paper authors' published code has it: V' = 0.2 V + I",
+            provenance={"source": "the authors' published code (docs/model.md#the-authors-published-code)"},
         ),
     )
 }
