@@ -22,7 +22,7 @@ from mdn_snntorch.pipeline.trainer import TrainConfig
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
 SETTINGS = (
     "epochs", "batch_size", "lr", "lr_theta", "lr_decay", "lr_step", "resample", "hidden", "dt", "substeps",
-    "device", "bf16", "eval_batch_size", "num_workers", "threads", "progress",
+    "device", "bf16", "eval_batch_size", "num_workers", "threads", "progress", "theta_per_row", "detach_reset", "analog",
 )  # fmt: skip
 
 
@@ -104,9 +104,21 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         "--resample", action="store_true", default=None,
         help="draw new Bernoulli spikes from the file's intensities for every training batch of every epoch (image data sets)",
     )  # fmt: skip
+    g.add_argument(
+        "--analog", action="store_true", default=None,
+        help="feed the file's per-step analog values instead of its spikes (audio data sets; the authors' input)",
+    )  # fmt: skip
     g.add_argument("--hidden", type=int_in("hidden", 1, 10**6), help=f"hidden neurons (default {_DEFAULTS['hidden']})")
     g.add_argument("--dt", type=float_in("dt", 0, 100), help="MDN time step (default 1)")
     g.add_argument("--substeps", type=int_in("substeps", 1, 10_000), help="MDN Euler sub-steps per time step (default 1)")
+    g.add_argument(
+        "--theta-per-row", action="store_true", default=None,
+        help="learnable theta of shape [batch size, neurons], one per batch row (the authors' code; neuron learnable only)",
+    )  # fmt: skip
+    g.add_argument(
+        "--undetached-reset", dest="detach_reset", action="store_false", default=None,
+        help="let the spike's surrogate gradient flow through the reset (the authors' code; reference loop, slower)",
+    )  # fmt: skip
     g.add_argument("--device", type=device, help="auto (GPU when there is one), cpu, cuda, cuda:N (default auto)")
     g.add_argument(
         "--bf16", action="store_true", default=None, help="bf16 autocast for the Linear layers (dynamics stay float32)"

@@ -5,6 +5,9 @@ r"""Rate loss and accuracy (paper Eq. 4).
 averaged over the batch; ``O`` is the one-hot label, or a bit vector (NETtalk's 26 phoneme bits).
 The predicted class is the output neuron with the highest firing rate; ties go to the lowest
 class index (``torch.argmax``), so a silent network always predicts class 0.
+
+Bit-vector targets have two scores: the nearest-code accuracy (:func:`correct` with the code table) and
+the paper authors' cosine score (:func:`cosine_score`), see docs/model.md#loss-and-prediction.
 """
 
 from __future__ import annotations
@@ -53,3 +56,21 @@ def correct(spikes: torch.Tensor, target: torch.Tensor, codes: torch.Tensor | No
     pred = torch.cdist(rate, codes).argmin(dim=-1)
     true = torch.cdist(target.to(rate.dtype), codes).argmin(dim=-1)
     return (pred == true).sum()
+
+
+#: the authors' NETtalk score counts a sample only when some output rate reaches this value
+COSINE_MIN_RATE = 0.05
+
+
+def cosine_score(spikes: torch.Tensor, target: torch.Tensor, min_rate: float = COSINE_MIN_RATE) -> torch.Tensor:
+    r"""Sum over the batch of :math:`\cos(r, O)` between the output rates and the bit-vector target, 0 for a
+    sample whose largest rate is below ``min_rate`` (the paper authors' NETtalk score; divide by the
+    batch size for the mean). Bits that are 0 in both vectors add nothing to a cosine, so this equals
+    the cosine over the union of the active bits."""
+    if target.dim() != 2:
+        raise ValueError(f"the cosine score needs bit-vector targets [B, K], got shape {tuple(target.shape)}")
+    rate = firing_rate(spikes)
+    target = _target(rate, target)
+    norms = rate.norm(dim=-1) * target.norm(dim=-1)
+    cos = (rate * target).sum(dim=-1) / norms.clamp_min(torch.finfo(rate.dtype).tiny)
+    return torch.where(rate.amax(dim=-1) >= min_rate, cos, torch.zeros_like(cos)).sum()

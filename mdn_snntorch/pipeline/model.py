@@ -9,6 +9,10 @@ The Linear layers that receive spikes are event-driven (:class:`~mdn_snntorch.sp
 ``nn.Linear`` computed from the active inputs: same parameters, state-dict keys and results to rounding):
 the input layer always, the hidden-to-output layer when :data:`HIDDEN_EVENT_DRIVEN` says it pays
 (measured by ``benchmarks/bench_sparse.py``). ``event_driven=False`` makes both plain ``nn.Linear``.
+
+``theta_rows=B`` (learnable theta only) gives every row of a batch of exactly ``B`` samples its own theta,
+shape ``[B, N]`` per layer, as the paper authors' published code has it
+(docs/model.md#the-authors-published-code); such a network takes batches of ``B`` samples only.
 """
 
 from __future__ import annotations
@@ -47,12 +51,15 @@ class ThreeLayerSNN(nn.Module):
         neuron: NeuronSpec = "2-FS",
         output_neuron: NeuronSpec | None = None,
         event_driven: bool = True,
+        theta_rows: int | None = None,
         **neuron_kwargs,
     ):
         super().__init__()
         for name, value in (("n_in", n_in), ("n_hidden", n_hidden), ("n_out", n_out)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if theta_rows is not None and (isinstance(theta_rows, bool) or not isinstance(theta_rows, int) or theta_rows < 1):
+            raise ValueError(f"theta_rows must be a positive int or None, got {theta_rows!r}")
         neuron = factory.resolve(neuron)
         output_neuron = factory.resolve(output_neuron) if output_neuron is not None else neuron
         self.n_in, self.n_hidden, self.n_out = n_in, n_hidden, n_out
@@ -66,16 +73,25 @@ class ThreeLayerSNN(nn.Module):
             "output_neuron": factory.to_json(output_neuron),
             "neuron_kwargs": dict(neuron_kwargs),
             "event_driven": bool(event_driven),
+            "theta_rows": theta_rows,
         }
+        self.theta_rows = theta_rows
         self.event_driven = bool(event_driven)
         self.fc1 = (SpikeLinear if event_driven else nn.Linear)(n_in, n_hidden)
-        self.hidden = factory.make_neuron(neuron, n_hidden, **neuron_kwargs)
+        self.hidden = self._layer(neuron, n_hidden, neuron_kwargs)
         self.fc2 = (SpikeLinear if event_driven and HIDDEN_EVENT_DRIVEN else nn.Linear)(n_hidden, n_out)
-        self.output = factory.make_neuron(output_neuron, n_out, **neuron_kwargs)
+        self.output = self._layer(output_neuron, n_out, neuron_kwargs)
+
+    def _layer(self, spec, n: int, kwargs: dict[str, Any]) -> nn.Module:
+        if self.theta_rows is not None and spec == factory.LEARNABLE:  # theta [B, N]: one per row of the batch
+            return factory.make_neuron(spec, None, param_shape=(self.theta_rows, n), **kwargs)
+        return factory.make_neuron(spec, n, **kwargs)
 
     def forward(self, x: torch.Tensor, return_hidden: bool = False):
         if x.dim() != 3 or x.shape[-1] != self.n_in:
             raise ValueError(f"ThreeLayerSNN expects input [T, B, {self.n_in}], got {tuple(x.shape)}")
+        if self.theta_rows is not None and x.shape[1] != self.theta_rows:
+            raise ValueError(f"this network has theta per batch row (theta_rows={self.theta_rows}); got a batch of {x.shape[1]}")
         reset(self)
         hidden = self.hidden.multi_step(self.fc1(x).to(x.dtype))
         out = self.output.multi_step(self.fc2(hidden).to(x.dtype))
@@ -108,5 +124,6 @@ class ThreeLayerSNN(nn.Module):
             neuron=spec["neuron"],
             output_neuron=spec.get("output_neuron"),
             event_driven=spec.get("event_driven", True),
+            theta_rows=spec.get("theta_rows"),
             **spec.get("neuron_kwargs", {}),
         )

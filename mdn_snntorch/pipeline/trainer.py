@@ -54,7 +54,7 @@ from mdn_snntorch.atomic import WriteError
 from mdn_snntorch.neurons import factory
 from mdn_snntorch.pipeline import distributed
 from mdn_snntorch.pipeline.checkpoint import latest_checkpoint, newest_loadable, save_checkpoint, write_csv, write_json
-from mdn_snntorch.pipeline.loss import correct, rate_mse_loss
+from mdn_snntorch.pipeline.loss import correct, cosine_score, rate_mse_loss
 from mdn_snntorch.pipeline.model import ThreeLayerSNN
 from mdn_snntorch.runlock import claim_dir
 from mdn_snntorch.spikefile import SpikeFileError
@@ -87,7 +87,13 @@ class NonFiniteLossError(RuntimeError):
 @dataclass
 class TrainConfig:
     """Everything a training run depends on. ``neuron``/``output_neuron``: a preset name, ``"learnable"``,
-    ``"1st-order"`` or a ``MetaNeuron.to_dict()`` (a library neuron)."""
+    ``"1st-order"`` or a ``MetaNeuron.to_dict()`` (a library neuron).
+
+    Three options reproduce the paper authors' published code (docs/model.md#the-authors-published-code):
+    ``theta_per_row`` (learnable theta of shape ``[batch_size, N]``: one per row of the batch; incomplete
+    training batches are skipped, the test set runs in padded batches of ``batch_size``),
+    ``detach_reset=False`` (the spike's gradient flows through the reset) and ``analog`` (the data file's
+    per-step analog values instead of its spikes, for the audio tasks)."""
 
     data: str
     out: str | None = None
@@ -112,6 +118,9 @@ class TrainConfig:
     progress: bool = True
     resume: bool = False
     recipe: str | None = None
+    theta_per_row: bool = False
+    detach_reset: bool = True
+    analog: bool = False
 
     #: fields a resumed run may change (the rest must equal the checkpoint's)
     RESUMABLE_CHANGES = (
@@ -150,6 +159,13 @@ class TrainConfig:
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"training setting {name}={getattr(self, name)!r} is out of range")
+        for name in ("resample", "bf16", "progress", "resume", "theta_per_row", "detach_reset", "analog"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"training setting {name}={getattr(self, name)!r} must be true or false")
+        if self.theta_per_row and self.neuron != factory.LEARNABLE:
+            raise ValueError(f"theta_per_row needs neuron='learnable' (theta per batch row), not {self.neuron!r}")
+        if self.analog and self.resample:
+            raise ValueError("analog and resample exclude each other: analog input has no spikes to redraw")
         for name in ("neuron", "output_neuron"):
             spec = getattr(self, name)
             try:
@@ -243,6 +259,8 @@ class _Run:
         threads.configure(config.threads)  # fixed, or the default policy (mdn_snntorch/threads.py)
         if config.batch_size < ctx.world_size:
             raise ValueError(f"batch_size {config.batch_size} is smaller than the number of processes ({ctx.world_size})")
+        if config.theta_per_row and ctx.world_size > 1:
+            raise ValueError(f"theta_per_row runs in one process only (its theta rows are the whole batch), not {ctx.world_size}")
         self.ctx, self.device = ctx, device
         self.out = Path(config.out) if config.out else None
         checkpoint = self._checkpoint_to_resume(config)
@@ -296,8 +314,10 @@ class _Run:
                 n_outputs,
                 neuron=config.neuron,
                 output_neuron=config.output_neuron,
+                theta_rows=config.batch_size if config.theta_per_row else None,
                 dt=config.dt,
                 substeps=config.substeps,
+                **({} if config.detach_reset else {"detach_reset": False}),
             )
         else:
             model = given
@@ -322,9 +342,13 @@ class _Run:
 
         config = self.config
         train_loader = SpikeLoader(
-            train_set, config.batch_size, shuffle=True, seed=config.seed, num_workers=config.num_workers, resample=config.resample
-        )
-        test_loader = spike_loader(config.data, "test", config.eval_batch_size, num_workers=config.num_workers)
+            train_set, config.batch_size, shuffle=True, seed=config.seed, num_workers=config.num_workers,
+            resample=config.resample, analog=config.analog,
+        )  # fmt: skip
+        eval_batch = config.eval_batch_size
+        if self.model.theta_rows:  # whole multiples of the theta rows; the last batch is padded (_forward_rows)
+            eval_batch = max(1, eval_batch // self.model.theta_rows) * self.model.theta_rows
+        test_loader = spike_loader(config.data, "test", eval_batch, num_workers=config.num_workers, analog=config.analog)
         train_set.check_same(test_loader.dataset.identity)  # both splits from the same file
         return train_loader, test_loader
 
@@ -444,7 +468,7 @@ class _Run:
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.net.train()
-        sums = torch.zeros(5, dtype=torch.float64, device=self.device)  # loss*n, correct, n, hidden rate*n, output rate*n
+        sums = torch.zeros(6, dtype=torch.float64, device=self.device)  # loss*n, correct, n, hidden rate*n, output rate*n, cosine
         bar = tqdm(
             self.train_loader,
             desc=f"epoch {epoch + 1}/{self.config.epochs}",
@@ -456,6 +480,8 @@ class _Run:
             signals.check()
             batch_rows = y.shape[0]
             if batch_rows < self.ctx.world_size:  # too few rows to give every process one; skipped by all
+                continue
+            if self.model.theta_rows and batch_rows != self.model.theta_rows:  # theta per row: full batches only
                 continue
             x, y = self._my_rows(x, y)
             with torch.autocast(**self.autocast):
@@ -480,22 +506,23 @@ class _Run:
                         torch.tensor(float(n), device=self.device, dtype=torch.float64),
                         hidden.detach().double().mean() * n,
                         out.detach().double().mean() * n,
+                        self._cosine(out.detach(), y),
                     ]
                 )
             if batch % 10 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
-        return _rates(distributed.all_reduce_sum(sums, self.ctx))
+        return _rates(distributed.all_reduce_sum(sums, self.ctx), self.codes is not None)
 
     @torch.no_grad()
     def _evaluate(self) -> dict[str, float]:
         self.model.eval()
-        sums = torch.zeros(5, dtype=torch.float64, device=self.device)
+        sums = torch.zeros(6, dtype=torch.float64, device=self.device)
         for x, y in self.test_loader:
             x, y = self._my_rows(x, y)
             if y.shape[0] == 0:
                 continue
             with torch.autocast(**self.autocast):
-                out, hidden = self.model(x, return_hidden=True)
+                out, hidden = self._forward_rows(x)
             n = y.shape[0]
             sums += torch.stack(
                 [
@@ -504,9 +531,32 @@ class _Run:
                     torch.tensor(float(n), device=self.device, dtype=torch.float64),
                     hidden.double().mean() * n,
                     out.double().mean() * n,
+                    self._cosine(out, y),
                 ]
             )
-        return _rates(distributed.all_reduce_sum(sums, self.ctx))
+        return _rates(distributed.all_reduce_sum(sums, self.ctx), self.codes is not None)
+
+    def _forward_rows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Evaluation forward; a network with theta per row runs chunks of ``theta_rows``, the last one padded
+        with silent rows whose outputs are dropped."""
+        rows = self.model.theta_rows
+        if not rows:
+            return self.model(x, return_hidden=True)
+        outs, hiddens = [], []
+        for chunk in x.split(rows, dim=1):
+            n = chunk.shape[1]
+            if n < rows:
+                chunk = torch.cat([chunk, chunk.new_zeros(chunk.shape[0], rows - n, chunk.shape[2])], dim=1)
+            out, hidden = self.model(chunk, return_hidden=True)
+            outs.append(out[:, :n])
+            hiddens.append(hidden[:, :n])
+        return torch.cat(outs, dim=1), torch.cat(hiddens, dim=1)
+
+    def _cosine(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The batch's summed cosine score (bit-vector targets only; 0 for class labels)."""
+        if self.codes is None:
+            return torch.zeros((), dtype=torch.float64, device=self.device)
+        return cosine_score(out.float(), y).double()
 
     # ---- files ----------------------------------------------------------------------------
     def _theta_summary(self) -> dict[str, float]:
@@ -551,10 +601,14 @@ class _Run:
         write_csv(self.out / "metrics.csv", self.metrics)
 
 
-def _rates(sums: torch.Tensor) -> dict[str, float]:
-    loss, right, n, hidden, output = sums.tolist()
+def _rates(sums: torch.Tensor, bit_targets: bool) -> dict[str, float]:
+    """Means per sample; ``cosine`` (the authors' score, loss.cosine_score) only for bit-vector targets."""
+    loss, right, n, hidden, output, cosine = sums.tolist()
     n = max(n, 1.0)
-    return {"loss": loss / n, "acc": right / n, "hidden_rate": hidden / n, "output_rate": output / n}
+    rates = {"loss": loss / n, "acc": right / n, "hidden_rate": hidden / n, "output_rate": output / n}
+    if bit_targets:
+        rates["cosine"] = cosine / n
+    return rates
 
 
 def _plain(value: Any) -> Any:
