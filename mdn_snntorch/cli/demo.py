@@ -303,8 +303,9 @@ def _write_report(
     report.heading("Accuracy and capability (paper Table 3, Eq. 7)")
     report.code(markdown_table(evaluation))
     for name, caption in (
-        ("accuracy.png", "test accuracy per neuron and task (paper Fig. 6/7)"),
-        ("capability.png", "capability per neuron and task (paper Fig. 8)"),
+        ("accuracy.png", "test accuracy per neuron and task, with the spatial and temporal group means (paper Figs. 6-7)"),
+        ("capability.png", "spatial and temporal capability per neuron (paper Fig. 8)"),
+        ("capability_per_task.png", "capability per neuron and task (paper Eq. 7)"),
     ):
         report.figure(work / "evaluation" / name, caption)
 

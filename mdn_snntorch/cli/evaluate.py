@@ -1,4 +1,5 @@
-"""``mdn evaluate``: train every neuron on every task for a Table 3-style table and capability (Eq. 7)."""
+"""``mdn evaluate``: train every neuron on every task for a Table 3-style table, capability per task (Eq. 7)
+and per task kind (spatial, temporal: Fig. 8)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,18 @@ import argparse
 
 from mdn_snntorch import meta_neurons
 from mdn_snntorch.cli.options import add_training_arguments, int_in, settings_from_args
-from mdn_snntorch.pipeline.evaluate import evaluate, markdown_table
+from mdn_snntorch.pipeline.evaluate import KIND_NAMES, SCORES, evaluate, markdown_table, task_kinds, task_names
 from mdn_snntorch.pipeline.jobs import default_jobs
+
+
+def task_kind(text: str) -> tuple[str, str]:
+    """An argparse type: ``TASK=spatial`` or ``TASK=temporal``."""
+    task, sep, kind = text.rpartition("=")
+    if not sep or not task:
+        raise argparse.ArgumentTypeError(f"{text!r} is not TASK=spatial or TASK=temporal")
+    if kind not in KIND_NAMES:
+        raise argparse.ArgumentTypeError(f"{text!r}: the kind {kind!r} is not one of {', '.join(KIND_NAMES)}")
+    return task, kind
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +37,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="training runs at a time, each in a worker process (default: the usable cores / --threads; 1 on a GPU); "
         "every run uses --threads threads (default 1 here), so the results do not depend on --jobs",
     )
+    parser.add_argument(
+        "--kind",
+        action="append",
+        type=task_kind,
+        default=[],
+        metavar="TASK=KIND",
+        help="a task's kind, spatial or temporal, for the capability by kind (paper Fig. 8); repeatable "
+        "(default: from the data set, e.g. mnist spatial, tidigits temporal)",
+    )
+    parser.add_argument(
+        "--score",
+        choices=SCORES,
+        default="accuracy",
+        help="the table's numbers: test accuracy, or the cosine score on tasks with bit-vector targets "
+        "such as NETtalk (default accuracy)",
+    )
     add_training_arguments(parser)
 
 
@@ -36,8 +63,22 @@ def main(args: argparse.Namespace) -> int:
     if not neurons:
         library_names = [n for lib in args.library for n in meta_neurons.load_library(lib).names]
         neurons = list(meta_neurons.PAPER_NEURONS) + library_names
+    kinds = dict(args.kind)
+    if kinds:  # unknown task names fail here, before any training, naming the option
+        task_kinds(dict(zip(task_names(args.data), args.data)), kinds, name="--kind")
     jobs = args.jobs or default_jobs(settings.get("device"), settings.get("threads"))
-    doc = evaluate(args.data, neurons, args.seeds, args.out, libraries=args.library, progress=progress, jobs=jobs, **settings)
+    doc = evaluate(
+        args.data,
+        neurons,
+        args.seeds,
+        args.out,
+        libraries=args.library,
+        progress=progress,
+        jobs=jobs,
+        kinds=kinds,
+        score=args.score,
+        **settings,
+    )
     print(markdown_table(doc))
-    print(f"written to {args.out}/ (table.md, results.json, runs.csv, accuracy.png, capability.png)")
+    print(f"written to {args.out}/ (table.md, results.json, runs.csv, accuracy.png, capability_per_task.png, capability.png)")
     return 0

@@ -1,21 +1,27 @@
-r"""The paper's evaluation (Table 3, Eq. 7, Fig. 8): ``mdn evaluate`` and :func:`evaluate`.
+r"""The paper's evaluation (Table 3, Eq. 7, Figs. 6-8): ``mdn evaluate`` and :func:`evaluate`.
 
 Every neuron type is trained on every task with every seed (frozen theta, :func:`mdn_snntorch.pipeline.trainer.train`).
-A run's accuracy is its test accuracy after the last epoch. Per task and neuron:
-mean +- std over seeds (sample standard deviation, n - 1; 0 for one seed).
+A run's score is its test accuracy after the last epoch (``score="cosine"``: the cosine score instead, on
+tasks with bit-vector targets such as NETtalk, x 100). Per task and neuron: mean +- std over seeds (sample
+standard deviation, n - 1; 0 for one seed).
 
 Capability (paper Eq. 7) of neuron i on a task, over the neuron types evaluated on that task:
 
 .. math:: \mathrm{Cap}_i = \frac{\mathrm{Acc}_i - \overline{\mathrm{Acc}}}{\sigma(\mathrm{Acc})}
 
-with :math:`\mathrm{Acc}_i` the neuron's mean accuracy over seeds and :math:`\sigma` the population standard
+with :math:`\mathrm{Acc}_i` the neuron's mean score over seeds and :math:`\sigma` the population standard
 deviation over the neuron types (the paper writes "var" and calls it the standard deviation); 0 when all
 types score the same (docs/model.md#capability).
 
+Spatial and temporal capability (paper Fig. 8): the mean of :math:`\mathrm{Cap}_i` over the tasks of each
+kind, :math:`\mathrm{Cap}^k_i = \frac{1}{|T_k|} \sum_{t \in T_k} \mathrm{Cap}_{i,t}` (:func:`group_capability`).
+A task's kind comes from its data set (:func:`mdn_snntorch.pipeline.recipes.kind`) unless ``kinds`` sets it.
+
 Files in ``out``: ``runs/<task>/<neuron>/seed<s>/`` (each a training run; when the command is run again,
 finished ones are reused, unfinished ones resumed, and ones made with other settings refused),
-``runs.csv`` and ``runs.json`` (every run's final metrics), ``table.md`` and ``results.json`` (Table 3 and
-capabilities), ``accuracy.png`` and ``capability.png`` (Fig. 8).
+``runs.csv`` and ``runs.json`` (every run's final metrics), ``table.md`` and ``results.json`` (Table 3,
+capabilities per task and per kind), ``accuracy.png`` (Table 3 as bars with the group means of the
+paper's Figs. 6-7), ``capability_per_task.png`` (Eq. 7 per task) and ``capability.png`` (Fig. 8).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +45,59 @@ from mdn_snntorch.pipeline.report import md_cell, save_figure, write_atomic
 from mdn_snntorch.pipeline.trainer import TrainConfig, train
 from mdn_snntorch.runlock import claim_dir
 
+#: the task kinds of the paper's Fig. 8
+KIND_NAMES = ("spatial", "temporal")
+#: what a task's numbers are: test accuracy, or the cosine score where the runs have one (bit-vector targets)
+SCORES = ("accuracy", "cosine")
+#: the group means drawn on accuracy.png (paper Figs. 6-7): label -> the neuron types averaged
+GROUPS = {"spatial meta neurons": ("2-FS", "2-RS"), "temporal meta neurons": ("2-SDS", "2-WDS")}
+
 
 def capability(acc: dict[str, float]) -> dict[str, float]:
     """Paper Eq. 7: ``(acc - mean) / std`` over the neuron types of one task (population std; 0 if it is 0)."""
     values = np.array(list(acc.values()), dtype=np.float64)
     std = values.std()
     return {name: float((a - values.mean()) / std) if std > 0 else 0.0 for name, a in acc.items()}
+
+
+def group_capability(
+    caps: Mapping[str, Mapping[str, float]], kinds: Mapping[str, str | None]
+) -> dict[str, dict[str, float | None]]:
+    r"""Paper Fig. 8: per neuron, the mean of its Eq. 7 capability over the tasks of each kind,
+    :math:`\mathrm{Cap}^k_i = \frac{1}{|T_k|} \sum_{t \in T_k} \mathrm{Cap}_{i,t}`.
+
+    ``caps``: task -> neuron -> capability (:func:`capability`); ``kinds``: task -> ``"spatial"``,
+    ``"temporal"`` or None (left out). Returns neuron -> ``{"spatial": ..., "temporal": ...}``, None for a
+    kind without tasks."""
+    for task, value in kinds.items():
+        if value is not None and value not in KIND_NAMES:
+            raise ValueError(f"kinds: {task}={value!r} is not one of {', '.join(KIND_NAMES)}")
+    neurons = list(dict.fromkeys(n for per_task in caps.values() for n in per_task))
+    result: dict[str, dict[str, float | None]] = {}
+    for neuron in neurons:
+        result[neuron] = {}
+        for k in KIND_NAMES:
+            values = [caps[t][neuron] for t in caps if kinds.get(t) == k and neuron in caps[t]]
+            result[neuron][k] = float(np.mean(values)) if values else None
+    return result
+
+
+def task_kinds(
+    tasks: Mapping[str, str | Path], overrides: Mapping[str, str | None] | None = None, *, name: str = "kinds"
+) -> dict[str, str | None]:
+    """Each task's kind: ``recipes.kind`` of its data file's ``dataset``, then ``overrides`` (task -> ``"spatial"``,
+    ``"temporal"`` or None). ``tasks``: task name -> data file (:func:`task_names`). ``name`` names the
+    overrides in errors."""
+    from mdn_snntorch.spikefile import read_meta
+
+    kinds = {task: recipes.kind(str(read_meta(path)["dataset"])) for task, path in tasks.items()}
+    for task, value in (overrides or {}).items():
+        if task not in kinds:
+            raise ValueError(f"{name}: unknown task {task!r}; the tasks are: {', '.join(kinds)}")
+        if value is not None and value not in KIND_NAMES:
+            raise ValueError(f"{name}: {task}={value!r} is not one of {', '.join(KIND_NAMES)}")
+        kinds[task] = value
+    return kinds
 
 
 def _safe(name: str) -> str:
@@ -113,6 +166,8 @@ def evaluate(
     libraries: Sequence[str | Path] = (),
     progress: bool = True,
     jobs: int = 1,
+    kinds: Mapping[str, str | None] | None = None,
+    score: str = "accuracy",
     **train_settings,
 ) -> dict[str, Any]:
     """Train ``neurons`` x ``data_paths`` x ``seeds`` and write Table 3, capabilities and figures.
@@ -125,9 +180,25 @@ def evaluate(
     (:func:`~mdn_snntorch.pipeline.jobs.run_jobs`; ``mdn evaluate`` defaults to
     :func:`~mdn_snntorch.pipeline.jobs.default_jobs`). Every run uses ``threads`` threads (default 1),
     so the results do not depend on ``jobs``.
+    ``kinds``: task -> ``"spatial"``, ``"temporal"`` or None, setting the kinds taken from the data sets
+    (:func:`task_kinds`). ``score``: ``"accuracy"``, or ``"cosine"`` for the cosine score on the tasks whose
+    runs record one (bit-vector targets); read from the runs' metrics, so finished runs are reused either way.
     """
+    if score not in SCORES:
+        raise ValueError(f"score={score!r} is not one of {', '.join(SCORES)}")
     with claim_dir(out_dir, "output directory"):
-        return _evaluate(data_paths, neurons, seeds, out_dir, libraries=libraries, progress=progress, jobs=jobs, **train_settings)
+        return _evaluate(
+            data_paths,
+            neurons,
+            seeds,
+            out_dir,
+            libraries=libraries,
+            progress=progress,
+            jobs=jobs,
+            kinds=kinds,
+            score=score,
+            **train_settings,
+        )
 
 
 def _evaluate(
@@ -139,6 +210,8 @@ def _evaluate(
     libraries: Sequence[str | Path],
     progress: bool,
     jobs: int,
+    kinds: Mapping[str, str | None] | None,
+    score: str,
     **train_settings,
 ) -> dict[str, Any]:
     from mdn_snntorch.spikefile import read_meta
@@ -149,6 +222,7 @@ def _evaluate(
         raise ValueError("evaluate needs at least one data file, one neuron and one seed")
     specs = {name: factory.to_json(factory.lookup(name, [str(p) for p in libraries])) for name in neurons}
     tasks = dict(zip(task_names(data_paths), (str(p) for p in data_paths)))
+    task_kind = task_kinds(tasks, kinds)
     plan = [(task, path, neuron, seed) for task, path in tasks.items() for neuron in neurons for seed in seeds]
     configs, metrics, reused = [], [], []
     for task, path, neuron, seed in plan:  # every run's settings, and the finished ones, before any training
@@ -176,6 +250,7 @@ def _evaluate(
                 "neuron": neuron,
                 "seed": seed,
                 "test_acc": last["test_acc"],
+                "test_cosine": last.get("test_cosine"),
                 "best_test_acc": max(m["test_acc"] for m in run_metrics),
                 "train_acc": last["train_acc"],
                 "train_loss": last["train_loss"],
@@ -187,7 +262,7 @@ def _evaluate(
                 "run_dir": config.out,
             }
         )
-    return _write_results(out_dir, tasks, list(neurons), seeds, runs)
+    return _write_results(out_dir, tasks, list(neurons), seeds, runs, task_kind, score)
 
 
 def _train_metrics(config: TrainConfig) -> list[dict[str, Any]]:
@@ -221,22 +296,49 @@ def _train_runs(plan: list[tuple], configs: list[TrainConfig], metrics: list, jo
         bar.close()
 
 
+def task_score(runs: Sequence[Mapping[str, Any]], score: str) -> str:
+    """The score a task's numbers use: ``"cosine"`` when asked for and every run of the task has a
+    ``test_cosine`` (bit-vector targets), else ``"accuracy"``."""
+    if score == "cosine" and runs and all(r.get("test_cosine") is not None for r in runs):
+        return "cosine"
+    return "accuracy"
+
+
 def _write_results(
-    out_dir: Path, tasks: dict[str, str], neurons: list[str], seeds: list[int], runs: list[dict[str, Any]]
+    out_dir: Path,
+    tasks: dict[str, str],
+    neurons: list[str],
+    seeds: list[int],
+    runs: list[dict[str, Any]],
+    kinds: dict[str, str | None],
+    score: str = "accuracy",
 ) -> dict[str, Any]:
     table: dict[str, dict[str, dict[str, float]]] = {}
     caps: dict[str, dict[str, float]] = {}
+    scores: dict[str, str] = {}
     for task in tasks:
+        scores[task] = task_score([r for r in runs if r["task"] == task], score)
+        key = "test_cosine" if scores[task] == "cosine" else "test_acc"
         table[task] = {}
         for neuron in neurons:
-            acc = np.array([r["test_acc"] for r in runs if r["task"] == task and r["neuron"] == neuron]) * 100
+            acc = np.array([r[key] for r in runs if r["task"] == task and r["neuron"] == neuron], dtype=np.float64) * 100
             table[task][neuron] = {
                 "mean": float(acc.mean()),
                 "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
                 "n": int(len(acc)),
             }
         caps[task] = capability({n: table[task][n]["mean"] for n in neurons})
-    doc = {"tasks": tasks, "neurons": neurons, "seeds": seeds, "accuracy_percent": table, "capability": caps, "runs": runs}
+    doc = {
+        "tasks": tasks,
+        "kinds": {t: kinds.get(t) for t in tasks},
+        "neurons": neurons,
+        "seeds": seeds,
+        "score": scores,
+        "accuracy_percent": table,
+        "capability": caps,
+        "group_capability": group_capability(caps, kinds),
+        "runs": runs,
+    }
     write_json(out_dir / "results.json", doc)
     write_json(out_dir / "runs.json", runs)
     write_csv(out_dir / "runs.csv", runs)
@@ -245,9 +347,15 @@ def _write_results(
     return doc
 
 
+def _kinds_present(doc: dict[str, Any]) -> list[str]:
+    kinds = doc.get("kinds") or {}
+    return [k for k in KIND_NAMES if k in kinds.values()]
+
+
 def markdown_table(doc: dict[str, Any]) -> str:
-    """Table 3 (accuracy %, mean +- std over seeds) and the capability table, as Markdown."""
+    """Table 3 (score %, mean +- std over seeds), the capability per task and by kind (Fig. 8), as Markdown."""
     neurons, tasks = doc["neurons"], list(doc["tasks"])
+    scores, kinds = doc.get("score") or {}, doc.get("kinds") or {}
     head = "| task | " + " | ".join(map(md_cell, neurons)) + " |\n|---|" + "---|" * len(neurons) + "\n"
     acc_rows = "".join(
         f"| {md_cell(t)} | "
@@ -261,31 +369,58 @@ def markdown_table(doc: dict[str, Any]) -> str:
         f"| {md_cell(t)} | " + " | ".join(f"{doc['capability'][t][n]:+.2f}" for n in neurons) + " |\n" for t in tasks
     )
     n_seeds = len(doc["seeds"])
+    cosine = [t for t in tasks if scores.get(t) == "cosine"]
+    what = "Test score" if cosine else "Test accuracy"
+    if cosine:
+        rest = [t for t in tasks if t not in cosine]
+        note = f"Score: the cosine score (x 100) on {', '.join(map(md_cell, cosine))}"
+        note += f"; test accuracy on {', '.join(map(md_cell, rest))}.\n\n" if rest else ".\n\n"
+    else:
+        note = "Score: test accuracy.\n\n"
+    kind_line = "Task kinds: " + ", ".join(f"{md_cell(t)} {kinds.get(t) or 'none'}" for t in tasks) + ".\n\n"
+    present = _kinds_present(doc)
+    group = doc.get("group_capability") or {}
+    if present:
+        group_head = "| neuron | " + " | ".join(present) + " |\n|---|" + "---|" * len(present) + "\n"
+        group_rows = "".join(
+            f"| {md_cell(n)} | " + " | ".join(f"{group[n][k]:+.2f}" for k in present) + " |\n" for n in neurons if n in group
+        )
+        group_table = group_head + group_rows
+    else:
+        group_table = "No task has a kind (`--kind TASK=spatial|temporal` gives one).\n"
     return (
-        f"## Test accuracy (%), mean +- std over {n_seeds} seed(s)\n\n{head}{acc_rows}\n"
-        f"## Capability (paper Eq. 7: (Acc - mean) / std over the neuron types of a task)\n\n{head}{cap_rows}"
+        f"## {what} (%), mean +- std over {n_seeds} seed(s)\n\n{note}{head}{acc_rows}\n"
+        f"## Capability (paper Eq. 7: (Acc - mean) / std over the neuron types of a task)\n\n{head}{cap_rows}\n"
+        "## Capability by kind (paper Fig. 8)\n\n"
+        f"The mean of a neuron's Eq. 7 capability over the tasks of each kind. {kind_line}{group_table}"
     )
 
 
 def _figures(out_dir: Path, doc: dict[str, Any]) -> None:
+    """``accuracy.png`` (with the group means of Figs. 6-7), ``capability_per_task.png``, ``capability.png`` (Fig. 8)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     neurons, tasks = doc["neurons"], list(doc["tasks"])
+    scores = doc.get("score") or {}
     x = np.arange(len(tasks))
     width = 0.8 / len(neurons)
+    size = (max(6, 1.6 * len(tasks) * max(1, len(neurons) / 3)), 4)
+    cosine = any(scores.get(t) == "cosine" for t in tasks)
     for name, title, value, err in (
         (
             "accuracy.png",
-            "test accuracy (mean +- std over seeds)",
+            "test score (mean +- std over seeds; cosine score where marked)"
+            if cosine
+            else "test accuracy (mean +- std over seeds)",
             lambda t, n: doc["accuracy_percent"][t][n]["mean"],
             lambda t, n: doc["accuracy_percent"][t][n]["std"],
         ),
-        ("capability.png", "capability (paper Eq. 7, Fig. 8)", lambda t, n: doc["capability"][t][n], None),
+        ("capability_per_task.png", "capability per task (paper Eq. 7)", lambda t, n: doc["capability"][t][n], None),
     ):
-        fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(tasks) * max(1, len(neurons) / 3)), 4))
+        fig, ax = plt.subplots(figsize=size)
         for k, neuron in enumerate(neurons):
             ax.bar(
                 x + (k - (len(neurons) - 1) / 2) * width,
@@ -296,13 +431,35 @@ def _figures(out_dir: Path, doc: dict[str, Any]) -> None:
                 label=neuron,
                 color=plt.cm.tab20(k % 20),
             )
-        ax.set_xticks(x, tasks)
+        labels = [f"{t} (cosine)" if scores.get(t) == "cosine" else t for t in tasks] if err else tasks
+        ax.set_xticks(x, labels)
         ax.set_title(title)
-        ax.set_ylabel("accuracy (%)" if err else "capability")
+        ax.set_ylabel(("score (%)" if cosine else "accuracy (%)") if err else "capability")
         if err:
+            for (label, members), color in zip(GROUPS.items(), ("k", "tab:purple")):
+                if all(m in neurons for m in members):  # the group's mean accuracy over its members, per task
+                    means = [float(np.mean([value(t, m) for m in members])) for t in tasks]
+                    ax.hlines(means, x - 0.45, x + 0.45, colors=color, linestyles="--", lw=1.2, label=label)
             low = min(value(t, n) for t in tasks for n in neurons)
             ax.set_ylim(max(0, low - 10), 100)
         else:
             ax.axhline(0, color="k", lw=0.8)
-        ax.legend(fontsize=8, ncol=min(5, len(neurons)))
+        ax.legend(fontsize=8, ncol=min(6, len(neurons) + (2 if err else 0)), loc="upper center", bbox_to_anchor=(0.5, -0.1))
         save_figure(fig, out_dir / name)
+
+    present = _kinds_present(doc)
+    group = doc.get("group_capability") or {}
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(neurons) * max(1, len(present))), 4))
+    xn = np.arange(len(neurons))
+    for k, kind in enumerate(present):
+        offset = (k - (len(present) - 1) / 2) * (0.8 / len(present))
+        ax.bar(xn + offset, [group[n][kind] for n in neurons], 0.8 / len(present), label=kind, color=("tab:blue", "tab:red")[k])
+    if not present:
+        ax.text(0.5, 0.5, "no task has a kind (--kind TASK=spatial|temporal)", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks(xn, neurons)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_title("spatial and temporal capability (paper Fig. 8)")
+    ax.set_ylabel("mean capability over the tasks of a kind")
+    if present:
+        ax.legend(fontsize=8)
+    save_figure(fig, out_dir / "capability.png")

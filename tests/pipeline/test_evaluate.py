@@ -32,13 +32,15 @@ def test_two_neurons_two_seeds_make_the_table(digits, tmp_path):
     assert mine[0] != mine[1]  # the seeds are different runs
     cap = doc["capability"]["digits"]
     assert cap["2-FS"] == pytest.approx(-cap["2-SDS"]) and abs(cap["2-FS"]) == pytest.approx(1.0)
+    assert doc["kinds"] == {"digits": "spatial"} and doc["score"] == {"digits": "accuracy"}  # Fig. 8: one spatial task
+    assert doc["group_capability"] == {n: {"spatial": cap[n], "temporal": None} for n in ("2-FS", "2-SDS")}
     table = (tmp_path / "table.md").read_text()
     assert "| digits |" in table and f"{acc['2-FS']['mean']:.2f} +- {acc['2-FS']['std']:.2f}" in table
     assert json.loads((tmp_path / "results.json").read_text())["accuracy_percent"] == doc["accuracy_percent"]
     with open(tmp_path / "runs.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 4 and {r["seed"] for r in rows} == {"0", "1"}
-    for fig in ("accuracy.png", "capability.png"):
+    for fig in ("accuracy.png", "capability_per_task.png", "capability.png"):
         assert (tmp_path / fig).read_bytes()[:4] == b"\x89PNG"
 
     again = evaluate([digits], ["2-FS", "2-SDS"], seeds=2, out_dir=tmp_path, progress=False, **SMALL)
