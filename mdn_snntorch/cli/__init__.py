@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mdn_snntorch.cli.train", "train the 3-layer SNN on an HDF5 spike file"),
     "discover": ("mdn_snntorch.cli.discover", "generate meta neurons (learnable theta, MeanShift + KMeans)"),
     "evaluate": ("mdn_snntorch.cli.evaluate", "train every neuron on every task: Table 3 and capability"),
+    "combine": ("mdn_snntorch.cli.combine", "one Table 3 and Fig. 8 from finished evaluations"),
     "validate": ("mdn_snntorch.cli.validate", "cross-check neurons (and a trained net) against Brian2"),
     "demo": ("mdn_snntorch.cli.demo", "the paper's pipeline end to end on embedded data"),
 }

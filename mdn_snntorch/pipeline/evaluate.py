@@ -22,6 +22,9 @@ finished ones are reused, unfinished ones resumed, and ones made with other sett
 ``runs.csv`` and ``runs.json`` (every run's final metrics), ``table.md`` and ``results.json`` (Table 3,
 capabilities per task and per kind), ``accuracy.png`` (Table 3 as bars with the group means of the
 paper's Figs. 6-7), ``capability_per_task.png`` (Eq. 7 per task) and ``capability.png`` (Fig. 8).
+
+:func:`combine` (``mdn combine``) pools the runs of finished evaluations (one task each, say, trained with
+different settings) into one table, capability and Fig. 8 without training anything.
 """
 
 from __future__ import annotations
@@ -345,6 +348,55 @@ def _write_results(
     write_atomic(out_dir / "table.md", markdown_table(doc))
     _figures(out_dir, doc)
     return doc
+
+
+def combine(
+    sources: Sequence[str | Path | tuple[str, str | Path]], out_dir: str | Path, neurons: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Table 3, capabilities and figures in ``out_dir`` from the ``results.json`` of finished evaluations.
+
+    A source is an evaluation folder, or ``(label, folder)`` naming the folder's one task ``label``
+    (to tell apart, say, the same data set with spikes and with analog input). ``neurons``: the neuron
+    types to keep (default: those every source evaluated, in the first source's order). A task's kind
+    and score are the ones its evaluation recorded. ``ValueError`` naming the folder when a source
+    has no results, a task name repeats, or a neuron is missing."""
+    tasks: dict[str, str] = {}
+    kinds: dict[str, str | None] = {}
+    runs: list[dict[str, Any]] = []
+    seeds: set[int] = set()
+    docs = []
+    for source in sources:
+        label, folder = source if isinstance(source, tuple) else (None, source)
+        path = Path(folder) / "results.json"
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{path}: not the results of an evaluation ({err})") from None
+        if label is not None and len(doc["tasks"]) != 1:
+            raise ValueError(f"{path}: a label names one task, but this evaluation has {len(doc['tasks'])}")
+        for task, data in doc["tasks"].items():
+            name = label or task
+            if name in tasks:
+                raise ValueError(f"{path}: task {name!r} is also in an earlier source; give it a label (LABEL=FOLDER)")
+            tasks[name] = data
+            kinds[name] = doc.get("kinds", {}).get(task)
+            runs += [{**r, "task": name} for r in doc["runs"] if r["task"] == task]
+        seeds.update(doc["seeds"])
+        docs.append((path, doc))
+    if not docs:
+        raise ValueError("combine needs at least one evaluation folder")
+    common = [n for n in docs[0][1]["neurons"] if all(n in d["neurons"] for _, d in docs)]
+    for name in neurons or ():
+        missing = [str(p) for p, d in docs if name not in d["neurons"]]
+        if missing:
+            raise ValueError(f"neuron {name!r} is not in the evaluation(s) {', '.join(missing)}")
+    keep = list(neurons) if neurons else common
+    if not keep:
+        raise ValueError("the evaluations share no neuron type")
+    score = "cosine" if any("cosine" in d.get("score", {}).values() for _, d in docs) else "accuracy"
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return _write_results(out_dir, tasks, keep, sorted(seeds), [r for r in runs if r["neuron"] in keep], kinds, score)
 
 
 def _kinds_present(doc: dict[str, Any]) -> list[str]:
