@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The paper's study on the data this machine can reach: NETtalk (the authors' file), spoken digits (espeak-ng,
+# the offline stand-in for TIDigits) and MNIST, then the summary under docs/results/ (collect_results.py).
+#
+#   benchmarks/paper_study.sh NETTALK_MAT MNIST_RAW [WORK]
+#
+# NETTALK_MAT: the authors' nettalk_small.mat; MNIST_RAW: a folder with MNIST/raw/*-ubyte (torchvision layout);
+# WORK (default study_runs): spike files and every training run. Finished runs are reused when it is run again.
+# On the 2-core CPU machine of docs/results/README.md this takes about two hours.
+set -euo pipefail
+MAT=${1:?the authors\' nettalk_small.mat}
+RAW=${2:?a folder holding MNIST/raw}
+WORK=${3:-study_runs}
+MDN=${MDN:-mdn}
+mkdir -p "$WORK"/data "$WORK"/nettalk_variants "$WORK"/spoken "$WORK"/mnist
+D="$WORK/data"
+[ -f "$D/nettalk.h5" ] || $MDN prep nettalk --mat "$MAT" --out "$D/nettalk.h5"
+[ -f "$D/spoken.h5" ] || $MDN prep spoken_digits --out "$D/spoken.h5"
+[ -f "$D/mnist.h5" ] || $MDN prep mnist --root "$RAW" --out "$D/mnist.h5"
+Q="--threads 1 --no-progress"
+
+# NETtalk, Table 3's row: the paper's five neurons x 5 seeds, Table 1 settings; scored both ways
+$MDN evaluate --data "$D/nettalk.h5" --seeds 5 --out "$WORK/nettalk" --score cosine --jobs 2 --no-progress
+# which of the authors' settings moves 2-FS (seed 0)
+T="$MDN train --data $D/nettalk.h5 --recipe nettalk --neuron 2-FS --resume $Q"
+$T --out "$WORK/nettalk_variants/nodecay" --lr-decay 1.0 & $T --out "$WORK/nettalk_variants/undetached" --undetached-reset & wait
+$T --out "$WORK/nettalk_variants/authors80" --epochs 80 --lr-step 50 --lr-decay 0.1 &
+$T --out "$WORK/nettalk_variants/undetached_nodecay" --undetached-reset --lr-decay 1.0 & wait
+
+# spoken digits: temporal meta neurons (paper protocol with spikes and with analog input; the authors' protocol),
+# then the paper's five and the generated neurons, 5 seeds, with spikes and with analog input
+S="$D/spoken.h5"
+$MDN discover --data "$S" --out "$WORK/spoken/sdspk.json" --seeds 3 $Q &
+$MDN discover --data "$S" --out "$WORK/spoken/sdana.json" --seeds 3 --analog $Q & wait
+$MDN discover --data "$S" --out "$WORK/spoken/sdauth.json" --seeds 1 --analog --protocol authors $Q &
+$MDN discover --data "$D/mnist.h5" --out "$WORK/mnist/spatial_paper.json" --seeds 1 --epochs 5 $Q & wait
+LIBS="$WORK/spoken/sdspk.json $WORK/spoken/sdana.json $WORK/spoken/sdauth.json"
+$MDN evaluate --data "$S" --library $LIBS --seeds 5 --out "$WORK/spoken/eval_spikes" --jobs 2 --no-progress
+$MDN evaluate --data "$S" --library $LIBS --seeds 5 --analog --out "$WORK/spoken/eval_analog" --jobs 2 --no-progress
+
+# MNIST: the authors' discovery protocol, the 1st-order neuron with their decay, 2-FS and 1st-order x 5 seeds
+$MDN discover --data "$D/mnist.h5" --out "$WORK/mnist/spatial_authors.json" --seeds 1 --epochs 5 --protocol authors $Q &
+$MDN train --data "$D/mnist.h5" --recipe mnist --neuron 1st-order-0.2 --out "$WORK/mnist/first_order_0.2" --resume $Q & wait
+$MDN evaluate --data "$D/mnist.h5" --neurons 2-FS 1st-order --seeds 5 --out "$WORK/mnist/eval" --jobs 2 --no-progress
+
+# one Table 3 and Fig. 8 over the tasks with all five paper neurons
+$MDN combine "$WORK/nettalk" "spoken_digits (spikes)=$WORK/spoken/eval_spikes" \
+    "spoken_digits (analog)=$WORK/spoken/eval_analog" --neurons 2-FS 2-RS 2-SDS 2-WDS 1st-order --out "$WORK/combined"
+python "$(dirname "$0")/collect_results.py" "$WORK" --out docs/results
