@@ -245,6 +245,7 @@ def run_demo(
         "neurons": neurons,
         "accuracy_percent": evaluation["accuracy_percent"],
         "capability": evaluation["capability"],
+        "group_capability": evaluation["group_capability"],
         "validation_passed": bool(validation["passed"]),
         "validation": {"passed": bool(validation["passed"]), "report": str(work / "validation" / "report.html")},
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
@@ -325,15 +326,19 @@ def _write_report(
 
 def _print_summary(out: Path, summary: dict) -> None:
     tasks = summary["task_names"]
+    groups = summary["group_capability"]
+    kinds = [k for k in ("spatial", "temporal") if any(g.get(k) is not None for g in groups.values())]
     width = max(len(n) for n in summary["neurons"])
-    print(f"\n{'neuron':<{width}}  " + "  ".join(f"{t:>18}" for t in tasks))
+    print(f"\n{'neuron':<{width}}  " + "  ".join(f"{t:>18}" for t in tasks) + "".join(f"  {k:>8}" for k in kinds))
     for neuron in summary["neurons"]:
         cells = []
         for t in tasks:
             cell = summary["accuracy_percent"][t][neuron]
             cells.append(f"{cell['mean']:6.2f} +- {cell['std']:5.2f} ({summary['capability'][t][neuron]:+.1f})")
-        print(f"{neuron:<{width}}  " + "  ".join(f"{c:>18}" for c in cells))
-    print("(test accuracy %, mean +- std over seeds; capability in brackets)")
+        fig8 = "".join(f"  {groups[neuron][k]:>+8.2f}" for k in kinds)
+        print(f"{neuron:<{width}}  " + "  ".join(f"{c:>18}" for c in cells) + fig8)
+    print("(test accuracy %, mean +- std over seeds; capability per task in brackets; then spatial and temporal")
+    print(" capability, paper Fig. 8)")
     print(f"Brian2 validation: {'PASS' if summary['validation_passed'] else 'FAIL'}")
     print(f"Report: {out / 'report.html'} (and report.md)")
 
