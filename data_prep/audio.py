@@ -6,7 +6,9 @@ Band energies (paper §4.1, "30 frames and 30 bands with 50 % overlap"): the who
 into F frames of length L with hop L (1 - overlap), ``L = N / (1 + (F - 1)(1 - overlap))``, so they
 cover all N samples; each frame is Hann-windowed, its power spectrum ``|rfft|^2`` summed by B
 triangular mel filters (0 .. sr/2), and the level ``10 log10(E)`` mapped to [0, 1] against the
-utterance's loudest band: ``p = clip(1 + (dB - max dB) / range_db, 0, 1)``.
+utterance's loudest band: ``p = clip(1 + (dB - max dB) / range_db, 0, 1)``. ``scale="l1"`` instead keeps
+the linear energies and divides each band by its sum over the frames (each band's column sums to 1), as
+the paper authors' code prepares TIDIGITS: small values, large only where a band peaks.
 
 MFCC: 25 ms Hamming frames every 10 ms after pre-emphasis ``x[n] - 0.97 x[n-1]``, 26 mel filters,
 ``log``, DCT-II (orthonormal), the first 13 coefficients (c0 included).
@@ -58,12 +60,24 @@ def mel_filterbank(n_bands: int, n_fft: int, rate: int) -> np.ndarray:
     return np.clip(np.minimum(rise, fall), 0.0, None)
 
 
+#: how band energies become levels in [0, 1] (see the module docstring)
+SCALES = ("db", "l1")
+
+
 def band_energies(
-    signal: np.ndarray, rate: int, n_frames: int = 30, n_bands: int = 30, overlap: float = 0.5, range_db: float = 60.0
+    signal: np.ndarray,
+    rate: int,
+    n_frames: int = 30,
+    n_bands: int = 30,
+    overlap: float = 0.5,
+    range_db: float = 60.0,
+    scale: str = "db",
 ) -> np.ndarray:
     """Normalised band levels in [0, 1], ``[n_frames, n_bands]`` (see the module docstring)."""
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     n = len(signal)
     length = int(n / (1 + (n_frames - 1) * (1 - overlap)))
     if length < 2:
@@ -72,7 +86,11 @@ def band_energies(
     frames = signal[starts[:, None] + np.arange(length)] * np.hanning(length)
     n_fft = 1 << (length - 1).bit_length()
     power = np.abs(np.fft.rfft(frames, n_fft, axis=1)) ** 2
-    level = 10.0 * np.log10(power @ mel_filterbank(n_bands, n_fft, rate).T + 1e-12)
+    energy = power @ mel_filterbank(n_bands, n_fft, rate).T
+    if scale == "l1":
+        total = energy.sum(axis=0)
+        return energy / np.where(total > 0, total, 1.0)
+    level = 10.0 * np.log10(energy + 1e-12)
     return np.clip(1.0 + (level - level.max()) / range_db, 0.0, 1.0)
 
 

@@ -3,8 +3,10 @@
 The words zero..nine are spoken by every synthetic speaker (an espeak-ng voice with a voice variant,
 e.g. ``en-us+f3``) at every speed (words per minute) and pitch (0-99); espeak-ng writes WAV to stdout,
 soundfile reads it, and :func:`data_prep.tidigits.write_utterances` makes the 30 x 30 band levels,
-spikes and stored analog input exactly as for TIDIGITS. The split is by speaker (speaker-independent test set): a fixed
-``test_fraction`` of the speakers, chosen by a permutation that does not depend on ``seed``.
+spikes and stored analog input exactly as for TIDIGITS (``levels="l1"``: the paper authors' linear, per-band
+normalised levels). The split is by speaker (speaker-independent test set): a fixed ``test_fraction`` of the
+speakers, chosen by a permutation that does not depend on ``seed``; ``split="random"`` instead holds out a
+fixed random part of all utterances, as the authors split TIDIGITS.
 
 Needs Debian's ``espeak-ng`` (``sudo apt-get install espeak-ng``).
 """
@@ -32,6 +34,8 @@ VARIANTS = ("m1", "m3", "f1", "f3")
 SPEEDS = (140, 180)
 PITCHES = (35, 65)
 TEST_FRACTION = 0.25
+#: how the test set is chosen: held-out speakers, or a random part of all utterances
+SPLITS = ("speaker", "random")
 
 
 def synthesise(espeak: str, speaker: str, speed: int, pitch: int, word: str) -> tuple[np.ndarray, int]:
@@ -68,6 +72,8 @@ def convert(
     pitches: Sequence[int] = PITCHES,
     test_fraction: float = TEST_FRACTION,
     espeak: str = "espeak-ng",
+    levels: str = "db",
+    split: str = "speaker",
 ) -> Path:
     """Write the spoken-digits spike file ``out`` (10 words x speakers x speeds x pitches utterances)."""
     exe = shutil.which(espeak)
@@ -76,20 +82,36 @@ def convert(
             f"{espeak} not found: spoken_digits synthesises speech with espeak-ng; "
             "install it with `sudo apt-get install espeak-ng`"
         )
+    if split not in SPLITS:
+        raise PrepError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     speakers = [f"{v}+{variant}" for v, variant in itertools.product(voices, variants)]
-    splits = {
-        split: [
+
+    def utterances(names: Sequence[str]) -> list[Utterance]:
+        return [
             Utterance(functools.partial(synthesise, exe, speaker, int(speed), int(pitch), word), label)
             for speaker, speed, pitch, (label, word) in itertools.product(names, speeds, pitches, enumerate(DIGITS))
         ]
-        for split, names in speaker_split(speakers, test_fraction).items()
-    }
+
+    if split == "speaker":
+        splits = {name: utterances(names) for name, names in speaker_split(speakers, test_fraction).items()}
+    else:
+        splits = random_split(utterances(speakers), test_fraction)
     return write_utterances(
         out, splits, dataset="spoken_digits", class_names=DIGITS, time_steps=time_steps, seed=seed, force=force,
-        sequential=sequential,
+        sequential=sequential, levels=levels,
         source=f"espeak-ng voices {','.join(speakers)}; speeds {list(speeds)} wpm; pitches {list(pitches)}; "
-        f"test speakers fraction {test_fraction}",
+        f"test fraction {test_fraction} of the {'speakers' if split == 'speaker' else 'utterances (random split)'}",
     )  # fmt: skip
+
+
+def random_split(items: Sequence[Utterance], test_fraction: float) -> dict[str, list[Utterance]]:
+    """A fixed random split of the utterances themselves (the test speakers are also heard in training), as
+    the paper authors split TIDIGITS; the permutation does not depend on ``seed``."""
+    if not 0.0 < test_fraction < 1.0 or len(items) < 2:
+        raise PrepError(f"need test_fraction in (0, 1) and at least 2 utterances, got {test_fraction} and {len(items)}")
+    n_test = min(len(items) - 1, max(1, round(test_fraction * len(items))))
+    order = np.random.default_rng(0).permutation(len(items))
+    return {"train": [items[i] for i in sorted(order[n_test:])], "test": [items[i] for i in sorted(order[:n_test])]}
 
 
 def _list(kind: type) -> Callable[[str], tuple]:
@@ -115,6 +137,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fraction of speakers held out (default: %(default)s)",
     )
     parser.add_argument("--espeak", default="espeak-ng", help="the espeak-ng executable (default: %(default)s)")
+    parser.add_argument(
+        "--levels", choices=audio.SCALES, default="db",
+        help="band levels: db, or l1 (linear, each band divided by its sum over the frames, as the authors' code)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--split", choices=SPLITS, default="speaker",
+        help="test set: held-out speakers (default) or a random part of all utterances (as the authors split TIDIGITS)",
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -101,8 +101,12 @@ def write_utterances(
     source: str,
     n_frames: int = N_FRAMES,
     n_bands: int = N_BANDS,
+    levels: str = "db",
 ) -> Path:
-    """The TIDIGITS audio path: utterances -> band levels -> Bernoulli spikes -> spike file ``out``."""
+    """The TIDIGITS audio path: utterances -> band levels -> Bernoulli spikes -> spike file ``out``.
+    ``levels``: ``"db"`` or the authors' ``"l1"`` (:func:`data_prep.audio.band_energies` ``scale``)."""
+    if levels not in audio.SCALES:
+        raise PrepError(f"levels must be one of {', '.join(audio.SCALES)}, got {levels!r}")
     time_steps = positive_int("time_steps", time_steps)
     n_frames, n_bands = positive_int("n_frames", n_frames), positive_int("n_bands", n_bands)
     if sequential and time_steps % n_frames:
@@ -110,6 +114,8 @@ def write_utterances(
             f"time_steps={time_steps} must be a multiple of n_frames={n_frames} (one frame per step, or k steps per frame)"
         )
     params = {"frames": n_frames, "bands": n_bands, "overlap": OVERLAP, "range_db": RANGE_DB, "filters": "mel triangular 0..sr/2"}
+    if levels == "l1":  # linear energies, each band divided by its sum over the frames
+        params = {**{k: v for k, v in params.items() if k != "range_db"}, "levels": "l1"}
     if sequential:
         encoding, shape, params = "frames-bernoulli", (n_bands,), {**params, "steps_per_frame": time_steps // n_frames}
     else:
@@ -120,20 +126,20 @@ def write_utterances(
     )  # fmt: skip
 
     def load(items: list[Utterance], start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        levels = np.stack([audio.band_energies(*u.read(), n_frames, n_bands, OVERLAP, RANGE_DB) for u in items[start:stop]])
-        return levels, np.array([u.label for u in items[start:stop]], dtype=np.int64)
+        values = [audio.band_energies(*u.read(), n_frames, n_bands, OVERLAP, RANGE_DB, scale=levels) for u in items[start:stop]]
+        return np.stack(values), np.array([u.label for u in items[start:stop]], dtype=np.int64)
 
-    def probabilities(levels: np.ndarray) -> np.ndarray:
+    def probabilities(values: np.ndarray) -> np.ndarray:
         """The spike probabilities: ``[n, T, B]`` (one frame per step) or ``[n, F * B]`` (every step)."""
         if sequential:
-            return encode.repeat_steps(levels, time_steps // n_frames)
-        return levels.reshape(len(levels), -1)
+            return encode.repeat_steps(values, time_steps // n_frames)
+        return values.reshape(len(values), -1)
 
-    def encoder(levels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return encode.bernoulli(probabilities(levels), time_steps, rng)
+    def encoder(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return encode.bernoulli(probabilities(values), time_steps, rng)
 
-    def analog(levels: np.ndarray) -> np.ndarray:
-        return encode.analog_levels(probabilities(levels), time_steps)
+    def analog(values: np.ndarray) -> np.ndarray:
+        return encode.analog_levels(probabilities(values), time_steps)
 
     with SpikeFileWriter(out, meta, force=force, analog_levels=encode.ANALOG_LEVELS) as writer:
         for split, items in splits.items():
@@ -151,13 +157,14 @@ def convert(
     sequential: bool = True,
     oh: str = "drop",
     groups: Sequence[str] = GROUPS,
+    levels: str = "db",
 ) -> Path:
     """Write the TIDIGITS spike file ``out`` from the tree at ``root`` (see the module docstring)."""
     root = Path(root)
     splits = find_isolated_digits(root, groups, oh)
     return write_utterances(
         out, splits, dataset="tidigits", class_names=DIGITS + (("oh",) if oh == "class" else ()), time_steps=time_steps,
-        seed=seed, force=force, sequential=sequential,
+        seed=seed, force=force, sequential=sequential, levels=levels,
         source=f"TIDIGITS isolated digits under {str(root)!r} (groups {','.join(groups)}, oh={oh})",
     )  # fmt: skip
 
@@ -172,6 +179,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--non-sequential", dest="sequential", action="store_false",
                         help="the whole 900-value spectrogram at every step instead of one frame per step")  # fmt: skip
+    parser.add_argument(
+        "--levels", choices=audio.SCALES, default="db",
+        help="band levels: db (log energy against the loudest band, 60 dB range) or l1 (linear energy, each band "
+        "divided by its sum over the frames, as the paper authors' code)",
+    )  # fmt: skip
     parser.add_argument(
         "--oh", choices=OH_CHOICES, default="drop", help="the word 'oh': drop it, count it as zero, or an 11th class"
     )
