@@ -112,6 +112,9 @@ def main(argv=None) -> int:
                 shutil.copyfile(fig, args.out / "discovery" / f"{name}{suffix}")
     if summaries:
         atomic_write(args.out / "discovery" / "summary.json", json.dumps(summaries, indent=1) + "\n")
+    for doc in sorted((args.work / "published").glob("*.json")):  # benchmarks/published_candidates.py
+        (args.out / "discovery").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(doc, args.out / "discovery" / f"published_{doc.name}")
     rows = []
     for label, sub in SINGLE_RUNS.items():
         src = args.work / sub

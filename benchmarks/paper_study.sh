@@ -34,6 +34,10 @@ $MDN discover --data "$S" --out "$WORK/spoken/sdspk.json" --seeds 3 $Q &
 $MDN discover --data "$S" --out "$WORK/spoken/sdana.json" --seeds 3 --analog $Q & wait
 $MDN discover --data "$S" --out "$WORK/spoken/sdauth.json" --seeds 1 --analog --protocol authors $Q &
 $MDN discover --data "$D/mnist.h5" --out "$WORK/mnist/spatial_paper.json" --seeds 1 --epochs 5 $Q & wait
+# the filters on the authors' published candidates (Table 2's origin)
+python "$(dirname "$0")/published_candidates.py" --data "$D/mnist.h5" --kind spatial --out "$WORK/published"
+python "$(dirname "$0")/published_candidates.py" --data "$S" --kind temporal --out "$WORK/published" --accuracy-epochs 5 --analog
+python "$(dirname "$0")/published_candidates.py" --data "$S" --kind temporal --out "$WORK/published" --accuracy-epochs 0
 LIBS="$WORK/spoken/sdspk.json $WORK/spoken/sdana.json $WORK/spoken/sdauth.json"
 $MDN evaluate --data "$S" --library $LIBS --seeds 5 --out "$WORK/spoken/eval_spikes" --jobs 2 --no-progress
 $MDN evaluate --data "$S" --library $LIBS --seeds 5 --analog --out "$WORK/spoken/eval_analog" --jobs 2 --no-progress

@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", required=True, help="the source task's spike file")
     parser.add_argument("--kind", choices=list(PAPER_CENTRES), required=True)
     parser.add_argument("--out", type=Path, required=True, help="folder for the accuracy runs and <kind>.json")
-    parser.add_argument("--accuracy-epochs", type=int, default=1)
+    parser.add_argument("--accuracy-epochs", type=int, default=1, help="0: no accuracy criterion")
     parser.add_argument("--min-accuracy", type=float, default=MIN_ACCURACY)
     parser.add_argument("--analog", action="store_true", help="train on the file's analog values")
     parser.add_argument("--threads", type=int, default=1)
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     cd = Clustering(np.tile(np.arange(n_cd), n_ab), np.array(centres["cd"]), 0.0, np.ones(2))
     settings = recipes.settings(recipes.canonical(dataset_name(args.data)) or "mnist")
     settings.update(threads=args.threads, progress=False, analog=args.analog)
-    accuracy = candidate_accuracy(args.data, args.out / "runs", args.accuracy_epochs, settings)
+    accuracy = candidate_accuracy(args.data, args.out / "runs", args.accuracy_epochs, settings) if args.accuracy_epochs else None
     kept, records, _ = select_candidates(
         ab, cd, f"published-{args.kind}", min_support=1, accuracy=accuracy, min_accuracy=args.min_accuracy
     )
@@ -59,7 +59,8 @@ def main(argv=None) -> int:
               f"{r.get('name') or r.get('reason')}")  # fmt: skip
     doc = {"kind": args.kind, "data": args.data, "accuracy_epochs": args.accuracy_epochs, "analog": args.analog,
            "min_accuracy": args.min_accuracy, "kept": len(kept), "candidates": records}  # fmt: skip
-    atomic_write(args.out / f"{args.kind}.json", json.dumps(doc, indent=1) + "\n")
+    suffix = "" if args.accuracy_epochs else "_dynamics_only"
+    atomic_write(args.out / f"{args.kind}{suffix}.json", json.dumps(doc, indent=1) + "\n")
     print(f"kept {len(kept)} of {len(records)} (the paper kept 2)")
     return 0
 
