@@ -23,6 +23,10 @@ EVALUATIONS = {
     "nettalk": "nettalk",
     "spoken_digits_spikes": "spoken/eval_spikes",
     "spoken_digits_analog": "spoken/eval_analog",
+    "spoken_digits_l1_analog": "spoken/eval_l1_analog",
+    "spoken_digits_l1_random_split_analog": "spoken/eval_l1rand_analog",
+    "spoken_digits_l1_random_split_t90_analog": "spoken/eval_l1rand_t90_analog",
+    "nettalk_80_epochs": "nettalk80",
     "mnist": "mnist/eval",
     "combined": "combined",
 }
@@ -34,6 +38,8 @@ DISCOVERIES = {
     "spoken_spikes_paper": "spoken/sdspk.json",
     "spoken_analog_paper": "spoken/sdana.json",
     "spoken_analog_authors": "spoken/sdauth.json",
+    "mnist_theta_per_row_only": "mnist/spatial_rows.json",
+    "mnist_undetached_only": "mnist/spatial_undetached.json",
 }
 SINGLE_RUNS = {
     "nettalk 2-FS, Table 1 (decay 0.9 per epoch)": "nettalk/runs/nettalk/2-FS/seed0",

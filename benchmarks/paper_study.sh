@@ -21,6 +21,7 @@ Q="--threads 1 --no-progress"
 
 # NETtalk, Table 3's row: the paper's five neurons x 5 seeds, Table 1 settings; scored both ways
 $MDN evaluate --data "$D/nettalk.h5" --seeds 5 --out "$WORK/nettalk" --score cosine --jobs 2 --no-progress
+python "$(dirname "$0")/nettalk_subset.py" "$D/nettalk.h5" --evaluation "$WORK/nettalk"
 # which of the authors' settings moves 2-FS (seed 0)
 T="$MDN train --data $D/nettalk.h5 --recipe nettalk --neuron 2-FS --resume $Q"
 $T --out "$WORK/nettalk_variants/nodecay" --lr-decay 1.0 & $T --out "$WORK/nettalk_variants/undetached" --undetached-reset & wait
@@ -39,15 +40,36 @@ python "$(dirname "$0")/published_candidates.py" --data "$D/mnist.h5" --kind spa
 python "$(dirname "$0")/published_candidates.py" --data "$S" --kind temporal --out "$WORK/published" --accuracy-epochs 5 --analog
 python "$(dirname "$0")/published_candidates.py" --data "$S" --kind temporal --out "$WORK/published" --accuracy-epochs 0
 LIBS="$WORK/spoken/sdspk.json $WORK/spoken/sdana.json $WORK/spoken/sdauth.json"
-$MDN evaluate --data "$S" --library $LIBS --seeds 5 --out "$WORK/spoken/eval_spikes" --jobs 2 --no-progress
-$MDN evaluate --data "$S" --library $LIBS --seeds 5 --analog --out "$WORK/spoken/eval_analog" --jobs 2 --no-progress
+N="2-FS 2-RS 2-SDS 2-WDS 1st-order 1st-order-0.2 sdspk-1 sdana-1 sdauth-1"
+$MDN evaluate --data "$S" --library $LIBS --neurons $N --seeds 5 --out "$WORK/spoken/eval_spikes" --jobs 2 --no-progress
+$MDN evaluate --data "$S" --library $LIBS --neurons $N --seeds 5 --analog --out "$WORK/spoken/eval_analog" --jobs 2 --no-progress
+# which difference from the authors' TIDIGITS setting matters: their features (linear, per band), their
+# random split, their T
+[ -f "$D/spoken_l1.h5" ] || $MDN prep spoken_digits --levels l1 --out "$D/spoken_l1.h5"
+[ -f "$D/spoken_l1_rand.h5" ] || $MDN prep spoken_digits --levels l1 --split random --test-fraction 0.3 --out "$D/spoken_l1_rand.h5"
+[ -f "$D/spoken_l1_rand_t90.h5" ] || $MDN prep spoken_digits --levels l1 --split random --test-fraction 0.3 \
+    --time-steps 90 --out "$D/spoken_l1_rand_t90.h5"
+$MDN evaluate --data "$D/spoken_l1.h5" --seeds 5 --analog --out "$WORK/spoken/eval_l1_analog" --jobs 2 --no-progress
+$MDN evaluate --data "$D/spoken_l1_rand.h5" --seeds 5 --analog --out "$WORK/spoken/eval_l1rand_analog" --jobs 2 --no-progress
+$MDN evaluate --data "$D/spoken_l1_rand_t90.h5" --seeds 3 --analog --out "$WORK/spoken/eval_l1rand_t90_analog" --jobs 2 --no-progress
 
 # MNIST: the authors' discovery protocol, the 1st-order neuron with their decay, 2-FS and 1st-order x 5 seeds
 $MDN discover --data "$D/mnist.h5" --out "$WORK/mnist/spatial_authors.json" --seeds 1 --epochs 5 --protocol authors $Q &
 $MDN train --data "$D/mnist.h5" --recipe mnist --neuron 1st-order-0.2 --out "$WORK/mnist/first_order_0.2" --resume $Q & wait
 $MDN evaluate --data "$D/mnist.h5" --neurons 2-FS 1st-order --seeds 5 --out "$WORK/mnist/eval" --jobs 2 --no-progress
+# which half of the authors' protocol moves theta: theta per batch row, or the undetached reset (3 epochs)
+$MDN discover --data "$D/mnist.h5" --out "$WORK/mnist/spatial_rows.json" --epochs 3 --theta-per-row --space raw \
+    --quantile 0.5 --accuracy-epochs 0 $Q &
+$MDN discover --data "$D/mnist.h5" --out "$WORK/mnist/spatial_undetached.json" --epochs 3 --undetached-reset \
+    --accuracy-epochs 0 $Q & wait
+# NETtalk with the authors' schedule, one seed per neuron
+$MDN evaluate --data "$D/nettalk.h5" --seeds 1 --epochs 80 --lr-step 50 --lr-decay 0.1 --score cosine \
+    --out "$WORK/nettalk80" --jobs 2 --no-progress
+python "$(dirname "$0")/nettalk_subset.py" "$D/nettalk.h5" --evaluation "$WORK/nettalk80"
 
-# one Table 3 and Fig. 8 over the tasks with all five paper neurons
-$MDN combine "$WORK/nettalk" "spoken_digits (spikes)=$WORK/spoken/eval_spikes" \
-    "spoken_digits (analog)=$WORK/spoken/eval_analog" --neurons 2-FS 2-RS 2-SDS 2-WDS 1st-order --out "$WORK/combined"
+# one Table 3 and Fig. 8 over the tasks with all five paper neurons: NETtalk, the demo's digits and
+# digits_rows, spoken digits with the authors' analog input
+$MDN demo --out "$WORK/demo"
+$MDN combine "$WORK/nettalk" "$WORK/demo/full/evaluation" "spoken_digits (analog)=$WORK/spoken/eval_analog" \
+    --neurons 2-FS 2-RS 2-SDS 2-WDS 1st-order --out "$WORK/combined"
 python "$(dirname "$0")/collect_results.py" "$WORK" --out docs/results
