@@ -30,7 +30,7 @@ EVALUATIONS = {
     "mnist": "mnist/eval",
     "combined": "combined",
 }
-EVALUATION_FILES = ("table.md", "results.json", "runs.csv")
+EVALUATION_FILES = ("table.md", "results.json", "runs.csv", "subset.txt")
 FIGURES = ("accuracy.png", "capability.png", "capability_per_task.png")
 DISCOVERIES = {
     "mnist_paper": "mnist/spatial_paper.json",
@@ -41,6 +41,8 @@ DISCOVERIES = {
     "mnist_theta_per_row_only": "mnist/spatial_rows.json",
     "mnist_undetached_only": "mnist/spatial_undetached.json",
 }
+#: the discoveries whose Fig. 3 is kept (the others are in summary.json only)
+FIGURE_DISCOVERIES = ("mnist_paper", "mnist_authors", "spoken_analog_paper", "spoken_analog_authors")
 SINGLE_RUNS = {
     "nettalk 2-FS, Table 1 (decay 0.9 per epoch)": "nettalk/runs/nettalk/2-FS/seed0",
     "nettalk 2-FS, no decay": "nettalk_variants/nodecay",
@@ -111,7 +113,7 @@ def main(argv=None) -> int:
             missing.append(str(src))
             continue
         summaries[name] = discovery_summary(src)
-        for suffix in ("_fig3.png", "_fig4.png"):
+        for suffix in ("_fig3.png",) if name in FIGURE_DISCOVERIES else ():
             fig = src.with_name(src.stem + suffix)
             if fig.exists():
                 (args.out / "discovery").mkdir(parents=True, exist_ok=True)
@@ -128,6 +130,9 @@ def main(argv=None) -> int:
             missing.append(str(src))
             continue
         rows.append({"run": label, **run_summary(src)})
+    variants = args.work / "nettalk_variants" / "subset.txt"
+    if variants.exists():
+        shutil.copyfile(variants, args.out / "nettalk_variants_subset.txt")
     if rows:
         buf = io.StringIO()
         fields = list(dict.fromkeys(k for r in rows for k in r))

@@ -21,12 +21,14 @@ Q="--threads 1 --no-progress"
 
 # NETtalk, Table 3's row: the paper's five neurons x 5 seeds, Table 1 settings; scored both ways
 $MDN evaluate --data "$D/nettalk.h5" --seeds 5 --out "$WORK/nettalk" --score cosine --jobs 2 --no-progress
-python "$(dirname "$0")/nettalk_subset.py" "$D/nettalk.h5" --evaluation "$WORK/nettalk"
+python "$(dirname "$0")/nettalk_subset.py" "$D/nettalk.h5" --evaluation "$WORK/nettalk" | tee "$WORK/nettalk/subset.txt"
 # which of the authors' settings moves 2-FS (seed 0)
 T="$MDN train --data $D/nettalk.h5 --recipe nettalk --neuron 2-FS --resume $Q"
 $T --out "$WORK/nettalk_variants/nodecay" --lr-decay 1.0 & $T --out "$WORK/nettalk_variants/undetached" --undetached-reset & wait
 $T --out "$WORK/nettalk_variants/authors80" --epochs 80 --lr-step 50 --lr-decay 0.1 &
 $T --out "$WORK/nettalk_variants/undetached_nodecay" --undetached-reset --lr-decay 1.0 & wait
+python "$(dirname "$0")/nettalk_subset.py" "$D/nettalk.h5" "$WORK/nettalk/runs/nettalk/2-FS/seed0" \
+    "$WORK"/nettalk_variants/{nodecay,undetached,undetached_nodecay,authors80} | tee "$WORK/nettalk_variants/subset.txt"
 
 # spoken digits: temporal meta neurons (paper protocol with spikes and with analog input; the authors' protocol),
 # then the paper's five and the generated neurons, 5 seeds, with spikes and with analog input
@@ -65,7 +67,7 @@ $MDN discover --data "$D/mnist.h5" --out "$WORK/mnist/spatial_undetached.json" -
 # NETtalk with the authors' schedule, one seed per neuron
 $MDN evaluate --data "$D/nettalk.h5" --seeds 1 --epochs 80 --lr-step 50 --lr-decay 0.1 --score cosine \
     --out "$WORK/nettalk80" --jobs 2 --no-progress
-python "$(dirname "$0")/nettalk_subset.py" "$D/nettalk.h5" --evaluation "$WORK/nettalk80"
+python "$(dirname "$0")/nettalk_subset.py" "$D/nettalk.h5" --evaluation "$WORK/nettalk80" | tee "$WORK/nettalk80/subset.txt"
 
 # one Table 3 and Fig. 8 over the tasks with all five paper neurons: NETtalk, the demo's digits and
 # digits_rows, spoken digits with the authors' analog input
