@@ -64,8 +64,8 @@ $MDN discover --data "$D/mnist.h5" --out "$WORK/mnist/spatial_rows.json" --epoch
     --quantile 0.5 --accuracy-epochs 0 $Q &
 $MDN discover --data "$D/mnist.h5" --out "$WORK/mnist/spatial_undetached.json" --epochs 3 --undetached-reset \
     --accuracy-epochs 0 $Q & wait
-# NETtalk with the authors' schedule, one seed per neuron
-$MDN evaluate --data "$D/nettalk.h5" --seeds 1 --epochs 80 --lr-step 50 --lr-decay 0.1 --score cosine \
+# NETtalk with the authors' schedule, 5 seeds
+$MDN evaluate --data "$D/nettalk.h5" --seeds 5 --epochs 80 --lr-step 50 --lr-decay 0.1 --score cosine \
     --out "$WORK/nettalk80" --jobs 2 --no-progress
 python "$(dirname "$0")/nettalk_subset.py" "$D/nettalk.h5" --evaluation "$WORK/nettalk80" | tee "$WORK/nettalk80/subset.txt"
 
