@@ -257,44 +257,41 @@ def convert(
         path = uci_file(Path(root), download)
         words, source = read_uci(path), f"UCI Connectionist Bench (Nettalk Corpus) file {str(path)!r}"
     chosen = choose_words(words, train_words, test_words)
-    meta = make_meta(
-        dataset="nettalk",
-        encoding="one-hot-bernoulli",
-        encoding_params={"window": WINDOW, "symbols": LETTERS, "per_step": "Bernoulli(one-hot) = the window at every step"},
-        time_steps=time_steps,
-        input_shape=(WINDOW, len(LETTERS)),
-        class_names=unit_names(),
-        seed=seed,
-        source=f"{source}; {train_words} train / {test_words} test words (split seed {SPLIT_SEED})",
-        target_kind="targets",
-        variant="cmudict" if cmudict else "uci",
-    )
-    with SpikeFileWriter(out, meta, force=force, codes=all_codes()) as writer:
-        for split, split_words in chosen.items():
-            x, y = letter_windows(split_words)
-            write_split(
-                writer, split, len(y), lambda a, b, x=x, y=y: (x[a:b], y[a:b]),
-                lambda w, rng: encode.bernoulli(w.reshape(len(w), -1), time_steps, rng), seed=seed, n_targets=y.shape[1],
-            )  # fmt: skip
-    return writer.out
+    splits = {split: letter_windows(split_words) for split, split_words in chosen.items()}
+    return _write(
+        out, {split: (x.reshape(len(x), -1), y) for split, (x, y) in splits.items()}, all_codes(), unit_names(),
+        f"{source}; {train_words} train / {test_words} test words (split seed {SPLIT_SEED})",
+        "cmudict" if cmudict else "uci", time_steps, seed, force,
+    )  # fmt: skip
 
 
 def _convert_mat(out, mat: Path, time_steps: int, seed: int, force: bool) -> Path:
     """The spike file of the authors' MATLAB file: their samples and split as they are."""
     splits = read_mat(mat)
     codes = np.unique(np.concatenate([y for _, y in splits.values()]), axis=0)
+    source = (
+        f"the paper authors' nettalk_small.mat {str(mat)!r}: {len(splits['train'][1])} train / "
+        f"{len(splits['test'][1])} test samples in their split"
+    )
+    names = [f"bit{k}" for k in range(codes.shape[1])]
+    return _write(out, splits, codes, names, source, "authors-mat", time_steps, seed, force)
+
+
+def _write(out, splits: dict[str, tuple[np.ndarray, np.ndarray]], codes: np.ndarray, class_names: list[str], source: str,
+           variant: str, time_steps: int, seed: int, force: bool) -> Path:  # fmt: skip
+    """The NETtalk spike file: windows ``x [n, 189]`` and bit targets ``y [n, 26]`` per split, the window
+    present at every step."""
     meta = make_meta(
         dataset="nettalk",
         encoding="one-hot-bernoulli",
         encoding_params={"window": WINDOW, "symbols": LETTERS, "per_step": "Bernoulli(one-hot) = the window at every step"},
         time_steps=time_steps,
         input_shape=(WINDOW, len(LETTERS)),
-        class_names=[f"bit{k}" for k in range(codes.shape[1])],
+        class_names=class_names,
         seed=seed,
-        source=f"the paper authors' nettalk_small.mat {str(mat)!r}: {len(splits['train'][1])} train / "
-        f"{len(splits['test'][1])} test samples in their split",
+        source=source,
         target_kind="targets",
-        variant="authors-mat",
+        variant=variant,
     )
     with SpikeFileWriter(out, meta, force=force, codes=codes) as writer:
         for split, (x, y) in splits.items():
