@@ -97,8 +97,8 @@ def sources(src_dir: Path = SOURCE_DIR) -> dict[str, str]:
     return {p.name: p.read_text() for p in sorted(src_dir.iterdir()) if p.suffix in (".c", ".h")}
 
 
-def cache_path(cc: str, flags: tuple[str, ...], src_dir: Path = SOURCE_DIR) -> Path:
-    """Where the library built from ``src_dir`` by ``cc`` with ``flags`` is cached: ``mdn_cpu_<key>.so``, the key
+def cache_path(cc: str, flags: tuple[str, ...], src_dir: Path = SOURCE_DIR, stem: str = "mdn_cpu") -> Path:
+    """Where the library built from ``src_dir`` by ``cc`` with ``flags`` is cached: ``<stem>_<key>.so``, the key
     a hash of every source file of ``src_dir`` (name and text), the compiler and its version, the flags and
     the CPU, so any change of these builds a new library."""
     try:
@@ -107,7 +107,7 @@ def cache_path(cc: str, flags: tuple[str, ...], src_dir: Path = SOURCE_DIR) -> P
         version = ""
     text = "\0".join(f"{name}\0{body}" for name, body in sources(src_dir).items())
     key = hashlib.sha256("\0".join([text, cc, version, *flags, platform.machine(), _cpu_flags()]).encode()).hexdigest()[:16]
-    return cache_dir() / f"mdn_cpu_{key}.so"
+    return cache_dir() / f"{stem}_{key}.so"
 
 
 def intact(path: Path) -> bool:
@@ -133,19 +133,23 @@ def seal(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _build(cc: str, flags: tuple[str, ...], src_dir: Path = SOURCE_DIR, *, rebuild: bool = False) -> Path:
-    """Compile ``src_dir / SOURCE`` with ``flags``, or reuse the cached build when it is :func:`intact`
-    (``rebuild``: compile anyway); returns the library's path (:func:`cache_path`).
+def _build(
+    cc: str, flags: tuple[str, ...], src_dir: Path = SOURCE_DIR, *, source: str = SOURCE, stem: str = "mdn_cpu",
+    rebuild: bool = False,
+) -> Path:  # fmt: skip
+    """Compile ``src_dir / source`` with ``flags``, or reuse the cached build when it is :func:`intact`
+    (``rebuild``: compile anyway); returns the library's path (:func:`cache_path` with ``stem``). The
+    event-driven Linear layer's kernels (:mod:`mdn_snntorch.sparse.c_kernels`) are built here too.
 
     The build goes to a temporary file, is sealed and fsynced, then renamed over the cached name (atomic:
     concurrent builders all end with one complete file; a crash leaves no partial one under that name)."""
-    out = cache_path(cc, flags, src_dir)
+    out = cache_path(cc, flags, src_dir, stem)
     if not rebuild and intact(out):
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        lib = Path(tmp) / "mdn_cpu.so"
-        command = [cc, *flags, str(src_dir / SOURCE), "-o", str(lib)]  # its #include finds the header beside it
+        lib = Path(tmp) / f"{stem}.so"
+        command = [cc, *flags, str(src_dir / source), "-o", str(lib)]  # its #include finds the header beside it
         subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
         seal(lib)
         os.replace(lib, out)
@@ -153,27 +157,29 @@ def _build(cc: str, flags: tuple[str, ...], src_dir: Path = SOURCE_DIR, *, rebui
     return out
 
 
-def _open(path: Path) -> ctypes.CDLL:
+def _open(path: Path, declare) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
-    _declare(lib)
+    declare(lib)
     return lib
 
 
-def _load(cc: str) -> ctypes.CDLL:
-    """Build with OpenMP, else without (or take the intact cached build); load and declare the library.
-    A library that fails to load is rebuilt once; if that one fails too, the error says so."""
-    flags = CFLAGS + OPENMP
+def _load(cc: str, *, cflags: tuple[str, ...] = CFLAGS, openmp: tuple[str, ...] = OPENMP, declare=None, **where) -> ctypes.CDLL:
+    """Build with OpenMP, else without (or take the intact cached build); load and declare the library
+    (``declare``, default this module's). A library that fails to load is rebuilt once; if that one fails
+    too, the error says so. ``where``: :func:`_build`'s ``src_dir``, ``source`` and ``stem``."""
+    declare = declare or _declare
+    flags = cflags + openmp
     try:
-        path = _build(cc, flags)
+        path = _build(cc, flags, **where)
     except subprocess.SubprocessError:
-        flags = CFLAGS
-        path = _build(cc, flags)
+        flags = cflags
+        path = _build(cc, flags, **where)
     try:
-        return _open(path)
+        return _open(path, declare)
     except (OSError, AttributeError):
-        path = _build(cc, flags, rebuild=True)
+        path = _build(cc, flags, rebuild=True, **where)
     try:
-        return _open(path)
+        return _open(path, declare)
     except (OSError, AttributeError) as err:
         raise _LoadError(f"loading {path} failed even after rebuilding it: {err}") from err
 

@@ -20,18 +20,14 @@ layer then runs ``nn.Linear``'s dense product.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import platform
 import subprocess
-import tempfile
 import threading
 import warnings
 from pathlib import Path
 
 import torch
 
-from mdn_snntorch.atomic import fsync_dir
 from mdn_snntorch.fused import c_kernels as fused_c
 
 Tensor = torch.Tensor
@@ -40,6 +36,7 @@ _SUFFIX = {torch.float32: "_f32", torch.float64: "_f64"}
 DTYPES = tuple(_SUFFIX)
 SOURCE_DIR = Path(__file__).with_name("c")
 SOURCE = "spike_linear.c"
+STEM = "spike_linear"
 #: -ffp-contract=off: a product and a sum round separately, as in PyTorch's eager ops
 CFLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared")
 #: tried first; without OpenMP the kernels run on one thread
@@ -57,37 +54,18 @@ _state: dict[str, object] = {}
 
 def sources(src_dir: Path = SOURCE_DIR) -> dict[str, str]:
     """The C sources, every ``.c`` and ``.h`` file of ``src_dir``, by file name."""
-    return {p.name: p.read_text() for p in sorted(src_dir.iterdir()) if p.suffix in (".c", ".h")}
+    return fused_c.sources(src_dir)
 
 
 def cache_path(cc: str, flags: tuple[str, ...], src_dir: Path = SOURCE_DIR) -> Path:
-    """``spike_linear_<key>.so`` in the cache folder, the key a hash of the sources, compiler, flags and CPU."""
-    try:
-        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        version = ""
-    text = "\0".join(f"{name}\0{body}" for name, body in sources(src_dir).items())
-    parts = [text, cc, version, *flags, platform.machine(), fused_c._cpu_flags()]
-    return fused_c.cache_dir() / f"spike_linear_{hashlib.sha256(chr(0).join(parts).encode()).hexdigest()[:16]}.so"
+    """``spike_linear_<key>.so`` in the kernel cache (:func:`mdn_snntorch.fused.c_kernels.cache_path`)."""
+    return fused_c.cache_path(cc, flags, src_dir, STEM)
 
 
 def _build(cc: str, flags: tuple[str, ...], src_dir: Path = SOURCE_DIR) -> Path:
-    """Compile (or reuse the cached build) and return the library's path; the build is sealed (see
-    :func:`mdn_snntorch.fused.c_kernels.intact`) and renamed into place (atomic: concurrent builders all end
-    with one complete file). A cached file that is not intact (empty, truncated, foreign) is rebuilt."""
-    out = cache_path(cc, flags, src_dir)
-    if fused_c.intact(out):
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        lib = Path(tmp) / "spike_linear.so"
-        subprocess.run(
-            [cc, *flags, str(src_dir / SOURCE), "-o", str(lib)], check=True, capture_output=True, text=True, timeout=300
-        )
-        fused_c.seal(lib)
-        os.replace(lib, out)
-    fsync_dir(out.parent)
-    return out
+    """Compile (or reuse the intact cached build), sealed and renamed into place, as the fused kernels are
+    (:func:`mdn_snntorch.fused.c_kernels._build`)."""
+    return fused_c._build(cc, flags, src_dir, source=SOURCE, stem=STEM)
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -102,13 +80,7 @@ def _declare(lib: ctypes.CDLL) -> None:
 
 
 def _load(cc: str) -> ctypes.CDLL:
-    try:
-        path = _build(cc, CFLAGS + OPENMP)
-    except subprocess.SubprocessError:
-        path = _build(cc, CFLAGS)
-    lib = ctypes.CDLL(str(path))
-    _declare(lib)
-    return lib
+    return fused_c._load(cc, cflags=CFLAGS, openmp=OPENMP, declare=_declare, src_dir=SOURCE_DIR, source=SOURCE, stem=STEM)
 
 
 def library() -> ctypes.CDLL | None:
