@@ -33,7 +33,7 @@ def test_offset_one_is_steplr_stepped_at_the_start_of_every_epoch():
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=50, gamma=0.1)
     with_pytorch = []
     for _ in range(80):
-        scheduler.step()  # noqa: the authors' order, warned about by PyTorch
+        scheduler.step()  # the authors order it before the epoch (PyTorch warns)
         with_pytorch.append(optimizer.param_groups[0]["lr"])
     ours = [lr_at(1e-3, 0.1, e, 50, offset=1) for e in range(80)]
     assert ours == pytest.approx(with_pytorch)
