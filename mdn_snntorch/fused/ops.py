@@ -35,7 +35,7 @@ import torch
 
 from mdn_snntorch.equations import V_TH
 from mdn_snntorch.functional import FirstOrderTrace, MDNParameters, MDNState, MDNTrace, saved_or_stale
-from mdn_snntorch.fused import c_kernels, selfcheck
+from mdn_snntorch.fused import c_kernels, memory, selfcheck
 from mdn_snntorch.fused.dispatch import config, feature_shape
 
 Tensor = torch.Tensor
@@ -289,6 +289,8 @@ def mdn_multistep(
     """
     params = _per_neuron((*theta, threshold, graded_spikes_factor), inputs)
     kernel = resolve_kernel(inputs.device.type, inputs.dtype)
+    if kernel == "c":
+        memory.ensure_default()  # the whole-sequence buffers reused, not faulted in afresh (fused/memory.py)
     every = _every(kernel, inputs.shape[0])
     spk, vT, uT, vtr, utr, *_ = mdn_forward_op(
         inputs,
@@ -413,6 +415,8 @@ def first_order_multistep(
     Same return value; the parameters' shapes as for :func:`mdn_multistep`."""
     params = _per_neuron((decay, threshold, reset, graded_spikes_factor), inputs)
     kernel = resolve_kernel(inputs.device.type, inputs.dtype)
+    if kernel == "c":
+        memory.ensure_default()
     every = _every(kernel, inputs.shape[0])
     spk, vT, vtr, *_ = first_order_forward_op(
         inputs, v, params, float(width), bool(input_sigmoid), bool(return_traces), kernel, every, not detach_reset
