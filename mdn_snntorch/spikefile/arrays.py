@@ -249,7 +249,7 @@ def _item(split: str, ds: Any, i: int) -> tuple[np.ndarray, Any]:
         raise ValueError(f"{split}_dataset[{i}] spikes are {x.dtype}; expected 0/1 numbers (bool, uint8, float)")
     spikes = x.astype(bool)
     if x.dtype != bool and not np.array_equal(spikes, x):
-        bad = x[(x != 0) & (x != 1)].ravel()[0]
+        bad = x[(x != 0) & (x != 1)].ravel()[0].item()
         raise ValueError(f"{split}_dataset[{i}] spikes hold the value {bad!r}; spikes are 0 or 1")
     return spikes, _numpy(item[1])
 

@@ -172,3 +172,36 @@ def test_a_time_window_too_short_for_the_recordings_is_refused(tmp_path):
     write_shd(tmp_path / "SHD" / "shd_test.h5", [(np.array([0.0, 0.5]), np.array([1, 2]))], [0], ["a"])
     with pytest.raises(PrepError, match=r"--time-window 10 us gives 200001 time steps .* choose a longer window"):
         events.convert(tmp_path / "s.h5", dataset="SHD", root=tmp_path, time_window=10)
+
+
+# ---- every format through the command line ----------------------------------------------------------------
+def _gesture_root(root):
+    rng = np.random.default_rng(4)
+    for folder, user, g in (("ibmGestureTrain", "user01_led", 2), ("ibmGestureTest", "user02_led", 5)):
+        x, y, p, t = random_events(rng, 100, (8, 8, 2), 50)
+        write_npy_events(root / "DVSGesture" / folder / user / f"{g}.npy", np.stack([x, y, p, t], 1))
+
+
+def _shd_root(root):
+    rng = np.random.default_rng(5)
+    for split in ("train", "test"):
+        files = [(np.sort(rng.random(30)) * 0.2, rng.integers(0, 700, 30)) for _ in range(2)]
+        write_shd(root / "SHD" / f"shd_{split}.h5", files, [1, 0], ["a", "b"])
+
+
+@pytest.mark.parametrize(
+    "name, write, inputs, missing",
+    [("DVSGesture", _gesture_root, 2 * 128 * 128, "no DVS Gesture recordings under {root}/DVSGesture/ibmGestureTrain. "),
+     ("SHD", _shd_root, 700, "no SHD files under {root}/SHD. ")],
+)  # fmt: skip
+def test_every_format_through_the_cli_and_a_root_without_its_files(tmp_path, capsys, name, write, inputs, missing):
+    root, empty = tmp_path / "root", tmp_path / "empty"
+    write(root)
+    out = tmp_path / "out.h5"
+    assert cli.main(["prep", "tonic", "--dataset", name, "--root", str(root), "--out", str(out), "--time-steps", "4"]) == 0
+    x, _ = SpikeDataset(out, "train")[0]
+    assert x.shape == (4, inputs) and x.sum() > 0
+    assert cli.main(["prep", "tonic", "--dataset", name, "--root", str(empty), "--out", str(tmp_path / "e.h5")]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(f"mdn prep tonic: error: {missing.format(root=empty)}") and "--download" in line
+    assert not (tmp_path / "e.h5").exists()
