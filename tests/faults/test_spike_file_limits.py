@@ -41,9 +41,8 @@ def _consistent(f: h5py.File, *, time_steps: int, n_inputs: int, n: int = 1) -> 
             del f[split][name]
         width = (n_inputs + 7) // 8
         rows = min(n, 2**16)
-        spikes = f.create_dataset(f"{split}/spikes", shape=(n, time_steps, width), dtype=np.uint8,
-                                  chunks=(rows, time_steps, width), compression="gzip", compression_opts=9)  # fmt: skip
-        spikes[...] = 0
+        f.create_dataset(f"{split}/spikes", data=np.zeros((n, time_steps, width), np.uint8),
+                         chunks=(rows, time_steps, width), compression="gzip", compression_opts=9)  # fmt: skip
         f.create_dataset(f"{split}/labels", data=np.zeros(n, np.int64), chunks=(rows,), compression="gzip")
 
 
