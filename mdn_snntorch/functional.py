@@ -17,6 +17,11 @@ The state is reset with the *detached* spike (as snnTorch does), so gradients re
 into the reset itself (docs/model.md#surrogate-gradient-and-reset). ``detach_reset=False`` writes the
 reset as ``V' (1 - S) + S theta_c`` and ``U' + S theta_d`` with the spike's surrogate gradient flowing
 through it, as the paper authors' published code does: the same values, other gradients.
+
+:class:`MDNStep` and :class:`FirstOrderStep` are the same steps as one autograd node each, with the adjoint
+written out in named pieces (the reset, the surrogate, the ``U`` and the ``V`` updates); the fused op's
+kernels repeat them in C, Triton and a PyTorch loop. Where every copy lives and the test that keeps it equal
+to this module: docs/performance.md#the-copies-of-the-step.
 """
 
 from __future__ import annotations

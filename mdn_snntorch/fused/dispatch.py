@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -251,7 +252,16 @@ def _triton_unavailable(device_type: str, dtype: torch.dtype) -> str | None:
 def _warn_once(key: str, message: str) -> None:
     if key not in _warned:
         _warned.add(key)
-        warnings.warn(f"mdn_snntorch: {message} This warning is shown once.", RuntimeWarning, stacklevel=4)
+        warnings.warn(f"mdn_snntorch: {message} This warning is shown once.", RuntimeWarning, stacklevel=_caller_level())
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside this package and torch: the user's line."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith((package, os.path.dirname(torch.__file__))):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def kernel_route(
