@@ -60,7 +60,7 @@ MUTANTS = (
         "mdn_snntorch/pipeline/loss.py",
         "pred = torch.cdist(rate, codes).argmin(dim=-1)",
         "pred = torch.cdist(rate, codes).argmax(dim=-1)",
-        ("tests/pipeline/test_trainer.py",),
+        ("tests/pipeline/test_loss.py",),
     ),
     Mutant(
         "epoch-loss-per-batch",

@@ -54,3 +54,14 @@ def test_prediction_is_the_highest_rate_lowest_index_on_ties():
 def test_a_target_of_the_wrong_shape_is_refused():
     with pytest.raises(ValueError, match=r"target shape \(2, 4\) does not match output rates \(2, 3\)"):
         rate_mse_loss(spikes_with_rates(RATES), torch.zeros(2, 4))
+
+
+def test_bit_vector_accuracy_takes_the_nearest_code():
+    # codes 00, 01, 11; rates (0.25, 0.75) are nearest 01, (1, 0.5) nearest 11 (distance 0.5 vs 01's 1.0),
+    # (0, 0) is 00; the targets are 01, 01 and 00: two of three right
+    codes = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    spikes = spikes_with_rates([[0.25, 0.75], [1.0, 0.5], [0.0, 0.0]])
+    targets = torch.tensor([[0.0, 1.0], [0.0, 1.0], [0.0, 0.0]])
+    assert correct(spikes, targets, codes).item() == 2
+    with pytest.raises(ValueError, match="code table"):
+        correct(spikes, targets)
