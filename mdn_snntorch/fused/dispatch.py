@@ -168,7 +168,7 @@ def feature_shape(step_shape: tuple[int, ...], params) -> tuple[int, ...] | None
 def fused_rejections(neuron, inputs: Tensor, states: tuple[Tensor, ...], params: tuple) -> list[str]:
     """Why the fused op cannot run this call of ``neuron`` exactly as the reference loop would (empty: it
     can): a spike function other than :class:`~mdn_snntorch.surrogate.Window` (``surrogate_disable``
-    included), inhibition, an undetached reset, a state of another dtype, device or shape than the input's
+    included), inhibition, a state of another dtype, device or shape than the input's
     steps, or parameters that do not broadcast against one step ``[B, ...]`` or vary along its batch
     dimension (:func:`feature_shape`). (``state_quant`` is a reason to run per step: :func:`sequence_path`.)"""
     reasons = []
@@ -176,8 +176,6 @@ def fused_rejections(neuron, inputs: Tensor, states: tuple[Tensor, ...], params:
         reasons.append(_spike_fn_reason(neuron))
     if neuron.inhibition:
         reasons.append("inhibition=True (winner-take-all along dim 1)")
-    if not getattr(neuron, "detach_reset", True):
-        reasons.append("an undetached reset (detach_reset=False)")
     step_shape = inputs.shape[1:]
     if any(s.dtype != inputs.dtype or s.device != inputs.device or s.shape != step_shape for s in states):
         reasons.append("the state differs from the input's steps in dtype, device or shape")

@@ -36,7 +36,7 @@ import torch
 
 from mdn_snntorch.equations import V_TH
 from mdn_snntorch.functional import FirstOrderTrace, MDNParameters, MDNState, MDNTrace, saved_or_stale
-from mdn_snntorch.fused import c_kernels, dispatch
+from mdn_snntorch.fused import c_kernels, dispatch, memory
 from mdn_snntorch.fused.dispatch import feature_shape
 
 Tensor = torch.Tensor
@@ -102,14 +102,15 @@ def mdn_forward_op(
     traces: bool,
     kernel: str,
     every: int,
+    undetached: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Forward over ``x [T, ...]`` from ``(v0, u0)`` (shape ``x[0]``) with ``params = (a, b, c, d, V_th, scale) [6, N]``.
 
     Returns ``(spikes * scale, v_T, u_T, v_trace, u_trace, I, checkpoints)``: spikes and traces
     ``[T, ...]`` (traces empty unless ``traces``), the final post-reset state, then what the backward
     needs: ``I = sigmoid(x)`` (empty unless ``sigmoid``) and ``(V, U)`` before every ``every``-th step,
-    ``[ceil(T / every), 2, ...]``. ``width`` (the window surrogate's) is for the backward; ``kernel`` is
-    one of ``"c"``, ``"triton"``, ``"torch"``.
+    ``[ceil(T / every), 2, ...]``. ``width`` (the window surrogate's) and ``undetached`` (the spike's gradient
+    through the reset) are for the backward; ``kernel`` is one of ``"c"``, ``"triton"``, ``"torch"``.
     """
     shape = x.shape
     spk, vT, uT, vtr, utr, I, ck = _module(kernel).mdn_forward(
@@ -128,7 +129,7 @@ def mdn_forward_op(
 
 
 @mdn_forward_op.register_fake
-def _(x, v0, u0, params, dt, substeps, width, sigmoid, traces, kernel, every):
+def _(x, v0, u0, params, dt, substeps, width, sigmoid, traces, kernel, every, undetached=False):
     T, S = x.shape, x.shape[1:]
     C = (_checkpoints(x.shape[0], every), 2, *S)
     return _new(x, T), _new(x, S), _new(x, S), _new(x, T, traces), _new(x, T, traces), _new(x, T, sigmoid), _new(x, C)
@@ -150,6 +151,7 @@ def mdn_backward_op(
     sigmoid: bool,
     kernel: str,
     every: int,
+    undetached: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """BPTT of :func:`mdn_forward_op`: ``(grad_x, grad_v0, grad_u0, grad_params [6, N])``.
 
@@ -172,6 +174,7 @@ def mdn_backward_op(
         width,
         sigmoid,
         every,
+        undetached,
     )
     return gx.view(shape), gv0.view(shape[1:]), gu0.view(shape[1:]), gp.to(params.dtype)
 
@@ -192,28 +195,29 @@ def _(
     sigmoid,
     kernel,
     every,
+    undetached=False,
 ):
     return _new(I, I.shape), _new(I, I.shape[1:]), _new(I, I.shape[1:]), _new(params, params.shape)
 
 
 def _mdn_setup_context(ctx, inputs, output):
-    x, v0, u0, params, dt, substeps, width, sigmoid, traces, kernel, every = inputs
+    x, v0, u0, params, dt, substeps, width, sigmoid, traces, kernel, every, undetached = inputs
     spk, vT, uT, vtr, utr, I, ck = output
     ctx.mark_non_differentiable(I, ck)
     ctx.set_materialize_grads(False)
     ctx.save_for_backward(I if sigmoid else x, ck, params)
-    ctx.config = (dt, substeps, width, sigmoid, traces, kernel, every)
+    ctx.config = (dt, substeps, width, sigmoid, traces, kernel, every, undetached)
 
 
 def _mdn_backward(ctx, g_spk, g_vT, g_uT, g_vtr, g_utr, _g_I, _g_ck):
     I, ck, params = saved_or_stale(ctx)  # StaleStateError names mdn.reset(net) when the graph was freed
-    dt, substeps, width, sigmoid, traces, kernel, every = ctx.config
+    dt, substeps, width, sigmoid, traces, kernel, every, undetached = ctx.config
     if not traces:  # the empty placeholders' gradients (None, or empty under AOT tracing)
         g_vtr = g_utr = None
     gx, gv0, gu0, gp = mdn_backward_op(
-        I, ck, params, g_spk, g_vtr, g_utr, g_vT, g_uT, dt, substeps, width, sigmoid, kernel, every
+        I, ck, params, g_spk, g_vtr, g_utr, g_vT, g_uT, dt, substeps, width, sigmoid, kernel, every, undetached
     )
-    return gx, gv0, gu0, gp, None, None, None, None, None, None, None
+    return gx, gv0, gu0, gp, None, None, None, None, None, None, None, None
 
 
 mdn_forward_op.register_autograd(_mdn_backward, setup_context=_mdn_setup_context)
@@ -254,6 +258,7 @@ def mdn_multistep(
     graded_spikes_factor: Tensor | float = 1.0,
     input_sigmoid: bool = False,
     return_traces: bool = False,
+    detach_reset: bool = True,
 ) -> MDNTrace:
     """The fused equivalent of ``functional.mdn_multistep(I, state, theta, spike_fn=window(width), ...)``
     with ``I = sigmoid(inputs)`` when ``input_sigmoid`` (else ``I = inputs``) and the spikes multiplied by
@@ -262,14 +267,18 @@ def mdn_multistep(
     Theta, the threshold and the factor may each be a float or a tensor that broadcasts against one step
     of ``inputs [T, B, ...]`` without changing it and does not vary along the batch: ``()``, ``(N,)`` for
     ``[T, B, N]``, ``(C, 1, 1)`` for ``[T, B, C, H, W]``...; all get gradients (of their own shapes) when they
-    require them. An empty ``inputs`` (``T = 0`` or an empty batch) gives empty spikes and traces and leaves the
-    state as it is, like the reference loop.
+    require them. ``detach_reset=False``: the undetached reset (the same spikes and state, the gradient of
+    the spike through the reset as well; :func:`mdn_snntorch.functional.mdn_step`). An empty ``inputs``
+    (``T = 0`` or an empty batch) gives empty spikes and traces and leaves the state as it is, like the
+    reference loop.
     """
     params = _per_neuron((*theta, threshold, graded_spikes_factor), inputs)
     kernel = resolve_kernel(inputs.device.type, inputs.dtype)
     if inputs.numel() == 0:  # T = 0 or an empty batch: nothing to run, the state stays as it is
         empty = inputs.new_zeros(inputs.shape)
         return MDNTrace(empty, MDNState(state.v, state.u), empty, empty) if return_traces else MDNTrace(empty, state)
+    if kernel == "c":
+        memory.ensure_default()  # the whole-sequence buffers reused, not faulted in afresh (fused/memory.py)
     every = _every(kernel, inputs.shape[0])
     spk, vT, uT, vtr, utr, *_ = mdn_forward_op(
         inputs,
@@ -283,6 +292,7 @@ def mdn_multistep(
         bool(return_traces),
         kernel,
         every,
+        not detach_reset,
     )
     if return_traces:
         return MDNTrace(spk, MDNState(vT, uT), utr, vtr)
@@ -294,7 +304,15 @@ def mdn_multistep(
 # ---------------------------------------------------------------------------------------------
 @torch.library.custom_op("mdn_snntorch::first_order_forward", mutates_args=())
 def first_order_forward_op(
-    x: Tensor, v0: Tensor, params: Tensor, width: float, sigmoid: bool, traces: bool, kernel: str, every: int
+    x: Tensor,
+    v0: Tensor,
+    params: Tensor,
+    width: float,
+    sigmoid: bool,
+    traces: bool,
+    kernel: str,
+    every: int,
+    undetached: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Forward of ``V' = g V + I`` with ``params = (g, V_th, V_reset, scale) [4, N]``: ``(spikes * scale,
     v_T, v_trace, I, checkpoints [ceil(T / every), ...])`` (trace empty unless ``traces``, ``I`` unless ``sigmoid``)."""
@@ -305,7 +323,7 @@ def first_order_forward_op(
 
 
 @first_order_forward_op.register_fake
-def _(x, v0, params, width, sigmoid, traces, kernel, every):
+def _(x, v0, params, width, sigmoid, traces, kernel, every, undetached=False):
     T, S = x.shape, x.shape[1:]
     return _new(x, T), _new(x, S), _new(x, T, traces), _new(x, T, sigmoid), _new(x, (_checkpoints(x.shape[0], every), *S))
 
@@ -322,6 +340,7 @@ def first_order_backward_op(
     sigmoid: bool,
     kernel: str,
     every: int,
+    undetached: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """BPTT of :func:`first_order_forward_op`: ``(grad_x, grad_v0, grad_params [4, N])``."""
     shape = I.shape
@@ -335,31 +354,32 @@ def first_order_backward_op(
         width,
         sigmoid,
         every,
+        undetached,
     )
     return gx.view(shape), gv0.view(shape[1:]), gp.to(params.dtype)
 
 
 @first_order_backward_op.register_fake
-def _(I, checkpoints, params, grad_spikes, grad_v_trace, grad_v_final, width, sigmoid, kernel, every):
+def _(I, checkpoints, params, grad_spikes, grad_v_trace, grad_v_final, width, sigmoid, kernel, every, undetached=False):
     return _new(I, I.shape), _new(I, I.shape[1:]), _new(params, params.shape)
 
 
 def _first_order_setup_context(ctx, inputs, output):
-    x, v0, params, width, sigmoid, traces, kernel, every = inputs
+    x, v0, params, width, sigmoid, traces, kernel, every, undetached = inputs
     spk, vT, vtr, I, ck = output
     ctx.mark_non_differentiable(I, ck)
     ctx.set_materialize_grads(False)
     ctx.save_for_backward(I if sigmoid else x, ck, params)
-    ctx.config = (width, sigmoid, traces, kernel, every)
+    ctx.config = (width, sigmoid, traces, kernel, every, undetached)
 
 
 def _first_order_backward(ctx, g_spk, g_vT, g_vtr, _g_I, _g_ck):
     I, ck, params = saved_or_stale(ctx)
-    width, sigmoid, traces, kernel, every = ctx.config
+    width, sigmoid, traces, kernel, every, undetached = ctx.config
     if not traces:
         g_vtr = None
-    gx, gv0, gp = first_order_backward_op(I, ck, params, g_spk, g_vtr, g_vT, width, sigmoid, kernel, every)
-    return gx, gv0, gp, None, None, None, None, None
+    gx, gv0, gp = first_order_backward_op(I, ck, params, g_spk, g_vtr, g_vT, width, sigmoid, kernel, every, undetached)
+    return gx, gv0, gp, None, None, None, None, None, None
 
 
 first_order_forward_op.register_autograd(_first_order_backward, setup_context=_first_order_setup_context)
@@ -376,6 +396,7 @@ def first_order_multistep(
     graded_spikes_factor: Tensor | float = 1.0,
     input_sigmoid: bool = False,
     return_traces: bool = False,
+    detach_reset: bool = True,
 ) -> FirstOrderTrace:
     """The fused equivalent of ``functional.first_order_multistep(I, v, spike_fn=window(width), ...)``
     with ``I = sigmoid(inputs)`` when ``input_sigmoid`` and the spikes times ``graded_spikes_factor``.
@@ -385,8 +406,10 @@ def first_order_multistep(
     if inputs.numel() == 0:  # as in mdn_multistep
         empty = inputs.new_zeros(inputs.shape)
         return FirstOrderTrace(empty, v, empty if return_traces else None)
+    if kernel == "c":
+        memory.ensure_default()
     every = _every(kernel, inputs.shape[0])
     spk, vT, vtr, *_ = first_order_forward_op(
-        inputs, v, params, float(width), bool(input_sigmoid), bool(return_traces), kernel, every
+        inputs, v, params, float(width), bool(input_sigmoid), bool(return_traces), kernel, every, not detach_reset
     )
     return FirstOrderTrace(spk, vT, vtr if return_traces else None)

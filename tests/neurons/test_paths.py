@@ -101,20 +101,25 @@ SEQUENCE_REASONS = [
     (dict(spike_grad=snn.surrogate.atan()), "is not the window surrogate"),
     (dict(surrogate_disable=True), "surrogate_disable=True"),
     (dict(inhibition=True), "inhibition=True"),
-    (dict(detach_reset=False), "an undetached reset"),
     (dict(backend="reference"), "backend='reference'"),
 ]
 
 
-@pytest.mark.parametrize(
-    "kwargs, words", SEQUENCE_REASONS, ids=["atan", "surrogate_disable", "inhibition", "undetached", "backend"]
-)
+@pytest.mark.parametrize("kwargs, words", SEQUENCE_REASONS, ids=["atan", "surrogate_disable", "inhibition", "backend"])
 @pytest.mark.parametrize("cls", [mdn.MDN, mdn.FirstOrder])
 def test_each_reason_sends_a_sequence_to_the_reference_loop(cls, kwargs, words):
     route = cls(**kwargs).explain(seq(), sequence=True)
     assert route.path == "reference"
     why = reasons(route)
     assert all(words in why[k] for k in ("fused:c", "fused:triton", "fused:torch")), why
+
+
+@pytest.mark.parametrize("cls", [mdn.MDN, mdn.FirstOrder])
+def test_the_undetached_reset_takes_the_fused_op(cls):
+    """The kernels run both resets: detach_reset=False is no reason to leave the fused op."""
+    route = cls(detach_reset=False).explain(seq(), sequence=True)
+    assert route.path == "fused:c", route
+    assert not any("reset" in why for why in reasons(route).values()), route
 
 
 def test_use_reference_is_a_reason():
@@ -154,9 +159,9 @@ def test_per_step_sequences(neuron, words):
 
 
 def test_backend_fused_refuses_naming_every_reason():
-    neuron = mdn.MDN(inhibition=True, detach_reset=False, backend="fused")
+    neuron = mdn.MDN(inhibition=True, spike_grad=snn.surrogate.atan(), backend="fused")
     for call in (lambda: neuron.explain(seq(), sequence=True), lambda: neuron.multi_step(seq())):
-        with pytest.raises(ValueError, match="backend='fused'.*inhibition=True.*undetached reset"):
+        with pytest.raises(ValueError, match="backend='fused'.*not the window surrogate.*inhibition=True"):
             call()
 
 
@@ -174,8 +179,8 @@ def spy(monkeypatch):
 @pytest.mark.parametrize("cls", [mdn.MDN, mdn.FirstOrder])
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(), dict(dtype=torch.float64), *(k for k, _ in SEQUENCE_REASONS)],
-    ids=["float32", "float64", "atan", "surrogate_disable", "inhibition", "undetached", "backend"],
+    [dict(), dict(dtype=torch.float64), dict(detach_reset=False), *(k for k, _ in SEQUENCE_REASONS)],
+    ids=["float32", "float64", "undetached", "atan", "surrogate_disable", "inhibition", "backend"],
 )
 def test_the_neurons_take_the_route_they_explain(spy, cls, kwargs):
     neuron = cls(**kwargs)

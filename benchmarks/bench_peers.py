@@ -1,0 +1,181 @@
+"""The fused MDN against its peers in every shape that matters to a user, each figure in one run of interleaved
+rounds (medians and minima; the load average printed before and after):
+
+1. ``neuron``: the neuron alone, ``[T=100, B=128, N=1024]`` float32, forward + backward, 1 thread: ``MDN("2-FS")``
+   (fused) against snnTorch ``Leaky`` in a Python loop and SpikingJelly's multi-step ``LIFNode`` where it is
+   importable. Target: MDN <= 0.8x Leaky.
+2. ``long``: time per step at T = 50 and T = 1000 (B = 32, N = 512), and the bytes kept for the backward per
+   step. Target: per step at T = 1000 <= 1.3x per step at T = 50; kept bytes linear in T.
+3. ``tutorial5``: snnTorch's tutorial-5 training step (784-500-10, batch 100, T = 20, the tutorial's per-step
+   loop with explicit states) with ``mdn.MDN`` and with ``snn.Leaky``, 1 thread. Target: <= 0.85x.
+4. ``paper``: the paper's training step (784-500-10 ``ThreeLayerSNN``, batch 100, T = 20, input density 0.13)
+   against the dense floor (the two Linear layers alone), at 1 and 2 threads. Targets: <= 0.55x (1 thread),
+   <= 0.6x (2 threads, quiet machine).
+
+SpikingJelly is not a dependency: ``PYTHONPATH=/path/to/spikingjelly`` (``pip install --no-deps --target DIR
+spikingjelly loguru`` keeps torch as it is) adds its column. ``mdn train``'s epoch against its steps is
+``benchmarks/bench_epoch.py``.
+
+    python benchmarks/bench_peers.py [--only neuron long tutorial5 paper] [--rounds 15] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import snntorch as snn
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_neuron  # noqa: E402  (the paper-shape models and the saved-bytes meter)
+import bench_snntorch  # noqa: E402  (tutorial 5)
+
+import mdn_snntorch as mdn  # noqa: E402
+
+TARGETS = {"neuron": 0.8, "long": 1.3, "tutorial5": 0.85, "paper-1": 0.55, "paper-2": 0.6}
+
+
+def rounds_of(fns: dict[str, Callable[[], None]], rounds: int, warmup: int = 2) -> dict[str, tuple[float, float]]:
+    """``{name: (median, minimum)}`` seconds over ``rounds`` rounds that each call every function once."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {k: (statistics.median(v), min(v)) for k, v in times.items()}
+
+
+def spikingjelly_lif():
+    """SpikingJelly's multi-step LIF node, or None where SpikingJelly is not importable."""
+    try:
+        from spikingjelly.activation_based import neuron
+    except ImportError:
+        return None
+    return neuron.LIFNode(step_mode="m", v_threshold=0.5, detach_reset=True)
+
+
+def neuron_fns(shape: tuple[int, int, int]) -> dict[str, Callable[[], None]]:
+    """Forward + backward of one neuron layer on ``x [T, B, N]`` (the gradient of a weighted sum)."""
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(*shape, generator=g) * 2).requires_grad_()
+    w = torch.randn(*shape, generator=g)
+    fused = mdn.MDN("2-FS", check_input=False)
+    leaky = snn.Leaky(beta=0.8, threshold=0.5)
+
+    def mdn_step() -> None:
+        fused.reset_mem()
+        (fused.multi_step(x) * w).sum().backward()
+        x.grad = None
+
+    def leaky_step() -> None:
+        mem, out = leaky.init_leaky(), []
+        for x_t in x.unbind(0):
+            spk, mem = leaky(x_t, mem)
+            out.append(spk)
+        (torch.stack(out) * w).sum().backward()
+        x.grad = None
+
+    fns = {"mdn": mdn_step, "leaky": leaky_step}
+    sj = spikingjelly_lif()
+    if sj is not None:
+
+        def sj_step() -> None:
+            sj.reset()
+            (sj(x) * w).sum().backward()
+            x.grad = None
+
+        fns["spikingjelly"] = sj_step
+    return fns
+
+
+def section_neuron(rounds: int) -> dict[str, float]:
+    torch.set_num_threads(1)
+    times = rounds_of(neuron_fns((100, 128, 1024)), rounds)
+    _print("neuron alone [100, 128, 1024], fwd + bwd, 1 thread", times, "leaky")
+    return {"neuron": times["mdn"][0] / times["leaky"][0]}
+
+
+def section_long(rounds: int) -> dict[str, float]:
+    torch.set_num_threads(1)
+    out: dict[str, float] = {}
+    per_step = {}
+    for T in (50, 1000):
+        fns = neuron_fns((T, 32, 512))
+        times = rounds_of(fns, rounds)
+        per_step[T] = {k: (m / T, lo / T) for k, (m, lo) in times.items()}
+        _print(f"T = {T} (B = 32, N = 512), per step", per_step[T], "leaky")
+    for name in per_step[50]:
+        growth = per_step[1000][name][0] / per_step[50][name][0]
+        print(f"  {name:<14} per-step time at T = 1000 / at T = 50: {growth:.2f}")
+        out[f"long-{name}"] = growth
+    kept = {T: bench_neuron.saved_bytes("fused", (T, 32, 512)) for T in (50, 1000)}
+    print(f"  kept for the backward: {kept[50] / 50:.0f} bytes/step at T = 50, {kept[1000] / 1000:.0f} at T = 1000")
+    out["long"] = out["long-mdn"]
+    out["kept-per-step-ratio"] = (kept[1000] / 1000) / (kept[50] / 50)
+    return out
+
+
+def section_tutorial5(rounds: int) -> dict[str, float]:
+    torch.set_num_threads(1)
+    fns = bench_snntorch.scenarios(["fc"])["fc"]
+    times = rounds_of({k: fns[k] for k in ("leaky", "mdn", "first-order")}, rounds)
+    _print("tutorial 5 training step (784-500-10, B = 100, T = 20), per-step loop, 1 thread", times, "leaky")
+    return {"tutorial5": times["mdn"][0] / times["leaky"][0]}
+
+
+def section_paper(rounds: int) -> dict[str, float]:
+    out = {}
+    x, y = bench_neuron.paper_inputs("cpu")
+    x = (torch.rand(x.shape, generator=torch.Generator().manual_seed(2)) < 0.13).float()  # MNIST's density
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        models = bench_neuron.paper_models("cpu")
+        fns = {k: bench_neuron.training_step(models[k][0], x, y) for k in ("floor", "leaky", "mdn-fused")}
+        times = rounds_of(fns, rounds)
+        _print(f"the paper's training step (784-500-10, B = 100, T = 20, density 0.13), {threads} thread(s)", times, "floor")
+        out[f"paper-{threads}"] = times["mdn-fused"][0] / times["floor"][0]
+    return out
+
+
+def _print(title: str, times: dict[str, tuple[float, float]], base: str) -> None:
+    print(f"\n{title}")
+    for name, (median, low) in times.items():
+        print(f"  {name:<14} median {1e3 * median:9.3f} ms  min {1e3 * low:9.3f} ms  {median / times[base][0]:5.2f}x {base}")
+
+
+SECTIONS = {"neuron": section_neuron, "long": section_long, "tutorial5": section_tutorial5, "paper": section_paper}
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--json", type=Path, help="write the ratios here")
+    args = parser.parse_args(argv)
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; torch {torch.__version__}")
+    ratios: dict[str, float] = {}
+    for name in args.only:
+        ratios.update(SECTIONS[name](args.rounds))
+    print(f"\nload average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print("\nratio against target:")
+    for key, target in TARGETS.items():
+        if key in ratios:
+            print(f"  {key:<10} {ratios[key]:5.2f}  (target <= {target}: {'met' if ratios[key] <= target else 'not met'})")
+    if args.json:
+        args.json.write_text(json.dumps(ratios, indent=2))
+    return ratios
+
+
+if __name__ == "__main__":
+    main()
