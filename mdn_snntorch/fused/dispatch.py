@@ -233,7 +233,11 @@ def _c_unavailable(device_type: str, dtype: torch.dtype) -> str | None:
         return "the C kernels are not available: MDN_SNNTORCH_NO_CEXT is set"
     if c_kernels._compiler() is None:
         return "the C kernels are not available: no C compiler was found ($CC, cc, gcc, clang)"
-    return "the C kernels are not available: building or loading them failed (the warning before says why)"
+    return _BUILD_FAILED
+
+
+#: the C kernels' builder warns about a failed build or load itself, with the compiler's words and the cost
+_BUILD_FAILED = "the C kernels are not available: building or loading them failed (the warning before says why)"
 
 
 def _triton_unavailable(device_type: str, dtype: torch.dtype) -> str | None:
@@ -298,7 +302,7 @@ def kernel_route(
 
 def _warn_unavailable(why: dict[str, str | None], device_type: str, dtype: torch.dtype) -> None:
     """The one-time warning when the compiled kernels would run these tensors but are not available."""
-    if device_type == "cpu" and dtype in KERNEL_DTYPES and why["c"] is not None:
+    if device_type == "cpu" and dtype in KERNEL_DTYPES and why["c"] not in (None, _BUILD_FAILED):
         _warn_once("c", f"{why['c']}; the fused op runs the PyTorch-loop kernel instead: the same results, {C_KERNEL_GAIN}.")
     if device_type == "cuda" and dtype in KERNEL_DTYPES and why["triton"] is not None:
         _warn_once(

@@ -227,8 +227,10 @@ def test_missing_c_kernels_warn_once_naming_the_reason_and_the_cost(no_c_library
 def test_a_failed_build_is_a_reason(no_c_library, tmp_path):
     no_c_library.setenv("MDN_SNNTORCH_CACHE", str(tmp_path))
     no_c_library.setenv("CC", "false")  # exists, always fails
-    with pytest.warns(RuntimeWarning, match="building the CPU kernels failed"):
+    with pytest.warns(RuntimeWarning, match="building the CPU kernels failed") as record:
         route = mdn.MDN().explain(seq(), sequence=True)
+    (warning,) = [w for w in record if "mdn_snntorch" in str(w.message)]  # one warning: the reason and the cost
+    assert "the same results, about 2x slower" in str(warning.message)
     assert route.path == "fused:torch" and "building or loading them failed" in reasons(route)["fused:c"]
 
 
