@@ -275,7 +275,7 @@ def _reset(fired: Tensor, value: Tensor, other: Tensor, bound: Tensor, eager: bo
 # ---- the pieces of the step's adjoint, named as in the C and Triton kernels (docs/performance.md#the-copies-of-the-step)
 def _surrogate_adjoint(grad: Tensor, margin: Tensor, width: float) -> Tensor:
     """``grad`` where ``|margin| < width``, else 0: the window surrogate's backward (paper Eq. 6), one kernel
-    (the kernels' ``in_window`` / ``_window``)."""
+    (the C kernels' ``in_window`` select)."""
     return torch.ops.aten.hardtanh_backward(grad, margin, -width, width)
 
 
