@@ -64,9 +64,9 @@ MUTANTS = (
     ),
     Mutant(
         "epoch-loss-per-batch",
-        "mdn_snntorch/pipeline/trainer.py",
-        "loss.detach().double() * n,",
-        "loss.detach().double(),",
+        "mdn_snntorch/pipeline/epochs.py",
+        "loss.double() * n,",
+        "loss.double(),",
         ("tests/pipeline/test_loss_reported_by_training.py",),
     ),
     # the equations and the reference step
@@ -160,15 +160,15 @@ MUTANTS = (
     Mutant(
         "triton-adjoint-dt-dropped",
         "mdn_snntorch/fused/triton_kernels.py",
-        "gu_prev = gu * (1 - dt * a) - gvp * dt",
-        "gu_prev = gu * (1 - dt * a) - gvp",
+        "return gvp * (1 + dt * (2 * v - 1)) + to_v, to_u - gvp * dt, gvp * dt",
+        "return gvp * (1 + dt * (2 * v - 1)) + to_v, to_u - gvp, gvp * dt",
         ("tests/fused/test_triton_interpreter.py",),
     ),
     Mutant(
         "triton-window-one-sided",
         "mdn_snntorch/fused/triton_kernels.py",
-        "return ((x < w) & (-x < w)).to(x.dtype)",
-        "return (x < w).to(x.dtype)",
+        "return g * ((x < w) & (-x < w)).to(x.dtype)",
+        "return g * (x < w).to(x.dtype)",
         ("tests/fused/test_triton_interpreter.py",),
     ),
     Mutant(
@@ -190,13 +190,20 @@ MUTANTS = (
         "acc = s",
         FUSED,
     ),
+    Mutant(
+        "op-undetached-reset-dropped",
+        "mdn_snntorch/fused/ops.py",
+        "        not detach_reset,\n",
+        "        False,\n",
+        FUSED,
+    ),
     # the path decision and the neurons around it
     Mutant(
-        "path-ignores-undetached-reset",
+        "path-ignores-use-reference",
         "mdn_snntorch/fused/dispatch.py",
-        'if not getattr(neuron, "detach_reset", True):',
+        'if neuron.backend == "auto" and config["reference"]:',
         "if False:",
-        ("tests/neurons/test_paths.py", "tests/neurons/test_detach_reset.py"),
+        ("tests/neurons/test_paths.py",),
     ),
     Mutant(
         "path-batch-varying-params",
