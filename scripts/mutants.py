@@ -206,6 +206,13 @@ MUTANTS = (
         ("tests/neurons/test_paths.py",),
     ),
     Mutant(
+        "failed-build-warns-twice",
+        "mdn_snntorch/fused/dispatch.py",
+        'why["c"] not in (None, _BUILD_FAILED):',
+        'why["c"] is not None:',
+        ("tests/neurons/test_paths.py",),
+    ),
+    Mutant(
         "path-batch-varying-params",
         "mdn_snntorch/fused/dispatch.py",
         "if ndim >= 2 and k == ndim:",
@@ -265,7 +272,7 @@ def make_copy(root: Path, dest: Path) -> Path:
 
 
 def run_tests(copy: Path, tests: tuple[str, ...], env: dict[str, str], timeout: int) -> tuple[int, float, str]:
-    """``(exit status, seconds, last lines)`` of the fast tests ``tests`` in ``copy``."""
+    """``(exit status, seconds, the first failing test or else the last lines)`` of the fast tests ``tests`` in ``copy``."""
     command = [sys.executable, "-m", "pytest", "-q", "-x", "-m", "not slow", "-p", "no:cacheprovider", *tests]
     t0 = time.perf_counter()
     try:
@@ -273,7 +280,8 @@ def run_tests(copy: Path, tests: tuple[str, ...], env: dict[str, str], timeout: 
         rc, text = proc.returncode, proc.stdout + proc.stderr
     except subprocess.TimeoutExpired:
         rc, text = -1, f"timed out after {timeout} s"
-    return rc, time.perf_counter() - t0, "\n".join(text.strip().splitlines()[-3:])
+    failed = [line.split(" - ")[0] for line in text.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+    return rc, time.perf_counter() - t0, failed[0] if failed else "\n".join(text.strip().splitlines()[-3:])
 
 
 def apply(copy: Path, mutant: Mutant) -> str:
@@ -336,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "killed" if rc not in (0, 5) else "SURVIVED" if rc == 0 else "no tests ran"
             if verdict != "killed":
                 survivors.append(m.name)
-            print(f"[{i}/{len(mutants)}] {verdict:8s} {m.name} ({seconds:.0f} s)", flush=True)
+            caught = f": {tail}" if verdict == "killed" else ""
+            print(f"[{i}/{len(mutants)}] {verdict:8s} {m.name} ({seconds:.0f} s){caught}", flush=True)
     killed = len(mutants) - len(survivors)
     print(f"killed {killed} of {len(mutants)} mutants ({killed / len(mutants):.0%})")
     if survivors:
