@@ -1,7 +1,7 @@
 """The mutation check: realistic one-line bugs planted in the core, one at a time, each in a copy of the
 repository; the fast tests that guard that code must fail on it ("kill" it). Survivors are printed.
 
-    python scripts/mutants.py              # every mutant (about 10 minutes on 2 cores)
+    python scripts/mutants.py              # every mutant (5 to 8 minutes on 2 cores)
     python scripts/mutants.py --list       # the mutants, without running them
     python scripts/mutants.py --only loss-mean-over-outputs triton-adjoint-dt-dropped
     make mutants                           # the same as the first line, with the project's venv
