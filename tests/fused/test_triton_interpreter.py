@@ -1,5 +1,6 @@
 """The Triton kernels' logic on the CPU, under Triton's interpreter, in the fast suite: forward bitwise equal to
-the PyTorch-loop kernel and every gradient equal to rounding, on tiny problems with dt != 1 and sub-steps.
+the PyTorch-loop kernel and every gradient equal to rounding (either reset), on tiny problems with dt != 1 and
+sub-steps.
 
 Triton decides at import whether its kernels (its own library's included) are interpreted, so the checks run
 in a fresh interpreter with ``TRITON_INTERPRET=1``: this file run as a script (``main``), one line per case.
@@ -56,11 +57,13 @@ def check_mdn(kernels, loop, dtype, dt, substeps, sigmoid):
     for name, a, b in zip(("spikes", "V_T", "U_T", "V trace", "U trace", "I", "checkpoints"), got, want):
         assert name == "I" or torch.equal(a, b), f"forward {name} differs"
     grads = (gs, gvtr, gutr, gvT, guT)
-    g_got = kernels.mdn_backward(current, got[6], params, *grads, dt, substeps, 0.5, sigmoid, 1)
-    g_want = loop.mdn_backward(current, want[6], params, *grads, dt, substeps, 0.5, sigmoid, 1)
-    assert_close(g_got[:3], g_want[:3], "gradient of the input / V_0 / U_0:", dtype)
-    assert_close(g_got[3], g_want[3], "gradient of parameter row (a, b, c, d, V_th, scale)", dtype)
-    assert all(row.abs().sum() > 0 for row in g_want[3]), "every parameter gets a gradient"
+    for undetached in (False, True):
+        reset = "undetached reset" if undetached else "detached reset"
+        g_got = kernels.mdn_backward(current, got[6], params, *grads, dt, substeps, 0.5, sigmoid, 1, undetached)
+        g_want = loop.mdn_backward(current, want[6], params, *grads, dt, substeps, 0.5, sigmoid, 1, undetached)
+        assert_close(g_got[:3], g_want[:3], f"{reset}: gradient of the input / V_0 / U_0:", dtype)
+        assert_close(g_got[3], g_want[3], f"{reset}: gradient of parameter row (a, b, c, d, V_th, scale)", dtype)
+        assert all(row.abs().sum() > 0 for row in g_want[3]), "every parameter gets a gradient"
 
 
 def check_first_order(kernels, loop, dtype, sigmoid):
@@ -70,10 +73,12 @@ def check_first_order(kernels, loop, dtype, sigmoid):
     want = loop.first_order_forward(current, v0, params, False, True, 1)
     for name, a, b in zip(("spikes", "V_T", "V trace", "I", "checkpoints"), got, want):
         assert name == "I" or torch.equal(a, b), f"forward {name} differs"
-    g_got = kernels.first_order_backward(current, got[4], params, gs, gvtr, gvT, 0.5, sigmoid, 1)
-    g_want = loop.first_order_backward(current, want[4], params, gs, gvtr, gvT, 0.5, sigmoid, 1)
-    assert_close(g_got[:2], g_want[:2], "gradient of the input / V_0:", dtype)
-    assert_close(g_got[2], g_want[2], "gradient of parameter row (decay, V_th, reset, scale)", dtype)
+    for undetached in (False, True):
+        reset = "undetached reset" if undetached else "detached reset"
+        g_got = kernels.first_order_backward(current, got[4], params, gs, gvtr, gvT, 0.5, sigmoid, 1, undetached)
+        g_want = loop.first_order_backward(current, want[4], params, gs, gvtr, gvT, 0.5, sigmoid, 1, undetached)
+        assert_close(g_got[:2], g_want[:2], f"{reset}: gradient of the input / V_0:", dtype)
+        assert_close(g_got[2], g_want[2], f"{reset}: gradient of parameter row (decay, V_th, reset, scale)", dtype)
 
 
 def main() -> int:
