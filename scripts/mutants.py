@@ -172,6 +172,13 @@ MUTANTS = (
         ("tests/fused/test_triton_interpreter.py",),
     ),
     Mutant(
+        "triton-undetached-without-u",
+        "mdn_snntorch/fused/triton_kernels.py",
+        "return gv * (c - _mdn_vprime(v, u, cur, dt)) + gu * d",
+        "return gv * (c - _mdn_vprime(v, u, cur, dt))",
+        ("tests/fused/test_triton_interpreter.py",),
+    ),
+    Mutant(
         "c-theta-d-from-v",
         "mdn_snntorch/fused/c/mdn_kernels_impl.h",
         "*gd += fire ? gui : (scalar_t)0;",
