@@ -113,6 +113,8 @@ def mdn_forward_op(
     through the reset) are for the backward; ``kernel`` is one of ``"c"``, ``"triton"``, ``"torch"``.
     """
     shape = x.shape
+    if kernel == "c":  # in the op's body, which torch.compile does not trace: no graph break
+        memory.ensure_default()  # the whole-sequence buffers reused, not faulted in afresh (fused/memory.py)
     spk, vT, uT, vtr, utr, I, ck = _module(kernel).mdn_forward(
         _flat(x), _state(v0), _state(u0), params.contiguous(), dt, substeps, sigmoid, traces, every
     )
@@ -277,8 +279,6 @@ def mdn_multistep(
     if inputs.numel() == 0:  # T = 0 or an empty batch: nothing to run, the state stays as it is
         empty = inputs.new_zeros(inputs.shape)
         return MDNTrace(empty, MDNState(state.v, state.u), empty, empty) if return_traces else MDNTrace(empty, state)
-    if kernel == "c":
-        memory.ensure_default()  # the whole-sequence buffers reused, not faulted in afresh (fused/memory.py)
     every = _every(kernel, inputs.shape[0])
     spk, vT, uT, vtr, utr, *_ = mdn_forward_op(
         inputs,
@@ -317,6 +317,8 @@ def first_order_forward_op(
     """Forward of ``V' = g V + I`` with ``params = (g, V_th, V_reset, scale) [4, N]``: ``(spikes * scale,
     v_T, v_trace, I, checkpoints [ceil(T / every), ...])`` (trace empty unless ``traces``, ``I`` unless ``sigmoid``)."""
     shape = x.shape
+    if kernel == "c":
+        memory.ensure_default()
     spk, vT, vtr, I, ck = _module(kernel).first_order_forward(_flat(x), _state(v0), params.contiguous(), sigmoid, traces, every)
     I = _like(I, shape) if sigmoid else x.new_empty(0)
     return _like(spk, shape), vT.view(shape[1:]), _like(vtr, shape), I, ck.view(-1, *shape[1:])
@@ -406,8 +408,6 @@ def first_order_multistep(
     if inputs.numel() == 0:  # as in mdn_multistep
         empty = inputs.new_zeros(inputs.shape)
         return FirstOrderTrace(empty, v, empty if return_traces else None)
-    if kernel == "c":
-        memory.ensure_default()
     every = _every(kernel, inputs.shape[0])
     spk, vT, vtr, *_ = first_order_forward_op(
         inputs, v, params, float(width), bool(input_sigmoid), bool(return_traces), kernel, every, not detach_reset
