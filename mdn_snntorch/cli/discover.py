@@ -70,7 +70,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="response distance (relative, 0..1) below which a candidate is a near-duplicate (default 0.1)",
     )
     parser.add_argument("--no-figures", dest="figures", action="store_false", help="skip the figures")
-    add_training_arguments(parser)
+    add_training_arguments(parser, protocol=False)
 
 
 def main(args: argparse.Namespace) -> int:

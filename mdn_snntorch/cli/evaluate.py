@@ -9,6 +9,7 @@ from mdn_snntorch import meta_neurons
 from mdn_snntorch.cli.options import add_training_arguments, int_in, settings_from_args
 from mdn_snntorch.pipeline.evaluate import KIND_NAMES, SCORES, evaluate, markdown_table, task_kinds, task_names
 from mdn_snntorch.pipeline.jobs import default_jobs
+from mdn_snntorch.pipeline.protocols import protocol_neurons
 
 
 def task_kind(text: str) -> tuple[str, str]:
@@ -62,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
     neurons = args.neurons
     if not neurons:
         library_names = [n for lib in args.library for n in meta_neurons.load_library(lib).names]
-        neurons = list(meta_neurons.PAPER_NEURONS) + library_names
+        neurons = list(protocol_neurons(args.protocol or "paper")) + library_names
     kinds = dict(args.kind)
     if kinds:  # unknown task names fail here, before any training, naming the option
         task_kinds(dict(zip(task_names(args.data), args.data)), kinds, name="--kind")
@@ -77,6 +78,7 @@ def main(args: argparse.Namespace) -> int:
         jobs=jobs,
         kinds=kinds,
         score=args.score,
+        protocol=args.protocol or "paper",
         **settings,
     )
     print(markdown_table(doc))

@@ -1,7 +1,9 @@
 """Command-line options shared by ``mdn train``, ``discover``, ``evaluate``: the training settings.
 
-Precedence: explicit options beat ``--recipe`` (a data set's training recipe, e.g. the paper's
-Table 1 row), which beats :class:`~mdn_snntorch.pipeline.trainer.TrainConfig`'s defaults.
+Precedence: explicit options beat ``--protocol`` (a whole training regime: the paper's text or the paper
+authors' script, :mod:`mdn_snntorch.pipeline.protocols`), which beats ``--recipe`` (a data set's training
+recipe, e.g. the paper's Table 1 row), which beats :class:`~mdn_snntorch.pipeline.trainer.TrainConfig`'s
+defaults.
 
 Every numeric option is parsed by a type that checks its range (:func:`int_in`, :func:`float_in`,
 :func:`device`): a bad value is one line and exit code 2 before anything runs.
@@ -17,12 +19,14 @@ from collections.abc import Callable
 from typing import Any
 
 from mdn_snntorch.pipeline import recipes
+from mdn_snntorch.pipeline.protocols import PROTOCOLS, protocol_settings
 from mdn_snntorch.pipeline.trainer import TrainConfig
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
 SETTINGS = (
     "epochs", "batch_size", "lr", "lr_theta", "lr_decay", "lr_step", "resample", "hidden", "dt", "substeps",
     "device", "bf16", "eval_batch_size", "num_workers", "threads", "progress", "theta_per_row", "detach_reset", "analog",
+    "lr_epoch_offset", "resample_test", "validation_fraction",
 )  # fmt: skip
 
 
@@ -77,10 +81,18 @@ def seed(text: str) -> int:
     return int_in("seed", 0, MAX_SEED)(text)
 
 
-def add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    """The training settings (defaults resolved later by :func:`settings_from_args`)."""
+def add_training_arguments(parser: argparse.ArgumentParser, protocol: bool = True) -> None:
+    """The training settings (defaults resolved later by :func:`settings_from_args`); ``protocol=False`` leaves
+    out ``--protocol`` (for a command that defines its own)."""
     g = parser.add_argument_group("training settings (explicit values beat --recipe, which beats the defaults)")
     g.add_argument("--recipe", help=f"training recipe of a data set (paper Table 1): {', '.join(recipes.RECIPES)}")
+    if protocol:
+        g.add_argument(
+        "--protocol", choices=PROTOCOLS,
+        help="a whole training regime over the recipe: paper (its text, Table 1; the default) or authors (the paper "
+        "authors' script: 80 epochs, StepLR(50, 0.1) stepped at each epoch's start, fresh input spikes in training and "
+        "evaluation, the undetached reset); explicit options still beat it",
+    )  # fmt: skip
     g.add_argument("--preset", dest="recipe", help=argparse.SUPPRESS)  # another name for --recipe
     g.add_argument("--epochs", type=int_in("epochs", 1, 100_000), help=f"epochs (default {_DEFAULTS['epochs']})")
     g.add_argument(
@@ -99,6 +111,18 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--lr-step", type=int_in("lr_step", 1),
         help="epochs per decay step (default 1: decay every epoch; 50 with --lr-decay 0.1 is StepLR(50, 0.1))",
+    )  # fmt: skip
+    g.add_argument(
+        "--lr-epoch-offset", type=int_in("lr_epoch_offset", 0, 100_000),
+        help="lr(e) = lr * gamma^floor((e + offset) / lr_step); 1 is a scheduler stepped at the start of each epoch (default 0)",
+    )  # fmt: skip
+    g.add_argument(
+        "--validation-fraction", type=float_in("validation_fraction", 0, 0.99, low_open=False),
+        help="hold this share of the training split out of training and score it every epoch (default 0: none)",
+    )  # fmt: skip
+    g.add_argument(
+        "--resample-test", action="store_true", default=None,
+        help="draw fresh Bernoulli spikes from the file's intensities for every evaluation (image data sets)",
     )  # fmt: skip
     g.add_argument(
         "--resample", action="store_true", default=None,
@@ -138,14 +162,18 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def settings_from_args(args: argparse.Namespace, dataset: str | None = None) -> dict[str, Any]:
+def settings_from_args(args: argparse.Namespace, dataset: str | None = None, data: str | None = None) -> dict[str, Any]:
     """Training settings from the command line: ``--recipe`` (or, when ``dataset`` is given and no
-    recipe, that data set's recipe if it has one), then the explicit options."""
+    recipe, that data set's recipe if it has one), then ``--protocol`` for the spike file ``data`` (when given;
+    :func:`protocol_settings`), then the explicit options."""
     settings: dict[str, Any] = {}
     recipe = getattr(args, "recipe", None) or (recipes.canonical(dataset) if dataset else None)
     if recipe:
         settings.update(recipes.settings(recipe))
         settings["recipe"] = recipes.canonical(recipe)
+    protocol = getattr(args, "protocol", None)
+    if protocol and data is not None:
+        settings.update(protocol_settings(protocol, data, getattr(args, "neuron", None)))
     for name in SETTINGS:
         value = getattr(args, name, None)
         if value is not None:

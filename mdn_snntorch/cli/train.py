@@ -28,7 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     meta = read_meta(args.data)
-    settings = settings_from_args(args)
+    settings = settings_from_args(args, data=args.data)
     neuron = factory.to_json(factory.lookup(args.neuron, args.library))
     output_neuron = factory.to_json(factory.lookup(args.output_neuron, args.library)) if args.output_neuron else None
     out = args.out or str(Path("runs") / f"{Path(args.data).stem}-{args.neuron}-seed{args.seed}")

@@ -47,6 +47,7 @@ from mdn_snntorch.neurons import factory
 from mdn_snntorch.pipeline import recipes
 from mdn_snntorch.pipeline.checkpoint import write_csv, write_json
 from mdn_snntorch.pipeline.jobs import run_jobs
+from mdn_snntorch.pipeline.protocols import protocol_settings
 from mdn_snntorch.pipeline.report import md_cell, save_figure, write_atomic
 from mdn_snntorch.pipeline.trainer import TrainConfig, train
 from mdn_snntorch.runlock import claim_dir
@@ -120,14 +121,12 @@ def _reusable_run(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
 
 def _same_data(doc: dict[str, Any], data: str, run_dir: Path) -> None:
     """A finished run is reused only on the data it was trained on (meta data and size/mtime, when recorded)."""
-    from mdn_snntorch.spikefile import FileIdentity, SpikeDataset
+    from mdn_snntorch.pipeline.run_data import data_changes
+    from mdn_snntorch.spikefile import SpikeDataset
 
     if "data_meta" not in doc:
         return
-    now = SpikeDataset(data, "train").identity
-    saved = doc.get("data_identity") or {}
-    then = FileIdentity(int(saved.get("size", now.size)), int(saved.get("mtime_ns", now.mtime_ns)), doc["data_meta"])
-    changes = then.changes(now)
+    changes = data_changes(doc["data_meta"], doc.get("data_identity"), SpikeDataset(data, "train").identity)
     if changes:
         raise ValueError(f"{run_dir} holds a run trained on another version of {data} ({'; '.join(changes)}): remove it")
 
@@ -143,6 +142,7 @@ def evaluate(
     jobs: int = 1,
     kinds: Mapping[str, str | None] | None = None,
     score: str = "accuracy",
+    protocol: str = "paper",
     **train_settings,
 ) -> dict[str, Any]:
     """Train ``neurons`` x ``data_paths`` x ``seeds`` and write Table 3, capabilities and figures.
@@ -158,6 +158,8 @@ def evaluate(
     ``kinds``: task -> ``"spatial"``, ``"temporal"`` or None, setting the kinds taken from the data sets
     (:func:`task_kinds`). ``score``: ``"accuracy"``, or ``"cosine"`` for the cosine score on the tasks whose
     runs record one (bit-vector targets); read from the runs' metrics, so finished runs are reused either way.
+    ``protocol``: the training regime of every run (:func:`~mdn_snntorch.pipeline.protocols.protocol_settings`, for
+    each task's file), between the recipe and ``train_settings``.
     """
     if score not in SCORES:
         raise ValueError(f"score={score!r} is not one of {', '.join(SCORES)}")
@@ -172,6 +174,7 @@ def evaluate(
             jobs=jobs,
             kinds=kinds,
             score=score,
+            protocol=protocol,
             **train_settings,
         )
 
@@ -187,6 +190,7 @@ def _evaluate(
     jobs: int,
     kinds: Mapping[str, str | None] | None,
     score: str,
+    protocol: str,
     **train_settings,
 ) -> dict[str, Any]:
     from mdn_snntorch.spikefile import read_meta
@@ -205,6 +209,7 @@ def _evaluate(
         recipe = recipes.canonical(str(read_meta(path)["dataset"]))
         if recipe:
             settings.update(recipes.settings(recipe), recipe=recipe)
+        settings.update(protocol_settings(protocol, path, specs[neuron]))
         settings.update(train_settings)
         settings["threads"] = settings.get("threads") or 1  # a fixed count: the same results for any --jobs
         run_dir = out_dir / "runs" / _safe(task) / _safe(neuron) / f"seed{seed}"

@@ -4,8 +4,10 @@ Reads one :class:`~mdn_snntorch.spikefile.SpikeDataset` split window by window (
 read per run of samples), unpacks with numpy and yields time-major batches ``x [T, B, D]`` float32
 (0/1), ``y [B]`` int64 or ``[B, K]`` float32. With ``resample`` a rate-coded split's spikes are
 redrawn for every batch from its stored intensities (see :mod:`mdn_snntorch.spikefile`), from a
-generator seeded by ``(seed, epoch, rank, window)``. With ``analog`` the batches carry the split's stored
-analog input instead of spikes, ``x = analog / L`` float32 in [0, 1], in the same order.
+generator seeded by ``(seed, epoch, rank, window)`` (``(seed, epoch, rank, stream, window)`` for a loader
+with its own draw ``stream``, e.g. the evaluation's fresh spikes). ``indices`` restricts a loader to a
+subset of the split (a validation split carved from the training split). With ``analog`` the batches carry
+the split's stored analog input instead of spikes, ``x = analog / L`` float32 in [0, 1], in the same order.
 
 Every pass checks that the file at the dataset's path is still the one it opened
 (:meth:`~mdn_snntorch.spikefile.SpikeDataset.check_unchanged`); a DataLoader worker checks the file it
@@ -122,6 +124,8 @@ class SpikeLoader:
         world_size: int = 1,
         resample: bool = False,
         analog: bool = False,
+        indices: np.ndarray | None = None,
+        stream: int = 0,
     ):
         if resample and analog:
             raise ValueError("resample=True and analog=True exclude each other: resample redraws spikes, analog feeds no spikes")
@@ -138,30 +142,47 @@ class SpikeLoader:
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.num_workers, self.rank, self.world_size = num_workers, rank, world_size
         self.resample, self.analog = resample, analog
+        self.indices = None if indices is None else _subset(indices, len(dataset))
+        self.stream = int(stream)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Use epoch ``epoch``'s order from now on (only matters with ``shuffle``)."""
         self.epoch = int(epoch)
 
+    def _size(self) -> int:
+        return len(self.dataset) if self.indices is None else len(self.indices)
+
     def __len__(self) -> int:
-        per_rank = len(self.dataset) // self.world_size
+        per_rank = self._size() // self.world_size
         return per_rank // self.batch_size if self.drop_last else math.ceil(per_rank / self.batch_size)
 
     def windows(self) -> list[np.ndarray]:
-        """This epoch's read windows (index arrays) for this rank."""
-        return plan_windows(
-            len(self.dataset), self.dataset.block, self.batch_size, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch,
+        """This epoch's read windows (index arrays into the split) for this rank."""
+        windows = plan_windows(
+            self._size(), self.dataset.block, self.batch_size, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch,
             drop_last=self.drop_last, rank=self.rank, world_size=self.world_size,
         )  # fmt: skip
+        return windows if self.indices is None else [self.indices[w] for w in windows]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.dataset.check_unchanged()
-        draw_seed = [self.seed, self.epoch, self.rank] if self.resample else None
+        draw_seed = [self.seed, self.epoch, self.rank, *([self.stream] if self.stream else [])] if self.resample else None
         stream = _WindowStream(self.dataset, self.windows(), self.batch_size, draw_seed, self.analog)
         if self.num_workers == 0:
             return iter(stream)
         return iter(DataLoader(stream, batch_size=None, num_workers=self.num_workers))
+
+
+def _subset(indices, n: int) -> np.ndarray:
+    """``indices`` as a sorted int64 array of distinct positions in ``0..n-1`` (ValueError otherwise)."""
+    subset = np.asarray(indices)
+    if subset.ndim != 1 or not np.issubdtype(subset.dtype, np.integer):
+        raise ValueError(f"indices must be a 1-d array of integers, got {subset.dtype} of shape {subset.shape}")
+    subset = np.unique(subset.astype(np.int64))
+    if len(subset) and (subset[0] < 0 or subset[-1] >= n):
+        raise ValueError(f"indices must lie in 0..{n - 1}, got {subset[0]}..{subset[-1]}")
+    return subset
 
 
 def spike_loader(
