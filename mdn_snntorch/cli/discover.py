@@ -51,13 +51,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"epochs of each candidate on the source task for the accuracy criterion (0: skip; default {ACCURACY_EPOCHS})",
     )
     parser.add_argument(
-        "--validation-fraction",
-        type=float_in("validation_fraction", 0, 1),
-        default=VALIDATION_FRACTION,
-        help="fraction of the training split held out (chosen by the seed) on which the accuracy criterion scores "
-        f"candidates; the test split is never used (default {VALIDATION_FRACTION})",
-    )
-    parser.add_argument(
         "--min-accuracy",
         type=float_in("min_accuracy", 0, 1, low_open=False),
         default=MIN_ACCURACY,
@@ -71,14 +64,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-figures", dest="figures", action="store_false", help="skip the figures")
     add_training_arguments(parser, protocol=False)
+    for action in parser._actions:  # the training option, here the accuracy criterion's split (not the source runs')
+        if action.dest == "validation_fraction":
+            action.help = (
+                "fraction of the training split held out (chosen by the seed) on which the accuracy criterion scores "
+                f"candidates; the source runs train on the whole split and the test split is never used "
+                f"(default {VALIDATION_FRACTION})"
+            )
 
 
 def main(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, dataset=dataset_name(args.data))
+    fraction = settings.pop("validation_fraction", VALIDATION_FRACTION)
     library = discover(
         args.data, args.out, seeds=args.seeds, runs_dir=args.runs, protocol=args.protocol, quantile=args.quantile,
         space=args.space, ab_clusters=args.ab_clusters, cd_clusters=args.cd_clusters, min_support=args.min_support,
-        accuracy_epochs=args.accuracy_epochs, min_accuracy=args.min_accuracy, validation_fraction=args.validation_fraction,
+        accuracy_epochs=args.accuracy_epochs, min_accuracy=args.min_accuracy, validation_fraction=fraction,
         duplicate_distance=args.duplicate_distance, figures=args.figures, **settings,
     )  # fmt: skip
     clusters = library.provenance["clustering"]
