@@ -170,7 +170,7 @@ def _discover(data_path, out_path: Path, seeds: list[int], runs_dir: Path, proto
     provenance["selection"] = _selection(made, accuracy)
     save_library(out_path, made.library.neurons, provenance)
     if figures:
-        curves = {f"seed {s}": [(m["epoch"], m["test_acc"]) for m in r.metrics] for s, r in zip(seeds, results)}
+        curves = {f"seed {s}, test split": [(m["epoch"], m["test_acc"]) for m in r.metrics] for s, r in zip(seeds, results)}
         made.figure(out_path.with_name(out_path.stem + "_fig3.png"), curves=curves)
         made.figure(out_path.with_name(out_path.stem + "_fig4.png"), "dynamics")
     return MetaNeuronLibrary(made.library.neurons, provenance)
