@@ -141,7 +141,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, protocol: bool = Tru
     )  # fmt: skip
     g.add_argument(
         "--undetached-reset", dest="detach_reset", action="store_false", default=None,
-        help="let the spike's surrogate gradient flow through the reset (the authors' code; reference loop, slower)",
+        help="let the spike's surrogate gradient flow through the reset (the authors' code)",
     )  # fmt: skip
     g.add_argument("--device", type=device, help="auto (GPU when there is one), cpu, cuda, cuda:N (default auto)")
     g.add_argument(

@@ -192,9 +192,9 @@ def _declare(lib: ctypes.CDLL) -> None:
     p, i64, dbl, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
     for sfx in _SUFFIX.values():
         getattr(lib, "mdn_fwd" + sfx).argtypes = [p] * 15 + [i64, i64, i64, i64, dbl, i32, i32]
-        getattr(lib, "mdn_bwd" + sfx).argtypes = [p] * 18 + [i64, i64, i64, i64, dbl, dbl, i32, i32, i32]
+        getattr(lib, "mdn_bwd" + sfx).argtypes = [p] * 18 + [i64, i64, i64, i64, dbl, dbl, i32, i32, i32, i32]
         getattr(lib, "fo_fwd" + sfx).argtypes = [p] * 10 + [i64, i64, i64, i64, i32]
-        getattr(lib, "fo_bwd" + sfx).argtypes = [p] * 13 + [i64, i64, i64, i64, dbl, i32, i32]
+        getattr(lib, "fo_bwd" + sfx).argtypes = [p] * 13 + [i64, i64, i64, i64, dbl, i32, i32, i32]
 
 
 def library() -> ctypes.CDLL | None:
@@ -268,8 +268,24 @@ def mdn_forward(
     return spk, vT, uT, _or_empty(vtr, I), _or_empty(utr, I), I, ck
 
 
-def mdn_backward(I, ck, params, gs, gvtr, gutr, gvT, guT, dt: float, substeps: int, width: float, sigmoid: bool, every: int):
-    """Backward of :func:`mdn_forward`; gradient arguments may be ``None`` (zero).
+def mdn_backward(
+    I,
+    ck,
+    params,
+    gs,
+    gvtr,
+    gutr,
+    gvT,
+    guT,
+    dt: float,
+    substeps: int,
+    width: float,
+    sigmoid: bool,
+    every: int,
+    undetached: bool = False,
+):
+    """Backward of :func:`mdn_forward`; gradient arguments may be ``None`` (zero); ``undetached``: the spike's
+    gradient flows through the reset (docs/model.md#surrogate-gradient-and-reset).
 
     Returns ``(g_input, g_v0, g_u0, g_params [6, N] float64)``.
     """
@@ -287,6 +303,7 @@ def mdn_backward(I, ck, params, gs, gvtr, gutr, gvT, guT, dt: float, substeps: i
         width,
         substeps,
         int(sigmoid),
+        int(undetached),
         threads,
     )
     return gx, gv0, gu0, gp
@@ -310,8 +327,9 @@ def first_order_forward(x: Tensor, v0: Tensor, params: Tensor, sigmoid: bool, tr
     return spk, vT, _or_empty(vtr, I), I, ck
 
 
-def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bool, every: int):
-    """Backward of :func:`first_order_forward`: ``(g_input, g_v0, g_params [4, N] float64)``."""
+def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bool, every: int, undetached: bool = False):
+    """Backward of :func:`first_order_forward`: ``(g_input, g_v0, g_params [4, N] float64)`` (``undetached``: see
+    :func:`mdn_backward`)."""
     T, M = I.shape
     N, threads = params.shape[1], _threads(T * M * 2)
     gx, gv0, scratch = torch.empty_like(I), I.new_empty(M), I.new_empty(4, M)
@@ -324,6 +342,7 @@ def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bo
         every,
         width,
         int(sigmoid),
+        int(undetached),
         threads,
     )
     return gx, gv0, gp

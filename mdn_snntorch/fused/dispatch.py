@@ -75,15 +75,13 @@ def feature_shape(step_shape: tuple[int, ...], params) -> tuple[int, ...] | None
 def unsupported(neuron, inputs: Tensor, states: tuple[Tensor, ...], params: tuple) -> str | None:
     """Why the fused op cannot run this call of ``neuron`` exactly as the reference loop would
     (``None`` if it can): spike functions other than :class:`~mdn_snntorch.surrogate.Window`
-    (``surrogate_disable`` included), inhibition, an undetached reset, mixed dtypes/devices of state and input, or
+    (``surrogate_disable`` included), inhibition, mixed dtypes/devices of state and input, or
     parameters that do not broadcast against one step ``[B, ...]`` or vary along its batch dimension
     (see :func:`feature_shape`). (State quantisation never reaches here: the neurons run it step by step.)"""
     if type(neuron.spike_grad) is not Window:
         return f"spike_grad {neuron.spike_grad!r} is not the window surrogate"
     if neuron.inhibition:
         return "inhibition"
-    if not getattr(neuron, "detach_reset", True):
-        return "an undetached reset (detach_reset=False)"
     if inputs.dim() < 1 or inputs.shape[0] < 1:
         return "an empty time axis"
     for s in states:

@@ -119,14 +119,15 @@ def mdn_forward_op(
     traces: bool,
     kernel: str,
     every: int,
+    undetached: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Forward over ``x [T, ...]`` from ``(v0, u0)`` (shape ``x[0]``) with ``params = (a, b, c, d, V_th, scale) [6, N]``.
 
     Returns ``(spikes * scale, v_T, u_T, v_trace, u_trace, I, checkpoints)``: spikes and traces
     ``[T, ...]`` (traces empty unless ``traces``), the final post-reset state, then what the backward
     needs: ``I = sigmoid(x)`` (empty unless ``sigmoid``) and ``(V, U)`` before every ``every``-th step,
-    ``[ceil(T / every), 2, ...]``. ``width`` (the window surrogate's) is for the backward; ``kernel`` is
-    one of ``"c"``, ``"triton"``, ``"torch"``.
+    ``[ceil(T / every), 2, ...]``. ``width`` (the window surrogate's) and ``undetached`` (the spike's gradient
+    through the reset) are for the backward; ``kernel`` is one of ``"c"``, ``"triton"``, ``"torch"``.
     """
     shape = x.shape
     spk, vT, uT, vtr, utr, I, ck = _module(kernel).mdn_forward(
@@ -145,7 +146,7 @@ def mdn_forward_op(
 
 
 @mdn_forward_op.register_fake
-def _(x, v0, u0, params, dt, substeps, width, sigmoid, traces, kernel, every):
+def _(x, v0, u0, params, dt, substeps, width, sigmoid, traces, kernel, every, undetached=False):
     T, S = x.shape, x.shape[1:]
     C = (_checkpoints(x.shape[0], every), 2, *S)
     return _new(x, T), _new(x, S), _new(x, S), _new(x, T, traces), _new(x, T, traces), _new(x, T, sigmoid), _new(x, C)
@@ -167,6 +168,7 @@ def mdn_backward_op(
     sigmoid: bool,
     kernel: str,
     every: int,
+    undetached: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """BPTT of :func:`mdn_forward_op`: ``(grad_x, grad_v0, grad_u0, grad_params [6, N])``.
 
@@ -189,6 +191,7 @@ def mdn_backward_op(
         width,
         sigmoid,
         every,
+        undetached,
     )
     return gx.view(shape), gv0.view(shape[1:]), gu0.view(shape[1:]), gp.to(params.dtype)
 
@@ -209,28 +212,29 @@ def _(
     sigmoid,
     kernel,
     every,
+    undetached=False,
 ):
     return _new(I, I.shape), _new(I, I.shape[1:]), _new(I, I.shape[1:]), _new(params, params.shape)
 
 
 def _mdn_setup_context(ctx, inputs, output):
-    x, v0, u0, params, dt, substeps, width, sigmoid, traces, kernel, every = inputs
+    x, v0, u0, params, dt, substeps, width, sigmoid, traces, kernel, every, undetached = inputs
     spk, vT, uT, vtr, utr, I, ck = output
     ctx.mark_non_differentiable(I, ck)
     ctx.set_materialize_grads(False)
     ctx.save_for_backward(I if sigmoid else x, ck, params)
-    ctx.config = (dt, substeps, width, sigmoid, traces, kernel, every)
+    ctx.config = (dt, substeps, width, sigmoid, traces, kernel, every, undetached)
 
 
 def _mdn_backward(ctx, g_spk, g_vT, g_uT, g_vtr, g_utr, _g_I, _g_ck):
     I, ck, params = saved_or_stale(ctx)  # StaleStateError names mdn.reset(net) when the graph was freed
-    dt, substeps, width, sigmoid, traces, kernel, every = ctx.config
+    dt, substeps, width, sigmoid, traces, kernel, every, undetached = ctx.config
     if not traces:  # the empty placeholders' gradients (None, or empty under AOT tracing)
         g_vtr = g_utr = None
     gx, gv0, gu0, gp = mdn_backward_op(
-        I, ck, params, g_spk, g_vtr, g_utr, g_vT, g_uT, dt, substeps, width, sigmoid, kernel, every
+        I, ck, params, g_spk, g_vtr, g_utr, g_vT, g_uT, dt, substeps, width, sigmoid, kernel, every, undetached
     )
-    return gx, gv0, gu0, gp, None, None, None, None, None, None, None
+    return gx, gv0, gu0, gp, None, None, None, None, None, None, None, None
 
 
 mdn_forward_op.register_autograd(_mdn_backward, setup_context=_mdn_setup_context)
@@ -271,6 +275,7 @@ def mdn_multistep(
     graded_spikes_factor: Tensor | float = 1.0,
     input_sigmoid: bool = False,
     return_traces: bool = False,
+    detach_reset: bool = True,
 ) -> MDNTrace:
     """The fused equivalent of ``functional.mdn_multistep(I, state, theta, spike_fn=window(width), ...)``
     with ``I = sigmoid(inputs)`` when ``input_sigmoid`` (else ``I = inputs``) and the spikes multiplied by
@@ -279,7 +284,8 @@ def mdn_multistep(
     Theta, the threshold and the factor may each be a float or a tensor that broadcasts against one step
     of ``inputs [T, B, ...]`` without changing it and does not vary along the batch: ``()``, ``(N,)`` for
     ``[T, B, N]``, ``(C, 1, 1)`` for ``[T, B, C, H, W]``...; all get gradients (of their own shapes) when they
-    require them.
+    require them. ``detach_reset=False``: the undetached reset (the same spikes and state, the gradient of
+    the spike through the reset as well; :func:`mdn_snntorch.functional.mdn_step`).
     """
     params = _per_neuron((*theta, threshold, graded_spikes_factor), inputs)
     kernel = resolve_kernel(inputs.device.type, inputs.dtype)
@@ -296,6 +302,7 @@ def mdn_multistep(
         bool(return_traces),
         kernel,
         every,
+        not detach_reset,
     )
     if return_traces:
         return MDNTrace(spk, MDNState(vT, uT), utr, vtr)
@@ -307,7 +314,15 @@ def mdn_multistep(
 # ---------------------------------------------------------------------------------------------
 @torch.library.custom_op("mdn_snntorch::first_order_forward", mutates_args=())
 def first_order_forward_op(
-    x: Tensor, v0: Tensor, params: Tensor, width: float, sigmoid: bool, traces: bool, kernel: str, every: int
+    x: Tensor,
+    v0: Tensor,
+    params: Tensor,
+    width: float,
+    sigmoid: bool,
+    traces: bool,
+    kernel: str,
+    every: int,
+    undetached: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Forward of ``V' = g V + I`` with ``params = (g, V_th, V_reset, scale) [4, N]``: ``(spikes * scale,
     v_T, v_trace, I, checkpoints [ceil(T / every), ...])`` (trace empty unless ``traces``, ``I`` unless ``sigmoid``)."""
@@ -318,7 +333,7 @@ def first_order_forward_op(
 
 
 @first_order_forward_op.register_fake
-def _(x, v0, params, width, sigmoid, traces, kernel, every):
+def _(x, v0, params, width, sigmoid, traces, kernel, every, undetached=False):
     T, S = x.shape, x.shape[1:]
     return _new(x, T), _new(x, S), _new(x, T, traces), _new(x, T, sigmoid), _new(x, (_checkpoints(x.shape[0], every), *S))
 
@@ -335,6 +350,7 @@ def first_order_backward_op(
     sigmoid: bool,
     kernel: str,
     every: int,
+    undetached: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """BPTT of :func:`first_order_forward_op`: ``(grad_x, grad_v0, grad_params [4, N])``."""
     shape = I.shape
@@ -348,31 +364,32 @@ def first_order_backward_op(
         width,
         sigmoid,
         every,
+        undetached,
     )
     return gx.view(shape), gv0.view(shape[1:]), gp.to(params.dtype)
 
 
 @first_order_backward_op.register_fake
-def _(I, checkpoints, params, grad_spikes, grad_v_trace, grad_v_final, width, sigmoid, kernel, every):
+def _(I, checkpoints, params, grad_spikes, grad_v_trace, grad_v_final, width, sigmoid, kernel, every, undetached=False):
     return _new(I, I.shape), _new(I, I.shape[1:]), _new(params, params.shape)
 
 
 def _first_order_setup_context(ctx, inputs, output):
-    x, v0, params, width, sigmoid, traces, kernel, every = inputs
+    x, v0, params, width, sigmoid, traces, kernel, every, undetached = inputs
     spk, vT, vtr, I, ck = output
     ctx.mark_non_differentiable(I, ck)
     ctx.set_materialize_grads(False)
     ctx.save_for_backward(I if sigmoid else x, ck, params)
-    ctx.config = (width, sigmoid, traces, kernel, every)
+    ctx.config = (width, sigmoid, traces, kernel, every, undetached)
 
 
 def _first_order_backward(ctx, g_spk, g_vT, g_vtr, _g_I, _g_ck):
     I, ck, params = saved_or_stale(ctx)
-    width, sigmoid, traces, kernel, every = ctx.config
+    width, sigmoid, traces, kernel, every, undetached = ctx.config
     if not traces:
         g_vtr = None
-    gx, gv0, gp = first_order_backward_op(I, ck, params, g_spk, g_vtr, g_vT, width, sigmoid, kernel, every)
-    return gx, gv0, gp, None, None, None, None, None
+    gx, gv0, gp = first_order_backward_op(I, ck, params, g_spk, g_vtr, g_vT, width, sigmoid, kernel, every, undetached)
+    return gx, gv0, gp, None, None, None, None, None, None
 
 
 first_order_forward_op.register_autograd(_first_order_backward, setup_context=_first_order_setup_context)
@@ -389,6 +406,7 @@ def first_order_multistep(
     graded_spikes_factor: Tensor | float = 1.0,
     input_sigmoid: bool = False,
     return_traces: bool = False,
+    detach_reset: bool = True,
 ) -> FirstOrderTrace:
     """The fused equivalent of ``functional.first_order_multistep(I, v, spike_fn=window(width), ...)``
     with ``I = sigmoid(inputs)`` when ``input_sigmoid`` and the spikes times ``graded_spikes_factor``.
@@ -397,6 +415,6 @@ def first_order_multistep(
     kernel = resolve_kernel(inputs.device.type, inputs.dtype)
     every = _every(kernel, inputs.shape[0])
     spk, vT, vtr, *_ = first_order_forward_op(
-        inputs, v, params, float(width), bool(input_sigmoid), bool(return_traces), kernel, every
+        inputs, v, params, float(width), bool(input_sigmoid), bool(return_traces), kernel, every, not detach_reset
     )
     return FirstOrderTrace(spk, vT, vtr if return_traces else None)

@@ -49,6 +49,12 @@ def _mdn_adjoint(v, u, s, gsh, gv, gu, a, b, dt: float, gp: Tensor):
     return gvp * (1 + dt * (2 * v - 1)) + gu * (dt * (a * b)), gu * (1 - dt * a) - gvp * dt, gvp * dt
 
 
+def _mdn_reset_gradient(gv, gu, v, u, I, c, d, dt: float) -> Tensor:
+    """The undetached reset's gradient of a (sub-)step's spike, ``gV (c - V') + gU d``, from the post-reset
+    state's gradients (docs/model.md#surrogate-gradient-and-reset); it enters where the window is open."""
+    return gv * (c - (v + dt * dv_dt(v, u, I))) + gu * d
+
+
 def _mdn_step(v, u, I, p, dt: float, substeps: int):
     """One network step: ``(v, u, spike)`` with the sub-steps' spikes OR-ed."""
     a, b, c, d, th = p
@@ -80,7 +86,22 @@ def mdn_forward(
     return spk, v.clone(), u.clone(), vtr, utr, I, ck
 
 
-def mdn_backward(I, ck, params, gs, gvtr, gutr, gvT, guT, dt: float, substeps: int, width: float, sigmoid: bool, every: int):
+def mdn_backward(
+    I,
+    ck,
+    params,
+    gs,
+    gvtr,
+    gutr,
+    gvT,
+    guT,
+    dt: float,
+    substeps: int,
+    width: float,
+    sigmoid: bool,
+    every: int,
+    undetached: bool = False,
+):
     """See :func:`mdn_snntorch.fused.c_kernels.mdn_backward` (the sums here are in ``I``'s dtype)."""
     T, M = I.shape
     a, b, c, d, th, scale = _per_element(params, M)
@@ -110,11 +131,14 @@ def mdn_backward(I, ck, params, gs, gvtr, gutr, gvT, guT, dt: float, substeps: i
                 gS = gs[t] * scale
             gI = torch.zeros_like(gv)
             for v, u, x, s in reversed(subs):
+                window = (x.abs() < width).to(gv.dtype)
                 if gs is None:
                     gsh = torch.zeros_like(gv)
                 else:  # the OR passes the step's spike gradient to a sub-step iff no other sub-step fired
                     gsj = gS if substeps == 1 else torch.where(fired - s == 0, gS, 0)
-                    gsh = gsj * (x.abs() < width).to(gv.dtype)
+                    gsh = gsj * window
+                if undetached:
+                    gsh = gsh + _mdn_reset_gradient(gv, gu, v, u, I[t], c, d, sdt) * window
                 gv, gu, g = _mdn_adjoint(v, u, s, gsh, gv, gu, a, b, sdt, gp)
                 gI += g
             gx[t] = gI * (1 - I[t]) * I[t] if sigmoid else gI
@@ -148,7 +172,7 @@ def first_order_forward(x: Tensor, v0: Tensor, params: Tensor, sigmoid: bool, tr
     return spk, v.clone(), vtr, I, ck
 
 
-def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bool, every: int):
+def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bool, every: int, undetached: bool = False):
     """See :func:`mdn_snntorch.fused.c_kernels.first_order_backward`."""
     T, M = I.shape
     g, th, r, scale = _per_element(params, M)
@@ -165,11 +189,14 @@ def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bo
                 gv = gv + gvtr[t]
             v = states[t - t0]
             _, x, s = _fo_step(v, I[t], g, th, r)
+            window = (x.abs() < width).to(I.dtype)
             if gs is not None:
-                gsh = (gs[t] * scale) * (x.abs() < width).to(I.dtype)
+                gsh = (gs[t] * scale) * window
                 gp[3] += gs[t] * s
             else:
                 gsh = torch.zeros_like(gv)
+            if undetached:  # the undetached reset: gV (r - V')
+                gsh = gsh + gv * (r - first_order_map(v, I[t], g)) * window
             gvp = gv * (1 - s) + gsh
             gp[0] += gvp * v
             gp[1] -= gsh

@@ -52,10 +52,15 @@ if triton is not None:
         return ((x < w) & (-x < w)).to(x.dtype)
 
     @triton.jit
+    def _mdn_vprime(v, u, cur, dt):
+        """V' = V + dt (((V V - V) - U) + I): the membrane update of :func:`_mdn_euler`, once."""
+        return v + dt * (((v * v - v) - u) + cur)
+
+    @triton.jit
     def _mdn_euler(v, u, cur, dt, a, b, c, d, th):
         """One Euler (sub-)step of the MDN (docs/model.md#discretisation), V and U both from the old state,
         then the reset: ``(V, U after the reset, x = V' - V_th, spike [x > 0])``."""
-        vp = v + dt * (((v * v - v) - u) + cur)
+        vp = _mdn_vprime(v, u, cur, dt)
         up = u + dt * (a * (b * v - u))
         x = vp - th
         s = (x > 0).to(v.dtype)
@@ -71,6 +76,12 @@ if triton is not None:
         gv_prev = gvp * (1 + dt * (2 * v - 1)) + gu * (dt * (a * b))
         gu_prev = gu * (1 - dt * a) - gvp * dt
         return gv_prev, gu_prev, gvp * dt, gu * (dt * (b * v - u)), gu * (dt * (a * v)), gv * s, gu * s
+
+    @triton.jit
+    def _mdn_reset_gradient(gv, gu, v, u, cur, dt, c, d):
+        """The undetached reset's gradient of a (sub-)step's spike, ``gV (c - V') + gU d``, from the post-reset
+        state's gradients (docs/model.md#surrogate-gradient-and-reset); added to ``gsh`` where the window is open."""
+        return gv * (c - _mdn_vprime(v, u, cur, dt)) + gu * d
 
     @triton.jit
     def _fo_step(v, cur, g, th, r):
@@ -168,6 +179,7 @@ if triton is not None:
         LAST,
         SUBSTEPS: tl.constexpr,
         SIGMOID: tl.constexpr,
+        UNDETACHED: tl.constexpr,
         HAS_GS: tl.constexpr,
         HAS_GVTR: tl.constexpr,
         HAS_GUTR: tl.constexpr,
@@ -217,6 +229,8 @@ if triton is not None:
             if SUBSTEPS == 1:
                 _v, _u, x, s = _mdn_euler(v, u, cur, dt, a, b, c, d, th)
                 gsh = (gs * sc) * _window(x, w)
+                if UNDETACHED:
+                    gsh += _mdn_reset_gradient(gv, gu, v, u, cur, dt, c, d) * _window(x, w)
                 gsc += gs * s
                 gv, gu, gI, dga, dgb, dgc, dgd = _mdn_adjoint(v, u, s, gsh, gv, gu, dt, a, b)
                 ga += dga
@@ -240,6 +254,8 @@ if triton is not None:
                     _v, _u, x, s = _mdn_euler(v, u, cur, dt, a, b, c, d, th)
                     # the OR passes the step's spike gradient to sub-step j iff no other sub-step fired
                     gsh = tl.where(cnt - s == 0, gS, zero) * _window(x, w)
+                    if UNDETACHED:
+                        gsh += _mdn_reset_gradient(gv, gu, v, u, cur, dt, c, d) * _window(x, w)
                     gv, gu, dgI, dga, dgb, dgc, dgd = _mdn_adjoint(v, u, s, gsh, gv, gu, dt, a, b)
                     gI += dgI
                     ga += dga
@@ -319,6 +335,7 @@ if triton is not None:
         N,
         LAST,
         SIGMOID: tl.constexpr,
+        UNDETACHED: tl.constexpr,
         HAS_GS: tl.constexpr,
         HAS_GVTR: tl.constexpr,
         HAS_GVT: tl.constexpr,
@@ -352,6 +369,8 @@ if triton is not None:
                 gs = tl.load(GS + o, mask=mask, other=0.0)
             _v, x, s = _fo_step(v, cur, g, th, r)
             gsh = (gs * sc) * _window(x, w)
+            if UNDETACHED:  # the undetached reset: gV (r - V')
+                gsh += (gv * (r - (g * v + cur))) * _window(x, w)
             gsc += gs * s
             gv, gvp, dgg, dgr = _fo_adjoint(v, s, gsh, gv, g)
             gg += dgg
@@ -418,7 +437,22 @@ def mdn_forward(
     return spk, vT, uT, vtr, utr, cur, ck
 
 
-def mdn_backward(I, ck, params, gs, gvtr, gutr, gvT, guT, dt: float, substeps: int, width: float, sigmoid: bool, every: int):
+def mdn_backward(
+    I,
+    ck,
+    params,
+    gs,
+    gvtr,
+    gutr,
+    gvT,
+    guT,
+    dt: float,
+    substeps: int,
+    width: float,
+    sigmoid: bool,
+    every: int,
+    undetached: bool = False,
+):
     """See :func:`mdn_snntorch.fused.c_kernels.mdn_backward`."""
     T, M = I.shape
     N = params.shape[1]
@@ -446,6 +480,7 @@ def mdn_backward(I, ck, params, gs, gvtr, gutr, gvT, guT, dt: float, substeps: i
         (T - 1) * M,
         SUBSTEPS=substeps,
         SIGMOID=sigmoid,
+        UNDETACHED=undetached,
         HAS_GS=gs is not None,
         HAS_GVTR=gvtr is not None,
         HAS_GUTR=gutr is not None,
@@ -485,7 +520,7 @@ def first_order_forward(x: Tensor, v0: Tensor, params: Tensor, sigmoid: bool, tr
     return spk, vT, vtr, cur, ck
 
 
-def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bool, every: int):
+def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bool, every: int, undetached: bool = False):
     """See :func:`mdn_snntorch.fused.c_kernels.first_order_backward`."""
     T, M = I.shape
     N = params.shape[1]
@@ -506,6 +541,7 @@ def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bo
         N,
         (T - 1) * M,
         SIGMOID=sigmoid,
+        UNDETACHED=undetached,
         HAS_GS=gs is not None,
         HAS_GVTR=gvtr is not None,
         HAS_GVT=gvT is not None,

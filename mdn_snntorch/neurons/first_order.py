@@ -179,6 +179,7 @@ class FirstOrder(MDNFamilyNeuron):
                 width=self.spike_grad.width,
                 graded_spikes_factor=self._param_as("graded_spikes_factor", current.dtype),
                 return_traces=return_traces,
+                detach_reset=self.detach_reset,
                 **kwargs,
             )
             spikes = trace.spikes

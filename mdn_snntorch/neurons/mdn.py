@@ -259,7 +259,10 @@ class MDN(MDNFamilyNeuron):
         current = torch.sigmoid(x) if self.input_sigmoid else x
         if fused.use_fused(self, current, state, theta):  # the op applies the graded-spikes factor itself
             scale = self._param_as("graded_spikes_factor", dtype)
-            trace = fused.mdn_multistep(current, state, theta, width=self.spike_grad.width, graded_spikes_factor=scale, **common)
+            trace = fused.mdn_multistep(
+                current, state, theta, width=self.spike_grad.width, graded_spikes_factor=scale, detach_reset=self.detach_reset,
+                **common,
+            )  # fmt: skip
             spikes = trace.spikes
         else:
             trace = mdn_multistep(current, state, theta, spike_fn=self._spike_fn, detach_reset=self.detach_reset, **common)

@@ -63,9 +63,9 @@ def random_drive(T, B, N, dtype, seed, device="cpu"):
     return x.to(dtype=dtype, device=device)
 
 
-def run_functional(impl, x, theta, threshold, gsf, v0, u0, dt, substeps, traces, sigmoid_in_op=True):
+def run_functional(impl, x, theta, threshold, gsf, v0, u0, dt, substeps, traces, sigmoid_in_op=True, detach_reset=True):
     """(outputs, gradients) of a weighted sum of every output, through the fused op (applying the sigmoid
-    itself, or given ``torch.sigmoid(x)``) or the reference loop."""
+    itself, or given ``torch.sigmoid(x)``) or the reference loop; ``detach_reset=False``: the undetached reset."""
     leaves = [x, *theta, threshold, gsf, v0, u0]
     if impl == "reference":
         out = F.mdn_multistep(
@@ -77,6 +77,7 @@ def run_functional(impl, x, theta, threshold, gsf, v0, u0, dt, substeps, traces,
             substeps=substeps,
             spike_fn=window(0.5),
             return_traces=traces,
+            detach_reset=detach_reset,
         )
         spikes = out.spikes * gsf
     else:
@@ -92,6 +93,7 @@ def run_functional(impl, x, theta, threshold, gsf, v0, u0, dt, substeps, traces,
                 graded_spikes_factor=gsf,
                 input_sigmoid=sigmoid_in_op,
                 return_traces=traces,
+                detach_reset=detach_reset,
             )
         spikes = out.spikes
     outs = [spikes, out.state.v, out.state.u] + ([out.v, out.u] if traces else [])
@@ -129,6 +131,46 @@ def test_fused_mdn_matches_reference_every_preset(kernel, dtype, preset, dt, sub
         assert torch.equal(o, r)  # bitwise: same operations in the same order
     assert_close_grads(grads, ref_grads, f"{kernel} {preset}")
     assert all(g.abs().sum() > 0 for g in grads[:6]), "input, theta and threshold all get gradient"
+
+
+@pytest.mark.parametrize("kernel", CPU_KERNELS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("preset", ["2-FS", "2-SDS"])
+@pytest.mark.parametrize("dt, substeps", [(1.0, 1), (0.5, 3)])
+def test_fused_mdn_undetached_reset_matches_reference(kernel, dtype, preset, dt, substeps):
+    """The undetached reset (the spike's gradient through V' (1 - S) + S c and U' + S d): the same outputs as
+    the detached one, bitwise, and the reference loop's gradients of every input, which differ from the
+    detached reset's."""
+    case = functional_case(preset, dtype, per_neuron=True, seed=11)
+    ref_out, ref_grads = run_functional("reference", *case, dt, substeps, True, detach_reset=False)
+    out, grads = run_functional(kernel, *case, dt, substeps, True, detach_reset=False)
+    detached_out, detached_grads = run_functional(kernel, *case, dt, substeps, True)
+    for o, r, d in zip(out, ref_out, detached_out):
+        assert torch.equal(o, r) and torch.equal(o, d)
+    assert_close_grads(grads, ref_grads, f"{kernel} {preset} undetached")
+    scale = ref_grads[0].abs().max()
+    assert (grads[0] - detached_grads[0]).abs().max() > 100 * RTOL[dtype] * scale, "the reset's gradient is not the detached one"
+
+
+@pytest.mark.parametrize("kernel", CPU_KERNELS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_first_order_undetached_reset_matches_reference(kernel, dtype):
+    """The 1st-order neuron's undetached reset V' (1 - S) + S V_reset, with a learnable decay and reset value."""
+    x = random_drive(40, 3, 6, dtype, seed=12).requires_grad_()
+    decay = torch.full((6,), 0.2, dtype=dtype, requires_grad=True)
+    reset = torch.full((6,), -0.1, dtype=dtype, requires_grad=True)
+    v0 = torch.zeros(3, 6, dtype=dtype)
+    ref = F.first_order_multistep(
+        torch.sigmoid(x), v0, decay=decay, reset=reset, spike_fn=window(0.5), detach_reset=False, return_traces=True
+    )
+    with fused.use_kernel(kernel):
+        out = fused.first_order_multistep(
+            x, v0, decay=decay, reset=reset, input_sigmoid=True, detach_reset=False, return_traces=True
+        )
+    assert torch.equal(out.spikes, ref.spikes) and torch.equal(out.v, ref.v)
+    weights = torch.randn(ref.spikes.shape, generator=torch.Generator().manual_seed(3), dtype=dtype)
+    grads = [torch.autograd.grad((o.spikes * weights).sum() + o.v.sum(), [x, decay, reset]) for o in (out, ref)]
+    assert_close_grads(*grads, f"{kernel} first order undetached")
 
 
 @pytest.mark.parametrize("kernel", CPU_KERNELS)
@@ -465,7 +507,7 @@ _INTERPRETER_SCRIPT = textwrap.dedent(
     torch.manual_seed(0)
     T, B, N = 9, 3, 5
     for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-4)):
-        for dt, sub in ((1.0, 1), (0.5, 3)):
+        for dt, sub, detach in ((1.0, 1, True), (0.5, 3, True), (1.0, 1, False), (0.5, 3, False)):
             x = (torch.randn(T, B, N, dtype=dtype) * 2 + 0.5).requires_grad_()
             theta = [(torch.full((N,), v, dtype=dtype) + 0.01 * torch.randn(N, dtype=dtype)).requires_grad_()
                      for v in (0.06, 0.219, -0.065, 0.003)]
@@ -475,9 +517,10 @@ _INTERPRETER_SCRIPT = textwrap.dedent(
             u0 = torch.full((B, N), 0.08, dtype=dtype, requires_grad=True)
             leaves = [x, *theta, th, gsf, v0, u0]
             ref = F.mdn_multistep(torch.sigmoid(x), F.MDNState(v0, u0), F.MDNParameters(*theta), threshold=th,
-                                  dt=dt, substeps=sub, spike_fn=window(0.5), return_traces=True)
+                                  dt=dt, substeps=sub, spike_fn=window(0.5), return_traces=True, detach_reset=detach)
             got = fused.mdn_multistep(x, F.MDNState(v0, u0), F.MDNParameters(*theta), threshold=th, dt=dt,
-                                      substeps=sub, graded_spikes_factor=gsf, input_sigmoid=True, return_traces=True)
+                                      substeps=sub, graded_spikes_factor=gsf, input_sigmoid=True, return_traces=True,
+                                      detach_reset=detach)
             pairs = [(got.spikes, ref.spikes * gsf), (got.state.v, ref.state.v), (got.state.u, ref.state.u),
                      (got.v, ref.v), (got.u, ref.u)]
             assert torch.equal(got.spikes, ref.spikes * gsf), (dtype, dt, sub)
@@ -490,14 +533,17 @@ _INTERPRETER_SCRIPT = textwrap.dedent(
                 assert (a - b).abs().max() <= tol, (dtype, dt, sub)
         # 1st-order neuron
         decay = torch.full((N,), 0.8, dtype=dtype, requires_grad=True)
-        ref = F.first_order_multistep(torch.sigmoid(x), v0, decay=decay, threshold=th, return_traces=True)
-        got = fused.first_order_multistep(x, v0, decay=decay, threshold=th, input_sigmoid=True, return_traces=True)
-        assert torch.equal(got.spikes, ref.spikes)
-        leaves = [x, decay, th, v0]
-        g1 = torch.autograd.grad((got.spikes * x).sum() + got.v.sum() + got.state.sum(), leaves)
-        g2 = torch.autograd.grad((ref.spikes * x).sum() + ref.v.sum() + ref.state.sum(), leaves)
-        for a, b in zip(g1, g2):
-            assert (a - b).abs().max() <= tol * b.abs().max()
+        for detach in (True, False):
+            ref = F.first_order_multistep(torch.sigmoid(x), v0, decay=decay, threshold=th, return_traces=True,
+                                          detach_reset=detach)
+            got = fused.first_order_multistep(x, v0, decay=decay, threshold=th, input_sigmoid=True, return_traces=True,
+                                              detach_reset=detach)
+            assert torch.equal(got.spikes, ref.spikes)
+            leaves = [x, decay, th, v0]
+            g1 = torch.autograd.grad((got.spikes * x).sum() + got.v.sum() + got.state.sum(), leaves)
+            g2 = torch.autograd.grad((ref.spikes * x).sum() + ref.v.sum() + ref.state.sum(), leaves)
+            for a, b in zip(g1, g2):
+                assert (a - b).abs().max() <= tol * b.abs().max(), (dtype, detach)
     print("triton interpreter ok")
     """
 )

@@ -3,8 +3,7 @@
 The detached reset (the default, as snnTorch) and the undetached one (the paper authors' published code)
 give the same spikes and states; only the gradients differ. The undetached gradients must equal autograd
 through the authors' own loop, where the previous step's spike resets the state at the start of the next
-step. The fused op cannot run an undetached reset: ``backend="auto"`` falls back to the reference loop and
-``backend="fused"`` refuses it.
+step. The fused op runs the undetached reset too and must agree with the reference loop.
 """
 
 import pytest
@@ -156,23 +155,18 @@ def test_single_steps_follow_the_undetached_reset_too(name):
 
 
 @pytest.mark.parametrize("name", NEURONS)
-def test_fused_backend_refuses_an_undetached_reset(name):
-    with pytest.raises(ValueError, match="undetached"):
-        run(make(name, detach_reset=False, backend="fused"), random_input())
-
-
-@pytest.mark.parametrize("name", NEURONS)
-def test_auto_backend_runs_the_reference_loop_for_an_undetached_reset(name):
+def test_fused_backend_runs_an_undetached_reset_as_the_reference_loop(name):
+    """``backend="fused"`` runs it: bitwise the reference's spikes and states, its input gradient to rounding."""
     x = random_input(5)
     results = {}
-    for backend in ("auto", "reference"):
+    for backend in ("fused", "reference"):
         xb = x.clone().requires_grad_(True)
         spikes, *states = run(make(name, detach_reset=False, backend=backend), xb)
         spikes.sum().backward()
         results[backend] = (spikes.detach(), [s.detach() for s in states], xb.grad)
-    (s_auto, st_auto, g_auto), (s_ref, st_ref, g_ref) = results["auto"], results["reference"]
-    assert torch.equal(s_auto, s_ref) and all(torch.equal(a, b) for a, b in zip(st_auto, st_ref))
-    assert torch.equal(g_auto, g_ref)
+    (s_fused, st_fused, g_fused), (s_ref, st_ref, g_ref) = results["fused"], results["reference"]
+    assert torch.equal(s_fused, s_ref) and all(torch.equal(a, b) for a, b in zip(st_fused, st_ref))
+    torch.testing.assert_close(g_fused, g_ref, rtol=0, atol=1e-12)
 
 
 def test_functional_steps_take_detach_reset():

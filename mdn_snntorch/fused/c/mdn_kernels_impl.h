@@ -34,10 +34,13 @@ static inline scalar_t SFX(through_sigmoid)(scalar_t g, scalar_t I, int sigmoid)
        V' = V + dt (((V V - V) - U) + I);  U' = U + dt (a (b V - U));  x = V' - V_th;  s = [x > 0]
    then the reset (docs/model.md#surrogate-gradient-and-reset): *v = s ? c : V', *u = U' + d s.
    Sets *x and returns s. */
+/* V' = V + dt (((V V - V) - U) + I): the membrane update of mdn_euler, once. */
+static inline scalar_t SFX(mdn_vprime)(scalar_t v, scalar_t u, scalar_t I, scalar_t dt) { return v + dt * (((v * v - v) - u) + I); }
+
 static inline scalar_t SFX(mdn_euler)(scalar_t *restrict v, scalar_t *restrict u, scalar_t *restrict x, scalar_t I,
                                       scalar_t dt, scalar_t a, scalar_t b, scalar_t c, scalar_t d, scalar_t th) {
     const scalar_t vi = *v, ui = *u;
-    const scalar_t vp = vi + dt * (((vi * vi - vi) - ui) + I);
+    const scalar_t vp = SFX(mdn_vprime)(vi, ui, I, dt);
     const scalar_t up = ui + dt * (a * (b * vi - ui));
     *x = vp - th;
     const scalar_t s = *x > 0 ? (scalar_t)1 : (scalar_t)0;
@@ -70,6 +73,15 @@ static inline scalar_t SFX(mdn_adjoint)(scalar_t v, scalar_t u, int fire, scalar
     *gv = gvp + g * (2 * v - 1) + gui * dab;
     *gu = gui * oma - g;
     return g;
+}
+
+/* With the undetached reset (V <- V' (1 - s) + s c, U <- U' + s d, the spike's gradient flowing through it;
+   docs/model.md#surrogate-gradient-and-reset) the spike s of a (sub-)step also gets the gradient of the reset:
+       dL/ds += gV (c - V') + gU d
+   from the gradients gV, gU of the post-reset state; added to gsh where the surrogate's window is open. */
+static inline scalar_t SFX(mdn_reset_gradient)(scalar_t gv, scalar_t gu, scalar_t v, scalar_t u, scalar_t I, scalar_t dt,
+                                               scalar_t c, scalar_t d) {
+    return gv * (c - SFX(mdn_vprime)(v, u, I, dt)) + gu * d;
 }
 
 /* Advance a block of n elements by one network step (S Euler sub-steps of dt, input I held); acc gets
@@ -141,13 +153,13 @@ typedef struct {
     double *gp;
     int64_t T, M, N, K;
     scalar_t dt, width;
-    int substeps, sigmoid;
+    int substeps, sigmoid, undetached;
 } SFX(mdn_bwd_args);
 
 static void SFX(mdn_bwd_range)(const void *p, sched_t *s) {
     const SFX(mdn_bwd_args) *A = (const SFX(mdn_bwd_args) *)p;
     const int64_t T = A->T, M = A->M, N = A->N, K = A->K;
-    const int S = A->substeps, sig = A->sigmoid;
+    const int S = A->substeps, sig = A->sigmoid, und = A->undetached;
     const scalar_t dt = A->dt, w = A->width;
     scalar_t gv[BLK], gu[BLK], gI[BLK], gS[BLK], v[BLK], u[BLK], acc[BLK], cnt[BLK], zero[BLK];
     scalar_t pa[BLK], pb[BLK], pc[BLK], pd[BLK], pth[BLK], psc[BLK], dab[BLK], oma[BLK];
@@ -199,7 +211,9 @@ static void SFX(mdn_bwd_range)(const void *p, sched_t *s) {
                     for (int i = 0; i < n; i++) {
                         const scalar_t x = sx[i], gsi = gs[i];
                         const int fire = x > 0;
-                        const scalar_t gsh = SFX(in_window)(x, w) ? gsi * psc[i] : (scalar_t)0;
+                        const int open = SFX(in_window)(x, w);
+                        scalar_t gsh = open ? gsi * psc[i] : (scalar_t)0;
+                        if (und && open) gsh += SFX(mdn_reset_gradient)(gv[i], gu[i], sv[i], su[i], I[i], dt, pc[i], pd[i]);
                         gsc[i] += fire ? gsi : (scalar_t)0;
                         const scalar_t g = SFX(mdn_adjoint)(sv[i], su[i], fire, gsh, dt, pb[i], dab[i], oma[i], &gv[i], &gu[i],
                                                             &ga[i], &gb[i], &gc[i], &gd[i], &gth[i]);
@@ -226,7 +240,9 @@ static void SFX(mdn_bwd_range)(const void *p, sched_t *s) {
                         const int fire = x > 0;
                         /* the OR passes the step's spike gradient to sub-step j iff no other sub-step fired */
                         const int alone = (cnt[i] - (fire ? (scalar_t)1 : (scalar_t)0)) == 0;
-                        const scalar_t gsh = (alone & SFX(in_window)(x, w)) ? gS[i] : (scalar_t)0;
+                        const int open = SFX(in_window)(x, w);
+                        scalar_t gsh = (alone & open) ? gS[i] : (scalar_t)0;
+                        if (und && open) gsh += SFX(mdn_reset_gradient)(gv[i], gu[i], vj[i], uj[i], I[i], dt, pc[i], pd[i]);
                         gI[i] += SFX(mdn_adjoint)(vj[i], uj[i], fire, gsh, dt, pb[i], dab[i], oma[i], &gv[i], &gu[i], &ga[i],
                                                   &gb[i], &gc[i], &gd[i], &gth[i]);
                     }
@@ -285,9 +301,9 @@ int SFX(mdn_bwd)(const scalar_t *I, const scalar_t *ck, const scalar_t *a, const
                  const scalar_t *d, const scalar_t *th, const scalar_t *sc, const scalar_t *gs, const scalar_t *gvtr,
                  const scalar_t *gutr, const scalar_t *gvT, const scalar_t *guT, scalar_t *gx, scalar_t *gv0, scalar_t *gu0,
                  scalar_t *ge, double *gp, int64_t T, int64_t M, int64_t N, int64_t K, double dt, double width, int substeps,
-                 int sigmoid, int nthreads) {
+                 int sigmoid, int undetached, int nthreads) {
     SFX(mdn_bwd_args) A = {I, ck, a, b, c, d, th, sc, gs, gvtr, gutr, gvT, guT, gx, gv0, gu0, ge, gp,
-                           T, M, N, K, (scalar_t)dt, (scalar_t)width, substeps, sigmoid};
+                           T, M, N, K, (scalar_t)dt, (scalar_t)width, substeps, sigmoid, undetached};
     parallel_for(SFX(mdn_bwd_range), &A, M, nthreads);
     SFX(reduce_args) R = {ge, a, gp, M, N, 6, (scalar_t)dt};
     parallel_for(SFX(reduce_range), &R, N, nthreads);
@@ -370,14 +386,14 @@ typedef struct {
     double *gp;
     int64_t T, M, N, K;
     scalar_t width;
-    int sigmoid;
+    int sigmoid, undetached;
 } SFX(fo_bwd_args);
 
 static void SFX(fo_bwd_range)(const void *p, sched_t *s) {
     const SFX(fo_bwd_args) *A = (const SFX(fo_bwd_args) *)p;
     const int64_t T = A->T, M = A->M, N = A->N, K = A->K;
     const scalar_t w = A->width;
-    const int sig = A->sigmoid;
+    const int sig = A->sigmoid, und = A->undetached;
     scalar_t v[BLK], gv[BLK], zero[BLK], pg[BLK], pth[BLK], pr[BLK], psc[BLK];
     scalar_t gg[BLK], gth[BLK], gr[BLK], gsc[BLK];
     scalar_t *seg = (scalar_t *)malloc((size_t)K * BLK * sizeof(scalar_t));
@@ -412,7 +428,9 @@ static void SFX(fo_bwd_range)(const void *p, sched_t *s) {
                 for (int i = 0; i < n; i++) {
                     scalar_t vn = sv[i], x;  /* the step once more, for x and s */
                     const scalar_t s = SFX(fo_step)(&vn, &x, I[i], pg[i], pth[i], pr[i]);
-                    const scalar_t gsh = (gs[i] * psc[i]) * (scalar_t)SFX(in_window)(x, w);
+                    const int open = SFX(in_window)(x, w);
+                    scalar_t gsh = (gs[i] * psc[i]) * (scalar_t)open;
+                    if (und && open) gsh += gv[i] * (pr[i] - (pg[i] * sv[i] + I[i]));  /* the undetached reset: gV (r - V') */
                     gsc[i] += gs[i] * s;
                     const scalar_t gvp = SFX(fo_adjoint)(sv[i], s, gsh, pg[i], &gv[i], &gg[i], &gth[i], &gr[i]);
                     gx[i] = SFX(through_sigmoid)(gvp, I[i], sig);
@@ -430,8 +448,9 @@ static void SFX(fo_bwd_range)(const void *p, sched_t *s) {
 /* ge: scratch [4, M]; gp: the parameter gradients [4, N] (double) */
 int SFX(fo_bwd)(const scalar_t *I, const scalar_t *ck, const scalar_t *g, const scalar_t *th, const scalar_t *r,
                 const scalar_t *sc, const scalar_t *gs, const scalar_t *gvtr, const scalar_t *gvT, scalar_t *gx, scalar_t *gv0,
-                scalar_t *ge, double *gp, int64_t T, int64_t M, int64_t N, int64_t K, double width, int sigmoid, int nthreads) {
-    SFX(fo_bwd_args) A = {I, ck, g, th, r, sc, gs, gvtr, gvT, gx, gv0, ge, gp, T, M, N, K, (scalar_t)width, sigmoid};
+                scalar_t *ge, double *gp, int64_t T, int64_t M, int64_t N, int64_t K, double width, int sigmoid, int undetached,
+                int nthreads) {
+    SFX(fo_bwd_args) A = {I, ck, g, th, r, sc, gs, gvtr, gvT, gx, gv0, ge, gp, T, M, N, K, (scalar_t)width, sigmoid, undetached};
     parallel_for(SFX(fo_bwd_range), &A, M, nthreads);
     SFX(reduce_args) R = {ge, NULL, gp, M, N, 4, 0};
     parallel_for(SFX(reduce_range), &R, N, nthreads);
