@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # pytest workers: one per core, at most 2 (override: make test JOBS=1)
 JOBS   ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 2 ] && n=2; echo $$n)
 
-.PHONY: demo demo-quick test test-fast lint system-deps clean
+.PHONY: demo demo-quick test test-fast mutants lint system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: $(STAMP) system-deps lint
 
 test-fast: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile -m "not slow"
+
+# one-line bugs planted in a copy of the repository, one at a time; the fast tests must kill each (not run by CI)
+mutants: $(STAMP)
+	$(BIN)/python scripts/mutants.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo_out .pytest_cache

@@ -17,6 +17,7 @@ from mdn_snntorch.fused import use_reference
 from mdn_snntorch.layers import TimeDistributed
 from mdn_snntorch.meta_neurons import MetaNeuron, MetaNeuronLibrary, load_library, save_library
 from mdn_snntorch.neurons import BPTT, MDN, RMDN, FirstOrder, RFirstOrder, detach, make_neuron, reset
+from mdn_snntorch.neurons.base import StabilityHorizonWarning
 from mdn_snntorch.sparse import SpikeLinear, spike_linear
 from mdn_snntorch.surrogate import window
 
@@ -31,6 +32,7 @@ __all__ = [
     "RMDN",
     "FirstOrder",
     "RFirstOrder",
+    "StabilityHorizonWarning",
     "StaleStateError",
     "TimeDistributed",
     "detach",

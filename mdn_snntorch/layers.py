@@ -26,6 +26,11 @@ the same values, the conv and pooling layers' efficiency at batch sizes of hundr
 that stay under the threshold. Layers with batch statistics (``BatchNorm`` in training mode) always see
 the whole ``T x B`` batch at once, as do GPU tensors; ``max_chunk_bytes=None`` turns chunking off.
 
+**State-dict keys.** ``TimeDistributed(layer)`` keeps ``layer``'s own keys (``weight``, ``bias``, not ``0.weight``),
+so a net with one ``TimeDistributed`` per stateless layer has exactly the keys of its per-step form, and trained
+weights load into either (a checkpoint with the ``0.``-prefixed keys of earlier versions loads too). With several
+layers, ``TimeDistributed(a, b)`` numbers them like ``nn.Sequential`` (``0.weight``, ``1.weight``).
+
 **Channels-last on the CPU.** PyTorch's CPU max pooling is several times faster on channels-last tensors
 (vectorised over channels) than on the default layout, and convolutions are no slower there. When every
 layer is of a type that does not depend on the memory layout (:data:`LAYOUT_AGNOSTIC`: convolutions,
@@ -84,7 +89,7 @@ class TimeDistributed(nn.Sequential):
             :data:`LAYOUT_AGNOSTIC`), ``True`` or ``False``; see the module docstring.
 
     Spiking neurons keep a state across steps and are refused here: put them between ``TimeDistributed``
-    blocks with ``step_mode="multi"``.
+    blocks with ``step_mode="multi"``. One wrapped layer keeps its own state-dict keys (module docstring).
     """
 
     def __init__(self, *layers: nn.Module, max_chunk_bytes: int | None = CHUNK_BYTES, channels_last: bool | None = None):
@@ -97,6 +102,9 @@ class TimeDistributed(nn.Sequential):
                 )
         self.max_chunk_bytes = max_chunk_bytes
         self.channels_last = channels_last
+        if len(self) == 1:  # keep the one layer's own state-dict keys (see the module docstring)
+            self.register_state_dict_post_hook(_unwrap_keys)
+            self.register_load_state_dict_pre_hook(_wrap_keys)
 
     def _steps_per_chunk(self, x: torch.Tensor) -> int:
         T = x.shape[0]
@@ -137,3 +145,19 @@ class TimeDistributed(nn.Sequential):
         extra = [] if self.max_chunk_bytes == CHUNK_BYTES else [f"max_chunk_bytes={self.max_chunk_bytes}"]
         extra += [] if self.channels_last is None else [f"channels_last={self.channels_last}"]
         return ", ".join(extra)
+
+
+def _unwrap_keys(module: nn.Module, state_dict: dict, prefix: str, local_metadata) -> None:
+    """State-dict hook of a one-layer :class:`TimeDistributed`: ``prefix + "0." + key`` becomes ``prefix + key``."""
+    inner = prefix + "0."
+    for key in [k for k in state_dict if k.startswith(inner)]:
+        state_dict[prefix + key[len(inner) :]] = state_dict.pop(key)
+
+
+def _wrap_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """Load pre-hook of a one-layer :class:`TimeDistributed`: the layer's own keys (``prefix + key``) are loaded
+    into the wrapped layer (``prefix + "0." + key``); keys that already carry the ``0.`` are taken as they are."""
+    inner = prefix + "0."
+    for key in module[0].state_dict(keep_vars=True):
+        if prefix + key in state_dict and inner + key not in state_dict:
+            state_dict[inner + key] = state_dict.pop(prefix + key)

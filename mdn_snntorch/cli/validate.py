@@ -21,13 +21,15 @@ from validation.targets import TARGETS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--library", metavar="LIB.json", help="validate every neuron of a meta-neuron library")
-    which.add_argument(
+    parser.add_argument(
+        "--library", metavar="LIB.json", help="a meta-neuron library: validate its neurons (all, or those --neurons names)"
+    )
+    parser.add_argument(
         "--neurons",
         nargs="+",
         metavar="NAME",
-        help=f"presets to validate (default: {' '.join(meta_neurons.PAPER_NEURONS)}); valid: {', '.join(meta_neurons.PRESETS)}",
+        help=f"neurons to validate: presets ({', '.join(meta_neurons.PRESETS)}) or, with --library, its neurons "
+        f"(default: every neuron of the library, else {' '.join(meta_neurons.PAPER_NEURONS)})",
     )
     parser.add_argument("--checkpoint", metavar="RUN", help="a training run directory or checkpoint file to replay in Brian2")
     parser.add_argument("--data", metavar="TEST.h5", help="the spike file whose test split the network is replayed on")
@@ -95,9 +97,10 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _neurons(args: argparse.Namespace) -> list[meta_neurons.MetaNeuron]:
-    """The neurons to validate, each name resolved by :func:`factory.lookup` (ambiguous names refused)."""
+    """The neurons to validate: ``--neurons`` (presets, or neurons of ``--library``), else every neuron of the
+    library, else the paper's; each name resolved by :func:`factory.lookup` (ambiguous names refused)."""
     libraries = [args.library] if args.library else []
-    names = meta_neurons.load_library(args.library).names if args.library else args.neurons or meta_neurons.PAPER_NEURONS
+    names = args.neurons or (meta_neurons.load_library(args.library).names if args.library else meta_neurons.PAPER_NEURONS)
     neurons = []
     for name in names:
         spec = factory.lookup(name, libraries)

@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 
 from mdn_snntorch.atomic import fsync_dir
+from mdn_snntorch.fused import dispatch
 
 Tensor = torch.Tensor
 
@@ -213,8 +214,8 @@ def library() -> ctypes.CDLL | None:
             detail = getattr(e, "stderr", "") or str(e)
             what = "loading" if isinstance(e, _LoadError) else "building"
             warnings.warn(
-                f"mdn_snntorch: {what} the CPU kernels failed, using the PyTorch loop instead (same results, slower): "
-                f"{detail[:500]}",
+                f"mdn_snntorch: {what} the CPU kernels failed, using the PyTorch loop instead (the same results, "
+                f"{dispatch.C_KERNEL_GAIN}): {detail[:500]}",
                 RuntimeWarning,
                 stacklevel=2,
             )

@@ -16,7 +16,8 @@ segment from its checkpoint (bitwise: same code, no fused multiply-adds) and run
 initial state, theta_a..d, the threshold and the graded-spikes factor. Both are
 ``torch.library.custom_op``\ s with fake kernels, so ``torch.compile`` treats them as single graph nodes.
 
-Kernels behind the ops (chosen per call, see :func:`~mdn_snntorch.fused.dispatch.use_kernel`): plain C on CPU
+Kernels behind the ops (chosen per call by :func:`~mdn_snntorch.fused.dispatch.kernel_route`, the one place
+that decides every path, and forced by :func:`~mdn_snntorch.fused.dispatch.use_kernel`): plain C on CPU
 (:mod:`~mdn_snntorch.fused.c_kernels`), Triton on CUDA (:mod:`~mdn_snntorch.fused.triton_kernels`), and a
 PyTorch loop (:mod:`~mdn_snntorch.fused.torch_loop`) everywhere else or when neither can be built.
 The forward records which one ran; the backward uses the same.
@@ -35,38 +36,20 @@ import torch
 
 from mdn_snntorch.equations import V_TH
 from mdn_snntorch.functional import FirstOrderTrace, MDNParameters, MDNState, MDNTrace, saved_or_stale
-from mdn_snntorch.fused import c_kernels, memory, selfcheck
-from mdn_snntorch.fused.dispatch import config, feature_shape
+from mdn_snntorch.fused import c_kernels, dispatch, memory
+from mdn_snntorch.fused.dispatch import feature_shape
 
 Tensor = torch.Tensor
 
-_MODULES = {
-    "c": "mdn_snntorch.fused.c_kernels",
-    "triton": "mdn_snntorch.fused.triton_kernels",
-    "torch": "mdn_snntorch.fused.torch_loop",
-}
+_MODULES = dispatch.KERNEL_MODULES
 
 
 @torch.compiler.assume_constant_result
 def resolve_kernel(device_type: str, dtype: torch.dtype, neuron: str | None = None) -> str:
-    """The kernel that runs the ops for tensors of this device type and dtype under the current
-    :func:`use_kernel` choice. (Under ``torch.compile`` it is decided once, when the graph is traced.)
-
-    Under ``"auto"``, a kernel of :data:`selfcheck.CHECKED <mdn_snntorch.fused.selfcheck.CHECKED>` (Triton) runs only
-    once it has matched the exact PyTorch loop on a fixed problem, checked at its first use per neuron type
-    (``neuron``: ``"mdn"`` or ``"first_order"``; ``None``: both), dtype and device of the process; otherwise
-    the PyTorch-loop kernel runs (:mod:`~mdn_snntorch.fused.selfcheck`)."""
-    choice = config["kernel"]
-    c_ok = device_type == "cpu" and dtype in c_kernels.DTYPES and c_kernels.library() is not None
-    triton_ok = device_type == "cuda" and dtype in c_kernels.DTYPES and importlib.import_module(_MODULES["triton"]).available()
-    if choice == "auto":
-        kernel = "c" if c_ok else "triton" if triton_ok else "torch"
-        return kernel if selfcheck.passed(kernel, dtype, device_type, neuron, _MODULES[kernel]) else "torch"
-    if choice == "c" and not c_ok:
-        raise RuntimeError(f"the C kernels cannot run {dtype} tensors on {device_type} (or could not be built)")
-    if choice == "triton" and not triton_ok:
-        raise RuntimeError("the Triton kernels need CUDA tensors and an importable triton")
-    return choice
+    """The kernel that runs the ops for tensors of this device type and dtype: the choice of
+    :func:`~mdn_snntorch.fused.dispatch.kernel_route` (the self-check of a checked kernel included). Under
+    ``torch.compile`` it is decided once, when the graph is traced."""
+    return dispatch.kernel_route(device_type, dtype, neuron)[0]
 
 
 def _every(kernel: str, T: int) -> int:
@@ -130,6 +113,8 @@ def mdn_forward_op(
     through the reset) are for the backward; ``kernel`` is one of ``"c"``, ``"triton"``, ``"torch"``.
     """
     shape = x.shape
+    if kernel == "c":  # in the op's body, which torch.compile does not trace: no graph break
+        memory.ensure_default()  # the whole-sequence buffers reused, not faulted in afresh (fused/memory.py)
     spk, vT, uT, vtr, utr, I, ck = _module(kernel).mdn_forward(
         _flat(x), _state(v0), _state(u0), params.contiguous(), dt, substeps, sigmoid, traces, every
     )
@@ -285,12 +270,15 @@ def mdn_multistep(
     of ``inputs [T, B, ...]`` without changing it and does not vary along the batch: ``()``, ``(N,)`` for
     ``[T, B, N]``, ``(C, 1, 1)`` for ``[T, B, C, H, W]``...; all get gradients (of their own shapes) when they
     require them. ``detach_reset=False``: the undetached reset (the same spikes and state, the gradient of
-    the spike through the reset as well; :func:`mdn_snntorch.functional.mdn_step`).
+    the spike through the reset as well; :func:`mdn_snntorch.functional.mdn_step`). An empty ``inputs``
+    (``T = 0`` or an empty batch) gives empty spikes and traces and leaves the state as it is, like the
+    reference loop.
     """
     params = _per_neuron((*theta, threshold, graded_spikes_factor), inputs)
     kernel = resolve_kernel(inputs.device.type, inputs.dtype)
-    if kernel == "c":
-        memory.ensure_default()  # the whole-sequence buffers reused, not faulted in afresh (fused/memory.py)
+    if inputs.numel() == 0:  # T = 0 or an empty batch: nothing to run, the state stays as it is
+        empty = inputs.new_zeros(inputs.shape)
+        return MDNTrace(empty, MDNState(state.v, state.u), empty, empty) if return_traces else MDNTrace(empty, state)
     every = _every(kernel, inputs.shape[0])
     spk, vT, uT, vtr, utr, *_ = mdn_forward_op(
         inputs,
@@ -329,6 +317,8 @@ def first_order_forward_op(
     """Forward of ``V' = g V + I`` with ``params = (g, V_th, V_reset, scale) [4, N]``: ``(spikes * scale,
     v_T, v_trace, I, checkpoints [ceil(T / every), ...])`` (trace empty unless ``traces``, ``I`` unless ``sigmoid``)."""
     shape = x.shape
+    if kernel == "c":
+        memory.ensure_default()
     spk, vT, vtr, I, ck = _module(kernel).first_order_forward(_flat(x), _state(v0), params.contiguous(), sigmoid, traces, every)
     I = _like(I, shape) if sigmoid else x.new_empty(0)
     return _like(spk, shape), vT.view(shape[1:]), _like(vtr, shape), I, ck.view(-1, *shape[1:])
@@ -415,8 +405,9 @@ def first_order_multistep(
     Same return value; the parameters' shapes as for :func:`mdn_multistep`."""
     params = _per_neuron((decay, threshold, reset, graded_spikes_factor), inputs)
     kernel = resolve_kernel(inputs.device.type, inputs.dtype)
-    if kernel == "c":
-        memory.ensure_default()
+    if inputs.numel() == 0:  # as in mdn_multistep
+        empty = inputs.new_zeros(inputs.shape)
+        return FirstOrderTrace(empty, v, empty if return_traces else None)
     every = _every(kernel, inputs.shape[0])
     spk, vT, vtr, *_ = first_order_forward_op(
         inputs, v, params, float(width), bool(input_sigmoid), bool(return_traces), kernel, every, not detach_reset

@@ -35,24 +35,48 @@ def _mdn_substep(v: Tensor, u: Tensor, I: Tensor, a, b, c, d, th, dt: float):
     return torch.where(s > 0, c, vp), up + d * s, x, s
 
 
+def _surrogate_adjoint(g: Tensor, x: Tensor, width: float) -> Tensor:
+    """``g`` through the window surrogate: ``g [|x| < width]`` (``docs/model.md#surrogate-gradient-and-reset``)."""
+    return g * (x.abs() < width).to(g.dtype)
+
+
+def _reset_adjoint(gv, gu, gsh, s):
+    """The reset ``V <- c where s``, ``U <- U' + d s`` seen from ``V'``: ``(gV' = gV (1 - s) + gsh``, theta_c's
+    term ``gV s``, theta_d's ``gU s)`` (``gU' = gU``)."""
+    return gv * (1 - s) + gsh, gv * s, gu * s
+
+
+def _reset_spike_adjoint(gv, gu, v, u, I, c, d, dt: float) -> Tensor:
+    """The undetached reset seen from the spike: ``gV (c - V') + gU d``, from the post-reset state's gradients
+    (docs/model.md#surrogate-gradient-and-reset); it enters through the surrogate."""
+    return gv * (c - (v + dt * dv_dt(v, u, I))) + gu * d
+
+
+def _u_update_adjoint(gu, v, u, a, b, dt: float):
+    """``U' = U + dt a (b V - U)`` backwards from ``gU'``: theta_a's and theta_b's terms, then the shares of ``V``
+    and ``U``."""
+    return gu * (dt * (b * v - u)), gu * (dt * (a * v)), gu * (dt * (a * b)), gu * (1 - dt * a)
+
+
+def _v_update_adjoint(gvp, v, dt: float, to_v, to_u):
+    """``V' = V + dt (V V - V - U + I)`` backwards from ``gV'``, added to the ``U`` update's shares ``to_v``,
+    ``to_u``: ``(gV, gU, gI)``."""
+    return gvp * (1 + dt * (2 * v - 1)) + to_v, to_u - gvp * dt, gvp * dt
+
+
 def _mdn_adjoint(v, u, s, gsh, gv, gu, a, b, dt: float, gp: Tensor):
     """The adjoint of :func:`_mdn_substep` from its pre-step state ``v, u``, spike ``s`` and ``gsh`` (the
-    spike's gradient through the surrogate, ``docs/model.md#surrogate-gradient-and-reset``): takes the
-    gradients ``gv, gu`` of the post-reset state to those of the pre-step state, adds the parameter
+    spike's gradient through the surrogate): the reset, the ``U`` update and the ``V`` update, backwards. Takes
+    the gradients ``gv, gu`` of the post-reset state to those of the pre-step state, adds the parameter
     gradients to ``gp[0:5]`` (a, b, c, d, V_th) and returns ``(gv, gu, gradient of I)``."""
-    gvp = gv * (1 - s) + gsh
-    gp[0] += gu * (dt * (b * v - u))
-    gp[1] += gu * (dt * (a * v))
-    gp[2] += gv * s
-    gp[3] += gu * s
+    gvp, gc, gd = _reset_adjoint(gv, gu, gsh, s)
+    ga, gb, to_v, to_u = _u_update_adjoint(gu, v, u, a, b, dt)
+    gp[0] += ga
+    gp[1] += gb
+    gp[2] += gc
+    gp[3] += gd
     gp[4] -= gsh
-    return gvp * (1 + dt * (2 * v - 1)) + gu * (dt * (a * b)), gu * (1 - dt * a) - gvp * dt, gvp * dt
-
-
-def _mdn_reset_gradient(gv, gu, v, u, I, c, d, dt: float) -> Tensor:
-    """The undetached reset's gradient of a (sub-)step's spike, ``gV (c - V') + gU d``, from the post-reset
-    state's gradients (docs/model.md#surrogate-gradient-and-reset); it enters where the window is open."""
-    return gv * (c - (v + dt * dv_dt(v, u, I))) + gu * d
+    return _v_update_adjoint(gvp, v, dt, to_v, to_u)
 
 
 def _mdn_step(v, u, I, p, dt: float, substeps: int):
@@ -131,14 +155,12 @@ def mdn_backward(
                 gS = gs[t] * scale
             gI = torch.zeros_like(gv)
             for v, u, x, s in reversed(subs):
-                window = (x.abs() < width).to(gv.dtype)
                 if gs is None:
                     gsh = torch.zeros_like(gv)
                 else:  # the OR passes the step's spike gradient to a sub-step iff no other sub-step fired
-                    gsj = gS if substeps == 1 else torch.where(fired - s == 0, gS, 0)
-                    gsh = gsj * window
+                    gsh = _surrogate_adjoint(gS if substeps == 1 else torch.where(fired - s == 0, gS, 0), x, width)
                 if undetached:
-                    gsh = gsh + _mdn_reset_gradient(gv, gu, v, u, I[t], c, d, sdt) * window
+                    gsh = gsh + _surrogate_adjoint(_reset_spike_adjoint(gv, gu, v, u, I[t], c, d, sdt), x, width)
                 gv, gu, g = _mdn_adjoint(v, u, s, gsh, gv, gu, a, b, sdt, gp)
                 gI += g
             gx[t] = gI * (1 - I[t]) * I[t] if sigmoid else gI
@@ -189,14 +211,13 @@ def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bo
                 gv = gv + gvtr[t]
             v = states[t - t0]
             _, x, s = _fo_step(v, I[t], g, th, r)
-            window = (x.abs() < width).to(I.dtype)
             if gs is not None:
-                gsh = (gs[t] * scale) * window
+                gsh = _surrogate_adjoint(gs[t] * scale, x, width)
                 gp[3] += gs[t] * s
             else:
                 gsh = torch.zeros_like(gv)
             if undetached:  # the undetached reset: gV (r - V')
-                gsh = gsh + gv * (r - first_order_map(v, I[t], g)) * window
+                gsh = gsh + _surrogate_adjoint(gv * (r - first_order_map(v, I[t], g)), x, width)
             gvp = gv * (1 - s) + gsh
             gp[0] += gvp * v
             gp[1] -= gsh

@@ -9,7 +9,9 @@ runs the adjoint; with ``n`` sub-steps it keeps the sub-steps' pre-step states i
 sums over time ``[P, M]`` and summed over the batch by PyTorch, so the result is deterministic.
 
 The step of each neuron and its adjoint are written once, as ``@triton.jit`` helpers (:func:`_mdn_euler`,
-:func:`_mdn_adjoint`, :func:`_fo_step`, :func:`_fo_adjoint`) called by the forward and backward kernels
+:func:`_mdn_adjoint`, :func:`_fo_step`, :func:`_fo_adjoint`) called by the forward and backward kernels; the MDN's
+adjoint is made of the pieces every copy of it names alike (:func:`_surrogate_adjoint`, :func:`_reset_adjoint`,
+:func:`_reset_spike_adjoint`, :func:`_u_update_adjoint`, :func:`_v_update_adjoint`; docs/performance.md#the-copies-of-the-step)
 (equations: ``docs/model.md#discretisation``, ``#surrogate-gradient-and-reset``, ``#the-1st-order-neuron``).
 
 Kernels are launched with ``enable_fp_fusion=False``: no fused multiply-add, so the forward rounds like
@@ -47,9 +49,9 @@ def available() -> bool:
 if triton is not None:
 
     @triton.jit
-    def _window(x, w):
-        """The window surrogate's derivative [|x| < w] in ``x``'s dtype (docs/model.md#surrogate-gradient-and-reset)."""
-        return ((x < w) & (-x < w)).to(x.dtype)
+    def _surrogate_adjoint(g, x, w):
+        """``g`` through the window surrogate: ``g [|x| < w]`` (docs/model.md#surrogate-gradient-and-reset)."""
+        return g * ((x < w) & (-x < w)).to(x.dtype)
 
     @triton.jit
     def _mdn_vprime(v, u, cur, dt):
@@ -67,21 +69,39 @@ if triton is not None:
         return tl.where(s > 0, c, vp), up + d * s, x, s
 
     @triton.jit
-    def _mdn_adjoint(v, u, s, gsh, gv, gu, dt, a, b):
-        """The adjoint of :func:`_mdn_euler` from its pre-step state ``v, u``, spike ``s`` and ``gsh`` (the
-        spike's gradient through the surrogate); ``gv, gu`` are the post-reset state's gradients. Returns the
-        pre-step state's gradients, the current's and the terms of theta_a..d's: ``(gv, gu, gI, ga, gb, gc, gd)``
-        (V_th's is ``-gsh``)."""
-        gvp = gv * (1 - s) + gsh
-        gv_prev = gvp * (1 + dt * (2 * v - 1)) + gu * (dt * (a * b))
-        gu_prev = gu * (1 - dt * a) - gvp * dt
-        return gv_prev, gu_prev, gvp * dt, gu * (dt * (b * v - u)), gu * (dt * (a * v)), gv * s, gu * s
+    def _reset_adjoint(gv, gu, gsh, s):
+        """The reset ``V <- c where s``, ``U <- U' + d s`` seen from ``V'``: ``(gV' = gV (1 - s) + gsh``, theta_c's
+        term ``gV s``, theta_d's ``gU s)`` (``gU' = gU``)."""
+        return gv * (1 - s) + gsh, gv * s, gu * s
 
     @triton.jit
-    def _mdn_reset_gradient(gv, gu, v, u, cur, dt, c, d):
-        """The undetached reset's gradient of a (sub-)step's spike, ``gV (c - V') + gU d``, from the post-reset
-        state's gradients (docs/model.md#surrogate-gradient-and-reset); added to ``gsh`` where the window is open."""
+    def _reset_spike_adjoint(gv, gu, v, u, cur, dt, c, d):
+        """The undetached reset seen from the spike: ``gV (c - V') + gU d``, from the post-reset state's gradients
+        (docs/model.md#surrogate-gradient-and-reset); it enters through the surrogate."""
         return gv * (c - _mdn_vprime(v, u, cur, dt)) + gu * d
+
+    @triton.jit
+    def _u_update_adjoint(gu, v, u, dt, a, b):
+        """``U' = U + dt a (b V - U)`` backwards from ``gU'``: theta_a's and theta_b's terms, then the shares of
+        ``V`` and ``U``."""
+        return gu * (dt * (b * v - u)), gu * (dt * (a * v)), gu * (dt * (a * b)), gu * (1 - dt * a)
+
+    @triton.jit
+    def _v_update_adjoint(gvp, v, dt, to_v, to_u):
+        """``V' = V + dt (V V - V - U + I)`` backwards from ``gV'``, added to the ``U`` update's shares ``to_v``,
+        ``to_u``: ``(gV, gU, gI)``."""
+        return gvp * (1 + dt * (2 * v - 1)) + to_v, to_u - gvp * dt, gvp * dt
+
+    @triton.jit
+    def _mdn_adjoint(v, u, s, gsh, gv, gu, dt, a, b):
+        """The adjoint of :func:`_mdn_euler` from its pre-step state ``v, u``, spike ``s`` and ``gsh`` (the
+        spike's gradient through the surrogate); ``gv, gu`` are the post-reset state's gradients: the reset,
+        the ``U`` update and the ``V`` update, backwards. Returns the pre-step state's gradients, the current's
+        and the terms of theta_a..d's: ``(gv, gu, gI, ga, gb, gc, gd)`` (V_th's is ``-gsh``)."""
+        gvp, gc, gd = _reset_adjoint(gv, gu, gsh, s)
+        ga, gb, to_v, to_u = _u_update_adjoint(gu, v, u, dt, a, b)
+        gv_prev, gu_prev, g_in = _v_update_adjoint(gvp, v, dt, to_v, to_u)
+        return gv_prev, gu_prev, g_in, ga, gb, gc, gd
 
     @triton.jit
     def _fo_step(v, cur, g, th, r):
@@ -228,9 +248,9 @@ if triton is not None:
             gI = zero
             if SUBSTEPS == 1:
                 _v, _u, x, s = _mdn_euler(v, u, cur, dt, a, b, c, d, th)
-                gsh = (gs * sc) * _window(x, w)
+                gsh = _surrogate_adjoint(gs * sc, x, w)
                 if UNDETACHED:
-                    gsh += _mdn_reset_gradient(gv, gu, v, u, cur, dt, c, d) * _window(x, w)
+                    gsh += _surrogate_adjoint(_reset_spike_adjoint(gv, gu, v, u, cur, dt, c, d), x, w)
                 gsc += gs * s
                 gv, gu, gI, dga, dgb, dgc, dgd = _mdn_adjoint(v, u, s, gsh, gv, gu, dt, a, b)
                 ga += dga
@@ -253,9 +273,9 @@ if triton is not None:
                     u = tl.load(SCR + (2 * j + 1) * M + offs64, mask=mask, other=0.0)
                     _v, _u, x, s = _mdn_euler(v, u, cur, dt, a, b, c, d, th)
                     # the OR passes the step's spike gradient to sub-step j iff no other sub-step fired
-                    gsh = tl.where(cnt - s == 0, gS, zero) * _window(x, w)
+                    gsh = _surrogate_adjoint(tl.where(cnt - s == 0, gS, zero), x, w)
                     if UNDETACHED:
-                        gsh += _mdn_reset_gradient(gv, gu, v, u, cur, dt, c, d) * _window(x, w)
+                        gsh += _surrogate_adjoint(_reset_spike_adjoint(gv, gu, v, u, cur, dt, c, d), x, w)
                     gv, gu, dgI, dga, dgb, dgc, dgd = _mdn_adjoint(v, u, s, gsh, gv, gu, dt, a, b)
                     gI += dgI
                     ga += dga
@@ -368,9 +388,9 @@ if triton is not None:
             if HAS_GS:
                 gs = tl.load(GS + o, mask=mask, other=0.0)
             _v, x, s = _fo_step(v, cur, g, th, r)
-            gsh = (gs * sc) * _window(x, w)
+            gsh = _surrogate_adjoint(gs * sc, x, w)
             if UNDETACHED:  # the undetached reset: gV (r - V')
-                gsh += (gv * (r - (g * v + cur))) * _window(x, w)
+                gsh += _surrogate_adjoint(gv * (r - (g * v + cur)), x, w)
             gsc += gs * s
             gv, gvp, dgg, dgr = _fo_adjoint(v, s, gsh, gv, g)
             gg += dgg

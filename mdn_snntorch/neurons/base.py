@@ -16,18 +16,24 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from snntorch import SpikingNeuron
 from torch import nn
 
-from mdn_snntorch.surrogate import Window, heaviside, window
+from mdn_snntorch.fused import dispatch
+from mdn_snntorch.surrogate import heaviside, window
 
 STEP_MODES = ("single", "multi")
 #: steps after which a neuron with theta_a < 0 (2-SDS-like) leaves its stability horizon at dt = 1
 #: (docs/model.md#tolerances: the horizon of 2-SDS under the sine stimulus is step 121)
 HORIZON_STEPS = 120
+
+
+class StabilityHorizonWarning(RuntimeWarning):
+    """A neuron with theta_a < 0 ran past its stability horizon since its state was reset (a category of its own,
+    so that code that reads such responses on purpose, like the meta-neuron characterisation, can silence it)."""
 
 
 def _as_tensor(value, dtype, device) -> torch.Tensor:
@@ -40,10 +46,35 @@ def _as_tensor(value, dtype, device) -> torch.Tensor:
     return torch.tensor(float(value), dtype=dtype or torch.get_default_dtype(), device=device)
 
 
-def _all_finite(x: torch.Tensor) -> bool:
-    """Whether ``x`` holds no NaN or inf: its sum is finite (one fast reduction), or, when the sum is not
-    (non-finite entries, or finite ones overflowing), the exact elementwise check says so."""
-    return math.isfinite(x.detach().sum().item()) or bool(torch.isfinite(x).all())
+def _all_finite(x: torch.Tensor, also: torch.Tensor | None = None) -> bool:
+    """Whether ``x`` (and ``also``) hold no NaN or inf: one fast reduction and one device sync (their sums are
+    finite), or, when a sum is not (non-finite entries, or finite ones overflowing), the exact elementwise check."""
+    total = x.detach().sum()
+    if also is not None:
+        total = total + also.detach().sum()
+    if math.isfinite(total.item()):
+        return True
+    return bool(torch.isfinite(x).all()) and (also is None or bool(torch.isfinite(also).all()))
+
+
+def finite_number(name: str, value, owner: str) -> None:
+    """``ValueError`` naming ``owner``'s argument ``name`` unless ``value`` (a number or tensor) is finite."""
+    try:
+        finite = bool(torch.isfinite(torch.as_tensor(value, dtype=torch.float64)).all())
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{owner}: {name} must be a finite number, got {value!r}") from None
+    if not finite:
+        raise ValueError(f"{owner}: {name} must be finite, got {value!r}")
+
+
+def step_like(x: torch.Tensor) -> torch.Tensor:
+    """A tensor shaped like one step of the sequence ``x [T, ...]`` (``x[0]``, or zeros when ``T = 0``)."""
+    return x[0] if x.shape[0] else x.new_zeros(x.shape[1:])
+
+
+def stack_steps(steps: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    """``torch.stack(steps)``, or an empty ``[0, ...]`` tensor like ``like`` (a sequence) when there are none."""
+    return torch.stack(steps) if steps else like.new_zeros(like.shape)
 
 
 def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
@@ -63,11 +94,17 @@ def build_params(
     dtype,
     device,
     what: str = "theta",
+    learn: bool = False,
+    learn_name: str = "learn_theta",
 ) -> tuple[list[torch.Tensor], dict[str, float], tuple[int, ...] | None]:
     """Validated parameter tensors of one common shape, the python floats they came from (by name) and that shape.
 
     The shape is ``param_shape``, else ``(num_neurons,)``, else the broadcast of the given tensors' shapes
     (``None``: all shared scalars). Every value must broadcast to it; scalars are expanded to it.
+
+    A tensor that requires grad is trained as given or refused (a frozen copy would silently never see its
+    gradient): with ``learn`` an ``nn.Parameter`` already of that shape, dtype and device is returned itself
+    (the layer registers that very tensor); any other one is a ``ValueError`` naming ``learn_name``.
     """
     if num_neurons is not None and (isinstance(num_neurons, bool) or not isinstance(num_neurons, int) or num_neurons < 1):
         raise ValueError(f"num_neurons must be a positive int or None, got {num_neurons!r}")
@@ -101,7 +138,27 @@ def build_params(
             raise ValueError(f"{name} is not finite: {t}")
     if target is not None:
         tensors = [t if tuple(t.shape) == target else t.expand(target).clone() for t in tensors]
+    for i, (name, value) in enumerate(zip(names, values)):
+        if torch.is_tensor(value) and value.requires_grad:
+            tensors[i] = _as_given(name, value, tensors[i], learn, learn_name)
     return tensors, exact, target
+
+
+def _as_given(name: str, value: torch.Tensor, copy: torch.Tensor, learn: bool, learn_name: str) -> torch.Tensor:
+    """``value`` itself when it can be registered as the layer's parameter (see :func:`build_params`), else ``ValueError``."""
+    if not learn:
+        raise ValueError(
+            f"{name} requires grad, but with {learn_name}=False it is copied into a frozen buffer that never receives a "
+            f"gradient: pass {learn_name}=True to train it, or {name}.detach() to use its values frozen"
+        )
+    if isinstance(value, nn.Parameter) and (value.shape, value.dtype, value.device) == (copy.shape, copy.dtype, copy.device):
+        return value
+    raise ValueError(
+        f"{name} requires grad but cannot be registered as given: the layer trains an nn.Parameter of shape "
+        f"{tuple(copy.shape)}, {copy.dtype} on {copy.device}, and this is a {type(value).__name__} of shape "
+        f"{tuple(value.shape)}, {value.dtype} on {value.device}; pass it in that form to train it in place, or "
+        f"{name}.detach() to start the layer's own parameter from its values"
+    )
 
 
 class MDNFamilyNeuron(SpikingNeuron):
@@ -137,6 +194,8 @@ class MDNFamilyNeuron(SpikingNeuron):
     ):
         if step_mode not in STEP_MODES:
             raise ValueError(f"step_mode must be one of {STEP_MODES}, got {step_mode!r}")
+        for name, value in (("threshold", threshold), ("graded_spikes_factor", graded_spikes_factor)):
+            finite_number(name, value.detach() if torch.is_tensor(value) else value, type(self).__name__)
         super().__init__(
             threshold,
             spike_grad if spike_grad is not None else window(),
@@ -174,6 +233,7 @@ class MDNFamilyNeuron(SpikingNeuron):
         self._unit_scale: tuple | None = None
         self._steps = 0
         self._horizon_warned = False
+        self._nonfinite_warned = False
         for name in self._state_names:
             self.register_buffer(name, torch.zeros(0), persistent=False)
 
@@ -181,7 +241,7 @@ class MDNFamilyNeuron(SpikingNeuron):
     def _register_params(self, tensors, exact: dict[str, float], learn: bool) -> None:
         for name, t in zip(self._param_names, tensors):
             if learn:
-                setattr(self, name, nn.Parameter(t))
+                setattr(self, name, t if isinstance(t, nn.Parameter) else nn.Parameter(t))
             else:
                 self.register_buffer(name, t)
                 if name in exact:
@@ -225,8 +285,31 @@ class MDNFamilyNeuron(SpikingNeuron):
         return None if cached[1] else self._param_as("graded_spikes_factor", dtype)
 
     def _fast_step_ok(self) -> bool:
-        """Whether the single step can run as one autograd node (window surrogate, no inhibition, detached reset)."""
-        return type(self.spike_grad) is Window and not self.inhibition and self.detach_reset
+        """Whether the single step runs as one autograd node (:func:`mdn_snntorch.fused.dispatch.step_rejections`)."""
+        return not dispatch.step_rejections(self)
+
+    def explain(self, x: torch.Tensor, *, sequence: bool | None = None) -> dispatch.Route:
+        """The path a call with input ``x`` takes and why every other path is passed over
+        (:func:`mdn_snntorch.fused.dispatch.route`; ``print`` it). ``sequence``: ``x`` is a whole ``[T, B, ...]``
+        sequence for :meth:`multi_step` (default: what ``forward`` does with it, by ``step_mode``)."""
+        sequence = self.step_mode == "multi" if sequence is None else sequence
+        self._checked_input(x, sequence=sequence, compiling=True)  # dtype and shape only
+        return dispatch.route(self, x, sequence=sequence)
+
+    def _sequence_operands(self, x: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], tuple]:
+        """The state a sequence ``x`` starts from (created as :meth:`_ensure_states` would) and the dynamic
+        parameters in ``x``'s dtype, as the path decision sees them."""
+        like = step_like(x)
+        states = [getattr(self, n) for n in self._path_state_names]
+        if states[0].shape != like.shape:
+            fresh = dict(zip(self._state_names, self._initial_states(like)))
+            states = [fresh[n] for n in self._path_state_names]
+        return tuple(states), self._path_params(x.dtype)
+
+    _path_state_names: tuple[str, ...] = ()
+
+    def _path_params(self, dtype: torch.dtype) -> tuple:
+        raise NotImplementedError
 
     # ---- input -------------------------------------------------------------------------
     def _check_shape(self, shape: tuple[int, ...]) -> None:
@@ -268,9 +351,14 @@ class MDNFamilyNeuron(SpikingNeuron):
             self._check_shape(tuple(shape))
         if compiling is None:
             compiling = torch.compiler.is_compiling()
-        if self.check_input and not compiling and not _all_finite(input_):
-            name = type(self).__name__
-            raise ValueError(f"{name} input contains NaN or inf (pass check_input=False to skip this check)")
+        if self.check_input and not compiling:
+            mem = None if sequence or self._nonfinite_warned else self._buffers.get("mem")
+            mem = mem if mem is not None and mem.shape == shape else None
+            if not _all_finite(input_, mem):  # one sync for the input and the membrane the step starts from
+                if not _all_finite(input_):
+                    name = type(self).__name__
+                    raise ValueError(f"{name} input contains NaN or inf (pass check_input=False to skip this check)")
+                self._warn_nonfinite(self._steps)
         return input_
 
     def _checked_current(self, input_: torch.Tensor, sequence: bool = False) -> torch.Tensor:
@@ -326,6 +414,33 @@ class MDNFamilyNeuron(SpikingNeuron):
         for name in self._state_names:
             setattr(self, name, getattr(self, name).detach())
 
+    # ---- a non-finite membrane ---------------------------------------------------------
+    def _watch_membrane(self, steps_before: int, v_trace: Callable[[], torch.Tensor]) -> None:
+        """After a sequence that started ``steps_before`` steps after the reset: if the final membrane is not
+        finite, warn once naming the first step whose (post-reset) membrane was not, from ``v_trace()`` ``[T, ...]``.
+        One reduction and one sync per call (only with ``check_input``)."""
+        if not self.check_input or self._nonfinite_warned or torch.compiler.is_compiling():
+            return
+        if _all_finite(self._buffers["mem"]):
+            return
+        with torch.no_grad():
+            trace = v_trace()
+            bad = (~torch.isfinite(trace.reshape(trace.shape[0], -1))).any(1).nonzero()
+        self._warn_nonfinite(steps_before + (int(bad[0]) + 1 if len(bad) else trace.shape[0]))
+
+    def _warn_nonfinite(self, step: int) -> None:
+        self.__dict__["_nonfinite_warned"] = True
+        when = f"after step {step} since its state was reset" if step else "in the state it starts from (given or carried over)"
+        warnings.warn(
+            f"{type(self).__name__}({self.extra_repr()}): the membrane potential is not finite (NaN or inf) {when}; "
+            "the spikes and gradients from there on are meaningless. Usual causes: theta far from the presets (a large "
+            "|theta_a| or theta_b), a large dt (try substeps), or inputs of extreme size. (Checked with the input while "
+            "check_input=True: before every single step, and at the end of every multi_step call.) This warning is "
+            "shown once per layer.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
     # ---- the 2-SDS horizon -------------------------------------------------------------
     #: network steps after which theta_a < 0 makes this neuron's Euler map unstable (None: never warn)
     _horizon: int | None = None
@@ -347,7 +462,7 @@ class MDNFamilyNeuron(SpikingNeuron):
                 f"steps since its state was reset, past its stability horizon of about {horizon} steps at dt = 1: "
                 "later spikes are largely discretisation artefacts (docs/model.md#tolerances). Use substeps, a "
                 "shorter sequence, or reset the state between samples (mdn.reset(net)). This warning is shown once.",
-                RuntimeWarning,
+                StabilityHorizonWarning,
                 stacklevel=3,
             )
 

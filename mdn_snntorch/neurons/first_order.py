@@ -17,10 +17,29 @@ from collections.abc import Sequence
 
 import torch
 
-from mdn_snntorch import fused
+from mdn_snntorch import fused, meta_neurons
 from mdn_snntorch.equations import V_TH
 from mdn_snntorch.functional import FirstOrderStep, first_order_multistep, first_order_step
-from mdn_snntorch.neurons.base import MDNFamilyNeuron, build_params
+from mdn_snntorch.fused import dispatch
+from mdn_snntorch.neurons.base import MDNFamilyNeuron, build_params, finite_number, stack_steps, step_like
+from mdn_snntorch.surrogate import heaviside
+
+
+def _decay_value(decay):
+    """The decay of a float, a tensor, the ``"1st-order"`` preset or a 1st-order MetaNeuron; a 2nd-order
+    neuron's name or MetaNeuron is refused naming :class:`~mdn_snntorch.MDN`."""
+    if isinstance(decay, str):
+        if decay not in meta_neurons.PRESETS:
+            raise ValueError(f"FirstOrder: unknown neuron {decay!r}; presets: {', '.join(meta_neurons.PRESETS)}")
+        decay = meta_neurons.get(decay)
+    if isinstance(decay, meta_neurons.MetaNeuron):
+        if decay.order != 1:
+            raise ValueError(
+                f"FirstOrder: {decay.name!r} is a 2nd-order meta neuron; use mdn_snntorch.MDN({decay.name!r}) "
+                f"(or mdn_snntorch.make_neuron({decay.name!r}), which picks the class)"
+            )
+        return decay.decay
+    return decay
 
 
 class FirstOrder(MDNFamilyNeuron):
@@ -28,7 +47,8 @@ class FirstOrder(MDNFamilyNeuron):
 
     Args:
         decay: per-step decay factor g (0.8); a float or a tensor that broadcasts against one step of the
-            input (like snnTorch's ``beta``).
+            input (like snnTorch's ``beta``), or the ``"1st-order"`` preset (a 2nd-order preset is refused,
+            naming :class:`~mdn_snntorch.MDN`). A tensor that requires grad: as theta on ``MDN`` with ``learn_decay``.
         threshold: V_th (0.5). reset: V_reset (0).
         num_neurons, param_shape: the shape of ``decay``, as on :class:`~mdn_snntorch.MDN`.
         learn_decay: register ``decay`` as an ``nn.Parameter``.
@@ -42,6 +62,7 @@ class FirstOrder(MDNFamilyNeuron):
     """
 
     _state_names = ("mem",)
+    _path_state_names = ("mem",)
     _param_names = ("decay",)
 
     def __init__(
@@ -72,9 +93,11 @@ class FirstOrder(MDNFamilyNeuron):
     ):
         if backend not in fused.BACKENDS:
             raise ValueError(f"backend must be one of {fused.BACKENDS}, got {backend!r}")
+        finite_number("reset", reset, "FirstOrder")
         (decay_t,), exact, shape = build_params(
-            ("decay",), (decay,), num_neurons=num_neurons, param_shape=param_shape, dtype=dtype, device=device, what="decay"
-        )
+            ("decay",), (_decay_value(decay),), num_neurons=num_neurons, param_shape=param_shape, dtype=dtype, device=device,
+            what="decay", learn=learn_decay, learn_name="learn_decay",
+        )  # fmt: skip
         super().__init__(
             threshold=threshold,
             spike_grad=spike_grad,
@@ -121,6 +144,10 @@ class FirstOrder(MDNFamilyNeuron):
             reset=self._param_as("reset_value", dtype),
         )
 
+    def _path_params(self, dtype: torch.dtype) -> tuple:
+        kwargs = self._step_kwargs(dtype)
+        return kwargs["decay"], kwargs["reset"]
+
     def _step(self, input_: torch.Tensor, compiling: bool = False) -> torch.Tensor:
         """One step from the module's state (input already checked); updates the state, returns the spikes."""
         dtype = input_.dtype
@@ -135,6 +162,7 @@ class FirstOrder(MDNFamilyNeuron):
                 self._scale_arg(dtype, compiling),
                 self.spike_grad.width,
                 self.input_sigmoid,
+                self.detach_reset,
             )
         else:
             current = torch.sigmoid(input_) if self.input_sigmoid else input_
@@ -158,24 +186,26 @@ class FirstOrder(MDNFamilyNeuron):
 
     def multi_step(self, input_seq: torch.Tensor, *, return_traces: bool = False):
         """Run ``[T, B, ...]`` from the current state: spikes, or ``(spikes, mem)`` traces. The loop runs as
-        the fused op or the reference autograd loop as ``backend`` says (as on :class:`~mdn_snntorch.MDN`)."""
+        the fused op, the reference autograd loop or step by step, as on :class:`~mdn_snntorch.MDN`."""
         x = self._checked_input(input_seq, sequence=True)
-        self._ensure_states(x[0])
-        if self.state_quant:  # quantisation sits between steps: run the single-step path
-            if self.backend == "fused":
-                raise ValueError("FirstOrder(backend='fused') cannot run state_quant (it quantises between steps)")
+        self._ensure_states(step_like(x))
+        before = self._steps
+        (v0,), params = self._sequence_operands(x)
+        path = dispatch.sequence_path(self, x, (v0,), params)
+        if path == "per-step":  # state quantisation sits between steps
             spikes, vs = [], []
             for x_t in x.unbind(0):
                 spikes.append(self._step(x_t))
                 vs.append(self.mem)
-            spikes = torch.stack(spikes)
-            return (spikes, torch.stack(vs)) if return_traces else spikes
+            spikes, vs = stack_steps(spikes, x), stack_steps(vs, x)
+            self._watch_membrane(before, lambda: vs)
+            return (spikes, vs) if return_traces else spikes
         current = torch.sigmoid(x) if self.input_sigmoid else x
         kwargs = self._step_kwargs(current.dtype)
-        if fused.use_fused(self, current, (self.mem,), (kwargs["decay"], kwargs["reset"])):  # the op applies the factor
+        if path == "fused":  # the op applies the factor
             trace = fused.first_order_multistep(
                 current,
-                self.mem,
+                v0,
                 width=self.spike_grad.width,
                 graded_spikes_factor=self._param_as("graded_spikes_factor", current.dtype),
                 return_traces=return_traces,
@@ -185,9 +215,16 @@ class FirstOrder(MDNFamilyNeuron):
             spikes = trace.spikes
         else:
             trace = first_order_multistep(
-                current, self.mem, return_traces=return_traces, spike_fn=self._spike_fn, detach_reset=self.detach_reset, **kwargs
+                current, v0, return_traces=return_traces, spike_fn=self._spike_fn, detach_reset=self.detach_reset, **kwargs
             )
             spikes = trace.spikes * self._param_as("graded_spikes_factor", current.dtype)
         self.mem = trace.state
         self._advance(x.shape[0], torch.compiler.is_compiling())
+        self._watch_membrane(before, lambda: trace.v if return_traces else self._v_trace(current, v0, kwargs))
         return (spikes, trace.v) if return_traces else spikes
+
+    @staticmethod
+    def _v_trace(current: torch.Tensor, v0: torch.Tensor, kwargs: dict) -> torch.Tensor:
+        """The post-reset membrane trace of ``current`` from ``v0`` (the reference loop without gradients)."""
+        frozen = {k: torch.as_tensor(v).detach() for k, v in kwargs.items()}
+        return first_order_multistep(current.detach(), v0.detach(), spike_fn=heaviside, return_traces=True, **frozen).v

@@ -22,7 +22,9 @@ import torch
 from mdn_snntorch import fused, meta_neurons
 from mdn_snntorch.equations import U0, V0, V_TH
 from mdn_snntorch.functional import MDNParameters, MDNState, MDNStep, initial_state, mdn_multistep, mdn_step
-from mdn_snntorch.neurons.base import MDNFamilyNeuron, build_params
+from mdn_snntorch.fused import dispatch
+from mdn_snntorch.neurons.base import MDNFamilyNeuron, build_params, finite_number, stack_steps, step_like
+from mdn_snntorch.surrogate import heaviside
 
 THETA_NAMES = ("theta_a", "theta_b", "theta_c", "theta_d")
 ThetaLike = str | meta_neurons.MetaNeuron | Sequence[float] | Sequence[torch.Tensor]
@@ -55,7 +57,9 @@ class MDN(MDNFamilyNeuron):
         param_shape: the shape of theta, broadcast against one step of the input without changing it:
             ``(C, 1, 1)`` per channel of ``[B, C, H, W]``, ``(C, H, W)`` per pixel, ``(N,)`` per neuron of
             ``[B, N]``. A shape ``(N,)`` is refused on inputs with more than one feature dimension.
-        learn_theta: register theta as ``nn.Parameter`` (of the shape above; gradients of that shape).
+        learn_theta: register theta as ``nn.Parameter`` (of the shape above; gradients of that shape). A theta
+            tensor that requires grad is refused without it, and with it is registered as given when it is an
+            ``nn.Parameter`` of that shape, dtype and device (else refused: a copy would never see its gradient).
         threshold: firing threshold V_th (0.5).
         dt: length of one network time step (1, paper-faithful).
         substeps: Euler sub-steps of ``dt / substeps`` per network step (input held).
@@ -63,10 +67,11 @@ class MDN(MDNFamilyNeuron):
         input_sigmoid: apply the paper's sigmoid to the input current; ``False`` takes it as given.
             (With the sigmoid a zero input is a current of 0.5: 2-FS fires at rate 0.5 on silence.)
         spike_grad: spike function with surrogate gradient (default :func:`~mdn_snntorch.surrogate.window`).
-        check_input: raise on non-finite input (one device sync per call; turn off for speed).
+        check_input: raise on non-finite input, and warn once when the membrane becomes non-finite (one device
+            sync per step, two per :meth:`multi_step` call; turn off for speed).
         detach_reset: reset with the detached spike (``True``, as snnTorch); ``False`` lets the spike's
-            surrogate gradient flow through the reset, as the paper authors' code does (reference loop
-            only; docs/model.md#the-authors-published-code).
+            surrogate gradient flow through the reset, as the paper authors' code does (the single step and
+            the reference loop; docs/model.md#the-authors-published-code).
         step_mode: ``"single"`` (``forward`` is one time step, snnTorch's convention) or ``"multi"``
             (``forward`` takes a whole ``[T, B, ...]`` sequence and runs :meth:`multi_step`, for
             ``nn.Sequential`` nets built with :class:`~mdn_snntorch.TimeDistributed`).
@@ -83,6 +88,7 @@ class MDN(MDNFamilyNeuron):
     """
 
     _state_names = ("u", "mem")
+    _path_state_names = ("mem", "u")
     _param_names = THETA_NAMES
 
     def __init__(
@@ -120,9 +126,12 @@ class MDN(MDNFamilyNeuron):
             raise ValueError(f"dt must be a finite number > 0, got {dt!r}")
         if not (isinstance(substeps, int) and substeps >= 1):
             raise ValueError(f"substeps must be an int >= 1, got {substeps!r}")
+        finite_number("v0", v0, "MDN")
+        finite_number("u0", u0, "MDN")
         tensors, exact, shape = build_params(
-            THETA_NAMES, _theta_values(theta), num_neurons=num_neurons, param_shape=param_shape, dtype=dtype, device=device
-        )
+            THETA_NAMES, _theta_values(theta), num_neurons=num_neurons, param_shape=param_shape, dtype=dtype, device=device,
+            learn=learn_theta,
+        )  # fmt: skip
         super().__init__(
             threshold=threshold,
             spike_grad=spike_grad,
@@ -160,6 +169,8 @@ class MDN(MDNFamilyNeuron):
     def _theta_as(self, dtype: torch.dtype) -> MDNParameters:
         return MDNParameters(*(self._param_as(n, dtype) for n in THETA_NAMES))
 
+    _path_params = _theta_as
+
     def _initial_states(self, like):
         v, u = initial_state(like, self.v0, self.u0)
         return u, v
@@ -193,6 +204,7 @@ class MDN(MDNFamilyNeuron):
                 self.substeps,
                 self.spike_grad.width,
                 self.input_sigmoid,
+                self.detach_reset,
             )
         else:
             current = torch.sigmoid(input_) if self.input_sigmoid else input_
@@ -235,29 +247,29 @@ class MDN(MDNFamilyNeuron):
 
         Returns spikes ``[T, B, ...]``, or ``(spikes, u, mem)`` traces (post-reset, each ``[T, B, ...]``)
         with ``return_traces=True``. The final state stays in the module. The loop runs as the fused op
-        (:func:`mdn_snntorch.fused.mdn_multistep`) or the reference autograd loop
-        (:func:`~mdn_snntorch.functional.mdn_multistep`) as ``backend`` says (see :func:`~mdn_snntorch.fused.use_fused`).
+        (:func:`mdn_snntorch.fused.mdn_multistep`), the reference autograd loop
+        (:func:`~mdn_snntorch.functional.mdn_multistep`) or step by step, as
+        :func:`~mdn_snntorch.fused.dispatch.sequence_path` decides (:meth:`explain` says which and why).
+        ``T = 0`` gives empty results and leaves the state as it is.
         """
-        if self.state_quant:  # quantisation sits between steps: run the single-step path
-            if self.backend == "fused":
-                raise ValueError("MDN(backend='fused') cannot run state_quant (it quantises between steps)")
-            x = self._checked_input(input_seq, sequence=True)
-            self._ensure_states(x[0])
+        x = self._checked_input(input_seq, sequence=True)
+        self._ensure_states(step_like(x))
+        (v0, u0), theta = self._sequence_operands(x)
+        state, dtype, before = MDNState(v0, u0), x.dtype, self._steps
+        path = dispatch.sequence_path(self, x, state, theta)
+        if path == "per-step":  # state quantisation sits between steps
             spikes, us, vs = [], [], []
             for x_t in x.unbind(0):
                 spikes.append(self._step(x_t))
                 us.append(self.u)
                 vs.append(self.mem)
-            spikes = torch.stack(spikes)
-            return (spikes, torch.stack(us), torch.stack(vs)) if return_traces else spikes
-        x = self._checked_input(input_seq, sequence=True)
-        self._ensure_states(x[0])
-        dtype = x.dtype
-        state, theta = MDNState(self.mem, self.u), self._theta_as(dtype)
+            spikes, us, vs = stack_steps(spikes, x), stack_steps(us, x), stack_steps(vs, x)
+            self._watch_membrane(before, lambda: vs)
+            return (spikes, us, vs) if return_traces else spikes
         threshold = self._param_as("threshold", dtype)
         common = dict(threshold=threshold, dt=self.dt, substeps=self.substeps, return_traces=return_traces)
         current = torch.sigmoid(x) if self.input_sigmoid else x
-        if fused.use_fused(self, current, state, theta):  # the op applies the graded-spikes factor itself
+        if path == "fused":  # the op applies the graded-spikes factor itself
             scale = self._param_as("graded_spikes_factor", dtype)
             trace = fused.mdn_multistep(
                 current, state, theta, width=self.spike_grad.width, graded_spikes_factor=scale, detach_reset=self.detach_reset,
@@ -269,4 +281,12 @@ class MDN(MDNFamilyNeuron):
             spikes = trace.spikes * self._param_as("graded_spikes_factor", current.dtype)
         self.mem, self.u = trace.state
         self._advance(x.shape[0], torch.compiler.is_compiling())
+        self._watch_membrane(before, lambda: trace.v if return_traces else self._v_trace(current, state, theta, threshold))
         return (spikes, trace.u, trace.v) if return_traces else spikes
+
+    def _v_trace(self, current: torch.Tensor, state: MDNState, theta: MDNParameters, threshold) -> torch.Tensor:
+        """The post-reset membrane trace of ``current`` from ``state`` (the reference loop without gradients)."""
+        detached = MDNParameters(*(torch.as_tensor(t).detach() for t in theta))
+        start = MDNState(state.v.detach(), state.u.detach())
+        kwargs = dict(threshold=torch.as_tensor(threshold).detach(), dt=self.dt, substeps=self.substeps)
+        return mdn_multistep(current.detach(), start, detached, spike_fn=heaviside, return_traces=True, **kwargs).v

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mdn_snntorch.neurons.base import stack_steps, step_like
 from mdn_snntorch.neurons.first_order import FirstOrder
 from mdn_snntorch.neurons.mdn import MDN
 
@@ -124,17 +125,18 @@ class _Recurrent:
         """Run ``[T, B, ...]`` from the current state, one recurrent step at a time: spikes ``[T, B, ...]``, or
         the spikes and the post-reset state traces (``(spk, u, mem)`` / ``(spk, mem)``) with ``return_traces``."""
         x = self._checked_input(input_seq, sequence=True)
-        self._ensure_states(x[0])
-        names = self._state_names[1:]
+        self._ensure_states(step_like(x))
+        names, before = self._state_names[1:], self._steps
         spikes, traces = [], {n: [] for n in names}
         compiling = torch.compiler.is_compiling()
         for x_t in x.unbind(0):
             spikes.append(self._recurrent_step(x_t, compiling))
-            if return_traces:
-                for n in names:
-                    traces[n].append(getattr(self, n))
-        spikes = torch.stack(spikes)
-        return (spikes, *(torch.stack(traces[n]) for n in names)) if return_traces else spikes
+            for n in names:
+                traces[n].append(self._buffers[n])
+        stacked = {n: stack_steps(traces[n], x) for n in names}
+        self._watch_membrane(before, lambda: stacked["mem"])
+        spikes = stack_steps(spikes, x)
+        return (spikes, *(stacked[n] for n in names)) if return_traces else spikes
 
 
 class RMDN(_Recurrent, MDN):

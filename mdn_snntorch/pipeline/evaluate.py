@@ -15,6 +15,7 @@ types score the same (docs/model.md#capability).
 
 Spatial and temporal capability (paper Fig. 8): the mean of :math:`\mathrm{Cap}_i` over the tasks of each
 kind, :math:`\mathrm{Cap}^k_i = \frac{1}{|T_k|} \sum_{t \in T_k} \mathrm{Cap}_{i,t}` (:func:`group_capability`).
+Both are public functions over plain mappings in :mod:`mdn_snntorch.discovery.scores`, which also draws Fig. 8.
 A task's kind comes from its data set (:func:`mdn_snntorch.pipeline.recipes.kind`) unless ``kinds`` sets it.
 
 Files in ``out``: ``runs/<task>/<neuron>/seed<s>/`` (each a training run; when the command is run again,
@@ -40,6 +41,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mdn_snntorch import meta_neurons
+from mdn_snntorch.discovery.scores import KIND_NAMES, capability_figure, group_capability
+from mdn_snntorch.discovery.scores import task_capability as capability
 from mdn_snntorch.neurons import factory
 from mdn_snntorch.pipeline import recipes
 from mdn_snntorch.pipeline.checkpoint import write_csv, write_json
@@ -49,41 +52,10 @@ from mdn_snntorch.pipeline.report import md_cell, save_figure, write_atomic
 from mdn_snntorch.pipeline.trainer import TrainConfig, train
 from mdn_snntorch.runlock import claim_dir
 
-#: the task kinds of the paper's Fig. 8
-KIND_NAMES = ("spatial", "temporal")
 #: what a task's numbers are: test accuracy, or the cosine score where the runs have one (bit-vector targets)
 SCORES = ("accuracy", "cosine")
 #: the group means drawn on accuracy.png (paper Figs. 6-7): label -> the neuron types averaged
 GROUPS = {"spatial meta neurons": ("2-FS", "2-RS"), "temporal meta neurons": ("2-SDS", "2-WDS")}
-
-
-def capability(acc: dict[str, float]) -> dict[str, float]:
-    """Paper Eq. 7: ``(acc - mean) / std`` over the neuron types of one task (population std; 0 if it is 0)."""
-    values = np.array(list(acc.values()), dtype=np.float64)
-    std = values.std()
-    return {name: float((a - values.mean()) / std) if std > 0 else 0.0 for name, a in acc.items()}
-
-
-def group_capability(
-    caps: Mapping[str, Mapping[str, float]], kinds: Mapping[str, str | None]
-) -> dict[str, dict[str, float | None]]:
-    r"""Paper Fig. 8: per neuron, the mean of its Eq. 7 capability over the tasks of each kind,
-    :math:`\mathrm{Cap}^k_i = \frac{1}{|T_k|} \sum_{t \in T_k} \mathrm{Cap}_{i,t}`.
-
-    ``caps``: task -> neuron -> capability (:func:`capability`); ``kinds``: task -> ``"spatial"``,
-    ``"temporal"`` or None (left out). Returns neuron -> ``{"spatial": ..., "temporal": ...}``, None for a
-    kind without tasks."""
-    for task, value in kinds.items():
-        if value is not None and value not in KIND_NAMES:
-            raise ValueError(f"kinds: {task}={value!r} is not one of {', '.join(KIND_NAMES)}")
-    neurons = list(dict.fromkeys(n for per_task in caps.values() for n in per_task))
-    result: dict[str, dict[str, float | None]] = {}
-    for neuron in neurons:
-        result[neuron] = {}
-        for k in KIND_NAMES:
-            values = [caps[t][neuron] for t in caps if kinds.get(t) == k and neuron in caps[t]]
-            result[neuron][k] = float(np.mean(values)) if values else None
-    return result
 
 
 def task_kinds(
@@ -504,19 +476,4 @@ def _figures(out_dir: Path, doc: dict[str, Any]) -> None:
         ax.legend(fontsize=8, ncol=min(6, len(neurons) + (2 if err else 0)), loc="upper center", bbox_to_anchor=(0.5, -0.1))
         save_figure(fig, out_dir / name)
 
-    present = _kinds_present(doc)
-    group = doc.get("group_capability") or {}
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(neurons) * max(1, len(present))), 4))
-    xn = np.arange(len(neurons))
-    for k, kind in enumerate(present):
-        offset = (k - (len(present) - 1) / 2) * (0.8 / len(present))
-        ax.bar(xn + offset, [group[n][kind] for n in neurons], 0.8 / len(present), label=kind, color=("tab:blue", "tab:red")[k])
-    if not present:
-        ax.text(0.5, 0.5, "no task has a kind (--kind TASK=spatial|temporal)", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xticks(xn, neurons)
-    ax.axhline(0, color="k", lw=0.8)
-    ax.set_title("spatial and temporal capability (paper Fig. 8)")
-    ax.set_ylabel("mean capability over the tasks of a kind")
-    if present:
-        ax.legend(fontsize=8)
-    save_figure(fig, out_dir / "capability.png")
+    capability_figure(doc.get("group_capability") or {}, out_dir / "capability.png", neurons)

@@ -281,8 +281,8 @@ def test_a_name_in_two_libraries_is_refused(mdn, data, tmp_path, command):
 
 
 def test_discover_checks_its_generated_names_against_the_presets():
+    from mdn_snntorch.discovery import check_names
     from mdn_snntorch.meta_neurons import MetaNeuron
-    from mdn_snntorch.pipeline.discover import check_names
 
     check_names([MetaNeuron("lib-1", 2, (0.06, 0.2, -0.06, 0.01))])
     with pytest.raises(ValueError, match="'2-FS' is defined by more than one source: the presets"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -293,25 +294,45 @@ def test_follow_policy_ticks_at_optimiser_steps(monkeypatch, restore_threads):
         threads.configure(1)
 
 
-def test_the_meter_sees_a_busy_process():
-    """On this machine: a process that keeps one core busy shows up as about one core less free."""
-    if not os.path.exists("/proc/stat") or threads.usable_cores() < 2:
-        pytest.skip("needs /proc/stat and two cores")
+def _cpu_ticks(pid: int | str) -> int:
+    """User + system clock ticks of process ``pid`` so far (``/proc/<pid>/stat`` fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_the_meter_counts_a_busy_process_started_here(tmp_path, monkeypatch):
+    """A busy process started here, measured on its own: the meter, reading a /proc/stat in which the usable CPUs
+    were busy exactly with that process and this one, reports the cores that process left free (whatever else
+    runs on the machine, which a real /proc/stat would add)."""
+    if not os.path.exists("/proc/self/stat"):
+        pytest.skip("needs /proc (Linux)")
     import subprocess
     import sys
 
-    meter = threads.CoreMeter()
-    time.sleep(0.5)
-    quiet = meter.sample()
-    if quiet < 1.6:
-        pytest.skip(f"the machine is busy already ({quiet:.1f} cores free)")
+    monkeypatch.setattr(threads, "_affinity", lambda: {0, 1})
+    monkeypatch.setattr(threads, "cgroup_cpu_limit", lambda *a: None)
+    stat = tmp_path / "stat"
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        time.sleep(0.3)
-        meter.sample()
+
+        def write_stat() -> int:
+            """The child's ticks on cpu0 and this process's on cpu1; returns the child's."""
+            child = _cpu_ticks(busy.pid)
+            stat.write_text(_stat({0: child, 1: _cpu_ticks("self")}))
+            return child
+
+        time.sleep(0.2)
+        start = write_stat()
+        meter = threads.CoreMeter(str(stat))
+        t0 = time.monotonic()
         time.sleep(1.0)
-        loaded = meter.sample()
+        ticks = write_stat() - start
+        free = meter.sample()
+        wall = time.monotonic() - t0
     finally:
         busy.kill()
         busy.wait()
-    assert loaded <= quiet - 0.6, (quiet, loaded)
+    child_cores = ticks / threads._CLOCK_TICKS / wall
+    assert child_cores > 0.1, "the busy process ran"
+    # ours is counted from process_time (exact) but written in whole ticks: at most 2 ticks of rounding
+    assert free == pytest.approx(2 - child_cores, abs=2 / threads._CLOCK_TICKS / wall + 0.01)

@@ -66,11 +66,29 @@ def test_mdn_reset_is_the_equivalent(name):
     assert torch.equal(*runs)
 
 
+def _grads(net):
+    return [p.grad.clone() for p in net.parameters()]
+
+
 def test_retain_graph_keeps_the_old_graph_usable():
-    net = fc_net(NEURONS["MDN"])
+    """With retain_graph=True the second batch's backward runs through the first batch's graph (its state was
+    carried over): the two backwards give the gradients of one backward of both batches' outputs, and the
+    second batch's share differs from what it gives from a reset state."""
     (x1, _), (x2, _) = batches(2)
+    net = fc_net(NEURONS["MDN"])
     torch.stack([net(x_t)[0] for x_t in x1]).sum().backward(retain_graph=True)
+    first = _grads(net)
     torch.stack([net(x_t)[0] for x_t in x2]).sum().backward()  # BPTT through both batches: allowed
+    got = _grads(net)
+    ref = fc_net(NEURONS["MDN"])  # the same weights
+    (torch.stack([ref(x_t)[0] for x_t in x1]).sum() + torch.stack([ref(x_t)[0] for x_t in x2]).sum()).backward()
+    for g, r in zip(got, _grads(ref)):
+        torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-6)
+    alone = fc_net(NEURONS["MDN"])
+    torch.stack([alone(x_t)[0] for x_t in x2]).sum().backward()
+    second = [g - f for g, f in zip(got, first)]
+    assert any(not torch.allclose(s, a, atol=1e-5) for s, a in zip(second, _grads(alone)))
+    assert all(g.abs().sum() > 0 for g in got)
 
 
 @pytest.mark.parametrize("name", list(NEURONS))

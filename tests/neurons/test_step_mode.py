@@ -147,3 +147,42 @@ def test_time_distributed_keeps_custom_layers_and_batch_statistics_safe():
     y = bn(x)
     torch.testing.assert_close(y.transpose(0, 2).reshape(3, -1).mean(1), torch.zeros(3), atol=1e-6, rtol=0)
     assert bn.eval()._steps_per_chunk(x) == 1
+
+
+def flat_net(multi: bool):
+    """A flat per-step conv net, or its whole-sequence form with one TimeDistributed per stateless layer."""
+    torch.manual_seed(1 if multi else 0)  # other initial weights: only a state-dict transfer makes them equal
+    wrap = mdn.TimeDistributed if multi else (lambda layer: layer)
+    kw = dict(step_mode="multi") if multi else {}
+    return nn.Sequential(
+        wrap(nn.Conv2d(1, 4, 3, dtype=F64)),
+        wrap(nn.MaxPool2d(2)),
+        mdn.MDN("init", param_shape=(4, 1, 1), learn_theta=True, init_hidden=True, dtype=F64, **kw),
+        wrap(nn.Flatten()),
+        wrap(nn.Linear(4 * 3 * 3, 5, dtype=F64)),
+        mdn.MDN("2-FS", init_hidden=True, output=True, dtype=F64, **kw),
+    )
+
+
+@pytest.mark.parametrize("direction", ["per-step to whole", "whole to per-step"])
+def test_trained_weights_move_between_a_per_step_net_and_its_time_distributed_form(direction):
+    per_step, whole = flat_net(False), flat_net(True)
+    assert list(per_step.state_dict()) == list(whole.state_dict())  # '0.weight', not '0.0.weight'
+    source, target = (per_step, whole) if direction == "per-step to whole" else (whole, per_step)
+    with torch.no_grad():
+        source[2].theta_a.add_(0.01)  # "trained": differs from the initial values
+    result = target.load_state_dict(source.state_dict())
+    assert not result.missing_keys and not result.unexpected_keys
+    x = torch.rand(6, 3, 1, 8, 8, dtype=F64)
+    mdn.reset(per_step)
+    loop = torch.stack([per_step(x_t)[0] for x_t in x])
+    assert torch.equal(whole(x)[0], loop) and loop.sum() > 0
+
+
+def test_state_dicts_with_the_wrapped_keys_of_earlier_versions_still_load():
+    whole = flat_net(True)
+    old = {(f"{k[0]}.0{k[1:]}" if k[0] in "04" else k): v.clone() for k, v in flat_net(False).state_dict().items()}
+    assert "0.0.weight" in old
+    whole.load_state_dict(old)
+    assert torch.equal(whole[0][0].weight, old["0.0.weight"])
+    assert list(mdn.TimeDistributed(nn.Linear(2, 2), nn.ReLU()).state_dict()) == ["0.weight", "0.bias"]  # several: numbered

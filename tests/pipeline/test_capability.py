@@ -1,43 +1,27 @@
-"""Capability by task kind (paper Fig. 8), task kinds, the cosine score and the evaluation figures."""
+"""Capability by task kind (paper Fig. 8) as the evaluation computes it, task kinds, the cosine score and the
+evaluation figures (the public functions over plain tables: tests/discovery/test_capability_tables.py)."""
 
 import json
 from pathlib import Path
 
 import pytest
+from data_fixtures.paper import EXPECTED, KINDS, NEURONS, TABLE3
 
 from mdn_snntorch import cli
+from mdn_snntorch.discovery import scores as public_capability
 from mdn_snntorch.pipeline import evaluate as evaluation
 from mdn_snntorch.pipeline import recipes
 from mdn_snntorch.pipeline.evaluate import capability, evaluate, group_capability, markdown_table, task_kinds
 
-NEURONS = ["2-FS", "2-RS", "2-SDS", "2-WDS", "1st-order"]
-#: the paper's Table 3 (mean test accuracy over 5 seeds, %)
-TABLE3 = {
-    "mnist": [98.67, 98.33, 94.87, 95.34, 98.69],
-    "fashion-mnist": [90.50, 89.58, 85.37, 85.79, 90.38],
-    "nettalk": [91.46, 91.70, 87.15, 89.41, 89.99],
-    "cifar10": [54.30, 53.39, 47.26, 49.07, 52.63],
-    "tidigits": [65.76, 69.47, 78.00, 76.32, 61.64],
-    "timit": [87.61, 87.93, 91.22, 91.98, 76.39],
-    "nmnist": [98.14, 97.95, 97.53, 97.63, 98.18],
-}
-KINDS = {t: "spatial" for t in ("mnist", "fashion-mnist", "nettalk", "cifar10")} | dict.fromkeys(
-    ("tidigits", "timit", "nmnist"), "temporal"
-)
-# Eq. 7 per task (population std over the five types), then the mean over the 4 spatial and the 3 temporal
-# tasks, computed separately with numpy from the numbers above
-EXPECTED = {
-    "2-FS": (0.9647, 0.1150),
-    "2-RS": (0.7656, 0.0935),
-    "2-SDS": (-1.4666, 0.2174),
-    "2-WDS": (-0.8395, 0.2988),
-    "1st-order": (0.5758, -0.7248),
-}
 TINY = dict(epochs=1, hidden=16, batch_size=100, lr=3e-3, device="cpu", threads=1)
 
 
 def _paper_caps():
     return {task: capability(dict(zip(NEURONS, acc))) for task, acc in TABLE3.items()}
+
+
+def test_the_evaluation_uses_the_public_capability():
+    assert capability is public_capability.task_capability and group_capability is public_capability.group_capability
 
 
 def test_group_capability_of_the_paper_table3():
@@ -166,7 +150,7 @@ def _paper_doc():
 def _capture_figures(monkeypatch):
     """Every figure's title, legend labels, bars and dashed lines, by file name, before it is saved."""
     seen = {}
-    save = evaluation.save_figure
+    save, save_png = evaluation.save_figure, public_capability.save_png
 
     def capture(fig, path, *args, **kwargs):
         ax = fig.axes[0]
@@ -177,9 +161,10 @@ def _capture_figures(monkeypatch):
             "bars": {c.get_label(): [p.get_height() for p in c.patches] for c in ax.containers if hasattr(c, "patches")},
             "dashed": {c.get_label(): c.get_segments() for c in ax.collections if c.get_linestyle()[0][1] is not None},
         }
-        return save(fig, path, *args, **kwargs)
+        return (save if Path(path).name != "capability.png" else save_png)(fig, path, *args, **kwargs)
 
     monkeypatch.setattr(evaluation, "save_figure", capture)
+    monkeypatch.setattr(public_capability, "save_png", capture)  # Fig. 8 is drawn by the public function
     return seen
 
 

@@ -53,11 +53,11 @@ static inline scalar_t SFX(mdn_euler)(scalar_t *restrict v, scalar_t *restrict u
    gradient of its spike s through the surrogate. On entry *gv, *gu are the gradients of the post-reset
    state, on return those of the pre-step state; the parameter sums are updated (*ga, *gb without their
    factors dt and dt a, applied once at the end). Returns the gradient of the current I. With dab = dt a b
-   and oma = 1 - dt a (per neuron):
-       gV' = gV (1 - s) + gsh;   gc += gV s;   gd += gU s;   gV_th -= gsh
-       g = dt gV';   ga += gU (b V - U);   gb += gU V
-       gV <- gV' + g (2V - 1) + gU dab;   gU <- gU oma - g
-   The reset's adjoint is a select, as autograd's of torch.where. */
+   and oma = 1 - dt a (per neuron), in the pieces the other copies name (docs/performance.md#the-copies-of-the-step):
+       reset_adjoint:     gV' = gV (1 - s) + gsh;   gc += gV s;   gd += gU s;   gV_th -= gsh
+       u_update_adjoint:  ga += gU (b V - U);   gb += gU V;   to V: gU dab;   to U: gU oma
+       v_update_adjoint:  g = dt gV';   gV <- gV' + g (2V - 1) + gU dab;   gU <- gU oma - g
+   The reset's adjoint is a select, as autograd's of torch.where (the surrogate, in_window, is the caller's). */
 static inline scalar_t SFX(mdn_adjoint)(scalar_t v, scalar_t u, int fire, scalar_t gsh, scalar_t dt, scalar_t b, scalar_t dab,
                                         scalar_t oma, scalar_t *restrict gv, scalar_t *restrict gu, scalar_t *restrict ga,
                                         scalar_t *restrict gb, scalar_t *restrict gc, scalar_t *restrict gd,
@@ -79,7 +79,7 @@ static inline scalar_t SFX(mdn_adjoint)(scalar_t v, scalar_t u, int fire, scalar
    docs/model.md#surrogate-gradient-and-reset) the spike s of a (sub-)step also gets the gradient of the reset:
        dL/ds += gV (c - V') + gU d
    from the gradients gV, gU of the post-reset state; added to gsh where the surrogate's window is open. */
-static inline scalar_t SFX(mdn_reset_gradient)(scalar_t gv, scalar_t gu, scalar_t v, scalar_t u, scalar_t I, scalar_t dt,
+static inline scalar_t SFX(mdn_reset_spike_adjoint)(scalar_t gv, scalar_t gu, scalar_t v, scalar_t u, scalar_t I, scalar_t dt,
                                                scalar_t c, scalar_t d) {
     return gv * (c - SFX(mdn_vprime)(v, u, I, dt)) + gu * d;
 }
@@ -213,7 +213,7 @@ static void SFX(mdn_bwd_range)(const void *p, sched_t *s) {
                         const int fire = x > 0;
                         const int open = SFX(in_window)(x, w);
                         scalar_t gsh = open ? gsi * psc[i] : (scalar_t)0;
-                        if (und && open) gsh += SFX(mdn_reset_gradient)(gv[i], gu[i], sv[i], su[i], I[i], dt, pc[i], pd[i]);
+                        if (und && open) gsh += SFX(mdn_reset_spike_adjoint)(gv[i], gu[i], sv[i], su[i], I[i], dt, pc[i], pd[i]);
                         gsc[i] += fire ? gsi : (scalar_t)0;
                         const scalar_t g = SFX(mdn_adjoint)(sv[i], su[i], fire, gsh, dt, pb[i], dab[i], oma[i], &gv[i], &gu[i],
                                                             &ga[i], &gb[i], &gc[i], &gd[i], &gth[i]);
@@ -242,7 +242,7 @@ static void SFX(mdn_bwd_range)(const void *p, sched_t *s) {
                         const int alone = (cnt[i] - (fire ? (scalar_t)1 : (scalar_t)0)) == 0;
                         const int open = SFX(in_window)(x, w);
                         scalar_t gsh = (alone & open) ? gS[i] : (scalar_t)0;
-                        if (und && open) gsh += SFX(mdn_reset_gradient)(gv[i], gu[i], vj[i], uj[i], I[i], dt, pc[i], pd[i]);
+                        if (und && open) gsh += SFX(mdn_reset_spike_adjoint)(gv[i], gu[i], vj[i], uj[i], I[i], dt, pc[i], pd[i]);
                         gI[i] += SFX(mdn_adjoint)(vj[i], uj[i], fire, gsh, dt, pb[i], dab[i], oma[i], &gv[i], &gu[i], &ga[i],
                                                   &gb[i], &gc[i], &gd[i], &gth[i]);
                     }
