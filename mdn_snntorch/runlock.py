@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mdn_snntorch.atomic import prepare_dir, prepare_file, remove_if_empty
+from mdn_snntorch.printable import printable
 
 LOCK_NAME = ".mdn-lock"
 #: a lock file without readable content is left alone for this long (it may be being written)
@@ -166,8 +167,10 @@ class RunLock:
                 pass
         else:
             print(
-                f"mdn: warning: removed the stale lock {self.path} of pid {holder.get('pid')} on {holder.get('host')} "
-                "(that process is gone)",
+                printable(
+                    f"mdn: warning: removed the stale lock {self.path} of pid {holder.get('pid')} on {holder.get('host')} "
+                    "(that process is gone)"
+                ),
                 file=sys.stderr,
             )
         aside.unlink(missing_ok=True)

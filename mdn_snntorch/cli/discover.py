@@ -15,6 +15,7 @@ from mdn_snntorch.pipeline.discover import (
     dataset_name,
     discover,
 )
+from mdn_snntorch.printable import printable
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +87,6 @@ def main(args: argparse.Namespace) -> int:
         theta = ", ".join(f"{t:.4g}" for t in record["theta"])
         outcome = record.get("name") or record.get("reason")
         acc = f"  acc {100 * record['accuracy']:.2f} %" if "accuracy" in record else ""
-        print(f"  {record['id']:<9} ({theta})  support {record['support']:>4}{acc}  {record['status']}: {outcome}")
-    print(f"{len(library.neurons)} meta neuron(s) written to {args.out}")
+        print(printable(f"  {record['id']:<9} ({theta})  support {record['support']:>4}{acc}  {record['status']}: {outcome}"))
+    print(printable(f"{len(library.neurons)} meta neuron(s) written to {args.out}"))
     return 0

@@ -10,6 +10,7 @@ from mdn_snntorch.cli.options import add_training_arguments, seed, settings_from
 from mdn_snntorch.neurons import factory
 from mdn_snntorch.pipeline import distributed
 from mdn_snntorch.pipeline.trainer import TrainConfig, train
+from mdn_snntorch.printable import printable
 from mdn_snntorch.spikefile import read_meta
 
 
@@ -37,8 +38,8 @@ def main(args: argparse.Namespace) -> int:
     )
     ctx = distributed.context_from_env()
     if ctx.is_main:
-        print(f"mdn train: {meta.get('dataset', args.data)} -> {out}", file=sys.stderr)
+        print(printable(f"mdn train: {meta.get('dataset', args.data)} -> {out}"), file=sys.stderr)
     result = train(config)
     if ctx.is_main and result.metrics:
-        print(f"test accuracy {100 * result.test_acc:.2f}% after {len(result.metrics)} epochs; run files in {out}")
+        print(printable(f"test accuracy {100 * result.test_acc:.2f}% after {len(result.metrics)} epochs; run files in {out}"))
     return 0

@@ -46,6 +46,7 @@ from mdn_snntorch.pipeline.checkpoint import write_csv, write_json
 from mdn_snntorch.pipeline.jobs import run_jobs
 from mdn_snntorch.pipeline.report import md_cell, save_figure, write_atomic
 from mdn_snntorch.pipeline.trainer import TrainConfig, train
+from mdn_snntorch.printable import printable
 from mdn_snntorch.runlock import claim_dir
 
 #: the task kinds of the paper's Fig. 8
@@ -284,7 +285,7 @@ def _train_runs(plan: list[tuple], configs: list[TrainConfig], metrics: list, jo
         from mdn_snntorch.fused import c_kernels
 
         c_kernels.library()  # built (or checked) once here, before the workers start and load it
-    running = [f"{plan[i][0]} {plan[i][2]} seed {plan[i][3]}" for i in todo]
+    running = [printable(f"{plan[i][0]} {plan[i][2]} seed {plan[i][3]}") for i in todo]
     bar.set_postfix_str(f"{min(jobs, len(todo))} at a time" if jobs > 1 else (running[0] if running else ""))
 
     def done(k: int, result: list[dict[str, Any]]) -> None:
@@ -480,11 +481,11 @@ def _figures(out_dir: Path, doc: dict[str, Any]) -> None:
                 width,
                 yerr=[err(t, neuron) for t in tasks] if err else None,
                 capsize=3,
-                label=neuron,
+                label=printable(neuron),
                 color=plt.cm.tab20(k % 20),
             )
         labels = [f"{t} (cosine)" if scores.get(t) == "cosine" else t for t in tasks] if err else tasks
-        ax.set_xticks(x, labels)
+        ax.set_xticks(x, [printable(label) for label in labels])
         ax.set_title(title)
         ax.set_ylabel(("score (%)" if cosine else "accuracy (%)") if err else "capability")
         if err:
@@ -508,7 +509,7 @@ def _figures(out_dir: Path, doc: dict[str, Any]) -> None:
         ax.bar(xn + offset, [group[n][kind] for n in neurons], 0.8 / len(present), label=kind, color=("tab:blue", "tab:red")[k])
     if not present:
         ax.text(0.5, 0.5, "no task has a kind (--kind TASK=spatial|temporal)", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xticks(xn, neurons)
+    ax.set_xticks(xn, [printable(n) for n in neurons])
     ax.axhline(0, color="k", lw=0.8)
     ax.set_title("spatial and temporal capability (paper Fig. 8)")
     ax.set_ylabel("mean capability over the tasks of a kind")
