@@ -360,7 +360,9 @@ def combine(
     (to tell apart, say, the same data set with spikes and with analog input). ``neurons``: the neuron
     types to keep (default: those every source evaluated, in the first source's order). A task's kind
     and score are the ones its evaluation recorded. ``ValueError`` naming the folder when a source
-    has no results, a task name repeats, or a neuron is missing."""
+    has no results, a task name repeats, or a neuron is missing. ``out_dir`` is claimed
+    (:func:`~mdn_snntorch.runlock.claim_dir`) while the files are written: a folder another run holds
+    (an evaluation, another combine) is refused with :class:`~mdn_snntorch.runlock.LockedError`."""
     tasks: dict[str, str] = {}
     kinds: dict[str, str | None] = {}
     runs: list[dict[str, Any]] = []
@@ -395,9 +397,8 @@ def combine(
     if not keep:
         raise ValueError("the evaluations share no neuron type")
     score = "cosine" if any("cosine" in d.get("score", {}).values() for _, d in docs) else "accuracy"
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return _write_results(out_dir, tasks, keep, sorted(seeds), [r for r in runs if r["neuron"] in keep], kinds, score)
+    with claim_dir(out_dir, "output directory"):  # checked and locked, like every other writer's output
+        return _write_results(Path(out_dir), tasks, keep, sorted(seeds), [r for r in runs if r["neuron"] in keep], kinds, score)
 
 
 def _kinds_present(doc: dict[str, Any]) -> list[str]:
