@@ -133,7 +133,8 @@ def generate_libraries(
                 )
             todo.append((data, path, settings.discover_seeds if settings else 1, train_settings))
         libraries[role] = path
-    run_jobs(_discover_job, todo, jobs)
+    labels = [f"meta-neuron generation from {job[0]}" for job in todo]
+    run_jobs(_discover_job, todo, jobs, labels=labels, logs=[job[1].with_suffix(".error.log") for job in todo])
     return libraries
 
 
@@ -198,7 +199,7 @@ def run_demo(
     to_validate = [meta_neurons.get(n) for n in VALIDATED_PRESETS] + [n for lib in generated.values() for n in lib.neurons]
     background = None
     if jobs > 1 and previous_validation(work, to_validate) is None:  # it needs only the neurons: beside the training
-        background = Background(_validation_job, (work, to_validate, settings.quick_validation))
+        background = Background(_validation_job, (work, to_validate, settings.quick_validation), "the Brian2 validation")
 
     t0 = time.perf_counter()
     neurons = PRESET_NEURONS + [n.name for lib in generated.values() for n in lib.neurons]

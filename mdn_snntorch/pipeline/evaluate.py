@@ -18,7 +18,8 @@ kind, :math:`\mathrm{Cap}^k_i = \frac{1}{|T_k|} \sum_{t \in T_k} \mathrm{Cap}_{i
 A task's kind comes from its data set (:func:`mdn_snntorch.pipeline.recipes.kind`) unless ``kinds`` sets it.
 
 Files in ``out``: ``runs/<task>/<neuron>/seed<s>/`` (each a training run; when the command is run again,
-finished ones are reused, unfinished ones resumed, and ones made with other settings refused),
+finished ones are reused, unfinished ones resumed, and ones made with other settings refused; a run that
+failed in a worker process of ``jobs`` leaves its traceback in the folder's ``error.log``),
 ``runs.csv`` and ``runs.json`` (every run's final metrics), ``table.md`` and ``results.json`` (Table 3,
 capabilities per task and per kind), ``accuracy.png`` (Table 3 as bars with the group means of the
 paper's Figs. 6-7), ``capability_per_task.png`` (Eq. 7 per task) and ``capability.png`` (Fig. 8).
@@ -53,6 +54,8 @@ from mdn_snntorch.runlock import claim_dir
 KIND_NAMES = ("spatial", "temporal")
 #: what a task's numbers are: test accuracy, or the cosine score where the runs have one (bit-vector targets)
 SCORES = ("accuracy", "cosine")
+#: the file of a run folder a run that failed in a worker process leaves its traceback in (``--jobs``)
+JOB_LOG = "error.log"
 #: the group means drawn on accuracy.png (paper Figs. 6-7): label -> the neuron types averaged
 GROUPS = {"spatial meta neurons": ("2-FS", "2-RS"), "temporal meta neurons": ("2-SDS", "2-WDS")}
 
@@ -295,7 +298,8 @@ def _train_runs(plan: list[tuple], configs: list[TrainConfig], metrics: list, jo
             bar.set_postfix_str(running[k + 1])
 
     try:
-        run_jobs(_train_metrics, [configs[i] for i in todo], jobs, done)
+        logs = [Path(configs[i].out) / JOB_LOG for i in todo]  # a failed run's traceback, in its folder
+        run_jobs(_train_metrics, [configs[i] for i in todo], jobs, done, labels=running, logs=logs)
     finally:
         bar.close()
 
