@@ -15,6 +15,7 @@ init        0.02    0.2     0.0    0.08   the learnable initial values (paper §
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mdn_snntorch import names as name_rules
 from mdn_snntorch.atomic import atomic_write
 
 LIBRARY_FORMAT = "mdn-meta-neuron-library"
@@ -231,10 +233,20 @@ def _read_library_text(path: Path) -> str:
         raise ValueError(f"meta-neuron library {path} is not a text (UTF-8 JSON) file") from None
 
 
+def _named(neuron: MetaNeuron, where: str) -> MetaNeuron:
+    """``neuron`` with its name in NFKC form; ``ValueError`` naming ``where`` for a name that is refused
+    (:func:`mdn_snntorch.names.refusal`: invisible characters, mixed scripts, a look-alike of a preset)."""
+    name = name_rules.normal(neuron.name)
+    problem = name_rules.refusal(name, PRESETS)
+    if problem:
+        raise ValueError(f"{where} ({neuron.name!r}): {problem}; refused")
+    return neuron if name == neuron.name else dataclasses.replace(neuron, name=name)
+
+
 def load_library(path: str | os.PathLike) -> MetaNeuronLibrary:
     """Read a library JSON; ``ValueError`` naming the file (and the neuron) for a wrong format, version or
-    field, a name used twice, or a file over the limits (:data:`MAX_LIBRARY_BYTES`,
-    :data:`MAX_LIBRARY_NEURONS`). Linear in the number of neurons."""
+    field, a refused name, a name used twice (after NFKC normalisation), or a file over the limits
+    (:data:`MAX_LIBRARY_BYTES`, :data:`MAX_LIBRARY_NEURONS`). Linear in the number of neurons."""
     path = Path(path)
     try:
         doc = json.loads(_read_library_text(path))
@@ -249,7 +261,7 @@ def load_library(path: str | os.PathLike) -> MetaNeuronLibrary:
     if len(doc["neurons"]) > MAX_LIBRARY_NEURONS:
         raise ValueError(f"{path}: {len(doc['neurons'])} neurons, more than a library may hold ({MAX_LIBRARY_NEURONS})")
     at = f"{path}: neurons"
-    neurons = [MetaNeuron.from_dict(d, f"{at}[{i}]") for i, d in enumerate(doc["neurons"])]
+    neurons = [_named(MetaNeuron.from_dict(d, f"{at}[{i}]"), f"{at}[{i}]") for i, d in enumerate(doc["neurons"])]
     counts = Counter(n.name for n in neurons)
     twice = sorted(name for name, count in counts.items() if count > 1)
     if twice:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from mdn_snntorch.cli.options import add_training_arguments, seed, settings_from_args
+from mdn_snntorch.names import folder_name
 from mdn_snntorch.neurons import factory
 from mdn_snntorch.pipeline import distributed
 from mdn_snntorch.pipeline.trainer import TrainConfig, train
@@ -32,7 +33,7 @@ def main(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     neuron = factory.to_json(factory.lookup(args.neuron, args.library))
     output_neuron = factory.to_json(factory.lookup(args.output_neuron, args.library)) if args.output_neuron else None
-    out = args.out or str(Path("runs") / f"{Path(args.data).stem}-{args.neuron}-seed{args.seed}")
+    out = args.out or str(Path("runs") / folder_name(f"{Path(args.data).stem}-{args.neuron}-seed{args.seed}", "the run name"))
     config = TrainConfig(
         data=args.data, out=out, neuron=neuron, output_neuron=output_neuron, seed=args.seed, resume=args.resume, **settings
     )

@@ -31,7 +31,6 @@ different settings) into one table, capability and Fig. 8 without training anyth
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -41,6 +40,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mdn_snntorch import meta_neurons
+from mdn_snntorch.names import folder_name, inside
 from mdn_snntorch.neurons import factory
 from mdn_snntorch.pipeline import recipes
 from mdn_snntorch.pipeline.checkpoint import write_csv, write_json
@@ -107,16 +107,21 @@ def task_kinds(
     return kinds
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-
-
 def task_names(data_paths: Sequence[str | Path]) -> list[str]:
     """A task name per file: its ``dataset`` attribute, or ``dataset-<file stem>`` when two files share it."""
     from mdn_snntorch.spikefile import read_meta
 
     names = [str(read_meta(p)["dataset"]) for p in data_paths]
     return [f"{n}-{Path(p).stem}" if names.count(n) > 1 else n for n, p in zip(names, data_paths)]
+
+
+def _run_dir(out_dir: Path, task: str, data: str, neuron: str, seed: int) -> Path:
+    """``out_dir/runs/<task>/<neuron>/seed<seed>``, each name made one folder name
+    (:func:`mdn_snntorch.names.folder_name`), checked to resolve inside ``out_dir``: a task named ``..`` (a spike
+    file's ``dataset`` attribute) or a neuron named ``..`` is refused before any training."""
+    task_folder = folder_name(task, f"the task name of {data} (its 'dataset' attribute)")
+    run_dir = out_dir / "runs" / task_folder / folder_name(neuron, "the neuron name") / f"seed{seed}"
+    return inside(out_dir, run_dir, f"the run folder of {task} {neuron} seed {seed}")
 
 
 def _reusable_run(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
@@ -239,7 +244,7 @@ def _evaluate(
             settings.update(recipes.settings(recipe), recipe=recipe)
         settings.update(train_settings)
         settings["threads"] = settings.get("threads") or 1  # a fixed count: the same results for any --jobs
-        run_dir = out_dir / "runs" / _safe(task) / _safe(neuron) / f"seed{seed}"
+        run_dir = _run_dir(out_dir, task, path, neuron, seed)
         config = TrainConfig(
             data=path, out=str(run_dir), neuron=specs[neuron], seed=seed, resume=True, progress=False, **settings
         )
