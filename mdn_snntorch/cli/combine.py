@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mdn_snntorch.pipeline.evaluate import combine
+from mdn_snntorch.printable import printable
 
 
 def _source(text: str) -> str | tuple[str, str]:
@@ -28,8 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     doc = combine(args.results, args.out, args.neurons)
-    print(f"{len(doc['tasks'])} task(s) x {len(doc['neurons'])} neuron type(s) -> {args.out}/table.md")
+    print(printable(f"{len(doc['tasks'])} task(s) x {len(doc['neurons'])} neuron type(s) -> {args.out}/table.md"))
     for neuron, groups in doc["group_capability"].items():
         shown = ", ".join(f"{kind} {value:+.2f}" for kind, value in groups.items() if value is not None)
-        print(f"  {neuron:<14} {shown}")
+        print(printable(f"  {neuron:<14} {shown}"))
     return 0

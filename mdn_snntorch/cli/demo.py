@@ -32,6 +32,7 @@ from typing import Any
 from mdn_snntorch import meta_neurons
 from mdn_snntorch.cli.options import int_in
 from mdn_snntorch.pipeline.report import Report, write_atomic
+from mdn_snntorch.printable import printable
 
 # The four Table 2 presets and the baseline; "init" is validated too (it seeds learnable theta).
 PRESET_NEURONS = list(meta_neurons.PAPER_NEURONS)
@@ -80,7 +81,7 @@ QUICK = DemoSettings(
 
 
 def _say(message: str) -> None:
-    print(f"[mdn demo] {message}", file=sys.stderr, flush=True)
+    print(printable(f"[mdn demo] {message}"), file=sys.stderr, flush=True)
 
 
 def prepare_data(work: Path, spatial: str | None, temporal: str | None) -> dict[str, Path]:
@@ -132,7 +133,8 @@ def generate_libraries(
                 )
             todo.append((data, path, settings.discover_seeds if settings else 1, train_settings))
         libraries[role] = path
-    run_jobs(_discover_job, todo, jobs)
+    labels = [f"meta-neuron generation from {job[0]}" for job in todo]
+    run_jobs(_discover_job, todo, jobs, labels=labels, logs=[job[1].with_suffix(".error.log") for job in todo])
     return libraries
 
 
@@ -197,7 +199,7 @@ def run_demo(
     to_validate = [meta_neurons.get(n) for n in VALIDATED_PRESETS] + [n for lib in generated.values() for n in lib.neurons]
     background = None
     if jobs > 1 and previous_validation(work, to_validate) is None:  # it needs only the neurons: beside the training
-        background = Background(_validation_job, (work, to_validate, settings.quick_validation))
+        background = Background(_validation_job, (work, to_validate, settings.quick_validation), "the Brian2 validation")
 
     t0 = time.perf_counter()
     neurons = PRESET_NEURONS + [n.name for lib in generated.values() for n in lib.neurons]
@@ -326,21 +328,22 @@ def _write_report(
 
 def _print_summary(out: Path, summary: dict) -> None:
     tasks = summary["task_names"]
+    shown = {name: printable(name) for name in [*tasks, *summary["neurons"]]}  # names from files, escaped
     groups = summary["group_capability"]
     kinds = [k for k in ("spatial", "temporal") if any(g.get(k) is not None for g in groups.values())]
-    width = max(len(n) for n in summary["neurons"])
-    print(f"\n{'neuron':<{width}}  " + "  ".join(f"{t:>18}" for t in tasks) + "".join(f"  {k:>8}" for k in kinds))
+    width = max(len(shown[n]) for n in summary["neurons"])
+    print(f"\n{'neuron':<{width}}  " + "  ".join(f"{shown[t]:>18}" for t in tasks) + "".join(f"  {k:>8}" for k in kinds))
     for neuron in summary["neurons"]:
         cells = []
         for t in tasks:
             cell = summary["accuracy_percent"][t][neuron]
             cells.append(f"{cell['mean']:6.2f} +- {cell['std']:5.2f} ({summary['capability'][t][neuron]:+.1f})")
         fig8 = "".join(f"  {groups[neuron][k]:>+8.2f}" for k in kinds)
-        print(f"{neuron:<{width}}  " + "  ".join(f"{c:>18}" for c in cells) + fig8)
+        print(f"{shown[neuron]:<{width}}  " + "  ".join(f"{c:>18}" for c in cells) + fig8)
     print("(test accuracy %, mean +- std over seeds; capability per task in brackets; then spatial and temporal")
     print(" capability, paper Fig. 8)")
     print(f"Brian2 validation: {'PASS' if summary['validation_passed'] else 'FAIL'}")
-    print(f"Report: {out / 'report.html'} (and report.md)")
+    print(printable(f"Report: {out / 'report.html'} (and report.md)"))
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -9,6 +9,7 @@ from mdn_snntorch.cli.options import add_training_arguments, float_in, int_in, s
 from mdn_snntorch.discovery import SPACES
 from mdn_snntorch.discovery.selection import DUPLICATE_DISTANCE, MIN_ACCURACY, MIN_SUPPORT
 from mdn_snntorch.pipeline.discover import ACCURACY_EPOCHS, PROTOCOLS, VALIDATION_FRACTION, dataset_name, discover
+from mdn_snntorch.printable import printable
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -88,6 +89,6 @@ def main(args: argparse.Namespace) -> int:
         theta = ", ".join(f"{t:.4g}" for t in record["theta"])
         outcome = record.get("name") or record.get("reason")
         acc = f"  validation acc. {100 * record['accuracy']:.2f} %" if "accuracy" in record else ""
-        print(f"  {record['id']:<9} ({theta})  support {record['support']:>4}{acc}  {record['status']}: {outcome}")
-    print(f"{len(library.neurons)} meta neuron(s) written to {args.out}")
+        print(printable(f"  {record['id']:<9} ({theta})  support {record['support']:>4}{acc}  {record['status']}: {outcome}"))
+    print(printable(f"{len(library.neurons)} meta neuron(s) written to {args.out}"))
     return 0

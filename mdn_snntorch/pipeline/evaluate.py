@@ -19,7 +19,8 @@ Both are public functions over plain mappings in :mod:`mdn_snntorch.discovery.sc
 A task's kind comes from its data set (:func:`mdn_snntorch.pipeline.recipes.kind`) unless ``kinds`` sets it.
 
 Files in ``out``: ``runs/<task>/<neuron>/seed<s>/`` (each a training run; when the command is run again,
-finished ones are reused, unfinished ones resumed, and ones made with other settings refused),
+finished ones are reused, unfinished ones resumed, and ones made with other settings refused; a run that
+failed in a worker process of ``jobs`` leaves its traceback in the folder's ``error.log``),
 ``runs.csv`` and ``runs.json`` (every run's final metrics), ``table.md`` and ``results.json`` (Table 3,
 capabilities per task and per kind), ``accuracy.png`` (Table 3 as bars with the group means of the
 paper's Figs. 6-7), ``capability_per_task.png`` (Eq. 7 per task) and ``capability.png`` (Fig. 8).
@@ -31,7 +32,6 @@ different settings) into one table, capability and Fig. 8 without training anyth
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from mdn_snntorch import meta_neurons
 from mdn_snntorch.discovery.scores import KIND_NAMES, capability_figure, group_capability
 from mdn_snntorch.discovery.scores import task_capability as capability
+from mdn_snntorch.names import folder_name, inside
 from mdn_snntorch.neurons import factory
 from mdn_snntorch.pipeline import recipes
 from mdn_snntorch.pipeline.checkpoint import write_csv, write_json
@@ -50,10 +51,13 @@ from mdn_snntorch.pipeline.jobs import run_jobs
 from mdn_snntorch.pipeline.protocols import protocol_settings
 from mdn_snntorch.pipeline.report import md_cell, save_figure, write_atomic
 from mdn_snntorch.pipeline.trainer import TrainConfig, train
+from mdn_snntorch.printable import printable
 from mdn_snntorch.runlock import claim_dir
 
 #: what a task's numbers are: test accuracy, or the cosine score where the runs have one (bit-vector targets)
 SCORES = ("accuracy", "cosine")
+#: the file of a run folder a run that failed in a worker process leaves its traceback in (``--jobs``)
+JOB_LOG = "error.log"
 #: the group means drawn on accuracy.png (paper Figs. 6-7): label -> the neuron types averaged
 GROUPS = {"spatial meta neurons": ("2-FS", "2-RS"), "temporal meta neurons": ("2-SDS", "2-WDS")}
 
@@ -76,16 +80,21 @@ def task_kinds(
     return kinds
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-
-
 def task_names(data_paths: Sequence[str | Path]) -> list[str]:
     """A task name per file: its ``dataset`` attribute, or ``dataset-<file stem>`` when two files share it."""
     from mdn_snntorch.spikefile import read_meta
 
     names = [str(read_meta(p)["dataset"]) for p in data_paths]
     return [f"{n}-{Path(p).stem}" if names.count(n) > 1 else n for n, p in zip(names, data_paths)]
+
+
+def _run_dir(out_dir: Path, task: str, data: str, neuron: str, seed: int) -> Path:
+    """``out_dir/runs/<task>/<neuron>/seed<seed>``, each name made one folder name
+    (:func:`mdn_snntorch.names.folder_name`), checked to resolve inside ``out_dir``: a task named ``..`` (a spike
+    file's ``dataset`` attribute) or a neuron named ``..`` is refused before any training."""
+    task_folder = folder_name(task, f"the task name of {data} (its 'dataset' attribute)")
+    run_dir = out_dir / "runs" / task_folder / folder_name(neuron, "the neuron name") / f"seed{seed}"
+    return inside(out_dir, run_dir, f"the run folder of {task} {neuron} seed {seed}")
 
 
 def _reusable_run(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
@@ -212,7 +221,7 @@ def _evaluate(
         settings.update(protocol_settings(protocol, path, specs[neuron]))
         settings.update(train_settings)
         settings["threads"] = settings.get("threads") or 1  # a fixed count: the same results for any --jobs
-        run_dir = out_dir / "runs" / _safe(task) / _safe(neuron) / f"seed{seed}"
+        run_dir = _run_dir(out_dir, task, path, neuron, seed)
         config = TrainConfig(
             data=path, out=str(run_dir), neuron=specs[neuron], seed=seed, resume=True, progress=False, **settings
         )
@@ -261,7 +270,7 @@ def _train_runs(plan: list[tuple], configs: list[TrainConfig], metrics: list, jo
         from mdn_snntorch.fused import c_kernels
 
         c_kernels.library()  # built (or checked) once here, before the workers start and load it
-    running = [f"{plan[i][0]} {plan[i][2]} seed {plan[i][3]}" for i in todo]
+    running = [printable(f"{plan[i][0]} {plan[i][2]} seed {plan[i][3]}") for i in todo]
     bar.set_postfix_str(f"{min(jobs, len(todo))} at a time" if jobs > 1 else (running[0] if running else ""))
 
     def done(k: int, result: list[dict[str, Any]]) -> None:
@@ -271,7 +280,8 @@ def _train_runs(plan: list[tuple], configs: list[TrainConfig], metrics: list, jo
             bar.set_postfix_str(running[k + 1])
 
     try:
-        run_jobs(_train_metrics, [configs[i] for i in todo], jobs, done)
+        logs = [Path(configs[i].out) / JOB_LOG for i in todo]  # a failed run's traceback, in its folder
+        run_jobs(_train_metrics, [configs[i] for i in todo], jobs, done, labels=running, logs=logs)
     finally:
         bar.close()
 
@@ -336,7 +346,9 @@ def combine(
     (to tell apart, say, the same data set with spikes and with analog input). ``neurons``: the neuron
     types to keep (default: those every source evaluated, in the first source's order). A task's kind
     and score are the ones its evaluation recorded. ``ValueError`` naming the folder when a source
-    has no results, a task name repeats, or a neuron is missing."""
+    has no results, a task name repeats, or a neuron is missing. ``out_dir`` is claimed
+    (:func:`~mdn_snntorch.runlock.claim_dir`) while the files are written: a folder another run holds
+    (an evaluation, another combine) is refused with :class:`~mdn_snntorch.runlock.LockedError`."""
     tasks: dict[str, str] = {}
     kinds: dict[str, str | None] = {}
     runs: list[dict[str, Any]] = []
@@ -371,9 +383,8 @@ def combine(
     if not keep:
         raise ValueError("the evaluations share no neuron type")
     score = "cosine" if any("cosine" in d.get("score", {}).values() for _, d in docs) else "accuracy"
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return _write_results(out_dir, tasks, keep, sorted(seeds), [r for r in runs if r["neuron"] in keep], kinds, score)
+    with claim_dir(out_dir, "output directory"):  # checked and locked, like every other writer's output
+        return _write_results(Path(out_dir), tasks, keep, sorted(seeds), [r for r in runs if r["neuron"] in keep], kinds, score)
 
 
 def _kinds_present(doc: dict[str, Any]) -> list[str]:
@@ -457,11 +468,11 @@ def _figures(out_dir: Path, doc: dict[str, Any]) -> None:
                 width,
                 yerr=[err(t, neuron) for t in tasks] if err else None,
                 capsize=3,
-                label=neuron,
+                label=printable(neuron),
                 color=plt.cm.tab20(k % 20),
             )
         labels = [f"{t} (cosine)" if scores.get(t) == "cosine" else t for t in tasks] if err else tasks
-        ax.set_xticks(x, labels)
+        ax.set_xticks(x, [printable(label) for label in labels])
         ax.set_title(title)
         ax.set_ylabel(("score (%)" if cosine else "accuracy (%)") if err else "capability")
         if err:
