@@ -1,9 +1,12 @@
 r"""The paper's evaluation (Table 3, Eq. 7, Figs. 6-8): ``mdn evaluate`` and :func:`evaluate`.
 
 Every neuron type is trained on every task with every seed (frozen theta, :func:`mdn_snntorch.pipeline.trainer.train`).
-A run's score is its test accuracy after the last epoch (``score="cosine"``: the cosine score instead, on
-tasks with bit-vector targets such as NETtalk, x 100). Per task and neuron: mean +- std over seeds (sample
-standard deviation, n - 1; 0 for one seed).
+A run's score is its test accuracy (``score="cosine"``: the cosine score instead, on tasks with bit-vector
+targets such as NETtalk, x 100; ``"cosine_first_of_5"``: the cosine score on the paper authors' scored subset,
+on the runs that record it) after the last epoch (``report="final"``), its best over the epochs (``"best"``)
+or its mean over the last ten (``"last10"``); every run record keeps all three
+(:mod:`~mdn_snntorch.pipeline.series`). Per task and neuron: mean +- std over seeds (sample standard
+deviation, n - 1; 0 for one seed).
 
 Capability (paper Eq. 7) of neuron i on a task, over the neuron types evaluated on that task:
 
@@ -50,12 +53,26 @@ from mdn_snntorch.pipeline.checkpoint import write_csv, write_json
 from mdn_snntorch.pipeline.jobs import run_jobs
 from mdn_snntorch.pipeline.protocols import protocol_settings
 from mdn_snntorch.pipeline.report import md_cell, save_figure, write_atomic
+from mdn_snntorch.pipeline.series import STATISTICS, summarise
 from mdn_snntorch.pipeline.trainer import TrainConfig, train
 from mdn_snntorch.printable import printable
 from mdn_snntorch.runlock import claim_dir
 
-#: what a task's numbers are: test accuracy, or the cosine score where the runs have one (bit-vector targets)
-SCORES = ("accuracy", "cosine")
+#: what a task's numbers are: test accuracy, or a cosine score where the runs have one (bit-vector targets):
+#: on every test sample, or on the paper authors' scored subset (the first of every five, ``--protocol authors``)
+SCORES = ("accuracy", "cosine", "cosine_first_of_5")
+#: each score's per-epoch series in a run's metrics
+SCORE_SERIES = {"accuracy": "test_acc", "cosine": "test_cosine", "cosine_first_of_5": "test_cosine_first_of_5"}
+#: how tables name each score
+SCORE_WORDS = {
+    "accuracy": "test accuracy",
+    "cosine": "the cosine score (x 100)",
+    "cosine_first_of_5": "the cosine score (x 100) on the first of every five test samples (the authors' scored subset)",
+}
+#: which value of a run's series a table shows: the last epoch's, the best, the mean of the last ten
+REPORTS = STATISTICS
+#: how tables name each report
+REPORT_WORDS = {"final": "final epoch", "best": "best epoch (chosen on the test split)", "last10": "mean of the last ten epochs"}
 #: the file of a run folder a run that failed in a worker process leaves its traceback in (``--jobs``)
 JOB_LOG = "error.log"
 #: the group means drawn on accuracy.png (paper Figs. 6-7): label -> the neuron types averaged
@@ -151,6 +168,7 @@ def evaluate(
     jobs: int = 1,
     kinds: Mapping[str, str | None] | None = None,
     score: str = "accuracy",
+    report: str = "final",
     protocol: str = "paper",
     **train_settings,
 ) -> dict[str, Any]:
@@ -166,12 +184,14 @@ def evaluate(
     so the results do not depend on ``jobs``.
     ``kinds``: task -> ``"spatial"``, ``"temporal"`` or None, setting the kinds taken from the data sets
     (:func:`task_kinds`). ``score``: ``"accuracy"``, or ``"cosine"`` for the cosine score on the tasks whose
-    runs record one (bit-vector targets); read from the runs' metrics, so finished runs are reused either way.
+    runs record one (bit-vector targets), ``"cosine_first_of_5"`` for it on the authors' scored subset where the
+    runs record that; ``report``: ``"final"``, ``"best"`` or ``"last10"`` (:data:`REPORT_WORDS`). Both are read
+    from the runs' metrics, so finished runs are reused either way.
     ``protocol``: the training regime of every run (:func:`~mdn_snntorch.pipeline.protocols.protocol_settings`, for
     each task's file), between the recipe and ``train_settings``.
     """
-    if score not in SCORES:
-        raise ValueError(f"score={score!r} is not one of {', '.join(SCORES)}")
+    _check_choice("score", score, SCORES)
+    _check_choice("report", report, REPORTS)
     with claim_dir(out_dir, "output directory"):
         return _evaluate(
             data_paths,
@@ -183,9 +203,15 @@ def evaluate(
             jobs=jobs,
             kinds=kinds,
             score=score,
+            report=report,
             protocol=protocol,
             **train_settings,
         )
+
+
+def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {', '.join(choices)}")
 
 
 def _evaluate(
@@ -199,6 +225,7 @@ def _evaluate(
     jobs: int,
     kinds: Mapping[str, str | None] | None,
     score: str,
+    report: str,
     protocol: str,
     **train_settings,
 ) -> dict[str, Any]:
@@ -241,6 +268,7 @@ def _evaluate(
                 "test_acc": last["test_acc"],
                 "test_cosine": last.get("test_cosine"),
                 "best_test_acc": max(m["test_acc"] for m in run_metrics),
+                "summary": summarise(run_metrics),
                 "train_acc": last["train_acc"],
                 "train_loss": last["train_loss"],
                 "hidden_rate": last["test_hidden_rate"],
@@ -251,7 +279,7 @@ def _evaluate(
                 "run_dir": config.out,
             }
         )
-    return _write_results(out_dir, tasks, list(neurons), seeds, runs, task_kind, score)
+    return _write_results(out_dir, tasks, list(neurons), seeds, runs, task_kind, score, report)
 
 
 def _train_metrics(config: TrainConfig) -> list[dict[str, Any]]:
@@ -287,11 +315,27 @@ def _train_runs(plan: list[tuple], configs: list[TrainConfig], metrics: list, jo
 
 
 def task_score(runs: Sequence[Mapping[str, Any]], score: str) -> str:
-    """The score a task's numbers use: ``"cosine"`` when asked for and every run of the task has a
-    ``test_cosine`` (bit-vector targets), else ``"accuracy"``."""
-    if score == "cosine" and runs and all(r.get("test_cosine") is not None for r in runs):
-        return "cosine"
+    """The score a task's numbers use: the one asked for when every run of the task records it (a cosine score
+    needs bit-vector targets, the scored subset ``--protocol authors``), else ``"accuracy"``."""
+    if runs and all(run_value(r, score, "final") is not None for r in runs):
+        return score
     return "accuracy"
+
+
+def run_value(run: Mapping[str, Any], score: str, report: str) -> float | None:
+    """A run record's ``score`` (:data:`SCORES`) as ``report`` (:data:`REPORTS`) has it; None when the run does
+    not record that score. Records written before runs kept a ``summary`` give their final values (and the
+    best accuracy) only: ``ValueError`` naming the run for any other."""
+    series = SCORE_SERIES[score]
+    summary = run.get("summary")
+    if summary is not None:
+        values = summary.get(series)
+        return None if values is None else float(values[report])
+    if report == "final":
+        return run.get(series)
+    if report == "best" and score == "accuracy":
+        return run["best_test_acc"]
+    raise ValueError(f"the run {run.get('run_dir', run.get('neuron'))} records final values only: it cannot report {report!r}")
 
 
 def _write_results(
@@ -302,16 +346,17 @@ def _write_results(
     runs: list[dict[str, Any]],
     kinds: dict[str, str | None],
     score: str = "accuracy",
+    report: str = "final",
 ) -> dict[str, Any]:
     table: dict[str, dict[str, dict[str, float]]] = {}
     caps: dict[str, dict[str, float]] = {}
     scores: dict[str, str] = {}
     for task in tasks:
         scores[task] = task_score([r for r in runs if r["task"] == task], score)
-        key = "test_cosine" if scores[task] == "cosine" else "test_acc"
         table[task] = {}
         for neuron in neurons:
-            acc = np.array([r[key] for r in runs if r["task"] == task and r["neuron"] == neuron], dtype=np.float64) * 100
+            cell = [r for r in runs if r["task"] == task and r["neuron"] == neuron]
+            acc = np.array([run_value(r, scores[task], report) for r in cell], dtype=np.float64) * 100
             table[task][neuron] = {
                 "mean": float(acc.mean()),
                 "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
@@ -324,6 +369,7 @@ def _write_results(
         "neurons": neurons,
         "seeds": seeds,
         "score": scores,
+        "report": report,
         "accuracy_percent": table,
         "capability": caps,
         "group_capability": group_capability(caps, kinds),
@@ -338,14 +384,18 @@ def _write_results(
 
 
 def combine(
-    sources: Sequence[str | Path | tuple[str, str | Path]], out_dir: str | Path, neurons: Sequence[str] | None = None
+    sources: Sequence[str | Path | tuple[str, str | Path]],
+    out_dir: str | Path,
+    neurons: Sequence[str] | None = None,
+    report: str | None = None,
 ) -> dict[str, Any]:
     """Table 3, capabilities and figures in ``out_dir`` from the ``results.json`` of finished evaluations.
 
     A source is an evaluation folder, or ``(label, folder)`` naming the folder's one task ``label``
     (to tell apart, say, the same data set with spikes and with analog input). ``neurons``: the neuron
     types to keep (default: those every source evaluated, in the first source's order). A task's kind
-    and score are the ones its evaluation recorded. ``ValueError`` naming the folder when a source
+    and score are the ones its evaluation recorded; ``report`` (:data:`REPORTS`) defaults to the one the sources
+    recorded (``"final"`` for sources older than the choice). ``ValueError`` naming the folder when a source
     has no results, a task name repeats, or a neuron is missing. ``out_dir`` is claimed
     (:func:`~mdn_snntorch.runlock.claim_dir`) while the files are written: a folder another run holds
     (an evaluation, another combine) is refused with :class:`~mdn_snntorch.runlock.LockedError`."""
@@ -382,9 +432,18 @@ def combine(
     keep = list(neurons) if neurons else common
     if not keep:
         raise ValueError("the evaluations share no neuron type")
-    score = "cosine" if any("cosine" in d.get("score", {}).values() for _, d in docs) else "accuracy"
+    recorded = {s for _, d in docs for s in d.get("score", {}).values()}
+    score = next((s for s in reversed(SCORES) if s in recorded), "accuracy")
+    if report is None:
+        reports = {d.get("report", "final") for _, d in docs}
+        if len(reports) > 1:
+            raise ValueError(f"the evaluations report different epochs ({', '.join(sorted(reports))}); choose one (report)")
+        report = reports.pop()
+    _check_choice("report", report, REPORTS)
     with claim_dir(out_dir, "output directory"):  # checked and locked, like every other writer's output
-        return _write_results(Path(out_dir), tasks, keep, sorted(seeds), [r for r in runs if r["neuron"] in keep], kinds, score)
+        return _write_results(
+            Path(out_dir), tasks, keep, sorted(seeds), [r for r in runs if r["neuron"] in keep], kinds, score, report
+        )
 
 
 def _kinds_present(doc: dict[str, Any]) -> list[str]:
@@ -396,27 +455,27 @@ def markdown_table(doc: dict[str, Any]) -> str:
     """Table 3 (score %, mean +- std over seeds), the capability per task and by kind (Fig. 8), as Markdown."""
     neurons, tasks = doc["neurons"], list(doc["tasks"])
     scores, kinds = doc.get("score") or {}, doc.get("kinds") or {}
+    counts = {doc["accuracy_percent"][t][n]["n"] for t in tasks for n in neurons}
+    n_per_cell = counts.pop() if len(counts) == 1 else None
+    over = f"{n_per_cell} seed(s)" if n_per_cell is not None else "seeds (n per cell)"
     head = "| task | " + " | ".join(map(md_cell, neurons)) + " |\n|---|" + "---|" * len(neurons) + "\n"
     acc_rows = "".join(
         f"| {md_cell(t)} | "
-        + " | ".join(
-            f"{doc['accuracy_percent'][t][n]['mean']:.2f} +- {doc['accuracy_percent'][t][n]['std']:.2f}" for n in neurons
-        )
+        + " | ".join(_cell(doc["accuracy_percent"][t][n], show_n=n_per_cell is None) for n in neurons)
         + " |\n"
         for t in tasks
     )
     cap_rows = "".join(
         f"| {md_cell(t)} | " + " | ".join(f"{doc['capability'][t][n]:+.2f}" for n in neurons) + " |\n" for t in tasks
     )
-    n_seeds = len(doc["seeds"])
-    cosine = [t for t in tasks if scores.get(t) == "cosine"]
+    cosine = [t for t in tasks if scores.get(t, "accuracy") != "accuracy"]
     what = "Test score" if cosine else "Test accuracy"
-    if cosine:
-        rest = [t for t in tasks if t not in cosine]
-        note = f"Score: the cosine score (x 100) on {', '.join(map(md_cell, cosine))}"
-        note += f"; test accuracy on {', '.join(map(md_cell, rest))}.\n\n" if rest else ".\n\n"
-    else:
-        note = "Score: test accuracy.\n\n"
+    note = "Score: " + "; ".join(
+        f"{SCORE_WORDS[s]} on {', '.join(md_cell(t) for t in tasks if scores.get(t, 'accuracy') == s)}"
+        for s in SCORES
+        if any(scores.get(t, "accuracy") == s for t in tasks)
+    )
+    note += f". Each run's value: its {REPORT_WORDS[doc.get('report', 'final')]}.\n\n"
     kind_line = "Task kinds: " + ", ".join(f"{md_cell(t)} {kinds.get(t) or 'none'}" for t in tasks) + ".\n\n"
     present = _kinds_present(doc)
     group = doc.get("group_capability") or {}
@@ -429,11 +488,16 @@ def markdown_table(doc: dict[str, Any]) -> str:
     else:
         group_table = "No task has a kind (`--kind TASK=spatial|temporal` gives one).\n"
     return (
-        f"## {what} (%), mean +- std over {n_seeds} seed(s)\n\n{note}{head}{acc_rows}\n"
+        f"## {what} (%), mean +- std over {over}\n\n{note}{head}{acc_rows}\n"
         f"## Capability (paper Eq. 7: (Acc - mean) / std over the neuron types of a task)\n\n{head}{cap_rows}\n"
         "## Capability by kind (paper Fig. 8)\n\n"
         f"The mean of a neuron's Eq. 7 capability over the tasks of each kind. {kind_line}{group_table}"
     )
+
+
+def _cell(entry: Mapping[str, Any], show_n: bool) -> str:
+    text = f"{entry['mean']:.2f} +- {entry['std']:.2f}"
+    return f"{text} (n={entry['n']})" if show_n else text
 
 
 def _figures(out_dir: Path, doc: dict[str, Any]) -> None:
@@ -448,7 +512,7 @@ def _figures(out_dir: Path, doc: dict[str, Any]) -> None:
     x = np.arange(len(tasks))
     width = 0.8 / len(neurons)
     size = (max(6, 1.6 * len(tasks) * max(1, len(neurons) / 3)), 4)
-    cosine = any(scores.get(t) == "cosine" for t in tasks)
+    cosine = any(scores.get(t, "accuracy") != "accuracy" for t in tasks)
     for name, title, value, err in (
         (
             "accuracy.png",
@@ -471,7 +535,7 @@ def _figures(out_dir: Path, doc: dict[str, Any]) -> None:
                 label=printable(neuron),
                 color=plt.cm.tab20(k % 20),
             )
-        labels = [f"{t} (cosine)" if scores.get(t) == "cosine" else t for t in tasks] if err else tasks
+        labels = [f"{t} (cosine)" if scores.get(t, "accuracy") != "accuracy" else t for t in tasks] if err else tasks
         ax.set_xticks(x, [printable(label) for label in labels])
         ax.set_title(title)
         ax.set_ylabel(("score (%)" if cosine else "accuracy (%)") if err else "capability")

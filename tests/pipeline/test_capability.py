@@ -200,7 +200,7 @@ def test_figures_only_what_was_evaluated(tmp_path, monkeypatch):
     assert "temporal meta neurons" in seen["accuracy.png"]["legend"]
     assert seen["capability.png"]["legend"] == ["temporal"] and set(seen["capability.png"]["bars"]) == {"temporal"}
     text = markdown_table(doc)
-    assert "| neuron | temporal |" in text and "mnist none" in text and "cosine score (x 100) on nettalk;" in text
+    assert "| neuron | temporal |" in text and "mnist none" in text and "; the cosine score (x 100) on nettalk. Each run" in text
 
     doc["kinds"] = dict.fromkeys(TABLE3)
     doc["group_capability"] = group_capability(doc["capability"], doc["kinds"])
