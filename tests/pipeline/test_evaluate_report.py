@@ -36,7 +36,11 @@ def _means(doc):
 
 @pytest.mark.parametrize(
     "report, expected",
-    [("final", {"2-FS": 70.0, "2-SDS": 20.0}), ("best", {"2-FS": 90.0, "2-SDS": 40.0}), ("last10", {"2-FS": 70.0, "2-SDS": 30.0})],
+    [
+        ("final", {"2-FS": 70.0, "2-SDS": 20.0}),
+        ("best", {"2-FS": 90.0, "2-SDS": 40.0}),
+        ("last10", {"2-FS": 70.0, "2-SDS": 30.0}),
+    ],
 )
 def test_the_report_chooses_the_epoch_of_every_run(planted, report, expected):
     digits, out = planted
