@@ -12,14 +12,14 @@ from mdn_snntorch.pipeline.jobs import default_jobs
 from mdn_snntorch.pipeline.protocols import protocol_neurons
 
 
-def task_kind(text: str) -> tuple[str, str]:
-    """An argparse type: ``TASK=spatial`` or ``TASK=temporal``."""
+def task_kind(text: str) -> tuple[str, str | None]:
+    """An argparse type: ``TASK=spatial``, ``TASK=temporal`` or ``TASK=none`` (left out of Fig. 8's groups)."""
     task, sep, kind = text.rpartition("=")
     if not sep or not task:
-        raise argparse.ArgumentTypeError(f"{text!r} is not TASK=spatial or TASK=temporal")
-    if kind not in KIND_NAMES:
-        raise argparse.ArgumentTypeError(f"{text!r}: the kind {kind!r} is not one of {', '.join(KIND_NAMES)}")
-    return task, kind
+        raise argparse.ArgumentTypeError(f"{text!r} is not TASK=spatial, TASK=temporal or TASK=none")
+    if kind not in (*KIND_NAMES, "none"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the kind {kind!r} is not one of {', '.join(KIND_NAMES)}, none")
+    return task, None if kind == "none" else kind
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -44,8 +44,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=task_kind,
         default=[],
         metavar="TASK=KIND",
-        help="a task's kind, spatial or temporal, for the capability by kind (paper Fig. 8); repeatable "
-        "(default: from the data set, e.g. mnist spatial, tidigits temporal)",
+        help="a task's kind, spatial or temporal, for the capability by kind (paper Fig. 8), or none to leave "
+        "the task out of both groups; repeatable (default: from the data set, e.g. mnist spatial, tidigits temporal)",
     )
     parser.add_argument(
         "--score",

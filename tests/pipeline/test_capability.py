@@ -70,8 +70,11 @@ def test_task_kinds_from_the_file_and_overrides(digits):
 def test_bad_arguments_fail_before_training(digits, tmp_path, capsys):
     common = ["evaluate", "--data", digits, "--neurons", "2-FS", "--seeds", "1", "--no-progress"]
     for extra, message in (
-        (["--kind", "digits=spatio"], "argument --kind: 'digits=spatio': the kind 'spatio' is not one of spatial, temporal"),
-        (["--kind", "digits"], "argument --kind: 'digits' is not TASK=spatial or TASK=temporal"),
+        (
+            ["--kind", "digits=spatio"],
+            "argument --kind: 'digits=spatio': the kind 'spatio' is not one of spatial, temporal, none",
+        ),
+        (["--kind", "digits"], "argument --kind: 'digits' is not TASK=spatial, TASK=temporal or TASK=none"),
         (["--kind", "mnist=spatial"], "--kind: unknown task 'mnist'; the tasks are: digits"),
         (["--score", "f1"], "argument --score: invalid choice: 'f1'"),
     ):
@@ -83,6 +86,16 @@ def test_bad_arguments_fail_before_training(digits, tmp_path, capsys):
         evaluate([digits], ["2-FS"], seeds=1, out_dir=tmp_path / "e", score="f1")
     with pytest.raises(ValueError, match="kinds: unknown task 'x'"):
         evaluate([digits], ["2-FS"], seeds=1, out_dir=tmp_path / "e", kinds={"x": "spatial"}, progress=False, **TINY)
+
+
+def test_kind_none_leaves_a_task_out_of_both_groups(digits, tmp_path):
+    argv = ["evaluate", "--data", digits, "--neurons", "2-FS", "2-SDS", "--seeds", "1", "--out", str(tmp_path), "--epochs",
+            "1", "--hidden", "16", "--batch-size", "100", "--device", "cpu", "--threads", "1", "--no-progress",
+            "--kind", "digits=none"]  # fmt: skip
+    assert cli.main(argv) == 0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["kinds"] == {"digits": None}
+    assert saved["group_capability"]["2-FS"] == {"spatial": None, "temporal": None}
 
 
 def test_cosine_score_from_saved_run_metrics(digits, tmp_path, capsys):
