@@ -59,6 +59,7 @@ from mdn_snntorch.spikefile.format import (
 from mdn_snntorch.spikefile.limits import (
     MAX_ATTRIBUTE_BYTES,
     MAX_ATTRIBUTES,
+    MAX_BYTES_OUTSIDE_DATA,
     MAX_CLASSES,
     MAX_COMPRESSION,
     MAX_INPUTS,
@@ -77,8 +78,8 @@ from mdn_snntorch.spikefile.writer import (
 
 __all__ = [
     "ALLOWED_FILTERS", "ANALOG_CONVERTERS", "CHUNK_BYTES", "COMPRESSION", "DEFAULT_CACHE_BYTES", "FORMAT",
-    "MAX_ATTRIBUTES", "MAX_ATTRIBUTE_BYTES", "MAX_CLASSES", "MAX_COMPRESSION", "MAX_INPUTS", "MAX_SAMPLE_BITS",
-    "MAX_TIME_STEPS", "META_KEYS", "OPTIONAL_META_KEYS", "PATHOLOGICAL_CHUNK_BYTES", "SPLITS", "TARGET_KINDS",
+    "MAX_ATTRIBUTES", "MAX_ATTRIBUTE_BYTES", "MAX_BYTES_OUTSIDE_DATA", "MAX_CLASSES", "MAX_COMPRESSION", "MAX_INPUTS",
+    "MAX_SAMPLE_BITS", "MAX_TIME_STEPS", "META_KEYS", "OPTIONAL_META_KEYS", "PATHOLOGICAL_CHUNK_BYTES", "SPLITS", "TARGET_KINDS",
     "VERSION", "ChunkingWarning", "FileIdentity", "InputChangedError", "SpikeDataset", "SpikeFileError",
     "SpikeFileWriter", "analog_values", "check_output", "check_target", "chunk_rows", "encode_meta", "make_meta",
     "meta_changes", "output_lock", "pack_spikes", "package_version", "packed_width", "read_attributes", "read_meta",

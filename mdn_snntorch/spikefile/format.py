@@ -33,6 +33,8 @@ FORMAT = "mdn-spikes"
 VERSION = 1
 SPLITS = ("train", "test")
 TARGET_KINDS = ("labels", "targets")
+#: the datasets of a split
+DATASETS = ("spikes", "labels", "targets", "intensity", "analog")
 #: root attributes every file carries
 META_KEYS = (
     "format", "version", "dataset", "encoding", "encoding_params", "time_steps", "input_shape", "n_inputs",
@@ -214,13 +216,21 @@ def root_attributes(f: h5py.File, path: Path) -> dict[str, Any]:
     count = len(f.attrs)
     if count > limits.MAX_ATTRIBUTES:
         raise SpikeFileError(f"{path}: {count} root attributes; a spike file has at most {limits.MAX_ATTRIBUTES}")
-    out, total = {}, 0
+    out, total, outside = {}, 0, None
     for name in sorted(f.attrs):
         attr = h5py.h5a.open(f.id, name.encode())
         elements = math.prod(attr.shape or ())
         declared = total + len(name) + int(attr.get_storage_size())
         if elements > limits.MAX_CLASSES or declared > limits.MAX_ATTRIBUTE_BYTES:
             raise _too_big(path, name)
+        if _variable_length(attr.get_type()):
+            outside = _bytes_outside_data(f) if outside is None else outside
+            if outside > limits.MAX_BYTES_OUTSIDE_DATA:
+                raise SpikeFileError(
+                    f"{path}: {outside} bytes of the file lie outside its datasets' data (at most "
+                    f"{limits.MAX_BYTES_OUTSIDE_DATA}), room for variable-length root attributes (such as {name!r}) far "
+                    f"beyond {limits.MAX_ATTRIBUTE_BYTES} bytes, which HDF5 reads whole: refused"
+                )
         try:
             value = f.attrs[name]
         except (OSError, TypeError, ValueError) as err:
@@ -242,6 +252,39 @@ def check_attribute_budget(attrs: dict[str, Any], path: str | os.PathLike) -> No
         total += len(name) + _nbytes(value)
         if total > limits.MAX_ATTRIBUTE_BYTES:
             raise _too_big(path, name)
+
+
+def _variable_length(tid) -> bool:
+    """Whether an attribute's HDF5 type holds variable-length data (text or sequences), at any depth."""
+    h5py = require("h5py", "data")
+    if isinstance(tid, h5py.h5t.TypeStringID):
+        return tid.is_variable_str()
+    if isinstance(tid, h5py.h5t.TypeVlenID):
+        return True
+    if isinstance(tid, h5py.h5t.TypeArrayID):
+        return _variable_length(tid.get_super())
+    if isinstance(tid, h5py.h5t.TypeCompoundID):
+        return any(_variable_length(tid.get_member_type(i)) for i in range(tid.get_nmembers()))
+    return False
+
+
+def _bytes_outside_data(f: h5py.File) -> int:
+    """The file's size less the stored bytes of the datasets a spike file has (the most a heap of
+    variable-length attribute values can take); other objects count as outside."""
+    h5py = require("h5py", "data")
+    data = 0
+    for split in SPLITS:
+        group = f.get(split, getlink=True)
+        if not isinstance(group, h5py.HardLink) or not isinstance(f[split], h5py.Group):
+            continue
+        for member in DATASETS:
+            link = f[split].get(member, getlink=True)
+            if isinstance(link, h5py.HardLink) and isinstance(f[split][member], h5py.Dataset):
+                data += int(f[split][member].id.get_storage_size())
+    codes = f.get("codes", getlink=True)
+    if isinstance(codes, h5py.HardLink) and isinstance(f["codes"], h5py.Dataset):
+        data += int(f["codes"].id.get_storage_size())
+    return int(f.id.get_filesize()) - data
 
 
 def _too_big(path: str | os.PathLike, name: str) -> SpikeFileError:

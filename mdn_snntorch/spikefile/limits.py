@@ -17,6 +17,10 @@ from mdn_snntorch.spikefile.errors import SpikeFileError
 #: the most root attributes a spike file may have, and the most bytes they may hold together
 MAX_ATTRIBUTES = 64
 MAX_ATTRIBUTE_BYTES = 2**20
+#: the most bytes a spike file may hold outside its datasets' data (object headers, chunk indexes, heaps)
+#: when it has a variable-length root attribute: HDF5 keeps such text in a heap whose size it does not
+#: declare and reads it whole, so the bytes it could occupy are bounded before it is read
+MAX_BYTES_OUTSIDE_DATA = 2**26
 #: the most characters of one text attribute (``dataset``, ``source``, ...) or one class name
 MAX_TEXT = 4096
 #: the most bytes of ``encoding_params`` (a JSON object)

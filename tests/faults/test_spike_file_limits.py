@@ -4,6 +4,8 @@ one line naming the file and the field; the meta data copied into checkpoints an
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import zlib
 
 import h5py
@@ -56,6 +58,26 @@ def test_a_huge_attribute_is_refused_before_training(mdn, data, tmp_path):
         f"(or {limits.MAX_CLASSES} elements); a spike file's meta data is small: refused"
     )
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_variable_length_attribute_too_large_to_read_is_refused_unread(data):
+    """HDF5 does not declare the length of variable-length text and reads it whole (about five times its size
+    in memory): a file with room for such text beyond the limits is refused before any attribute is read."""
+    with h5py.File(data, "a") as f:
+        f.attrs["notes"] = "x" * 100_000_000
+    probe = (
+        "import resource, sys\n"
+        "from mdn_snntorch.spikefile import read_meta, SpikeFileError\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n    read_meta(sys.argv[1])\nexcept SpikeFileError as err:\n    print(err)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, str(data)], capture_output=True, text=True, check=True).stdout
+    message, grown_kib = out.splitlines()
+    assert message.startswith(f"{data}: ") and "bytes of the file lie outside its datasets' data (at most 67108864)" in message
+    assert "variable-length root attributes" in message and message.endswith("which HDF5 reads whole: refused")
+    assert int(grown_kib) < 50_000, "the text was read"
 
 
 def test_too_many_attributes_are_refused(data):
