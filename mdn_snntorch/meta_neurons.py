@@ -235,9 +235,12 @@ def _read_library_text(path: Path) -> str:
 
 def _named(neuron: MetaNeuron, where: str) -> MetaNeuron:
     """``neuron`` with its name in NFKC form; ``ValueError`` naming ``where`` for a name that is refused
-    (:func:`mdn_snntorch.names.refusal`: invisible characters, mixed scripts, a look-alike of a preset)."""
+    (:func:`mdn_snntorch.names.refusal`: invisible characters, mixed scripts, a look-alike of a preset; a name
+    that NFKC turns into a preset's, such as the full-width ``２-ＦＳ``)."""
     name = name_rules.normal(neuron.name)
     problem = name_rules.refusal(name, PRESETS)
+    if problem is None and name != neuron.name and name in PRESETS:
+        problem = f"it is the preset's name {name!r} only in NFKC form, as a name made to pass for it would be"
     if problem:
         raise ValueError(f"{where} ({neuron.name!r}): {problem}; refused")
     return neuron if name == neuron.name else dataclasses.replace(neuron, name=name)

@@ -10,7 +10,6 @@ import pytest
 from data_fixtures.faults import TRAIN, snapshot
 
 from mdn_snntorch import meta_neurons
-from mdn_snntorch.neurons import factory
 
 THETA = [0.06, 0.219, -0.065, 0.003]
 ESC = "\x1b"
@@ -79,11 +78,16 @@ def test_a_library_name_that_could_pass_for_another_is_refused(name, reason, mdn
         meta_neurons.load_library(lib)
 
 
-def test_names_are_nfkc_normalised_so_a_full_width_preset_name_is_the_preset_name(tmp_path):
-    lib = meta_neurons.load_library(library(tmp_path / "lib.json", "\uff12-\uff26\uff33", "ﬁne"))
-    assert lib.names == ["2-FS", "fine"]
-    with pytest.raises(ValueError, match="2-FS"):  # now plainly the preset's name: resolving it is ambiguous
-        factory.lookup("2-FS", [lib])
+def test_names_are_nfkc_normalised_and_a_full_width_preset_name_is_refused(mdn, tmp_path):
+    lib = meta_neurons.load_library(library(tmp_path / "lib.json", "\uff4e\uff45\uff57", "ﬁne"))
+    assert lib.names == ["new", "fine"]
+    full_width = library(tmp_path / "full.json", "fine", "\uff12-\uff26\uff33")
+    r = mdn("presets", "--library", full_width)
+    assert r.code == 2 and r.out == ""
+    assert r.line == (
+        f"mdn presets: error: {full_width}: neurons[1] ('\uff12-\uff26\uff33'): it is the preset's name '2-FS' only in "
+        "NFKC form, as a name made to pass for it would be; refused"
+    )
     with pytest.raises(ValueError, match="appear more than once"):
         meta_neurons.load_library(library(tmp_path / "twice.json", "ﬁne", "fine"))
 
