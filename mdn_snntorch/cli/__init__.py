@@ -58,10 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = [a for a in argv if not a.startswith("-")]
     command = words[0] if words else None
     label = " ".join(words[:2]) if command == "prep" else command or ""  # "mdn prep mnist: error: ..."
-    restore = signals.install()
+    restore, restore_warnings = signals.install(), errors.one_line_warnings()
     try:
         return errors.run(label, lambda: _run(argv, command), debug)
     finally:
+        restore_warnings()
         restore()
 
 

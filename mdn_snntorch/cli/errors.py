@@ -27,6 +27,7 @@ import os
 import pickle
 import re
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,6 +92,25 @@ def classify(err: BaseException) -> tuple[int, str]:
     if isinstance(err, RuntimeError) and _raised_by_project(err):
         return FAILED, f"error: {_message(err)}"
     return -1, ""
+
+
+def one_line_warnings() -> Callable[[], None]:
+    """Warnings raised by the package, as ``mdn: warning: MESSAGE`` on one line (escaped), for the length of a
+    command; other warnings keep Python's format. Returns the function that restores the previous format."""
+    previous = warnings.formatwarning
+    package = str(Path(__file__).resolve().parents[1])
+
+    def format_warning(message, category, filename, lineno, line=None):
+        if not str(Path(filename).resolve()).startswith(package):
+            return previous(message, category, filename, lineno, line)
+        return printable(f"mdn: warning: {str(message).removeprefix('mdn_snntorch: ')}") + "\n"
+
+    warnings.formatwarning = format_warning
+
+    def restore() -> None:
+        warnings.formatwarning = previous
+
+    return restore
 
 
 def debugging(argv: list[str]) -> bool:

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from data_fixtures.faults import ROOT, TRAIN
 
 from mdn_snntorch.fused import c_kernels, kernel_cache
 
@@ -321,3 +322,16 @@ def test_a_library_of_another_uid_is_never_loaded(tmp_path, monkeypatch, cc):
     with pytest.raises(kernel_cache.RefusedLibrary, match=f"belongs to uid {OTHER}"):
         kernel_cache.load(path)
     assert calls == [] and not kernel_cache.intact(path)
+
+
+def test_the_command_line_shows_the_refusal_as_one_warning_line(data, tmp_path):
+    cache = tmp_path / "shared-cache"
+    cache.mkdir()
+    cache.chmod(0o777)
+    env = {**os.environ, "MDN_SNNTORCH_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
+    argv = ["train", "--data", data, "--out", tmp_path / "run", *TRAIN]
+    r = subprocess.run([sys.executable, "-m", "mdn_snntorch", *map(str, argv)], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stderr.splitlines() if "kernel cache" in line]
+    assert len(lines) == 1 and lines[0].startswith(f"mdn: warning: the kernel cache {cache} is not used: "), r.stderr
+    assert "c_kernels.py" not in r.stderr and "RuntimeWarning" not in r.stderr
