@@ -28,6 +28,8 @@ EVALUATIONS = {
     "spoken_digits_l1_random_split_t90_analog": "spoken/eval_l1rand_t90_analog",
     "nettalk_80_epochs": "nettalk80",
     "mnist": "mnist/eval",
+    "mnist_authors": "mnist_authors",
+    "nettalk_authors": "nettalk_authors",
     "combined": "combined",
 }
 EVALUATION_FILES = ("table.md", "results.json", "runs.csv", "subset.txt")
