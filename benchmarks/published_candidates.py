@@ -2,9 +2,10 @@
 
     python benchmarks/published_candidates.py --data DATA.h5 --kind temporal --out DIR [--accuracy-epochs 5] [--analog]
 
-Every (a, b) x (c, d) combination of one kind goes through mdn_snntorch.pipeline.discover.select_candidates:
+Every (a, b) x (c, d) combination of one kind goes through mdn_snntorch.discovery.select_candidates:
 the dynamics filters, then the accuracy criterion (each candidate trained frozen for --accuracy-epochs on
-DATA with its recipe, kept at --min-accuracy of the best), then near-duplicates. The paper kept 2 of 3
+DATA with its recipe, --validation-fraction of the training split held out and scored, kept at
+--min-accuracy of the best), then near-duplicates. The paper kept 2 of 3
 spatial and 2 of 6 temporal candidates (Table 2: 2-FS, 2-RS; 2-SDS, 2-WDS). Writes DIR/<kind>.json.
 """
 
@@ -18,16 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from mdn_snntorch.atomic import atomic_write
+from mdn_snntorch.discovery import PAPER_CENTRES, Clustering, select_candidates
+from mdn_snntorch.discovery.selection import MIN_ACCURACY
 from mdn_snntorch.meta_neurons import PRESETS
 from mdn_snntorch.pipeline import recipes
-from mdn_snntorch.pipeline.discover import (
-    MIN_ACCURACY,
-    PAPER_CENTRES,
-    Clustering,
-    candidate_accuracy,
-    dataset_name,
-    select_candidates,
-)
+from mdn_snntorch.pipeline.discover import VALIDATION_FRACTION, dataset_name, validation_accuracy
 
 
 def main(argv=None) -> int:
@@ -37,6 +33,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for the accuracy runs and <kind>.json")
     parser.add_argument("--accuracy-epochs", type=int, default=1, help="0: no accuracy criterion")
     parser.add_argument("--min-accuracy", type=float, default=MIN_ACCURACY)
+    parser.add_argument("--validation-fraction", type=float, default=VALIDATION_FRACTION)
     parser.add_argument("--analog", action="store_true", help="train on the file's analog values")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -47,7 +44,11 @@ def main(argv=None) -> int:
     cd = Clustering(np.tile(np.arange(n_cd), n_ab), np.array(centres["cd"]), 0.0, np.ones(2))
     settings = recipes.settings(recipes.canonical(dataset_name(args.data)) or "mnist")
     settings.update(threads=args.threads, progress=False, analog=args.analog)
-    accuracy = candidate_accuracy(args.data, args.out / "runs", args.accuracy_epochs, settings) if args.accuracy_epochs else None
+    accuracy = (
+        validation_accuracy(args.data, args.out / "runs", args.accuracy_epochs, settings, args.validation_fraction)
+        if args.accuracy_epochs
+        else None
+    )
     kept, records, _ = select_candidates(
         ab, cd, f"published-{args.kind}", min_support=1, accuracy=accuracy, min_accuracy=args.min_accuracy
     )
@@ -58,7 +59,8 @@ def main(argv=None) -> int:
         print(f"{r['id']:<9} {str(tuple(r['theta'])):<36} {r['paper_table2'] or '':<6} {acc}  {r['status']}: "
               f"{r.get('name') or r.get('reason')}")  # fmt: skip
     doc = {"kind": args.kind, "data": args.data, "accuracy_epochs": args.accuracy_epochs, "analog": args.analog,
-           "min_accuracy": args.min_accuracy, "kept": len(kept), "candidates": records}  # fmt: skip
+           "min_accuracy": args.min_accuracy, "validation_fraction": args.validation_fraction if args.accuracy_epochs else None,
+           "kept": len(kept), "candidates": records}  # fmt: skip
     suffix = "" if args.accuracy_epochs else "_dynamics_only"
     atomic_write(args.out / f"{args.kind}{suffix}.json", json.dumps(doc, indent=1) + "\n")
     print(f"kept {len(kept)} of {len(records)} (the paper kept 2)")

@@ -25,6 +25,7 @@ DATASETS: dict[str, str] = {
     "fashion_mnist": "Fashion-MNIST through torchvision: rate-coded 784 inputs",
     "cifar10": "CIFAR-10 through torchvision: rate-coded 3072 inputs",
     "nmnist": "N-MNIST through tonic: event frames, 2 x 34 x 34 inputs",
+    "tonic": "any tonic event dataset (--dataset NMNIST, POKERDVS, DVSGesture, SHD, ...): event frames",
     "tidigits": "TIDIGITS (LDC, NIST SPHERE audio): 30 bands x 30 frames, one frame per step",
     "timit": "TIMIT (LDC): speaker gender from 13 MFCC x 800 frames, 520 inputs per step",
     "nettalk": "NETtalk (UCI file, or --cmudict offline): 7-letter window -> 26 phoneme bits",
@@ -32,7 +33,9 @@ DATASETS: dict[str, str] = {
     "digits_rows": "scikit-learn's 8x8 digits row by row: 8 inputs per step (no download)",
     "spoken_digits": "zero..nine synthesised with espeak-ng, through the TIDIGITS audio path",
 }
-_NOT_OPTIONS = {"command", "_module", "dataset", "debug"}
+_NOT_OPTIONS = {"command", "_module", "converter", "debug"}
+#: data sets whose converter module is named otherwise (``data_prep.tonic`` would hide the tonic package)
+MODULES = {"tonic": "events"}
 
 
 def converter(name: str):
@@ -40,12 +43,12 @@ def converter(name: str):
     key = name.strip().lower().replace("-", "_")
     if key not in DATASETS:
         raise PrepError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
-    return importlib.import_module(f"data_prep.{key}")
+    return importlib.import_module(f"data_prep.{MODULES.get(key, key)}")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add one sub-command per data set to ``parser``."""
-    sub = parser.add_subparsers(dest="dataset", metavar="DATASET", required=True)
+    sub = parser.add_subparsers(dest="converter", metavar="DATASET", required=True)
     for name, help_text in DATASETS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
         converter(name).add_arguments(sp)
@@ -54,7 +57,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Check and claim the output, then run the converter chosen in ``args`` (errors propagate)."""
     options = {k: v for k, v in vars(args).items() if k not in _NOT_OPTIONS}
-    module = converter(args.dataset)
+    module = converter(args.converter)
+    if options.get("out") is None:  # a converter that names its output after an option
+        options["out"] = module.default_out(**{k: options[k] for k in ("dataset",) if k in options})
     out = check_output(options["out"], options.get("force", False))  # before any download or conversion
     with output_lock(out):
         path = module.convert(**options)
@@ -67,7 +72,7 @@ def run_module(name: str, argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m data_prep.{name}", description=DATASETS[name])
     converter(name).add_arguments(parser)
     args = parser.parse_args(argv)
-    args.dataset = name
+    args.converter = name
     try:
         return main(args)
     except KeyboardInterrupt:

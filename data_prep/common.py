@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from mdn_snntorch.spikefile import SPLITS, package_version
+from mdn_snntorch.spikefile import SPLITS
 
 
 class PrepError(ValueError):
@@ -75,38 +75,6 @@ def fraction_option(name: str) -> Callable[[str], float]:
 def block_rng(seed: int, split: str, block: int) -> np.random.Generator:
     """The random generator of block ``block`` of split ``split``."""
     return np.random.default_rng([int(seed), SPLITS.index(split), int(block)])
-
-
-def make_meta(
-    *,
-    dataset: str,
-    encoding: str,
-    encoding_params: dict[str, Any],
-    time_steps: int,
-    input_shape: Sequence[int],
-    class_names: Sequence[str],
-    seed: int,
-    source: str,
-    target_kind: str = "labels",
-    num_classes: int | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """The root meta data of a spike file (``num_classes`` defaults to ``len(class_names)``)."""
-    return dict(
-        dataset=dataset,
-        encoding=encoding,
-        encoding_params=encoding_params,
-        time_steps=int(time_steps),
-        input_shape=[int(s) for s in input_shape],
-        n_inputs=int(np.prod(input_shape)),
-        num_classes=int(len(class_names) if num_classes is None else num_classes),
-        class_names=[str(c) for c in class_names],
-        seed=int(seed),
-        source=source,
-        package_version=package_version(),
-        target_kind=target_kind,
-        **extra,
-    )
 
 
 def write_split(

@@ -19,8 +19,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from data_prep import cli, encode
-from data_prep.common import Encoder, add_common, make_meta, positive_int, write_split
-from mdn_snntorch.spikefile import SpikeFileWriter
+from data_prep.common import Encoder, add_common, positive_int, write_split
+from mdn_snntorch.spikefile import SpikeFileWriter, make_meta
 
 DEFAULT_TIME_STEPS = 20
 TEST_FRACTION = 0.25

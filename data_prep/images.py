@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from data_prep import encode
-from data_prep.common import PrepError, make_meta, positive_int, write_split
-from mdn_snntorch.spikefile import SpikeFileWriter
+from data_prep.common import PrepError, positive_int, write_split
+from mdn_snntorch.spikefile import SpikeFileWriter, make_meta
 
 #: default number of time steps for static images (the paper gives none; docs/model.md#encodings-and-time-steps)
 DEFAULT_TIME_STEPS = 20

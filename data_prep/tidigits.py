@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from data_prep import audio, cli, encode
-from data_prep.common import PrepError, add_common, make_meta, positive_int, write_split
-from mdn_snntorch.spikefile import SpikeFileWriter
+from data_prep.common import PrepError, add_common, positive_int, write_split
+from mdn_snntorch.spikefile import SpikeFileWriter, make_meta
 
 DEFAULT_TIME_STEPS = 30
 N_FRAMES = 30

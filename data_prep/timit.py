@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from data_prep import audio, cli, encode
-from data_prep.common import PrepError, add_common, int_option, make_meta, positive_int, write_split
-from mdn_snntorch.spikefile import SpikeFileWriter
+from data_prep.common import PrepError, add_common, int_option, positive_int, write_split
+from mdn_snntorch.spikefile import SpikeFileWriter, make_meta
 
 DEFAULT_TIME_STEPS = 20
 N_FRAMES = 800

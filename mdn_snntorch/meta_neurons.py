@@ -15,18 +15,26 @@ init        0.02    0.2     0.0    0.08   the learnable initial values (paper §
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
+import stat
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mdn_snntorch import names as name_rules
 from mdn_snntorch.atomic import atomic_write
 
 LIBRARY_FORMAT = "mdn-meta-neuron-library"
 LIBRARY_VERSION = 1
+#: the largest library file read (a library of 10^6 neurons as :func:`save_library` writes it takes ~200 MB)
+MAX_LIBRARY_BYTES = 256 << 20
+#: the most neurons a library may hold
+MAX_LIBRARY_NEURONS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -44,7 +52,7 @@ class MetaNeuron:
         if self.order == 2:
             if self.theta is None or len(self.theta) != 4:
                 raise ValueError(f"meta neuron {self.name!r}: order 2 needs theta = (a, b, c, d), got {self.theta!r}")
-            object.__setattr__(self, "theta", tuple(float(t) for t in self.theta))
+            object.__setattr__(self, "theta", tuple(map(float, self.theta)))
         elif self.order == 1:
             if self.decay is None:
                 raise ValueError(f"meta neuron {self.name!r}: order 1 needs a decay")
@@ -69,35 +77,30 @@ class MetaNeuron:
         finite numbers, a decay not a finite number)."""
         if not isinstance(d, dict):
             raise ValueError(f"{where}: expected an object with name, order and theta or decay, got {type(d).__name__}")
-        for key in ("name", "order"):
-            if key not in d:
-                raise ValueError(f"{where}: missing field {key!r}")
-        name, order = d["name"], d["order"]
+        name, order = d.get("name"), d.get("order")
+        if name is None or order is None:
+            raise ValueError(f"{where}: missing field {'name' if name is None else 'order'!r}")
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"{where}: field 'name' must be a non-empty string, got {name!r}")
-        where = f"{where} ({name!r})"
-        if isinstance(order, bool) or order not in (1, 2) or not isinstance(order, int):
-            raise ValueError(f"{where}: field 'order' must be 1 or 2, got {order!r}")
+        if type(order) is not int or order not in (1, 2):
+            raise ValueError(f"{where} ({name!r}): field 'order' must be 1 or 2, got {order!r}")
         needed = "theta" if order == 2 else "decay"
-        if needed not in d:
-            raise ValueError(f"{where}: missing field {needed!r} for an order-{order} neuron")
-        value = d[needed]
-        values = value if order == 2 and isinstance(value, (list, tuple)) else [value]
-        if (order == 2 and (not isinstance(value, (list, tuple)) or len(value) != 4)) or not all(
-            _finite_number(v) for v in values
-        ):
+        value = d.get(needed)
+        if value is None:
+            raise ValueError(f"{where} ({name!r}): missing field {needed!r} for an order-{order} neuron")
+        if order == 2:
+            values = value if isinstance(value, (list, tuple)) and len(value) == 4 else None
+        else:
+            values = (value,)
+        if values is None or not all(_finite_number(v) for v in values):
             expected = "a list of four finite numbers (a, b, c, d)" if order == 2 else "a finite number"
-            raise ValueError(f"{where}: field {needed!r} must be {expected}, got {value!r}")
-        for key, kind in (("description", str), ("provenance", dict)):
-            if key in d and not isinstance(d[key], kind):
-                raise ValueError(f"{where}: field {key!r} must be a {kind.__name__}, got {type(d[key]).__name__}")
+            raise ValueError(f"{where} ({name!r}): field {needed!r} must be {expected}, got {value!r}")
+        description, provenance = d.get("description", ""), d.get("provenance", {})
+        if not isinstance(description, str) or not isinstance(provenance, dict):
+            key, kind = ("description", str) if not isinstance(description, str) else ("provenance", dict)
+            raise ValueError(f"{where} ({name!r}): field {key!r} must be a {kind.__name__}, got {type(d[key]).__name__}")
         return cls(
-            name=name,
-            order=order,
-            theta=tuple(value) if order == 2 else None,
-            decay=value if order == 1 else None,
-            description=d.get("description", ""),
-            provenance=dict(d.get("provenance", {})),
+            name, order, tuple(values) if order == 2 else None, value if order == 1 else None, description, dict(provenance)
         )
 
 
@@ -177,7 +180,9 @@ class MetaNeuronLibrary:
         for n in self.neurons:
             if n.name == name:
                 return n
-        raise KeyError(f"no meta neuron {name!r} in this library; it has: {', '.join(self.names)}")
+        names = self.names
+        more = f" and {len(names) - 20} more" if len(names) > 20 else ""
+        raise KeyError(f"no meta neuron {name!r} in this library; it has: {', '.join(names[:20])}{more}")
 
 
 def save_library(path: str | os.PathLike, neurons: Iterable[MetaNeuron], provenance: dict[str, Any] | None = None) -> Path:
@@ -193,19 +198,58 @@ def save_library(path: str | os.PathLike, neurons: Iterable[MetaNeuron], provena
     return path
 
 
-def load_library(path: str | os.PathLike) -> MetaNeuronLibrary:
-    """Read a library JSON; ``ValueError`` naming the file for a wrong format, version or missing field."""
-    path = Path(path)
+def _read_library_text(path: Path) -> str:
+    """The text of the library file ``path``, read only when it is a regular file of at most
+    :data:`MAX_LIBRARY_BYTES` (opened without blocking: a FIFO is refused, not waited on)."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise FileNotFoundError(f"meta-neuron library {path} does not exist") from None
-    except IsADirectoryError:
-        raise ValueError(f"meta-neuron library {path} is a directory, not a JSON file") from None
     except OSError as e:
         raise ValueError(f"meta-neuron library {path} cannot be read: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ValueError(f"meta-neuron library {path} is a directory, not a JSON file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"meta-neuron library {path} is not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as f:
+        if st.st_size > MAX_LIBRARY_BYTES:
+            raise ValueError(
+                f"meta-neuron library {path} holds {st.st_size} bytes, more than a library may ({MAX_LIBRARY_BYTES})"
+            )
+        try:
+            data = f.read(MAX_LIBRARY_BYTES + 1)
+        except OSError as e:
+            raise ValueError(f"meta-neuron library {path} cannot be read: {e.strerror or e}") from None
+    if len(data) > MAX_LIBRARY_BYTES:
+        raise ValueError(f"meta-neuron library {path} grew past {MAX_LIBRARY_BYTES} bytes while it was read")
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError(f"meta-neuron library {path} is not a text (UTF-8 JSON) file") from None
+
+
+def _named(neuron: MetaNeuron, where: str) -> MetaNeuron:
+    """``neuron`` with its name in NFKC form; ``ValueError`` naming ``where`` for a name that is refused
+    (:func:`mdn_snntorch.names.refusal`: invisible characters, mixed scripts, a look-alike of a preset)."""
+    name = name_rules.normal(neuron.name)
+    problem = name_rules.refusal(name, PRESETS)
+    if problem:
+        raise ValueError(f"{where} ({neuron.name!r}): {problem}; refused")
+    return neuron if name == neuron.name else dataclasses.replace(neuron, name=name)
+
+
+def load_library(path: str | os.PathLike) -> MetaNeuronLibrary:
+    """Read a library JSON; ``ValueError`` naming the file (and the neuron) for a wrong format, version or
+    field, a refused name, a name used twice (after NFKC normalisation), or a file over the limits
+    (:data:`MAX_LIBRARY_BYTES`, :data:`MAX_LIBRARY_NEURONS`). Linear in the number of neurons."""
+    path = Path(path)
+    try:
+        doc = json.loads(_read_library_text(path))
     except (json.JSONDecodeError, RecursionError) as e:
         raise ValueError(f"meta-neuron library {path} is not valid JSON: {e}") from None
     if not isinstance(doc, dict) or doc.get("format") != LIBRARY_FORMAT:
@@ -214,11 +258,14 @@ def load_library(path: str | os.PathLike) -> MetaNeuronLibrary:
         raise ValueError(f"{path}: library version {doc.get('version')!r} is not supported (expected {LIBRARY_VERSION})")
     if not isinstance(doc.get("neurons"), list):
         raise ValueError(f"{path}: missing field 'neurons' (a list of meta neurons)")
-    neurons = [MetaNeuron.from_dict(d, where=f"{path}: neurons[{i}]") for i, d in enumerate(doc["neurons"])]
-    names = [n.name for n in neurons]
-    twice = sorted({n for n in names if names.count(n) > 1})
+    if len(doc["neurons"]) > MAX_LIBRARY_NEURONS:
+        raise ValueError(f"{path}: {len(doc['neurons'])} neurons, more than a library may hold ({MAX_LIBRARY_NEURONS})")
+    at = f"{path}: neurons"
+    neurons = [_named(MetaNeuron.from_dict(d, f"{at}[{i}]"), f"{at}[{i}]") for i, d in enumerate(doc["neurons"])]
+    counts = Counter(n.name for n in neurons)
+    twice = sorted(name for name, count in counts.items() if count > 1)
     if twice:
-        raise ValueError(f"{path}: neuron name(s) {', '.join(map(repr, twice))} appear more than once")
+        raise ValueError(f"{path}: neuron name(s) {', '.join(map(repr, twice[:10]))} appear more than once")
     if not isinstance(doc.get("provenance", {}), dict):
         raise ValueError(f"{path}: field 'provenance' must be an object")
     return MetaNeuronLibrary(neurons, dict(doc.get("provenance", {})))

@@ -7,11 +7,15 @@ file ``F``: the lock is ``.F.mdn-lock`` beside it). Claiming checks the path is 
 process start time and a random token as JSON, and removes it on the way out (also after an exception,
 Ctrl-C or SIGTERM); folders the claim created are removed again when the run left them empty.
 
-A second run on the same output fails at once with :class:`LockedError`, naming the lock file. A lock
-whose process is gone (same host, the pid dead or now another process) is stale: it is removed with a
-warning and the claim goes on. A lock from another host cannot be checked; the message says how to
-remove it by hand. Claims are re-entrant within a process (``evaluate`` claims its folder and each
-training run inside claims its own).
+A second run on the same output fails at once with :class:`LockedError`, naming the lock file. A pid means
+something only in the PID namespace and the boot it was taken in, so the lock also records the namespace
+(the inode of ``/proc/self/ns/pid``) and the boot id (``/proc/sys/kernel/random/boot_id``). A lock is
+*stale* when its host, namespace and boot are this process's and its pid is gone or now another process
+(its start time differs): it is removed with a warning and the claim goes on. A lock of another host,
+PID namespace (a container on the same host name) or boot cannot be checked, and neither can a lock
+without these fields (written by an earlier version): the claim is refused, and the message names the
+lock file to delete once that run is known to be gone. Claims are re-entrant within a process
+(``evaluate`` claims its folder and each training run inside claims its own).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mdn_snntorch.atomic import prepare_dir, prepare_file, remove_if_empty
+from mdn_snntorch.printable import printable
 
 LOCK_NAME = ".mdn-lock"
 #: a lock file without readable content is left alone for this long (it may be being written)
@@ -49,6 +54,26 @@ def _process_start(pid: int) -> str | None:
         return stat[stat.rindex(")") + 2 :].split()[19]
     except (OSError, ValueError, IndexError):
         return None
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def pid_namespace() -> int | None:
+    """The inode of this process's PID namespace (Linux; None elsewhere): pids of two namespaces are unrelated."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
+def boot_id() -> str | None:
+    """This boot's id (Linux; None elsewhere): a pid of an earlier boot, or of another machine, is unrelated."""
+    return _read_text("/proc/sys/kernel/random/boot_id")
 
 
 def _alive(pid: int) -> bool:
@@ -101,6 +126,8 @@ class RunLock:
                 "pid": os.getpid(),
                 "host": socket.gethostname(),
                 "start": _process_start(os.getpid()),
+                "pid_ns": pid_namespace(),
+                "boot": boot_id(),
                 "since": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "command": " ".join(sys.argv)[:300],
                 "token": self._token,
@@ -138,9 +165,18 @@ class RunLock:
             return 0.0
 
     @staticmethod
-    def _stale(holder: dict[str, Any]) -> bool:
-        """The holder is on this host and its process is gone (or the pid now belongs to another process)."""
-        if holder.get("host") != socket.gethostname():
+    def _checkable(holder: dict[str, Any]) -> bool:
+        """Whether the holder's pid names a process here: same host, PID namespace and boot (a lock without the
+        namespace and boot fields, from an earlier version, is not)."""
+        if holder.get("host") != socket.gethostname() or "pid_ns" not in holder or "boot" not in holder:
+            return False
+        return holder["pid_ns"] == pid_namespace() and holder["boot"] == boot_id()
+
+    @classmethod
+    def _stale(cls, holder: dict[str, Any]) -> bool:
+        """The holder's pid can be checked here (:meth:`_checkable`) and its process is gone (or the pid now
+        belongs to another process)."""
+        if not cls._checkable(holder):
             return False
         pid = holder.get("pid")
         if not isinstance(pid, int) or pid <= 0:
@@ -166,8 +202,10 @@ class RunLock:
                 pass
         else:
             print(
-                f"mdn: warning: removed the stale lock {self.path} of pid {holder.get('pid')} on {holder.get('host')} "
-                "(that process is gone)",
+                printable(
+                    f"mdn: warning: removed the stale lock {self.path} of pid {holder.get('pid')} on {holder.get('host')} "
+                    "(that process is gone)"
+                ),
                 file=sys.stderr,
             )
         aside.unlink(missing_ok=True)
@@ -179,10 +217,21 @@ class RunLock:
             who = f"another mdn run: pid {holder.get('pid')} on host {holder.get('host')}"
             if holder.get("since"):
                 who += f" since {holder['since']}"
-        return (
+            if holder.get("host") == socket.gethostname() and not self._checkable(holder):
+                who += f" ({self._unrelated(holder)}, so that pid cannot be checked from here)"
+        return printable(
             f"{self.what} is in use by {who}; lock file {self.path}. Wait for that run to end or use another output; "
             f"if it is gone (e.g. its machine crashed), delete {self.path}"
         )
+
+    @staticmethod
+    def _unrelated(holder: dict[str, Any]) -> str:
+        """Why a lock of this host's name holds a pid of another process table."""
+        if "pid_ns" not in holder or "boot" not in holder:
+            return "the lock does not record its PID namespace and boot: an earlier version wrote it"
+        if holder["boot"] != boot_id():
+            return "it was taken in another boot, or on another machine of the same name"
+        return "it was taken in another PID namespace (a container)"
 
 
 @contextmanager

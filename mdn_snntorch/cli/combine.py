@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mdn_snntorch.pipeline.evaluate import combine
+from mdn_snntorch.pipeline.evaluate import REPORTS, combine
+from mdn_snntorch.printable import printable
 
 
 def _source(text: str) -> str | tuple[str, str]:
@@ -24,12 +25,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--out", required=True, help="folder for table.md, results.json and the figures")
     parser.add_argument("--neurons", nargs="+", help="neuron types to keep (default: those every evaluation has)")
+    parser.add_argument(
+        "--report", choices=REPORTS,
+        help="each run's value: final, best or last10 epochs (default: the one the evaluations used)",
+    )  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
-    doc = combine(args.results, args.out, args.neurons)
-    print(f"{len(doc['tasks'])} task(s) x {len(doc['neurons'])} neuron type(s) -> {args.out}/table.md")
+    doc = combine(args.results, args.out, args.neurons, args.report)
+    print(printable(f"{len(doc['tasks'])} task(s) x {len(doc['neurons'])} neuron type(s) -> {args.out}/table.md"))
     for neuron, groups in doc["group_capability"].items():
         shown = ", ".join(f"{kind} {value:+.2f}" for kind, value in groups.items() if value is not None)
-        print(f"  {neuron:<14} {shown}")
+        print(printable(f"  {neuron:<14} {shown}"))
     return 0

@@ -31,7 +31,9 @@ from typing import Any
 
 from mdn_snntorch import meta_neurons
 from mdn_snntorch.cli.options import int_in
+from mdn_snntorch.pipeline.protocols import PROTOCOLS
 from mdn_snntorch.pipeline.report import Report, write_atomic
+from mdn_snntorch.printable import printable
 
 # The four Table 2 presets and the baseline; "init" is validated too (it seeds learnable theta).
 PRESET_NEURONS = list(meta_neurons.PAPER_NEURONS)
@@ -80,7 +82,7 @@ QUICK = DemoSettings(
 
 
 def _say(message: str) -> None:
-    print(f"[mdn demo] {message}", file=sys.stderr, flush=True)
+    print(printable(f"[mdn demo] {message}"), file=sys.stderr, flush=True)
 
 
 def prepare_data(work: Path, spatial: str | None, temporal: str | None) -> dict[str, Path]:
@@ -110,10 +112,16 @@ def _discover_job(job: tuple[Path, Path, int, dict[str, Any]]) -> Path:
 
 
 def generate_libraries(
-    work: Path, tasks: dict[str, Path], settings: DemoSettings | None, jobs: int = 1, threads: int = 1
+    work: Path,
+    tasks: dict[str, Path],
+    settings: DemoSettings | None,
+    jobs: int = 1,
+    threads: int = 1,
+    protocol: str = "paper",
 ) -> dict[str, Path]:
     """One meta-neuron library per source task (``spatial.json``, ``temporal.json``), ``jobs`` at a time,
-    ``threads`` threads per training run."""
+    ``threads`` threads per training run, generated under ``protocol``
+    (:func:`~mdn_snntorch.pipeline.discover.discover`)."""
     from mdn_snntorch.pipeline.jobs import run_jobs
 
     libraries, todo = {}, []
@@ -121,7 +129,7 @@ def generate_libraries(
         path = work / f"{role}.json"
         if not path.exists():
             _say(f"generating {role} meta neurons from {data.name}")
-            train_settings: dict[str, Any] = {"progress": False, "threads": threads}
+            train_settings: dict[str, Any] = {"progress": False, "threads": threads, "protocol": protocol}
             if settings:
                 train_settings.update(
                     epochs=settings.discover_epochs,
@@ -132,7 +140,8 @@ def generate_libraries(
                 )
             todo.append((data, path, settings.discover_seeds if settings else 1, train_settings))
         libraries[role] = path
-    run_jobs(_discover_job, todo, jobs)
+    labels = [f"meta-neuron generation from {job[0]}" for job in todo]
+    run_jobs(_discover_job, todo, jobs, labels=labels, logs=[job[1].with_suffix(".error.log") for job in todo])
     return libraries
 
 
@@ -166,17 +175,22 @@ def run_demo(
     temporal: str | None = None,
     jobs: int | None = None,
     threads: int = 1,
+    protocol: str = "paper",
 ) -> dict[str, Any]:
     """Run (or resume) the whole pipeline; returns the summary written to ``OUT/summary.json``.
 
     ``jobs``: training runs at a time, each in a worker process (default: the usable cores / ``threads``);
     ``threads``: CPU threads per training run (default 1). The results depend on ``threads``, not on ``jobs``
-    (docs/performance.md#determinism-and-threads)."""
+    (docs/performance.md#determinism-and-threads). ``protocol``: ``"paper"`` or ``"authors"``, for the
+    generation and the evaluation (:mod:`~mdn_snntorch.pipeline.protocols`) where the demo's own settings
+    (epochs, hidden size, batch, learning rate) leave it a say: the schedule's step, fresh spikes, the
+    undetached reset, the authors' clustering and 1st-order neuron; its runs go to their own folder."""
     from mdn_snntorch.pipeline.evaluate import evaluate
     from mdn_snntorch.pipeline.jobs import Background, default_jobs
+    from mdn_snntorch.pipeline.protocols import protocol_neurons
 
     out = Path(out)
-    mode = "quick" if quick else "full"
+    mode = ("quick" if quick else "full") + ("" if protocol == "paper" else f"_{protocol}")
     work = out / mode
     settings = QUICK if quick else FULL
     embedded = not spatial and not temporal
@@ -190,17 +204,18 @@ def run_demo(
 
     t0 = time.perf_counter()
     _say("2/5 meta-neuron generation")
-    libraries = generate_libraries(work, tasks, settings if embedded else None, jobs, threads)
+    libraries = generate_libraries(work, tasks, settings if embedded else None, jobs, threads, protocol)
     generated = {role: meta_neurons.load_library(path) for role, path in libraries.items()}
     timings["generation"] = time.perf_counter() - t0
 
     to_validate = [meta_neurons.get(n) for n in VALIDATED_PRESETS] + [n for lib in generated.values() for n in lib.neurons]
     background = None
     if jobs > 1 and previous_validation(work, to_validate) is None:  # it needs only the neurons: beside the training
-        background = Background(_validation_job, (work, to_validate, settings.quick_validation))
+        background = Background(_validation_job, (work, to_validate, settings.quick_validation), "the Brian2 validation")
 
     t0 = time.perf_counter()
-    neurons = PRESET_NEURONS + [n.name for lib in generated.values() for n in lib.neurons]
+    presets = [n for n in protocol_neurons(protocol) if n in PRESET_NEURONS or n == "1st-order-0.2"]
+    neurons = presets + [n.name for lib in generated.values() for n in lib.neurons]
     _say(
         f"3/5 training {len(neurons)} neuron types x {len(tasks)} tasks x {settings.seeds} seeds "
         f"({jobs} at a time, {threads} thread{'s' if threads > 1 else ''} each)"
@@ -218,6 +233,7 @@ def run_demo(
             libraries=[libraries["spatial"], libraries["temporal"]],
             jobs=jobs,
             threads=threads,
+            protocol=protocol,
             **train_settings,
         )
     except BaseException:
@@ -238,6 +254,7 @@ def run_demo(
     _say("5/5 report")
     summary = {
         "mode": mode,
+        "protocol": protocol,
         "settings": dataclasses.asdict(settings) if embedded else "Table 1 defaults per data set",
         "tasks": {role: str(p) for role, p in tasks.items()},
         "task_names": list(evaluation["tasks"]),
@@ -326,21 +343,22 @@ def _write_report(
 
 def _print_summary(out: Path, summary: dict) -> None:
     tasks = summary["task_names"]
+    shown = {name: printable(name) for name in [*tasks, *summary["neurons"]]}  # names from files, escaped
     groups = summary["group_capability"]
     kinds = [k for k in ("spatial", "temporal") if any(g.get(k) is not None for g in groups.values())]
-    width = max(len(n) for n in summary["neurons"])
-    print(f"\n{'neuron':<{width}}  " + "  ".join(f"{t:>18}" for t in tasks) + "".join(f"  {k:>8}" for k in kinds))
+    width = max(len(shown[n]) for n in summary["neurons"])
+    print(f"\n{'neuron':<{width}}  " + "  ".join(f"{shown[t]:>18}" for t in tasks) + "".join(f"  {k:>8}" for k in kinds))
     for neuron in summary["neurons"]:
         cells = []
         for t in tasks:
             cell = summary["accuracy_percent"][t][neuron]
             cells.append(f"{cell['mean']:6.2f} +- {cell['std']:5.2f} ({summary['capability'][t][neuron]:+.1f})")
         fig8 = "".join(f"  {groups[neuron][k]:>+8.2f}" for k in kinds)
-        print(f"{neuron:<{width}}  " + "  ".join(f"{c:>18}" for c in cells) + fig8)
+        print(f"{shown[neuron]:<{width}}  " + "  ".join(f"{c:>18}" for c in cells) + fig8)
     print("(test accuracy %, mean +- std over seeds; capability per task in brackets; then spatial and temporal")
     print(" capability, paper Fig. 8)")
     print(f"Brian2 validation: {'PASS' if summary['validation_passed'] else 'FAIL'}")
-    print(f"Report: {out / 'report.html'} (and report.md)")
+    print(printable(f"Report: {out / 'report.html'} (and report.md)"))
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -359,6 +377,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="CPU threads per training run (default 1; the results depend on it, not on --jobs)",
     )
+    parser.add_argument(
+        "--protocol", choices=PROTOCOLS, default="paper",
+        help="the training regime where the demo's settings leave it a say: paper (default) or authors (the "
+        "paper authors' code: its schedule step, fresh spikes, undetached reset, clustering, 1st-order-0.2)",
+    )  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
@@ -371,6 +394,9 @@ def main(args: argparse.Namespace) -> int:
             print(f"mdn demo: --{flag} file {path} does not exist", file=sys.stderr)
             return 2
     out = Path(args.out)
-    summary = run_demo(out, quick=args.quick, spatial=args.spatial, temporal=args.temporal, jobs=args.jobs, threads=args.threads)
+    summary = run_demo(
+        out, quick=args.quick, spatial=args.spatial, temporal=args.temporal, jobs=args.jobs, threads=args.threads,
+        protocol=args.protocol,
+    )  # fmt: skip
     _print_summary(out, summary)
     return 0 if summary["validation_passed"] else 1

@@ -1,20 +1,15 @@
-"""``mdn discover``: generate meta neurons from learnable theta (MeanShift + KMeans, filtered by dynamics)."""
+"""``mdn discover``: generate meta neurons from learnable theta of the built-in network
+(:func:`mdn_snntorch.pipeline.discover.discover`, a client of :mod:`mdn_snntorch.discovery`)."""
 
 from __future__ import annotations
 
 import argparse
 
 from mdn_snntorch.cli.options import add_training_arguments, float_in, int_in, settings_from_args
-from mdn_snntorch.pipeline.discover import (
-    ACCURACY_EPOCHS,
-    DUPLICATE_DISTANCE,
-    MIN_ACCURACY,
-    MIN_SUPPORT,
-    PROTOCOLS,
-    SPACES,
-    dataset_name,
-    discover,
-)
+from mdn_snntorch.discovery import SPACES
+from mdn_snntorch.discovery.selection import DUPLICATE_DISTANCE, MIN_ACCURACY, MIN_SUPPORT
+from mdn_snntorch.pipeline.discover import ACCURACY_EPOCHS, PROTOCOLS, VALIDATION_FRACTION, dataset_name, discover
+from mdn_snntorch.printable import printable
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -70,22 +65,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-figures", dest="figures", action="store_false", help="skip the figures")
     add_training_arguments(parser, protocol=False)
+    for action in parser._actions:  # the training option, here the accuracy criterion's split (not the source runs')
+        if action.dest == "validation_fraction":
+            action.help = (
+                "fraction of the training split held out (chosen by the seed) on which the accuracy criterion scores "
+                f"candidates; the source runs train on the whole split and the test split is never used "
+                f"(default {VALIDATION_FRACTION})"
+            )
 
 
 def main(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, dataset=dataset_name(args.data))
+    fraction = settings.pop("validation_fraction", VALIDATION_FRACTION)
     library = discover(
         args.data, args.out, seeds=args.seeds, runs_dir=args.runs, protocol=args.protocol, quantile=args.quantile,
         space=args.space, ab_clusters=args.ab_clusters, cd_clusters=args.cd_clusters, min_support=args.min_support,
-        accuracy_epochs=args.accuracy_epochs, min_accuracy=args.min_accuracy, duplicate_distance=args.duplicate_distance,
-        figures=args.figures, **settings,
+        accuracy_epochs=args.accuracy_epochs, min_accuracy=args.min_accuracy, validation_fraction=fraction,
+        duplicate_distance=args.duplicate_distance, figures=args.figures, **settings,
     )  # fmt: skip
     clusters = library.provenance["clustering"]
     print(f"(a, b) centres: {clusters['ab']['num_centres']}, (c, d) centres: {clusters['cd']['num_centres']}")
     for record in library.provenance["selection"]["candidates"]:
         theta = ", ".join(f"{t:.4g}" for t in record["theta"])
         outcome = record.get("name") or record.get("reason")
-        acc = f"  acc {100 * record['accuracy']:.2f} %" if "accuracy" in record else ""
-        print(f"  {record['id']:<9} ({theta})  support {record['support']:>4}{acc}  {record['status']}: {outcome}")
-    print(f"{len(library.neurons)} meta neuron(s) written to {args.out}")
+        acc = f"  validation acc. {100 * record['accuracy']:.2f} %" if "accuracy" in record else ""
+        print(printable(f"  {record['id']:<9} ({theta})  support {record['support']:>4}{acc}  {record['status']}: {outcome}"))
+    print(printable(f"{len(library.neurons)} meta neuron(s) written to {args.out}"))
     return 0

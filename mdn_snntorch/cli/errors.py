@@ -14,7 +14,9 @@ exit   cause
 =====  =====================================================================================
 
 An exception may carry its own ``exit_code`` (the project's exception types do). A message is always one
-line (a DataLoader worker's error is reduced to its original message). ``--debug`` (or ``MDN_DEBUG=1``)
+line (a DataLoader worker's error is reduced to its original message; its notes follow in brackets), with
+every control character shown as an escape (:func:`mdn_snntorch.printable.printable`): names from files
+cannot drive the terminal. ``--debug`` (or ``MDN_DEBUG=1``)
 re-raises instead, for the full traceback. docs/robustness.md lists the cases.
 """
 
@@ -30,6 +32,7 @@ from pathlib import Path
 
 from mdn_snntorch import signals
 from mdn_snntorch.extras import missing_extra
+from mdn_snntorch.printable import printable
 
 BAD_INPUT = 2
 FAILED = 1
@@ -53,7 +56,10 @@ def _message(err: BaseException) -> str:
     if "Original Traceback" in text:  # re-raised from a DataLoader worker: keep the original message
         last = [line for line in text.splitlines() if line.strip()][-1]
         text = re.sub(r"^[\w.]+: ", "", last.strip())
-    return " ".join(text.split())
+    notes = [note for note in getattr(err, "__notes__", ()) if isinstance(note, str)]
+    if notes:  # e.g. which job of `--jobs` failed, and where its traceback is
+        text += f" ({'; '.join(notes)})"
+    return printable(" ".join(text.split()))
 
 
 def _raised_by_project(err: BaseException) -> bool:
@@ -96,7 +102,7 @@ def report(command: str, err: BaseException, debug: bool = False) -> int:
     code, message = classify(err)
     if debug or code < 0:
         raise err
-    print(f"mdn {command}: {message}".replace("mdn : ", "mdn: "), file=sys.stderr)
+    print(printable(f"mdn {command}: {message}".replace("mdn : ", "mdn: ")), file=sys.stderr)
     return code
 
 

@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 from mdn_snntorch.cli.options import add_training_arguments, seed, settings_from_args
+from mdn_snntorch.names import folder_name
 from mdn_snntorch.neurons import factory
 from mdn_snntorch.pipeline import distributed
 from mdn_snntorch.pipeline.trainer import TrainConfig, train
+from mdn_snntorch.printable import printable
 from mdn_snntorch.spikefile import read_meta
 
 
@@ -31,14 +33,14 @@ def main(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, data=args.data)
     neuron = factory.to_json(factory.lookup(args.neuron, args.library))
     output_neuron = factory.to_json(factory.lookup(args.output_neuron, args.library)) if args.output_neuron else None
-    out = args.out or str(Path("runs") / f"{Path(args.data).stem}-{args.neuron}-seed{args.seed}")
+    out = args.out or str(Path("runs") / folder_name(f"{Path(args.data).stem}-{args.neuron}-seed{args.seed}", "the run name"))
     config = TrainConfig(
         data=args.data, out=out, neuron=neuron, output_neuron=output_neuron, seed=args.seed, resume=args.resume, **settings
     )
     ctx = distributed.context_from_env()
     if ctx.is_main:
-        print(f"mdn train: {meta.get('dataset', args.data)} -> {out}", file=sys.stderr)
+        print(printable(f"mdn train: {meta.get('dataset', args.data)} -> {out}"), file=sys.stderr)
     result = train(config)
     if ctx.is_main and result.metrics:
-        print(f"test accuracy {100 * result.test_acc:.2f}% after {len(result.metrics)} epochs; run files in {out}")
+        print(printable(f"test accuracy {100 * result.test_acc:.2f}% after {len(result.metrics)} epochs; run files in {out}"))
     return 0

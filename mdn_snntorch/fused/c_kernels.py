@@ -18,9 +18,11 @@ threads take blocks of 512 elements as they go; :data:`PARALLEL_MIN_WORK`; docs/
 
 The shared library is cached under ``$MDN_SNNTORCH_CACHE`` (default ``~/.cache/mdn_snntorch``), keyed by
 a hash of the C sources, the compiler, its flags and the CPU's feature flags, so an edited source is
-rebuilt. A build is sealed with its own SHA-256 and loaded only when the seal matches (:func:`intact`):
-an empty, truncated or foreign file in the cache is rebuilt, never loaded. :func:`library` returns
-``None`` (and the caller falls back to the PyTorch loop) when no compiler works or the build does not load.
+rebuilt. The cache is a folder only this user can change, and a library is loaded only after checks
+(:mod:`mdn_snntorch.fused.kernel_cache`: a regular file of this user, sealed with its own SHA-256, mapped
+through the descriptor that was checked); an empty, truncated or foreign file is rebuilt, never loaded.
+:func:`library` returns ``None`` (and the caller falls back to the PyTorch loop) when no compiler works or
+the build does not load.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ from pathlib import Path
 import torch
 
 from mdn_snntorch.atomic import fsync_dir
-from mdn_snntorch.fused import dispatch
+from mdn_snntorch.fused import dispatch, kernel_cache
+from mdn_snntorch.fused.kernel_cache import cache_dir, intact, seal
 
 Tensor = torch.Tensor
 
@@ -62,18 +65,13 @@ OPENMP = ("-fopenmp",)
 PARALLEL_MIN_WORK = 20_480
 _PARALLEL_MIN_WORK = PARALLEL_MIN_WORK  # the earlier name
 #: what a cached library ends with, followed by the hex SHA-256 of every byte before it (:func:`intact`)
-SEAL = b"\0mdn_snntorch-sha256:"
+SEAL = kernel_cache.SEAL
 #: steps per checkpoint segment: the backward recomputes a segment in a per-thread buffer of
 #: 3 x SEGMENT x BLK values (V, U, V' - V_th per step; cache-resident) before running its adjoint
 SEGMENT = 32
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
-
-
-def cache_dir() -> Path:
-    """Where built libraries are kept: ``$MDN_SNNTORCH_CACHE`` or ``~/.cache/mdn_snntorch``."""
-    return Path(os.environ.get("MDN_SNNTORCH_CACHE") or Path.home() / ".cache" / "mdn_snntorch")
 
 
 def _cpu_flags() -> str:
@@ -111,29 +109,6 @@ def cache_path(cc: str, flags: tuple[str, ...], src_dir: Path = SOURCE_DIR, stem
     return cache_dir() / f"{stem}_{key}.so"
 
 
-def intact(path: Path) -> bool:
-    """Whether ``path`` is a library this module built and sealed, whole: it ends with :data:`SEAL` and the
-    SHA-256 of every byte before it. An empty, truncated or foreign file is not (and is never loaded:
-    ``dlopen`` of a truncated library maps pages past the end of the file, and touching them kills the
-    process with SIGBUS)."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return False
-    size = len(SEAL) + 64
-    body, seal = data[:-size], data[-size:]
-    return len(data) > size and seal == SEAL + hashlib.sha256(body).hexdigest().encode()
-
-
-def seal(path: Path) -> None:
-    """Append :data:`SEAL` and the SHA-256 of the file to it (after the ELF data: the loader ignores it), on disk."""
-    digest = hashlib.sha256(path.read_bytes()).hexdigest().encode()
-    with open(path, "ab") as f:
-        f.write(SEAL + digest)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def _build(
     cc: str, flags: tuple[str, ...], src_dir: Path = SOURCE_DIR, *, source: str = SOURCE, stem: str = "mdn_cpu",
     rebuild: bool = False,
@@ -147,7 +122,6 @@ def _build(
     out = cache_path(cc, flags, src_dir, stem)
     if not rebuild and intact(out):
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         lib = Path(tmp) / f"{stem}.so"
         command = [cc, *flags, str(src_dir / source), "-o", str(lib)]  # its #include finds the header beside it
@@ -159,7 +133,7 @@ def _build(
 
 
 def _open(path: Path, declare) -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(path))
+    lib = kernel_cache.load(path)  # only a checked file, through the descriptor that was checked
     declare(lib)
     return lib
 

@@ -30,6 +30,7 @@ import torch
 
 from mdn_snntorch.atomic import atomic_write
 from mdn_snntorch.pipeline.model import ThreeLayerSNN
+from mdn_snntorch.printable import printable
 
 CHECKPOINT_FORMAT = "mdn-train-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -107,7 +108,7 @@ def newest_loadable(run_dir: str | os.PathLike, map_location: str | torch.device
             first_error = first_error or err
             continue
         if first_error is not None:
-            print(f"mdn: warning: {first_error}; using {path.name} (epoch {doc['epoch']}) instead", file=sys.stderr)
+            print(printable(f"mdn: warning: {first_error}; using {path.name} (epoch {doc['epoch']}) instead"), file=sys.stderr)
         return doc
     if first_error is not None:
         raise first_error

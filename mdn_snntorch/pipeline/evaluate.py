@@ -1,9 +1,12 @@
 r"""The paper's evaluation (Table 3, Eq. 7, Figs. 6-8): ``mdn evaluate`` and :func:`evaluate`.
 
 Every neuron type is trained on every task with every seed (frozen theta, :func:`mdn_snntorch.pipeline.trainer.train`).
-A run's score is its test accuracy after the last epoch (``score="cosine"``: the cosine score instead, on
-tasks with bit-vector targets such as NETtalk, x 100). Per task and neuron: mean +- std over seeds (sample
-standard deviation, n - 1; 0 for one seed).
+A run's score is its test accuracy (``score="cosine"``: the cosine score instead, on tasks with bit-vector
+targets such as NETtalk, x 100; ``"cosine_first_of_5"``: the cosine score on the paper authors' scored subset,
+on the runs that record it) after the last epoch (``report="final"``), its best over the epochs (``"best"``)
+or its mean over the last ten (``"last10"``); every run record keeps all three
+(:mod:`~mdn_snntorch.pipeline.series`). Per task and neuron: mean +- std over seeds (sample standard
+deviation, n - 1; 0 for one seed).
 
 Capability (paper Eq. 7) of neuron i on a task, over the neuron types evaluated on that task:
 
@@ -15,10 +18,12 @@ types score the same (docs/model.md#capability).
 
 Spatial and temporal capability (paper Fig. 8): the mean of :math:`\mathrm{Cap}_i` over the tasks of each
 kind, :math:`\mathrm{Cap}^k_i = \frac{1}{|T_k|} \sum_{t \in T_k} \mathrm{Cap}_{i,t}` (:func:`group_capability`).
+Both are public functions over plain mappings in :mod:`mdn_snntorch.discovery.scores`, which also draws Fig. 8.
 A task's kind comes from its data set (:func:`mdn_snntorch.pipeline.recipes.kind`) unless ``kinds`` sets it.
 
 Files in ``out``: ``runs/<task>/<neuron>/seed<s>/`` (each a training run; when the command is run again,
-finished ones are reused, unfinished ones resumed, and ones made with other settings refused),
+finished ones are reused, unfinished ones resumed, and ones made with other settings refused; a run that
+failed in a worker process of ``jobs`` leaves its traceback in the folder's ``error.log``),
 ``runs.csv`` and ``runs.json`` (every run's final metrics), ``table.md`` and ``results.json`` (Table 3,
 capabilities per task and per kind), ``accuracy.png`` (Table 3 as bars with the group means of the
 paper's Figs. 6-7), ``capability_per_task.png`` (Eq. 7 per task) and ``capability.png`` (Fig. 8).
@@ -30,7 +35,6 @@ different settings) into one table, capability and Fig. 8 without training anyth
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -40,50 +44,39 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mdn_snntorch import meta_neurons
+from mdn_snntorch.discovery.scores import KIND_NAMES, capability_figure, group_capability
+from mdn_snntorch.discovery.scores import task_capability as capability
+from mdn_snntorch.names import folder_name, inside
 from mdn_snntorch.neurons import factory
 from mdn_snntorch.pipeline import recipes
 from mdn_snntorch.pipeline.checkpoint import write_csv, write_json
 from mdn_snntorch.pipeline.jobs import run_jobs
 from mdn_snntorch.pipeline.protocols import protocol_settings
 from mdn_snntorch.pipeline.report import md_cell, save_figure, write_atomic
+from mdn_snntorch.pipeline.series import STATISTICS, summarise
 from mdn_snntorch.pipeline.trainer import TrainConfig, train
+from mdn_snntorch.printable import printable
 from mdn_snntorch.runlock import claim_dir
 
-#: the task kinds of the paper's Fig. 8
-KIND_NAMES = ("spatial", "temporal")
-#: what a task's numbers are: test accuracy, or the cosine score where the runs have one (bit-vector targets)
-SCORES = ("accuracy", "cosine")
+#: what a task's numbers are: test accuracy, or a cosine score where the runs have one (bit-vector targets):
+#: on every test sample, or on the paper authors' scored subset (the first of every five, ``--protocol authors``)
+SCORES = ("accuracy", "cosine", "cosine_first_of_5")
+#: each score's per-epoch series in a run's metrics
+SCORE_SERIES = {"accuracy": "test_acc", "cosine": "test_cosine", "cosine_first_of_5": "test_cosine_first_of_5"}
+#: how tables name each score
+SCORE_WORDS = {
+    "accuracy": "test accuracy",
+    "cosine": "the cosine score (x 100)",
+    "cosine_first_of_5": "the cosine score (x 100) on the first of every five test samples (the authors' scored subset)",
+}
+#: which value of a run's series a table shows: the last epoch's, the best, the mean of the last ten
+REPORTS = STATISTICS
+#: how tables name each report
+REPORT_WORDS = {"final": "final epoch", "best": "best epoch (chosen on the test split)", "last10": "mean of the last ten epochs"}
+#: the file of a run folder a run that failed in a worker process leaves its traceback in (``--jobs``)
+JOB_LOG = "error.log"
 #: the group means drawn on accuracy.png (paper Figs. 6-7): label -> the neuron types averaged
 GROUPS = {"spatial meta neurons": ("2-FS", "2-RS"), "temporal meta neurons": ("2-SDS", "2-WDS")}
-
-
-def capability(acc: dict[str, float]) -> dict[str, float]:
-    """Paper Eq. 7: ``(acc - mean) / std`` over the neuron types of one task (population std; 0 if it is 0)."""
-    values = np.array(list(acc.values()), dtype=np.float64)
-    std = values.std()
-    return {name: float((a - values.mean()) / std) if std > 0 else 0.0 for name, a in acc.items()}
-
-
-def group_capability(
-    caps: Mapping[str, Mapping[str, float]], kinds: Mapping[str, str | None]
-) -> dict[str, dict[str, float | None]]:
-    r"""Paper Fig. 8: per neuron, the mean of its Eq. 7 capability over the tasks of each kind,
-    :math:`\mathrm{Cap}^k_i = \frac{1}{|T_k|} \sum_{t \in T_k} \mathrm{Cap}_{i,t}`.
-
-    ``caps``: task -> neuron -> capability (:func:`capability`); ``kinds``: task -> ``"spatial"``,
-    ``"temporal"`` or None (left out). Returns neuron -> ``{"spatial": ..., "temporal": ...}``, None for a
-    kind without tasks."""
-    for task, value in kinds.items():
-        if value is not None and value not in KIND_NAMES:
-            raise ValueError(f"kinds: {task}={value!r} is not one of {', '.join(KIND_NAMES)}")
-    neurons = list(dict.fromkeys(n for per_task in caps.values() for n in per_task))
-    result: dict[str, dict[str, float | None]] = {}
-    for neuron in neurons:
-        result[neuron] = {}
-        for k in KIND_NAMES:
-            values = [caps[t][neuron] for t in caps if kinds.get(t) == k and neuron in caps[t]]
-            result[neuron][k] = float(np.mean(values)) if values else None
-    return result
 
 
 def task_kinds(
@@ -104,16 +97,21 @@ def task_kinds(
     return kinds
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-
-
 def task_names(data_paths: Sequence[str | Path]) -> list[str]:
     """A task name per file: its ``dataset`` attribute, or ``dataset-<file stem>`` when two files share it."""
     from mdn_snntorch.spikefile import read_meta
 
     names = [str(read_meta(p)["dataset"]) for p in data_paths]
     return [f"{n}-{Path(p).stem}" if names.count(n) > 1 else n for n, p in zip(names, data_paths)]
+
+
+def _run_dir(out_dir: Path, task: str, data: str, neuron: str, seed: int) -> Path:
+    """``out_dir/runs/<task>/<neuron>/seed<seed>``, each name made one folder name
+    (:func:`mdn_snntorch.names.folder_name`), checked to resolve inside ``out_dir``: a task named ``..`` (a spike
+    file's ``dataset`` attribute) or a neuron named ``..`` is refused before any training."""
+    task_folder = folder_name(task, f"the task name of {data} (its 'dataset' attribute)")
+    run_dir = out_dir / "runs" / task_folder / folder_name(neuron, "the neuron name") / f"seed{seed}"
+    return inside(out_dir, run_dir, f"the run folder of {task} {neuron} seed {seed}")
 
 
 def _reusable_run(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
@@ -170,6 +168,7 @@ def evaluate(
     jobs: int = 1,
     kinds: Mapping[str, str | None] | None = None,
     score: str = "accuracy",
+    report: str = "final",
     protocol: str = "paper",
     **train_settings,
 ) -> dict[str, Any]:
@@ -185,12 +184,14 @@ def evaluate(
     so the results do not depend on ``jobs``.
     ``kinds``: task -> ``"spatial"``, ``"temporal"`` or None, setting the kinds taken from the data sets
     (:func:`task_kinds`). ``score``: ``"accuracy"``, or ``"cosine"`` for the cosine score on the tasks whose
-    runs record one (bit-vector targets); read from the runs' metrics, so finished runs are reused either way.
+    runs record one (bit-vector targets), ``"cosine_first_of_5"`` for it on the authors' scored subset where the
+    runs record that; ``report``: ``"final"``, ``"best"`` or ``"last10"`` (:data:`REPORT_WORDS`). Both are read
+    from the runs' metrics, so finished runs are reused either way.
     ``protocol``: the training regime of every run (:func:`~mdn_snntorch.pipeline.protocols.protocol_settings`, for
     each task's file), between the recipe and ``train_settings``.
     """
-    if score not in SCORES:
-        raise ValueError(f"score={score!r} is not one of {', '.join(SCORES)}")
+    _check_choice("score", score, SCORES)
+    _check_choice("report", report, REPORTS)
     with claim_dir(out_dir, "output directory"):
         return _evaluate(
             data_paths,
@@ -202,9 +203,15 @@ def evaluate(
             jobs=jobs,
             kinds=kinds,
             score=score,
+            report=report,
             protocol=protocol,
             **train_settings,
         )
+
+
+def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {', '.join(choices)}")
 
 
 def _evaluate(
@@ -218,6 +225,7 @@ def _evaluate(
     jobs: int,
     kinds: Mapping[str, str | None] | None,
     score: str,
+    report: str,
     protocol: str,
     **train_settings,
 ) -> dict[str, Any]:
@@ -240,7 +248,7 @@ def _evaluate(
         settings.update(protocol_settings(protocol, path, specs[neuron]))
         settings.update(train_settings)
         settings["threads"] = settings.get("threads") or 1  # a fixed count: the same results for any --jobs
-        run_dir = out_dir / "runs" / _safe(task) / _safe(neuron) / f"seed{seed}"
+        run_dir = _run_dir(out_dir, task, path, neuron, seed)
         config = TrainConfig(
             data=path, out=str(run_dir), neuron=specs[neuron], seed=seed, resume=True, progress=False, **settings
         )
@@ -260,6 +268,7 @@ def _evaluate(
                 "test_acc": last["test_acc"],
                 "test_cosine": last.get("test_cosine"),
                 "best_test_acc": max(m["test_acc"] for m in run_metrics),
+                "summary": summarise(run_metrics),
                 "train_acc": last["train_acc"],
                 "train_loss": last["train_loss"],
                 "hidden_rate": last["test_hidden_rate"],
@@ -270,7 +279,7 @@ def _evaluate(
                 "run_dir": config.out,
             }
         )
-    return _write_results(out_dir, tasks, list(neurons), seeds, runs, task_kind, score)
+    return _write_results(out_dir, tasks, list(neurons), seeds, runs, task_kind, score, report)
 
 
 def _train_metrics(config: TrainConfig) -> list[dict[str, Any]]:
@@ -289,7 +298,7 @@ def _train_runs(plan: list[tuple], configs: list[TrainConfig], metrics: list, jo
         from mdn_snntorch.fused import c_kernels
 
         c_kernels.library()  # built (or checked) once here, before the workers start and load it
-    running = [f"{plan[i][0]} {plan[i][2]} seed {plan[i][3]}" for i in todo]
+    running = [printable(f"{plan[i][0]} {plan[i][2]} seed {plan[i][3]}") for i in todo]
     bar.set_postfix_str(f"{min(jobs, len(todo))} at a time" if jobs > 1 else (running[0] if running else ""))
 
     def done(k: int, result: list[dict[str, Any]]) -> None:
@@ -299,17 +308,34 @@ def _train_runs(plan: list[tuple], configs: list[TrainConfig], metrics: list, jo
             bar.set_postfix_str(running[k + 1])
 
     try:
-        run_jobs(_train_metrics, [configs[i] for i in todo], jobs, done)
+        logs = [Path(configs[i].out) / JOB_LOG for i in todo]  # a failed run's traceback, in its folder
+        run_jobs(_train_metrics, [configs[i] for i in todo], jobs, done, labels=running, logs=logs)
     finally:
         bar.close()
 
 
 def task_score(runs: Sequence[Mapping[str, Any]], score: str) -> str:
-    """The score a task's numbers use: ``"cosine"`` when asked for and every run of the task has a
-    ``test_cosine`` (bit-vector targets), else ``"accuracy"``."""
-    if score == "cosine" and runs and all(r.get("test_cosine") is not None for r in runs):
-        return "cosine"
+    """The score a task's numbers use: the one asked for when every run of the task records it (a cosine score
+    needs bit-vector targets, the scored subset ``--protocol authors``), else ``"accuracy"``."""
+    if runs and all(run_value(r, score, "final") is not None for r in runs):
+        return score
     return "accuracy"
+
+
+def run_value(run: Mapping[str, Any], score: str, report: str) -> float | None:
+    """A run record's ``score`` (:data:`SCORES`) as ``report`` (:data:`REPORTS`) has it; None when the run does
+    not record that score. Records written before runs kept a ``summary`` give their final values (and the
+    best accuracy) only: ``ValueError`` naming the run for any other."""
+    series = SCORE_SERIES[score]
+    summary = run.get("summary")
+    if summary is not None:
+        values = summary.get(series)
+        return None if values is None else float(values[report])
+    if report == "final":
+        return run.get(series)
+    if report == "best" and score == "accuracy":
+        return run["best_test_acc"]
+    raise ValueError(f"the run {run.get('run_dir', run.get('neuron'))} records final values only: it cannot report {report!r}")
 
 
 def _write_results(
@@ -320,16 +346,17 @@ def _write_results(
     runs: list[dict[str, Any]],
     kinds: dict[str, str | None],
     score: str = "accuracy",
+    report: str = "final",
 ) -> dict[str, Any]:
     table: dict[str, dict[str, dict[str, float]]] = {}
     caps: dict[str, dict[str, float]] = {}
     scores: dict[str, str] = {}
     for task in tasks:
         scores[task] = task_score([r for r in runs if r["task"] == task], score)
-        key = "test_cosine" if scores[task] == "cosine" else "test_acc"
         table[task] = {}
         for neuron in neurons:
-            acc = np.array([r[key] for r in runs if r["task"] == task and r["neuron"] == neuron], dtype=np.float64) * 100
+            cell = [r for r in runs if r["task"] == task and r["neuron"] == neuron]
+            acc = np.array([run_value(r, scores[task], report) for r in cell], dtype=np.float64) * 100
             table[task][neuron] = {
                 "mean": float(acc.mean()),
                 "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
@@ -342,6 +369,7 @@ def _write_results(
         "neurons": neurons,
         "seeds": seeds,
         "score": scores,
+        "report": report,
         "accuracy_percent": table,
         "capability": caps,
         "group_capability": group_capability(caps, kinds),
@@ -356,15 +384,21 @@ def _write_results(
 
 
 def combine(
-    sources: Sequence[str | Path | tuple[str, str | Path]], out_dir: str | Path, neurons: Sequence[str] | None = None
+    sources: Sequence[str | Path | tuple[str, str | Path]],
+    out_dir: str | Path,
+    neurons: Sequence[str] | None = None,
+    report: str | None = None,
 ) -> dict[str, Any]:
     """Table 3, capabilities and figures in ``out_dir`` from the ``results.json`` of finished evaluations.
 
     A source is an evaluation folder, or ``(label, folder)`` naming the folder's one task ``label``
     (to tell apart, say, the same data set with spikes and with analog input). ``neurons``: the neuron
     types to keep (default: those every source evaluated, in the first source's order). A task's kind
-    and score are the ones its evaluation recorded. ``ValueError`` naming the folder when a source
-    has no results, a task name repeats, or a neuron is missing."""
+    and score are the ones its evaluation recorded; ``report`` (:data:`REPORTS`) defaults to the one the sources
+    recorded (``"final"`` for sources older than the choice). ``ValueError`` naming the folder when a source
+    has no results, a task name repeats, or a neuron is missing. ``out_dir`` is claimed
+    (:func:`~mdn_snntorch.runlock.claim_dir`) while the files are written: a folder another run holds
+    (an evaluation, another combine) is refused with :class:`~mdn_snntorch.runlock.LockedError`."""
     tasks: dict[str, str] = {}
     kinds: dict[str, str | None] = {}
     runs: list[dict[str, Any]] = []
@@ -398,10 +432,18 @@ def combine(
     keep = list(neurons) if neurons else common
     if not keep:
         raise ValueError("the evaluations share no neuron type")
-    score = "cosine" if any("cosine" in d.get("score", {}).values() for _, d in docs) else "accuracy"
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return _write_results(out_dir, tasks, keep, sorted(seeds), [r for r in runs if r["neuron"] in keep], kinds, score)
+    recorded = {s for _, d in docs for s in d.get("score", {}).values()}
+    score = next((s for s in reversed(SCORES) if s in recorded), "accuracy")
+    if report is None:
+        reports = {d.get("report", "final") for _, d in docs}
+        if len(reports) > 1:
+            raise ValueError(f"the evaluations report different epochs ({', '.join(sorted(reports))}); choose one (report)")
+        report = reports.pop()
+    _check_choice("report", report, REPORTS)
+    with claim_dir(out_dir, "output directory"):  # checked and locked, like every other writer's output
+        return _write_results(
+            Path(out_dir), tasks, keep, sorted(seeds), [r for r in runs if r["neuron"] in keep], kinds, score, report
+        )
 
 
 def _kinds_present(doc: dict[str, Any]) -> list[str]:
@@ -413,27 +455,27 @@ def markdown_table(doc: dict[str, Any]) -> str:
     """Table 3 (score %, mean +- std over seeds), the capability per task and by kind (Fig. 8), as Markdown."""
     neurons, tasks = doc["neurons"], list(doc["tasks"])
     scores, kinds = doc.get("score") or {}, doc.get("kinds") or {}
+    counts = {doc["accuracy_percent"][t][n]["n"] for t in tasks for n in neurons}
+    n_per_cell = counts.pop() if len(counts) == 1 else None
+    over = f"{n_per_cell} seed(s)" if n_per_cell is not None else "seeds (n per cell)"
     head = "| task | " + " | ".join(map(md_cell, neurons)) + " |\n|---|" + "---|" * len(neurons) + "\n"
     acc_rows = "".join(
         f"| {md_cell(t)} | "
-        + " | ".join(
-            f"{doc['accuracy_percent'][t][n]['mean']:.2f} +- {doc['accuracy_percent'][t][n]['std']:.2f}" for n in neurons
-        )
+        + " | ".join(_cell(doc["accuracy_percent"][t][n], show_n=n_per_cell is None) for n in neurons)
         + " |\n"
         for t in tasks
     )
     cap_rows = "".join(
         f"| {md_cell(t)} | " + " | ".join(f"{doc['capability'][t][n]:+.2f}" for n in neurons) + " |\n" for t in tasks
     )
-    n_seeds = len(doc["seeds"])
-    cosine = [t for t in tasks if scores.get(t) == "cosine"]
+    cosine = [t for t in tasks if scores.get(t, "accuracy") != "accuracy"]
     what = "Test score" if cosine else "Test accuracy"
-    if cosine:
-        rest = [t for t in tasks if t not in cosine]
-        note = f"Score: the cosine score (x 100) on {', '.join(map(md_cell, cosine))}"
-        note += f"; test accuracy on {', '.join(map(md_cell, rest))}.\n\n" if rest else ".\n\n"
-    else:
-        note = "Score: test accuracy.\n\n"
+    note = "Score: " + "; ".join(
+        f"{SCORE_WORDS[s]} on {', '.join(md_cell(t) for t in tasks if scores.get(t, 'accuracy') == s)}"
+        for s in SCORES
+        if any(scores.get(t, "accuracy") == s for t in tasks)
+    )
+    note += f". Each run's value: its {REPORT_WORDS[doc.get('report', 'final')]}.\n\n"
     kind_line = "Task kinds: " + ", ".join(f"{md_cell(t)} {kinds.get(t) or 'none'}" for t in tasks) + ".\n\n"
     present = _kinds_present(doc)
     group = doc.get("group_capability") or {}
@@ -446,11 +488,16 @@ def markdown_table(doc: dict[str, Any]) -> str:
     else:
         group_table = "No task has a kind (`--kind TASK=spatial|temporal` gives one).\n"
     return (
-        f"## {what} (%), mean +- std over {n_seeds} seed(s)\n\n{note}{head}{acc_rows}\n"
+        f"## {what} (%), mean +- std over {over}\n\n{note}{head}{acc_rows}\n"
         f"## Capability (paper Eq. 7: (Acc - mean) / std over the neuron types of a task)\n\n{head}{cap_rows}\n"
         "## Capability by kind (paper Fig. 8)\n\n"
         f"The mean of a neuron's Eq. 7 capability over the tasks of each kind. {kind_line}{group_table}"
     )
+
+
+def _cell(entry: Mapping[str, Any], show_n: bool) -> str:
+    text = f"{entry['mean']:.2f} +- {entry['std']:.2f}"
+    return f"{text} (n={entry['n']})" if show_n else text
 
 
 def _figures(out_dir: Path, doc: dict[str, Any]) -> None:
@@ -465,7 +512,7 @@ def _figures(out_dir: Path, doc: dict[str, Any]) -> None:
     x = np.arange(len(tasks))
     width = 0.8 / len(neurons)
     size = (max(6, 1.6 * len(tasks) * max(1, len(neurons) / 3)), 4)
-    cosine = any(scores.get(t) == "cosine" for t in tasks)
+    cosine = any(scores.get(t, "accuracy") != "accuracy" for t in tasks)
     for name, title, value, err in (
         (
             "accuracy.png",
@@ -485,11 +532,11 @@ def _figures(out_dir: Path, doc: dict[str, Any]) -> None:
                 width,
                 yerr=[err(t, neuron) for t in tasks] if err else None,
                 capsize=3,
-                label=neuron,
+                label=printable(neuron),
                 color=plt.cm.tab20(k % 20),
             )
-        labels = [f"{t} (cosine)" if scores.get(t) == "cosine" else t for t in tasks] if err else tasks
-        ax.set_xticks(x, labels)
+        labels = [f"{t} (cosine)" if scores.get(t, "accuracy") != "accuracy" else t for t in tasks] if err else tasks
+        ax.set_xticks(x, [printable(label) for label in labels])
         ax.set_title(title)
         ax.set_ylabel(("score (%)" if cosine else "accuracy (%)") if err else "capability")
         if err:
@@ -504,19 +551,4 @@ def _figures(out_dir: Path, doc: dict[str, Any]) -> None:
         ax.legend(fontsize=8, ncol=min(6, len(neurons) + (2 if err else 0)), loc="upper center", bbox_to_anchor=(0.5, -0.1))
         save_figure(fig, out_dir / name)
 
-    present = _kinds_present(doc)
-    group = doc.get("group_capability") or {}
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(neurons) * max(1, len(present))), 4))
-    xn = np.arange(len(neurons))
-    for k, kind in enumerate(present):
-        offset = (k - (len(present) - 1) / 2) * (0.8 / len(present))
-        ax.bar(xn + offset, [group[n][kind] for n in neurons], 0.8 / len(present), label=kind, color=("tab:blue", "tab:red")[k])
-    if not present:
-        ax.text(0.5, 0.5, "no task has a kind (--kind TASK=spatial|temporal)", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xticks(xn, neurons)
-    ax.axhline(0, color="k", lw=0.8)
-    ax.set_title("spatial and temporal capability (paper Fig. 8)")
-    ax.set_ylabel("mean capability over the tasks of a kind")
-    if present:
-        ax.legend(fontsize=8)
-    save_figure(fig, out_dir / "capability.png")
+    capability_figure(doc.get("group_capability") or {}, out_dir / "capability.png", neurons)

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from mdn_snntorch.atomic import atomic_write
+from mdn_snntorch.printable import printable
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
@@ -41,8 +42,10 @@ _MD_SPECIAL = re.compile(r"([\\<>&|\[\]`])")
 
 
 def md_text(text: object) -> str:
-    """``text`` as literal Markdown on one line: HTML, links, code spans and table pipes escaped with a backslash."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).splitlines()))
+    """``text`` as literal Markdown on one line: HTML, links, code spans and table pipes escaped with a backslash,
+    control characters as escapes (:func:`mdn_snntorch.printable.printable`: a table printed to a terminal
+    cannot drive it)."""
+    return _MD_SPECIAL.sub(r"\\\1", printable(" ".join(str(text).splitlines())))
 
 
 def md_cell(text: object) -> str:

@@ -147,13 +147,15 @@ def meta_record(meta: dict[str, Any]) -> dict[str, Any]:
 def data_changes(saved_meta: dict[str, Any], saved_identity: dict[str, Any] | None, now: FileIdentity) -> list[str]:
     """What differs between the data file a run recorded (its ``data_meta`` and ``data_identity``) and the file
     as it is ``now``, in words; empty when it is the same file. A record with a ``digest``
-    (:func:`meta_record`) is compared record to record; an older one held the whole meta data."""
+    (:func:`meta_record`) is compared record to record; an older one held the whole meta data. The digest of
+    all root attributes, where the run recorded it, catches a change to an attribute outside the record."""
     from mdn_snntorch.spikefile import FileIdentity
 
     saved_identity = saved_identity or {}
     now_meta = meta_record(now.meta) if "digest" in saved_meta else _plain(now.meta)
-    then = FileIdentity(int(saved_identity.get("size", now.size)), int(saved_identity.get("mtime_ns", now.mtime_ns)), saved_meta)
-    return then.changes(FileIdentity(now.size, now.mtime_ns, now_meta))
+    size, mtime_ns = int(saved_identity.get("size", now.size)), int(saved_identity.get("mtime_ns", now.mtime_ns))
+    then = FileIdentity(size, mtime_ns, saved_meta, saved_identity.get("meta_digest"))
+    return then.changes(FileIdentity(now.size, now.mtime_ns, now_meta, now.meta_digest))
 
 
 def check_resumed(checkpoint: dict, data: RunData) -> None:

@@ -13,9 +13,10 @@ instantiations) includes the dtype-generic ``c/spike_linear_impl.h`` once for ``
 
 The compiler is found, and the library cached, as for the fused op's kernels
 (:mod:`mdn_snntorch.fused.c_kernels`: ``$CC``, ``cc``, ``gcc``, ``clang``; ``$MDN_SNNTORCH_CACHE`` or
-``~/.cache/mdn_snntorch``, keyed by a hash of the sources, the compiler, its flags and the CPU's features;
-``MDN_SNNTORCH_NO_CEXT=1`` turns both off). :func:`library` returns ``None`` when no compiler works, and the
-layer then runs ``nn.Linear``'s dense product.
+``~/.cache/mdn_snntorch``, keyed by a hash of the sources, the compiler, its flags and the CPU's features,
+a folder only this user can change and libraries loaded only after the checks of
+:mod:`mdn_snntorch.fused.kernel_cache`; ``MDN_SNNTORCH_NO_CEXT=1`` turns both off). :func:`library`
+returns ``None`` when no compiler works, and the layer then runs ``nn.Linear``'s dense product.
 """
 
 from __future__ import annotations

@@ -87,3 +87,33 @@ def test_real_data_flags_need_both_files_that_exist(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--spatial", str(tmp_path / "a.h5"), "--temporal", str(tmp_path / "b.h5")]) == 2
     assert "a.h5 does not exist" in capsys.readouterr().err
     assert not (tmp_path / "summary.json").exists()
+
+
+def test_the_authors_protocol_reaches_generation_and_evaluation(tmp_path, monkeypatch):
+    """``mdn demo --protocol authors``: the generation and the evaluation get the protocol, the evaluation
+    trains the authors' 1st-order neuron, and the runs go to their own folder (the paper's stay untouched)."""
+    from mdn_snntorch.pipeline import discover as discovery
+    from mdn_snntorch.pipeline import evaluate as evaluation
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def fake_discover(data, path, seeds, **settings):
+        seen.setdefault("discover", []).append(settings["protocol"])
+        meta_neurons.save_library(path, [meta_neurons.MetaNeuron(f"{path.stem}-1", 2, meta_neurons.get("2-FS").theta)])
+
+    def fake_evaluate(data, neurons, seeds, out_dir, **settings):
+        seen["evaluate"] = (list(neurons), settings["protocol"], out_dir)
+        raise Stop
+
+    monkeypatch.setattr(discovery, "discover", fake_discover)
+    monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
+    with pytest.raises(Stop):
+        main(["demo", "--quick", "--out", str(tmp_path), "--jobs", "1", "--protocol", "authors"])
+    assert seen["discover"] == ["authors", "authors"]
+    neurons, protocol, out_dir = seen["evaluate"]
+    assert protocol == "authors" and out_dir == tmp_path / "quick_authors" / "evaluation"
+    assert neurons == ["2-FS", "2-RS", "2-SDS", "2-WDS", "1st-order-0.2", "spatial-1", "temporal-1"]
+    assert not (tmp_path / "quick").exists()

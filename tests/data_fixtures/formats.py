@@ -4,6 +4,11 @@
 - CIFAR-10 ``cifar-10-batches-py``: pickled dicts with ``data`` uint8 [n, 3072] (channel-major rows)
   and ``labels``, plus ``batches.meta`` with ``label_names``;
 - N-MNIST ``.bin``: 5 bytes per event ``x, y, p << 7 | t[22:16], t[15:8], t[7:0]``;
+- POKER-DVS (tonic ``POKERDVS``): ``pips_{train,test}/<class>/<name>.npy``, int events ``[n, 4]`` (t, x, y, p);
+- DVS Gesture (tonic ``DVSGesture``): ``ibmGesture{Train,Test}/user<NN>_<lighting>/<class>.npy``, int events
+  ``[n, 4]`` (x, y, p, t in ms);
+- SHD (tonic ``SHD``): ``shd_{train,test}.h5`` with ``spikes/times`` (variable-length float, seconds),
+  ``spikes/units`` (variable-length uint16), ``labels``, ``extra/keys`` and ``extra/speaker``;
 - TIDIGITS / TIMIT audio: NIST SPHERE, 16-bit PCM (soundfile ``format="NIST"``);
 - UCI NETtalk: a free-text header, then ``word<TAB>phonemes<TAB>stress<TAB>class`` lines.
 """
@@ -14,6 +19,7 @@ import pickle
 import struct
 from pathlib import Path
 
+import h5py
 import numpy as np
 import soundfile
 
@@ -66,6 +72,27 @@ def nmnist_bytes(events: list[tuple[int, int, int, int]]) -> bytes:
     for x, y, p, t in events:
         out += bytes([x, y, (p << 7) | ((t >> 16) & 0x7F), (t >> 8) & 0xFF, t & 0xFF])
     return bytes(out)
+
+
+def write_npy_events(path: Path, columns: np.ndarray) -> Path:
+    """Events as an int64 array ``[n, 4]`` in ``path`` (POKER-DVS and DVS Gesture keep one recording per file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.asarray(columns, dtype=np.int64).reshape(-1, 4))
+    return path
+
+
+def write_shd(path: Path, recordings: list[tuple[np.ndarray, np.ndarray]], labels: list[int], keys: list[str]) -> Path:
+    """``recordings[i] = (times in s, channels)`` in the Heidelberg spiking datasets' HDF5 layout."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        times = f.create_dataset("spikes/times", (len(recordings),), dtype=h5py.vlen_dtype(np.float32))
+        units = f.create_dataset("spikes/units", (len(recordings),), dtype=h5py.vlen_dtype(np.uint16))
+        for i, (t, u) in enumerate(recordings):
+            times[i], units[i] = np.asarray(t, np.float32), np.asarray(u, np.uint16)
+        f["labels"] = np.asarray(labels, dtype=np.uint8)
+        f["extra/keys"] = np.asarray(keys, dtype=h5py.string_dtype())
+        f["extra/speaker"] = np.zeros(len(labels), dtype=np.uint8)
+    return path
 
 
 def write_sphere(path: Path, signal: np.ndarray, rate: int) -> Path:

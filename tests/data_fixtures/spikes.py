@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.common import make_meta
-from mdn_snntorch.spikefile import SpikeFileWriter, pack_spikes
+from mdn_snntorch.spikefile import SpikeFileWriter, make_meta, pack_spikes
 
 
 def id_spikes(ids: np.ndarray, time_steps: int, n_inputs: int) -> np.ndarray:

@@ -94,11 +94,13 @@ def test_unknown_dataset(capsys):
 @pytest.mark.parametrize("name", list(cli.DATASETS))
 def test_every_converter_takes_the_common_options(name):
     argv = ["prep", name, "--out", "x.h5", "--seed", "3", "--force"] + (["--root", "r"] if name in ("tidigits", "timit") else [])
-    args = build_parser("prep").parse_args(argv)
-    assert args.dataset == name and args.out == "x.h5" and args.seed == 3 and args.force
+    args = build_parser("prep").parse_args(argv + (["--dataset", "SHD"] if name == "tonic" else []))
+    assert args.converter == name and args.out == "x.h5" and args.seed == 3 and args.force
     module = cli.converter(name)
     assert callable(module.convert) and callable(module.main)
-    if name != "digits_rows":
+    if name == "tonic":  # T equal bins unless --time-window; the default is applied by convert
+        assert args.time_steps is None and args.time_window is None
+    elif name != "digits_rows":
         assert args.time_steps == module.DEFAULT_TIME_STEPS
 
 

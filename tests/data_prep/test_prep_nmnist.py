@@ -3,9 +3,10 @@
 import h5py
 import numpy as np
 import pytest
+from data_fixtures import legacy_nmnist
 from data_fixtures.formats import nmnist_bytes
 
-from data_prep import nmnist
+from data_prep import events, nmnist
 from data_prep.common import PrepError
 from mdn_snntorch.spikefile import read_meta, unpack_spikes
 
@@ -86,3 +87,13 @@ def test_broken_recording_names_the_file(tmp_path, root):
     with pytest.raises(PrepError, match=r"Train/2/00000\.bin"):
         nmnist.convert(tmp_path / "n.h5", root=bad, time_steps=T)
     assert not (tmp_path / "n.h5").exists()
+
+
+@pytest.mark.parametrize("time_steps", [T, 7])
+def test_the_output_is_byte_identical_to_the_converter_before_mdn_prep_tonic(tmp_path, root, time_steps):
+    """N-MNIST is now one dataset of ``mdn prep tonic``; for the same settings it writes the same bytes as the
+    dedicated converter it replaced (kept in data_fixtures/legacy_nmnist.py)."""
+    before = legacy_nmnist.convert(tmp_path / "before.h5", root=root, time_steps=time_steps, seed=3)
+    now = nmnist.convert(tmp_path / "now.h5", root=root, time_steps=time_steps, seed=3)
+    through_tonic = events.convert(tmp_path / "tonic.h5", dataset="NMNIST", root=root, time_steps=time_steps, seed=3)
+    assert before.read_bytes() == now.read_bytes() == through_tonic.read_bytes()

@@ -55,6 +55,19 @@ def test_resume_on_a_touched_file_says_it_was_modified(mdn, data, tmp_path):
     assert r.code == 2 and "modified at" in r.line
 
 
+def test_resume_sees_a_changed_attribute_outside_the_known_keys(mdn, data, tmp_path):
+    """An attribute the meta-data record does not keep, changed with the modification time restored: the digest of all
+    root attributes tells."""
+    run = tmp_path / "run"
+    assert mdn("train", "--data", data, "--out", run, *TRAIN).code == 0
+    st = os.stat(data)
+    with h5py.File(data, "r+") as f:
+        f.attrs["notes"] = "relabelled"
+    os.utime(data, ns=(st.st_atime_ns, st.st_mtime_ns))
+    r = mdn("train", "--data", data, "--out", run, *TRAIN[:2], "--epochs", 2, *TRAIN[4:], "--resume")
+    assert r.code == 2 and "is not the one" in r.line and "root attributes (digest" in r.line
+
+
 def test_evaluate_does_not_reuse_a_run_trained_on_other_data(mdn, data, tmp_path):
     common = ["--data", data, "--neurons", "2-FS", "--seeds", 1, "--jobs", 1, "--out", tmp_path / "ev", *TRAIN]
     assert mdn("evaluate", *common).code == 0
@@ -281,8 +294,8 @@ def test_a_name_in_two_libraries_is_refused(mdn, data, tmp_path, command):
 
 
 def test_discover_checks_its_generated_names_against_the_presets():
+    from mdn_snntorch.discovery import check_names
     from mdn_snntorch.meta_neurons import MetaNeuron
-    from mdn_snntorch.pipeline.discover import check_names
 
     check_names([MetaNeuron("lib-1", 2, (0.06, 0.2, -0.06, 0.01))])
     with pytest.raises(ValueError, match="'2-FS' is defined by more than one source: the presets"):

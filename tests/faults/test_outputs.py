@@ -11,7 +11,7 @@ import sys
 import pytest
 from data_fixtures.faults import TRAIN, finish, mdn_process, snapshot, temporaries, wait_for
 
-from mdn_snntorch.runlock import LOCK_NAME
+from mdn_snntorch.runlock import LOCK_NAME, boot_id, pid_namespace
 
 
 def _live_pid():
@@ -20,7 +20,9 @@ def _live_pid():
 
 
 def _lock(path, pid, host=None):
-    path.write_text(json.dumps({"pid": pid, "host": host or socket.gethostname(), "since": "then", "token": "x"}))
+    """A lock as this version writes it, of ``pid`` in this PID namespace and boot."""
+    doc = {"pid": pid, "host": host or socket.gethostname(), "since": "then", "token": "x"}
+    path.write_text(json.dumps({**doc, "pid_ns": pid_namespace(), "boot": boot_id()}))
 
 
 # ---- unusable outputs: exit 2 before the first epoch ---------------------------------------------

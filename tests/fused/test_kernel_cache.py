@@ -64,9 +64,8 @@ def _damaged(tmp_path, monkeypatch, built, how: str):
     path, flags = built
     cache = tmp_path / "cache"
     monkeypatch.setenv("MDN_SNNTORCH_CACHE", str(cache))
-    target = c_kernels.cache_path(c_kernels._compiler(), flags)
-    assert target.name == path.name
-    cache.mkdir()
+    target = c_kernels.cache_path(c_kernels._compiler(), flags)  # creates the folder, mode 0700
+    assert target.name == path.name and target.parent == cache
     data = path.read_bytes()
     target.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "garbage": os.urandom(len(data))}[how])
     return cache, target, len(data)

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from data_fixtures.spikes import id_spikes, make_spike_file
 
-from data_prep.common import make_meta
 from mdn_snntorch.spikefile import (
     COMPRESSION,
     FORMAT,
@@ -14,6 +13,7 @@ from mdn_snntorch.spikefile import (
     SpikeDataset,
     SpikeFileError,
     SpikeFileWriter,
+    make_meta,
     pack_spikes,
     packed_width,
     read_meta,

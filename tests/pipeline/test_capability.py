@@ -1,43 +1,27 @@
-"""Capability by task kind (paper Fig. 8), task kinds, the cosine score and the evaluation figures."""
+"""Capability by task kind (paper Fig. 8) as the evaluation computes it, task kinds, the cosine score and the
+evaluation figures (the public functions over plain tables: tests/discovery/test_capability_tables.py)."""
 
 import json
 from pathlib import Path
 
 import pytest
+from data_fixtures.paper import EXPECTED, KINDS, NEURONS, TABLE3
 
 from mdn_snntorch import cli
+from mdn_snntorch.discovery import scores as public_capability
 from mdn_snntorch.pipeline import evaluate as evaluation
 from mdn_snntorch.pipeline import recipes
 from mdn_snntorch.pipeline.evaluate import capability, evaluate, group_capability, markdown_table, task_kinds
 
-NEURONS = ["2-FS", "2-RS", "2-SDS", "2-WDS", "1st-order"]
-#: the paper's Table 3 (mean test accuracy over 5 seeds, %)
-TABLE3 = {
-    "mnist": [98.67, 98.33, 94.87, 95.34, 98.69],
-    "fashion-mnist": [90.50, 89.58, 85.37, 85.79, 90.38],
-    "nettalk": [91.46, 91.70, 87.15, 89.41, 89.99],
-    "cifar10": [54.30, 53.39, 47.26, 49.07, 52.63],
-    "tidigits": [65.76, 69.47, 78.00, 76.32, 61.64],
-    "timit": [87.61, 87.93, 91.22, 91.98, 76.39],
-    "nmnist": [98.14, 97.95, 97.53, 97.63, 98.18],
-}
-KINDS = {t: "spatial" for t in ("mnist", "fashion-mnist", "nettalk", "cifar10")} | dict.fromkeys(
-    ("tidigits", "timit", "nmnist"), "temporal"
-)
-# Eq. 7 per task (population std over the five types), then the mean over the 4 spatial and the 3 temporal
-# tasks, computed separately with numpy from the numbers above
-EXPECTED = {
-    "2-FS": (0.9647, 0.1150),
-    "2-RS": (0.7656, 0.0935),
-    "2-SDS": (-1.4666, 0.2174),
-    "2-WDS": (-0.8395, 0.2988),
-    "1st-order": (0.5758, -0.7248),
-}
 TINY = dict(epochs=1, hidden=16, batch_size=100, lr=3e-3, device="cpu", threads=1)
 
 
 def _paper_caps():
     return {task: capability(dict(zip(NEURONS, acc))) for task, acc in TABLE3.items()}
+
+
+def test_the_evaluation_uses_the_public_capability():
+    assert capability is public_capability.task_capability and group_capability is public_capability.group_capability
 
 
 def test_group_capability_of_the_paper_table3():
@@ -86,8 +70,11 @@ def test_task_kinds_from_the_file_and_overrides(digits):
 def test_bad_arguments_fail_before_training(digits, tmp_path, capsys):
     common = ["evaluate", "--data", digits, "--neurons", "2-FS", "--seeds", "1", "--no-progress"]
     for extra, message in (
-        (["--kind", "digits=spatio"], "argument --kind: 'digits=spatio': the kind 'spatio' is not one of spatial, temporal"),
-        (["--kind", "digits"], "argument --kind: 'digits' is not TASK=spatial or TASK=temporal"),
+        (
+            ["--kind", "digits=spatio"],
+            "argument --kind: 'digits=spatio': the kind 'spatio' is not one of spatial, temporal, none",
+        ),
+        (["--kind", "digits"], "argument --kind: 'digits' is not TASK=spatial, TASK=temporal or TASK=none"),
         (["--kind", "mnist=spatial"], "--kind: unknown task 'mnist'; the tasks are: digits"),
         (["--score", "f1"], "argument --score: invalid choice: 'f1'"),
     ):
@@ -99,6 +86,16 @@ def test_bad_arguments_fail_before_training(digits, tmp_path, capsys):
         evaluate([digits], ["2-FS"], seeds=1, out_dir=tmp_path / "e", score="f1")
     with pytest.raises(ValueError, match="kinds: unknown task 'x'"):
         evaluate([digits], ["2-FS"], seeds=1, out_dir=tmp_path / "e", kinds={"x": "spatial"}, progress=False, **TINY)
+
+
+def test_kind_none_leaves_a_task_out_of_both_groups(digits, tmp_path):
+    argv = ["evaluate", "--data", digits, "--neurons", "2-FS", "2-SDS", "--seeds", "1", "--out", str(tmp_path), "--epochs",
+            "1", "--hidden", "16", "--batch-size", "100", "--device", "cpu", "--threads", "1", "--no-progress",
+            "--kind", "digits=none"]  # fmt: skip
+    assert cli.main(argv) == 0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["kinds"] == {"digits": None}
+    assert saved["group_capability"]["2-FS"] == {"spatial": None, "temporal": None}
 
 
 def test_cosine_score_from_saved_run_metrics(digits, tmp_path, capsys):
@@ -166,7 +163,7 @@ def _paper_doc():
 def _capture_figures(monkeypatch):
     """Every figure's title, legend labels, bars and dashed lines, by file name, before it is saved."""
     seen = {}
-    save = evaluation.save_figure
+    save, save_png = evaluation.save_figure, public_capability.save_png
 
     def capture(fig, path, *args, **kwargs):
         ax = fig.axes[0]
@@ -177,9 +174,10 @@ def _capture_figures(monkeypatch):
             "bars": {c.get_label(): [p.get_height() for p in c.patches] for c in ax.containers if hasattr(c, "patches")},
             "dashed": {c.get_label(): c.get_segments() for c in ax.collections if c.get_linestyle()[0][1] is not None},
         }
-        return save(fig, path, *args, **kwargs)
+        return (save if Path(path).name != "capability.png" else save_png)(fig, path, *args, **kwargs)
 
     monkeypatch.setattr(evaluation, "save_figure", capture)
+    monkeypatch.setattr(public_capability, "save_png", capture)  # Fig. 8 is drawn by the public function
     return seen
 
 
@@ -215,7 +213,7 @@ def test_figures_only_what_was_evaluated(tmp_path, monkeypatch):
     assert "temporal meta neurons" in seen["accuracy.png"]["legend"]
     assert seen["capability.png"]["legend"] == ["temporal"] and set(seen["capability.png"]["bars"]) == {"temporal"}
     text = markdown_table(doc)
-    assert "| neuron | temporal |" in text and "mnist none" in text and "cosine score (x 100) on nettalk;" in text
+    assert "| neuron | temporal |" in text and "mnist none" in text and "; the cosine score (x 100) on nettalk. Each run" in text
 
     doc["kinds"] = dict.fromkeys(TABLE3)
     doc["group_capability"] = group_capability(doc["capability"], doc["kinds"])

@@ -1,79 +1,16 @@
-"""Meta-neuron discovery: clustering, the dynamics filters, and a tiny end-to-end run on digits."""
+"""``mdn discover`` / ``discover`` on the built-in network: a tiny end-to-end run on digits, the CLI, and the same
+library as the public API (:mod:`mdn_snntorch.discovery`) gives on the same trained network."""
 
 import json
-import re
 
 import numpy as np
 import pytest
 
-from mdn_snntorch import MDN, cli, dynamics, make_neuron, meta_neurons
-from mdn_snntorch.meta_neurons import MetaNeuron
-from mdn_snntorch.pipeline.discover import DUPLICATE_DISTANCE, Clustering, cluster_pair, discover, select_candidates
-
-
-def test_cluster_pair_counts_blobs_on_unequal_scales():
-    """Three blobs separated along a (scale 0.01) and b (scale 0.1): both axes must count."""
-    rng = np.random.default_rng(0)
-    true = np.array([[0.02, 0.2], [0.05, 0.2], [0.02, 0.5]])
-    points = np.concatenate([c + rng.normal(0, [0.002, 0.02], size=(150, 2)) for c in true])
-    c = cluster_pair(points)
-    assert len(c.centres) == 3 and sorted(c.sizes) == [150, 150, 150]
-    for centre in true:
-        nearest = c.centres[np.argmin(np.abs((c.centres - centre) / [0.01, 0.1]).sum(axis=1))]
-        assert (np.abs(nearest - centre) < [0.002, 0.02]).all(), (nearest, centre)
-
-
-def test_cluster_pair_of_identical_points_is_one_centre():
-    c = cluster_pair(np.tile([[0.02, 0.2]], (20, 1)))
-    assert c.centres.tolist() == [[0.02, 0.2]] and c.sizes == [20]
-
-
-@pytest.mark.parametrize("name", ["2-FS", "2-RS", "2-SDS", "2-WDS"])
-def test_paper_neurons_pass_the_filters(name):
-    assert dynamics.characterise(meta_neurons.get(name)).problem is None
-
-
-def test_paper_neurons_are_not_near_duplicates_of_each_other():
-    """The default threshold keeps the paper's four apart (2-SDS vs 2-WDS is the closest pair, 0.34),
-    and calls a theta moved by ~1e-3 a duplicate."""
-    chars = {n: dynamics.characterise(meta_neurons.get(n)) for n in ("2-FS", "2-RS", "2-SDS", "2-WDS")}
-    bins = 150 // dynamics.RATE_BIN
-    pairs = [(a, b) for a in chars for b in chars if a < b]
-    closest = min(dynamics.response_distance(chars[a].response, chars[b].response, bins) for a, b in pairs)
-    assert closest > 3 * DUPLICATE_DISTANCE
-    moved = dynamics.characterise(MetaNeuron("fs", 2, (0.060, 0.219, -0.066, 0.004)))
-    assert dynamics.response_distance(chars["2-FS"].response, moved.response, bins) < DUPLICATE_DISTANCE
-
-
-def test_runaway_neuron_is_degenerate():
-    """Negative theta_a and theta_d: U falls without bound and V fires whatever the input (paper Fig. 4c)."""
-    problem = dynamics.characterise(MetaNeuron("x", 2, (-0.009, 0.246, -0.058, -0.065))).problem
-    assert problem.startswith("runaway")
-    u_end = float(re.search(r"(\S+) at the end", problem).group(1))
-    assert u_end < -5
-
-
-def test_silent_and_diverging_traces_are_degenerate():
-    steps = 20
-    quiet = dynamics.Trace(np.full((steps, 1), 0.5), np.zeros((steps, 1)), np.zeros((steps, 1)), np.zeros((steps, 1)))
-    assert dynamics.degeneracy(quiet, quiet).startswith("silent")
-    v = np.zeros((steps, 1))
-    v[-1] = np.nan
-    broken = dynamics.Trace(quiet.current, np.ones((steps, 1)), v, np.zeros((steps, 1)))
-    assert dynamics.degeneracy(broken, quiet).startswith("diverges")
-
-
-def test_near_duplicates_and_degenerate_candidates_are_dropped():
-    ab = Clustering(np.zeros(6, dtype=int), np.array([[0.060, 0.219]]), 1.0, np.ones(2))
-    cd_centres = np.array([[-0.065, 0.003], [-0.0652, 0.0031], [-0.010, 0.050], [-0.058, -0.4]])
-    cd = Clustering(np.array([0, 0, 0, 1, 2, 3]), cd_centres, 1.0, np.ones(2))
-    kept, records, chars = select_candidates(ab, cd, "t")
-    status = {r["id"]: (r["status"], r.get("reason", "")) for r in records}
-    assert [n.name for n in kept] == ["t-1", "t-2"] and list(chars) == ["t-1", "t-2"]
-    assert kept[0].theta == pytest.approx((0.060, 0.219, -0.065, 0.003))  # the best-supported candidate first
-    assert status["ab0-cd1"][0] == "dropped" and "near-duplicate of t-1" in status["ab0-cd1"][1]
-    assert status["ab0-cd3"][0] == "dropped" and "degenerate" in status["ab0-cd3"][1]
-    assert status["ab0-cd2"][0] == "kept"
+from mdn_snntorch import MDN, cli, make_neuron, meta_neurons
+from mdn_snntorch.discovery import collect_theta, generate
+from mdn_snntorch.pipeline import recipes
+from mdn_snntorch.pipeline.checkpoint import load_checkpoint
+from mdn_snntorch.pipeline.discover import discover, validation_accuracy
 
 
 def test_discover_on_a_tiny_run_writes_a_loadable_library(digits, tmp_path):
@@ -121,11 +58,47 @@ def test_discover_on_a_tiny_run_writes_a_loadable_library(digits, tmp_path):
 def test_discover_cli(digits, tmp_path, capsys):
     out = tmp_path / "lib.json"
     argv = ["discover", "--data", digits, "--out", str(out), "--epochs", "1", "--hidden", "24", "--batch-size", "50",
-            "--device", "cpu", "--threads", "1", "--no-progress", "--no-figures"]  # fmt: skip
+            "--device", "cpu", "--threads", "1", "--no-progress", "--no-figures", "--validation-fraction", "0.2"]  # fmt: skip
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
-    assert "(a, b) centres:" in printed and "written to" in printed
+    assert "(a, b) centres:" in printed and "written to" in printed and "validation acc." in printed
     doc = json.loads(out.read_text())
     assert doc["format"] == meta_neurons.LIBRARY_FORMAT and doc["provenance"]["training"]["hidden"] == 24
+    assert doc["provenance"]["selection"]["validation_fraction"] == 0.2
     assert cli.main(["discover", "--data", str(tmp_path / "nope.h5"), "--out", str(out)]) == 2
     assert "nope.h5" in capsys.readouterr().err
+    for bad in ("0", "1", "-0.1"):
+        assert cli.main(["discover", "--data", digits, "--out", str(tmp_path / "other.json"), "--validation-fraction", bad]) == 2
+        assert "validation_fraction" in capsys.readouterr().err
+    assert not (tmp_path / "other.json").exists() and not (tmp_path / "other_runs").exists()
+
+
+SOURCE = ["--epochs", "2", "--hidden", "24", "--batch-size", "50", "--device", "cpu", "--threads", "1", "--no-progress"]
+
+
+@pytest.mark.slow
+def test_mdn_discover_gives_the_library_of_the_api_on_the_same_trained_network(digits, tmp_path):
+    """``mdn discover`` = train, then ``collect_theta`` -> ``generate`` with the validation-split accuracy criterion:
+    calling the API on the run's trained network (candidates retrained from scratch) gives the same library, bit
+    for bit. The criterion scores each candidate on the held-out part of the training split, never on the test split."""
+    out = tmp_path / "lib.json"
+    assert cli.main(["discover", "--data", digits, "--out", str(out), *SOURCE, "--no-figures"]) == 0
+    saved = json.loads(out.read_text())
+
+    model = load_checkpoint(tmp_path / "lib_runs" / "seed0")["model"]  # the trained network, as a user has it
+    settings = {**recipes.settings("digits"), "recipe": "digits", "epochs": 2, "hidden": 24, "batch_size": 50,
+                "device": "cpu", "threads": 1, "progress": False}  # fmt: skip
+    accuracy = validation_accuracy(digits, tmp_path / "api_candidates", 1, settings, 0.1)
+    made = generate(collect_theta(model), accuracy=accuracy, prefix="lib")
+
+    assert [n.to_dict() for n in made.library.neurons] == saved["neurons"]  # names, theta, provenance: every float
+    assert json.loads(json.dumps(made.candidates)) == saved["provenance"]["selection"]["candidates"]
+    for key in ("neurons_clustered", "layers", "theta_mean", "clustering"):
+        assert json.loads(json.dumps(made.library.provenance[key])) == saved["provenance"][key], key
+    scored = [r for r in made.candidates if "accuracy" in r]
+    assert scored and len(list((tmp_path / "api_candidates").iterdir())) == len(scored)
+    for run in (tmp_path / "lib_runs" / "candidates").iterdir():  # each score is the run's validation accuracy
+        doc = json.loads((run / "metrics.json").read_text())
+        assert doc["config"]["validation_fraction"] == 0.1 and doc["config"]["epochs"] == 1
+        record = next(r for r in scored if run.name.startswith(r["id"] + "-"))
+        assert record["accuracy"] == doc["epochs"][-1]["val_acc"]

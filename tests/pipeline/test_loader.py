@@ -3,6 +3,7 @@
 import pickle
 from collections import Counter
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -10,9 +11,9 @@ from data_fixtures.spikes import id_spikes, make_spike_file, sample_ids
 
 import mdn_snntorch.pipeline.loader
 import mdn_snntorch.spikefile
-from data_prep.common import make_meta
+import mdn_snntorch.spikefile.writer
 from mdn_snntorch.pipeline.loader import plan_windows, spike_loader
-from mdn_snntorch.spikefile import SpikeDataset, SpikeFileWriter, pack_spikes
+from mdn_snntorch.spikefile import SpikeDataset, SpikeFileWriter, make_meta, pack_spikes
 
 T, D = 3, 21
 
@@ -20,7 +21,7 @@ T, D = 3, 21
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Files with 8-sample chunks and loaders with 24-sample windows, so a small file has many of both."""
-    monkeypatch.setattr(mdn_snntorch.spikefile, "CHUNK_BYTES", 8 * T * 3)
+    monkeypatch.setattr(mdn_snntorch.spikefile.writer, "CHUNK_BYTES", 8 * T * 3)
     monkeypatch.setattr(mdn_snntorch.pipeline.loader, "WINDOW_SAMPLES", 24)
 
 
@@ -62,7 +63,8 @@ def test_dataset_pickles_without_its_file_handle(path):
 def test_read_packed_equals_single_reads(path, indices):
     ds = SpikeDataset(path, "train")
     packed = ds.read_packed(np.array(indices))
-    assert np.array_equal(packed, np.stack([ds._spikes()[i] for i in indices]))
+    with h5py.File(path) as f:
+        assert np.array_equal(packed, np.stack([f["train/spikes"][i] for i in indices]))
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ from data_fixtures.spikes import id_spikes, make_spike_file, sample_ids
 
 import mdn_snntorch.pipeline.loader
 import mdn_snntorch.spikefile
-from data_prep.common import make_meta
+import mdn_snntorch.spikefile.writer
 from mdn_snntorch.pipeline.loader import SpikeLoader, spike_loader
-from mdn_snntorch.spikefile import SpikeDataset, SpikeFileError, SpikeFileWriter, pack_spikes
+from mdn_snntorch.spikefile import SpikeDataset, SpikeFileError, SpikeFileWriter, make_meta, pack_spikes
 
 T, D, N, LEVELS = 3, 21, 101, 200
 
@@ -18,7 +18,7 @@ T, D, N, LEVELS = 3, 21, 101, 200
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Files with 8-sample chunks and loaders with 24-sample windows, so a small file has many of both."""
-    monkeypatch.setattr(mdn_snntorch.spikefile, "CHUNK_BYTES", 8 * T * 3)
+    monkeypatch.setattr(mdn_snntorch.spikefile.writer, "CHUNK_BYTES", 8 * T * 3)
     monkeypatch.setattr(mdn_snntorch.pipeline.loader, "WINDOW_SAMPLES", 24)
 
 
