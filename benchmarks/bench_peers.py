@@ -11,12 +11,15 @@ rounds (medians and minima; the load average printed before and after):
 4. ``paper``: the paper's training step (784-500-10 ``ThreeLayerSNN``, batch 100, T = 20, input density 0.13)
    against the dense floor (the two Linear layers alone), at 1 and 2 threads. Targets: <= 0.55x (1 thread),
    <= 0.6x (2 threads, quiet machine).
+5. ``memory``: the neuron alone (as 1.) with the fused op's freed buffers kept (``mdn_snntorch/fused/memory.py``)
+   and under glibc's own malloc policy (``MDN_SNNTORCH_KEEP_FREED_MEMORY=0``): page faults and time per call,
+   each in fresh interpreters that take turns (the setting is process-wide).
 
 SpikingJelly is not a dependency: ``PYTHONPATH=/path/to/spikingjelly`` (``pip install --no-deps --target DIR
 spikingjelly loguru`` keeps torch as it is) adds its column. ``mdn train``'s epoch against its steps is
 ``benchmarks/bench_epoch.py``.
 
-    python benchmarks/bench_peers.py [--only neuron long tutorial5 paper] [--rounds 15] [--json out.json]
+    python benchmarks/bench_peers.py [--only neuron long tutorial5 paper memory] [--rounds 15] [--json out.json]
 """
 
 from __future__ import annotations
@@ -148,13 +151,57 @@ def section_paper(rounds: int) -> dict[str, float]:
     return out
 
 
+_MEMORY_SCRIPT = """
+import json, resource, sys, time, torch
+import mdn_snntorch as mdn
+torch.set_num_threads(1)
+neuron, calls = mdn.MDN("2-FS", check_input=False), int(sys.argv[1])
+x = torch.randn(100, 128, 1024, requires_grad=True)
+
+def call():
+    neuron.reset_mem()
+    neuron.multi_step(x).sum().backward()
+
+call(), call()
+faults, start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
+for _ in range(calls):
+    call()
+print(json.dumps({"s": (time.perf_counter() - start) / calls,
+                  "faults": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / calls}))
+"""
+
+
+def section_memory(rounds: int) -> dict[str, float]:
+    import subprocess
+
+    from mdn_snntorch.fused import memory
+
+    runs: dict[str, list[dict]] = {"kept": [], "glibc": []}
+    for _ in range(max(1, rounds // 5)):
+        for name, value in (("kept", "1"), ("glibc", "0")):
+            env = {**os.environ, memory.ENV: value}
+            command = [sys.executable, "-c", _MEMORY_SCRIPT, "10"]
+            out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+            runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print("\nneuron alone [100, 128, 1024], fwd + bwd, 1 thread: freed buffers kept or returned (10 calls a process)")
+    for name, rows in runs.items():
+        ms, faults = statistics.median(r["s"] for r in rows) * 1e3, statistics.median(r["faults"] for r in rows)
+        print(f"  {name:<14} median {ms:9.3f} ms  {faults:9.0f} page faults per call  ({len(rows)} processes)")
+    ratio = statistics.median(r["s"] for r in runs["kept"]) / statistics.median(r["s"] for r in runs["glibc"])
+    print(f"  kept / glibc's own policy: {ratio:.2f} of the time")
+    return {"memory": ratio}
+
+
 def _print(title: str, times: dict[str, tuple[float, float]], base: str) -> None:
     print(f"\n{title}")
     for name, (median, low) in times.items():
         print(f"  {name:<14} median {1e3 * median:9.3f} ms  min {1e3 * low:9.3f} ms  {median / times[base][0]:5.2f}x {base}")
 
 
-SECTIONS = {"neuron": section_neuron, "long": section_long, "tutorial5": section_tutorial5, "paper": section_paper}
+SECTIONS = {
+    "neuron": section_neuron, "long": section_long, "tutorial5": section_tutorial5, "paper": section_paper,
+    "memory": section_memory,
+}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

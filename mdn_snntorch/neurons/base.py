@@ -363,8 +363,19 @@ class MDNFamilyNeuron(SpikingNeuron):
 
     def _checked_current(self, input_: torch.Tensor, sequence: bool = False) -> torch.Tensor:
         """I = sigmoid(input) (or the input itself), after :meth:`_checked_input`."""
-        input_ = self._checked_input(input_, sequence)
+        return self._current(self._checked_input(input_, sequence))
+
+    def _current(self, input_: torch.Tensor) -> torch.Tensor:
+        """I = sigmoid(input) with ``input_sigmoid``, else the input itself."""
         return torch.sigmoid(input_) if self.input_sigmoid else input_
+
+    def _loop_input(self, x: torch.Tensor, path: str) -> tuple[torch.Tensor, bool]:
+        """``(what the sequence loop runs on, whether the fused op applies the sigmoid to it)``. On CPU the op
+        applies it: its kernels run ``torch.sigmoid`` (the same bits as outside) and fold the derivative into
+        their backward, one pass over the sequence fewer. The Triton kernels' sigmoid is only within a few
+        ulps of ``torch.sigmoid``, so on a GPU it stays outside."""
+        in_op = self.input_sigmoid and path == "fused" and x.device.type == "cpu"
+        return (x if in_op else self._current(x)), in_op
 
     def _spike_fn(self, x: torch.Tensor) -> torch.Tensor:
         """The spike function handed to the functional step (winner-take-all along dim 1 with inhibition)."""

@@ -200,14 +200,15 @@ class FirstOrder(MDNFamilyNeuron):
             spikes, vs = stack_steps(spikes, x), stack_steps(vs, x)
             self._watch_membrane(before, lambda: vs)
             return (spikes, vs) if return_traces else spikes
-        current = torch.sigmoid(x) if self.input_sigmoid else x
+        current, in_op = self._loop_input(x, path)
         kwargs = self._step_kwargs(current.dtype)
-        if path == "fused":  # the op applies the factor
+        if path == "fused":  # the op applies the factor (and the sigmoid, when in_op)
             trace = fused.first_order_multistep(
                 current,
                 v0,
                 width=self.spike_grad.width,
                 graded_spikes_factor=self._param_as("graded_spikes_factor", current.dtype),
+                input_sigmoid=in_op,
                 return_traces=return_traces,
                 detach_reset=self.detach_reset,
                 **kwargs,
@@ -220,7 +221,7 @@ class FirstOrder(MDNFamilyNeuron):
             spikes = trace.spikes * self._param_as("graded_spikes_factor", current.dtype)
         self.mem = trace.state
         self._advance(x.shape[0], torch.compiler.is_compiling())
-        self._watch_membrane(before, lambda: trace.v if return_traces else self._v_trace(current, v0, kwargs))
+        self._watch_membrane(before, lambda: trace.v if return_traces else self._v_trace(self._current(x), v0, kwargs))
         return (spikes, trace.v) if return_traces else spikes
 
     @staticmethod

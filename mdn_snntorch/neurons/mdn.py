@@ -268,12 +268,12 @@ class MDN(MDNFamilyNeuron):
             return (spikes, us, vs) if return_traces else spikes
         threshold = self._param_as("threshold", dtype)
         common = dict(threshold=threshold, dt=self.dt, substeps=self.substeps, return_traces=return_traces)
-        current = torch.sigmoid(x) if self.input_sigmoid else x
-        if path == "fused":  # the op applies the graded-spikes factor itself
+        current, in_op = self._loop_input(x, path)
+        if path == "fused":  # the op applies the graded-spikes factor itself (and the sigmoid, when in_op)
             scale = self._param_as("graded_spikes_factor", dtype)
             trace = fused.mdn_multistep(
                 current, state, theta, width=self.spike_grad.width, graded_spikes_factor=scale, detach_reset=self.detach_reset,
-                **common,
+                input_sigmoid=in_op, **common,
             )  # fmt: skip
             spikes = trace.spikes
         else:
@@ -281,7 +281,9 @@ class MDN(MDNFamilyNeuron):
             spikes = trace.spikes * self._param_as("graded_spikes_factor", current.dtype)
         self.mem, self.u = trace.state
         self._advance(x.shape[0], torch.compiler.is_compiling())
-        self._watch_membrane(before, lambda: trace.v if return_traces else self._v_trace(current, state, theta, threshold))
+        self._watch_membrane(
+            before, lambda: trace.v if return_traces else self._v_trace(self._current(x), state, theta, threshold)
+        )
         return (spikes, trace.u, trace.v) if return_traces else spikes
 
     def _v_trace(self, current: torch.Tensor, state: MDNState, theta: MDNParameters, threshold) -> torch.Tensor:

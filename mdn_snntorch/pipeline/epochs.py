@@ -154,11 +154,19 @@ class EpochLoop:
                 loss.double() * n,
                 correct(out, y, self.codes).double(),
                 torch.tensor(float(n), device=self.device, dtype=torch.float64),
-                hidden.double().mean() * n,
+                _spike_mean(hidden) * n,
                 out.double().mean() * n,
                 cosine.double(),
             ]
         )
+
+
+def _spike_mean(spikes: torch.Tensor) -> torch.Tensor:
+    """The mean of ``spikes [T, ...]`` in float64, summed over time in (at least) float32 first: for spikes of 0
+    and 1 the counts over time are exact there, so this is ``spikes.double().mean()`` to the bit, without a
+    float64 copy of the whole sequence."""
+    counts = spikes.sum(0, dtype=torch.promote_types(spikes.dtype, torch.float32))
+    return counts.double().sum() / spikes.numel()
 
 
 def _rates(sums: torch.Tensor, bit_targets: bool) -> dict[str, float]:

@@ -7,8 +7,9 @@ instantiations) includes the dtype-generic ``c/spike_linear_impl.h`` once for ``
 - ``sl_count_rows``: nonzeros per row of ``x [R, K]`` -> row pointers, and whether every value is 0 or 1;
 - ``sl_fill_rows``: the column (and, for non-binary inputs, the value) of every nonzero, row by row (CSR);
 - ``sl_transpose``: the same entries by column (CSC), for the weight gradient;
-- ``sl_gather``: ``out[i, :] = init + sum_p val[p] D[idx[p], :]`` over the entries of row ``i``, in blocks of
-  columns that keep ``D``'s block in the L2 cache and the accumulators in vector registers.
+- ``sl_gather``: ``out[i, :] = init + sum_p val[p] D[idx[p], :]`` over the entries of row ``i`` in their order,
+  in blocks of columns whose accumulators stay in vector registers and chunks of ``D``'s rows that stay in
+  the L1 cache.
 
 The compiler is found, and the library cached, as for the fused op's kernels
 (:mod:`mdn_snntorch.fused.c_kernels`: ``$CC``, ``cc``, ``gcc``, ``clang``; ``$MDN_SNNTORCH_CACHE`` or
@@ -77,7 +78,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         getattr(lib, "sl_fill_rows" + sfx).argtypes = [p, i64, i64, p, p, p, i32]
         fn = getattr(lib, "sl_transpose" + sfx)
         fn.argtypes, fn.restype = [i64, i64, p, p, p, p, p, p, i32], i32
-        getattr(lib, "sl_gather" + sfx).argtypes = [i64, i64, p, p, p, p, i64, p, p, i64, i64, i32]
+        fn = getattr(lib, "sl_gather" + sfx)
+        fn.argtypes, fn.restype = [i64, i64, p, p, p, p, i64, p, p, i64, i64, i32], i32
 
 
 def _load(cc: str) -> ctypes.CDLL:
@@ -167,6 +169,7 @@ def gather(ptr: Tensor, idx: Tensor, val: Tensor | None, D: Tensor, init: Tensor
     """``out(i, j) = init[j] + sum_p val[p] D[idx[p], j]`` over the entries ``p`` of row ``i`` (``out(i, j)`` at
     ``out[i * si + j * sj]``); ``D [*, N]`` and ``init`` contiguous."""
     n, (nd, N) = ptr.shape[0] - 1, D.shape
-    _fn("sl_gather", D.dtype)(
+    if _fn("sl_gather", D.dtype)(
         n, N, _ptr(ptr), _ptr(idx), _ptr(val), _ptr(D), nd, _ptr(init), _ptr(out), si, sj, threads(idx.shape[0] * N)
-    )
+    ):
+        raise MemoryError("sl_gather could not allocate its row cursors and partial sums")

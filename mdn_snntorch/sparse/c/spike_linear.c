@@ -4,8 +4,9 @@
    A spike input x [R, K] is mostly zeros, so x W^T only needs the rows of W^T of the active inputs:
    the kernels turn x into a compressed list of its nonzero entries (by row, CSR; for the weight gradient
    also by column, CSC) and run one sparse x dense product, out[i, :] = init[:] + sum_p val[p] D[idx[p], :],
-   over blocks of NV vectors of D's columns, so that the block of D (W^T in the forward, the output
-   gradient in the backward) stays in the core's L2 cache and the NV accumulators in registers.
+   over blocks of NV vectors of D's columns (the accumulators in registers) and chunks of D's rows (W^T in
+   the forward, the output gradient in the backward), so that the chunk of D being read stays in the core's
+   L1 cache; the partial sums between chunks go to the output (or a scratch block).
 
    The dtype-generic kernels are in spike_linear_impl.h, included below once per floating type; each
    exported function carries the type's suffix (sl_gather_f32, sl_gather_f64, ...). Threads: OpenMP
@@ -35,11 +36,12 @@
 #define VBYTES 16
 #endif
 #endif
-/* at most this many vectors per column block: the accumulators of one output row's block, kept in
-   registers (sl_gather's switch has a case for each count up to it) */
-#define NV 8
-/* the block of D's columns walked by one pass should fit this many bytes (the core's L2 cache) */
-#define TILE_BYTES (512 * 1024)
+/* vectors per column block: the accumulators of one output row's block, kept in registers (sl_gather's
+   switch has a case for each count up to it) */
+#define NV 4
+/* the chunk of D's rows walked by one pass over the output rows: this many bytes of its block of columns
+   (within the core's L1 data cache; 128 rows of 4 AVX-512 vectors; measured by benchmarks/bench_sparse.py) */
+#define CHUNK_BYTES (32 * 1024)
 /* ranges of rows per thread in sl_gather (taken dynamically) */
 #define CHUNKS_PER_THREAD 8
 #define MAX_THREADS 256

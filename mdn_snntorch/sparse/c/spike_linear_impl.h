@@ -105,53 +105,85 @@ int SFX(sl_transpose)(int64_t R, int64_t K, const int64_t *ptr, const int32_t *i
     return 0;
 }
 
-/* Rows lo..hi of the product for one block of nv vectors of columns starting at vector q0 (nv a
-   compile-time constant after inlining, so the accumulators live in registers). The last vector of a
-   row is loaded from N - VL, overlapping its neighbour: every load is a whole vector, and the lanes
-   computed twice are computed alike. */
-static inline __attribute__((always_inline)) void SFX(block)(const int nv, int64_t q0, int64_t lo, int64_t hi, int64_t N,
-                                                             const int64_t *ptr, const int32_t *idx, const scalar_t *val,
-                                                             const scalar_t *D, const scalar_t *init, scalar_t *out,
-                                                             int64_t si, int64_t sj) {
-    int64_t off[NV];
-    for (int v = 0; v < nv; v++) off[v] = (q0 + v) * VL < N - VL ? (q0 + v) * VL : N - VL;
-    for (int64_t i = lo; i < hi; i++) {
-        VEC acc[NV];
-        for (int v = 0; v < nv; v++) acc[v] = init ? *(const VEC *)(init + off[v]) : (VEC){0};
-        const int64_t p1 = ptr[i + 1];
-        if (val) {
-            for (int64_t p = ptr[i]; p < p1; p++) {
-                const scalar_t *d = D + (int64_t)idx[p] * N;
-                const VEC s = (VEC){0} + val[p];
-                for (int v = 0; v < nv; v++) acc[v] += s * *(const VEC *)(d + off[v]);
+/* Rows lo..hi of the product for one block of nv vectors of columns starting at column o0 (nv a compile-time
+   constant after inlining, so the accumulators live in registers), D's rows taken kc at a time: for each
+   chunk of D's rows, every output row adds its entries in that chunk to its partial sums, kept in part
+   (row i at part + i * ps; the chunk of D, kc x nv vectors, stays in the L1 cache). cur[i] is where row i's
+   next entry is. The entries of a row are in increasing order of their index, so each sum is still
+   init + val[ptr[i]] D[..] + val[ptr[i] + 1] D[..] + ..., in that order: the result is the same bits as
+   one pass. */
+static inline __attribute__((always_inline)) void SFX(block)(const int nv, int64_t o0, int64_t lo, int64_t hi, int64_t N,
+                                                             int64_t nd, int64_t kc, const int64_t *ptr, const int32_t *idx,
+                                                             const scalar_t *val, const scalar_t *D, const scalar_t *init,
+                                                             scalar_t *part, int64_t ps, int64_t *cur) {
+    const scalar_t *Db = D + o0;
+    for (int64_t i = lo; i < hi; i++) cur[i] = ptr[i];
+    for (int64_t k0 = 0; k0 < nd; k0 += kc) {
+        const int32_t kend = k0 + kc < nd ? (int32_t)(k0 + kc) : INT32_MAX;
+        for (int64_t i = lo; i < hi; i++) {
+            scalar_t *o = part + i * ps;
+            VEC acc[NV];
+            if (k0)
+                for (int v = 0; v < nv; v++) acc[v] = *(const VEC *)(o + v * VL);
+            else
+                for (int v = 0; v < nv; v++) acc[v] = init ? *(const VEC *)(init + o0 + v * VL) : (VEC){0};
+            const int64_t p1 = ptr[i + 1];
+            int64_t p = cur[i];
+            if (val) {
+                for (; p < p1 && idx[p] < kend; p++) {
+                    const scalar_t *d = Db + (int64_t)idx[p] * N;
+                    const VEC s = (VEC){0} + val[p];
+                    for (int v = 0; v < nv; v++) acc[v] += s * *(const VEC *)(d + v * VL);
+                }
+            } else {
+                for (; p < p1 && idx[p] < kend; p++) {
+                    const scalar_t *d = Db + (int64_t)idx[p] * N;
+                    for (int v = 0; v < nv; v++) acc[v] += *(const VEC *)(d + v * VL);
+                }
             }
-        } else {
-            for (int64_t p = ptr[i]; p < p1; p++) {
-                const scalar_t *d = D + (int64_t)idx[p] * N;
-                for (int v = 0; v < nv; v++) acc[v] += *(const VEC *)(d + off[v]);
-            }
-        }
-        scalar_t *o = out + i * si;
-        if (sj == 1) {
-            for (int v = 0; v < nv; v++) *(VEC *)(o + off[v]) = acc[v];
-        } else {
-            for (int v = 0; v < nv; v++)
-                for (int64_t l = 0; l < VL; l++) o[(off[v] + l) * sj] = acc[v][l];
+            cur[i] = p;
+            for (int v = 0; v < nv; v++) *(VEC *)(o + v * VL) = acc[v];
         }
     }
 }
 
+/* Rows lo..hi of the product for all columns, block by block: blocks of NV vectors, the last one moved
+   left to end at column N (overlapping its neighbour: every load is a whole vector, and the lanes computed
+   twice are computed alike). The partial sums are kept in out itself when its rows are contiguous (sj == 1),
+   else in scratch ([n, NV vectors]), copied to out once a block is done. */
+static void SFX(rows)(int64_t lo, int64_t hi, int64_t N, int64_t nd, const int64_t *ptr, const int32_t *idx,
+                      const scalar_t *val, const scalar_t *D, const scalar_t *init, scalar_t *out, int64_t si, int64_t sj,
+                      int64_t *cur, scalar_t *scratch) {
+    const int64_t nvec = (N + VL - 1) / VL;
+    for (int64_t q0 = 0; q0 < nvec;) {
+        int nv = nvec - q0 < NV ? (int)(nvec - q0) : NV;
+        while (nv * VL > N) nv--; /* (a row narrower than the block: one vector fewer, the last moved left) */
+        const int64_t o0 = q0 * VL < N - nv * VL ? q0 * VL : N - nv * VL;
+        const int64_t kc = CHUNK_BYTES / (nv * VBYTES);
+        scalar_t *part = sj == 1 ? out + o0 : scratch;
+        const int64_t ps = sj == 1 ? si : NV * VL;
+        switch (nv) {
+        case 1: SFX(block)(1, o0, lo, hi, N, nd, kc, ptr, idx, val, D, init, part, ps, cur); break;
+        case 2: SFX(block)(2, o0, lo, hi, N, nd, kc, ptr, idx, val, D, init, part, ps, cur); break;
+        case 3: SFX(block)(3, o0, lo, hi, N, nd, kc, ptr, idx, val, D, init, part, ps, cur); break;
+        default: SFX(block)(NV, o0, lo, hi, N, nd, kc, ptr, idx, val, D, init, part, ps, cur); break;
+        }
+        if (sj != 1)
+            for (int64_t i = lo; i < hi; i++)
+                for (int64_t l = 0; l < nv * VL; l++) out[i * si + (o0 + l) * sj] = scratch[i * ps + l];
+        q0 += nv;
+    }
+}
+
 /* Sparse x dense: out(i, j) = init[j] + sum_{p = ptr[i]}^{ptr[i + 1] - 1} val[p] D[idx[p], j] for i < n, j < N,
-   with D [*, N] row-major, val NULL meaning all ones, init NULL meaning zero, and out(i, j) stored at
-   out[i * si + j * sj]. D has nd rows. The rows i are cut into CHUNKS_PER_THREAD ranges per thread holding
-   equal numbers of entries, taken by the threads as they come free (a thread descheduled by a busy machine
-   holds up little); each range is walked once per block of columns, the block as wide as NV vectors or as
-   makes nd rows of it fit TILE_BYTES. */
-void SFX(sl_gather)(int64_t n, int64_t N, const int64_t *ptr, const int32_t *idx, const scalar_t *val, const scalar_t *D,
-                    int64_t nd, const scalar_t *init, scalar_t *out, int64_t si, int64_t sj, int threads) {
+   summed in that order, with D [nd, N] row-major, the entries of each row in increasing order of idx, val
+   NULL meaning all ones, init NULL meaning zero, and out(i, j) stored at out[i * si + j * sj]. The rows i
+   are cut into CHUNKS_PER_THREAD ranges per thread holding equal numbers of entries, taken by the threads
+   as they come free (a thread descheduled by a busy machine holds up little). Returns 0, or -1 when the
+   cursors and partial sums cannot be allocated. */
+int SFX(sl_gather)(int64_t n, int64_t N, const int64_t *ptr, const int32_t *idx, const scalar_t *val, const scalar_t *D,
+                   int64_t nd, const scalar_t *init, scalar_t *out, int64_t si, int64_t sj, int threads) {
     if (threads < 1) threads = 1;
-    int64_t bw = TILE_BYTES / ((nd > 0 ? nd : 1) * VBYTES);
-    bw = bw < 1 ? 1 : bw > NV ? NV : bw;
     if (N < VL) { /* narrower than a vector: plain loops */
         OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
         for (int64_t i = 0; i < n; i++) {
@@ -164,27 +196,25 @@ void SFX(sl_gather)(int64_t n, int64_t N, const int64_t *ptr, const int32_t *idx
             }
             for (int64_t j = 0; j < N; j++) out[i * si + j * sj] = acc[j];
         }
-        return;
+        return 0;
     }
-    const int64_t nvec = (N + VL - 1) / VL;
+    int64_t *cur = (int64_t *)malloc((size_t)n * sizeof(int64_t) + 64);
+    scalar_t *scratch = sj == 1 ? NULL : (scalar_t *)aligned_alloc(64, ((size_t)n * NV * VBYTES + 63) / 64 * 64);
+    if (!cur || (sj != 1 && !scratch)) {
+        free(cur);
+        free(scratch);
+        return -1;
+    }
     const int chunks = threads > 1 ? threads * CHUNKS_PER_THREAD : 1;
     OMP(omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1))
     for (int c = 0; c < chunks; c++) {
         int64_t lo, hi;
         balanced_range(ptr, n, c, chunks, &lo, &hi);
-        for (int64_t q0 = 0; q0 < nvec; q0 += bw) {
-            switch (nvec - q0 < bw ? nvec - q0 : bw) {
-            case 1: SFX(block)(1, q0, lo, hi, N, ptr, idx, val, D, init, out, si, sj); break;
-            case 2: SFX(block)(2, q0, lo, hi, N, ptr, idx, val, D, init, out, si, sj); break;
-            case 3: SFX(block)(3, q0, lo, hi, N, ptr, idx, val, D, init, out, si, sj); break;
-            case 4: SFX(block)(4, q0, lo, hi, N, ptr, idx, val, D, init, out, si, sj); break;
-            case 5: SFX(block)(5, q0, lo, hi, N, ptr, idx, val, D, init, out, si, sj); break;
-            case 6: SFX(block)(6, q0, lo, hi, N, ptr, idx, val, D, init, out, si, sj); break;
-            case 7: SFX(block)(7, q0, lo, hi, N, ptr, idx, val, D, init, out, si, sj); break;
-            default: SFX(block)(NV, q0, lo, hi, N, ptr, idx, val, D, init, out, si, sj); break;
-            }
-        }
+        SFX(rows)(lo, hi, N, nd, ptr, idx, val, D, init, out, si, sj, cur, scratch);
     }
+    free(cur);
+    free(scratch);
+    return 0;
 }
 
 #undef VEC

@@ -1,0 +1,191 @@
+"""An ``mdn train`` epoch against the sum of its training steps, in one run, 1 thread, on a real spike file.
+
+Runs :func:`mdn_snntorch.pipeline.trainer.train` as ``mdn train`` does (the paper's 784-500-10 network,
+batch 100, checkpoints and metrics written into a temporary run directory) with timers around its pieces:
+
+- **steps**: the forward in training mode, the loss, the backward and the Adam update of each batch;
+- **loading**: the training loader's batches (HDF5 reads, unpacking the bits into float32);
+- **host copies**: each batch's rows moved to the device (``EpochLoop._my_rows``);
+- **metrics**: each batch's sums (loss, correct, firing rates);
+- **evaluation**: the test split after the epoch (its loading included, printed apart);
+- **checkpoint**: ``epoch_NNN.pt``, ``metrics.json`` and ``metrics.csv`` (``RunFiles.save_epoch``);
+- **other**: the rest (progress bar, signal checks, the per-batch finiteness check's sync).
+
+An epoch's wall time runs from the trainer taking it up (``_Run._epoch``) to its files written. Target: epoch
+wall time <= 1.15x the sum of its steps. ``--train-samples N`` trains on the first N samples of the training
+split only (the run's training indices, as a validation split sets them), where a full epoch takes too
+long; the output says so.
+
+    python benchmarks/bench_epoch.py --data /work/data/mnist.h5 [--epochs 2] [--train-samples N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import torch
+
+from mdn_snntorch.pipeline import epochs, loader, run_data, run_files, trainer
+from mdn_snntorch.pipeline.config import TrainConfig
+from mdn_snntorch.pipeline.model import ThreeLayerSNN
+
+TARGET = 1.15
+PARTS = ("loading", "host copies", "metrics", "evaluation", "checkpoint")
+
+
+class Timers:
+    """Seconds per piece and epoch, and the phase (``train`` or ``eval``) the loop is in."""
+
+    def __init__(self) -> None:
+        self.epoch = -1
+        self.phase = "setup"
+        self.seconds: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self.batches: dict[int, int] = defaultdict(int)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[self.epoch][name] += seconds
+
+    def wrap(self, fn: Callable, name: str, phase: str | None = None) -> Callable:
+        """``fn`` that adds its time to ``name`` (only while in ``phase``, when one is given)."""
+
+        def timed(*args, **kwargs):
+            if phase is not None and self.phase != phase:
+                return fn(*args, **kwargs)
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.add(name, time.perf_counter() - start)
+
+        return timed
+
+    def timed_batches(self, start_batches: Callable[[], Iterator], name: str) -> Iterator:
+        """The batches of ``start_batches()``, its start and each batch's wait added to ``name``."""
+        batches = None
+        while True:
+            start = time.perf_counter()
+            try:
+                batches = start_batches() if batches is None else batches
+                batch = next(batches)
+            except StopIteration:
+                return
+            finally:
+                self.add(name, time.perf_counter() - start)
+            yield batch
+
+
+@contextmanager
+def instrumented(timers: Timers):
+    """The trainer with timers around its pieces (the code that runs is the trainer's own)."""
+    real = {
+        "epoch": trainer._Run._epoch, "train": epochs.EpochLoop.train_epoch, "evaluate": epochs.EpochLoop.evaluate,
+        "step": epochs.EpochLoop._step, "rows": epochs.EpochLoop._my_rows, "sums": epochs.EpochLoop._batch_sums,
+        "forward": ThreeLayerSNN.forward, "loss": epochs.rate_mse_loss, "iter": loader.SpikeLoader.__iter__,
+        "save": run_files.RunFiles.save_epoch,
+    }  # fmt: skip
+
+    def epoch(run, index):
+        timers.epoch = index
+        return timers.wrap(real["epoch"], "epoch")(run, index)
+
+    def in_phase(phase: str, fn: Callable, name: str) -> Callable:
+        def run(*args, **kwargs):
+            timers.phase = phase
+            try:
+                return timers.wrap(fn, name)(*args, **kwargs)
+            finally:
+                timers.phase = "between"
+
+        return run
+
+    def train_epoch(loop, batches, *args):
+        timers.batches[timers.epoch] = len(batches)
+        return in_phase("train", real["train"], "training pass")(loop, batches, *args)
+
+    def batches(spike_loader):
+        name = "loading" if timers.phase == "train" else "evaluation loading"
+        return timers.timed_batches(lambda: real["iter"](spike_loader), name)
+
+    patches = [
+        (trainer._Run, "_epoch", epoch),
+        (epochs.EpochLoop, "train_epoch", train_epoch),
+        (epochs.EpochLoop, "evaluate", in_phase("eval", real["evaluate"], "evaluation")),
+        (epochs.EpochLoop, "_step", timers.wrap(real["step"], "steps", "train")),
+        (epochs.EpochLoop, "_my_rows", timers.wrap(real["rows"], "host copies", "train")),
+        (epochs.EpochLoop, "_batch_sums", timers.wrap(real["sums"], "metrics", "train")),
+        (ThreeLayerSNN, "forward", timers.wrap(real["forward"], "steps", "train")),
+        (epochs, "rate_mse_loss", timers.wrap(real["loss"], "steps", "train")),
+        (loader.SpikeLoader, "__iter__", batches),
+        (run_files.RunFiles, "save_epoch", timers.wrap(real["save"], "checkpoint")),
+    ]
+    with ExitStack() as stack:
+        for owner, name, value in patches:
+            stack.enter_context(mock.patch.object(owner, name, value))
+        yield
+
+
+def first_samples(n: int | None) -> Callable:
+    """``run_data.load`` keeping the first ``n`` samples of the training split as its training indices."""
+    real = run_data.load
+
+    def load(config, device):
+        data = real(config, device)
+        if n is not None:
+            data.train_indices = np.arange(min(n, len(data.train_set)), dtype=np.int64)
+        return data
+
+    return load
+
+
+def report(timers: Timers, epoch: int) -> dict[str, float]:
+    """The epoch's pieces in seconds and its wall time against its steps, printed."""
+    s = timers.seconds[epoch]
+    wall = s["epoch"] + s["checkpoint"]
+    parts = {name: s[name] for name in PARTS}
+    parts["other"] = wall - s["steps"] - sum(parts.values())
+    print(f"\nepoch {epoch + 1}: {timers.batches[epoch]} batches, wall {wall:.2f} s, steps {s['steps']:.2f} s")
+    for name, seconds in parts.items():
+        print(f"  {name:<12} {seconds:8.3f} s  {100 * seconds / s['steps']:5.1f}% of the steps")
+    print(f"  (evaluation: {s['evaluation loading']:.3f} s of it loading the test split)")
+    ratio = wall / s["steps"]
+    print(f"  epoch wall / sum of steps: {ratio:.3f}  (target <= {TARGET}: {'met' if ratio <= TARGET else 'not met'})")
+    return {"wall": wall, "steps": s["steps"], "ratio": ratio, **parts}
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, float]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="a spike file (mdn prep mnist writes one)")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--train-samples", type=int, help="train on the first N training samples only")
+    parser.add_argument("--hidden", type=int, default=500)
+    args = parser.parse_args(argv)
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; torch {torch.__version__}, 1 thread")
+    if args.train_samples:
+        print(f"a subset: the first {args.train_samples} training samples (a full epoch is longer)")
+    timers = Timers()
+    with tempfile.TemporaryDirectory() as tmp, instrumented(timers), mock.patch.object(
+        run_data, "load", first_samples(args.train_samples)
+    ):  # fmt: skip
+        config = TrainConfig(data=args.data, out=str(Path(tmp) / "run"), epochs=args.epochs, hidden=args.hidden,
+                             threads=1, progress=False)  # fmt: skip
+        start = time.perf_counter()
+        trainer.train(config)
+        total = time.perf_counter() - start
+    rows = [report(timers, epoch) for epoch in range(args.epochs)]
+    setup = total - sum(r["wall"] for r in rows)
+    print(f"\ntrain() {total:.2f} s in all; {setup:.2f} s before and between the epochs (opening the data, the model)")
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
