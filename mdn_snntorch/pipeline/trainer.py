@@ -165,15 +165,20 @@ class _Run:
         if self.point.start_epoch >= cfg.epochs and main and cfg.progress:
             print(f"{self.out}: already trained for {self.point.start_epoch} epochs (asked for {cfg.epochs})", file=sys.stderr)
         for epoch in range(self.point.start_epoch, cfg.epochs):
-            row = self._epoch(epoch)
-            metrics.append(row)
-            if main:
-                if self.files.active:
-                    self.point.last_checkpoint = self.files.save_epoch(
-                        epoch, cfg, self.model, self.model_spec, self.optimizer, metrics, self.point.last_checkpoint
-                    )
-                if cfg.progress:
-                    tqdm.write(_epoch_line(row, cfg.epochs), file=sys.stderr)
+            try:
+                row = self._epoch(epoch)
+                metrics.append(row)
+                if main:
+                    if self.files.active:
+                        self.point.last_checkpoint = self.files.save_epoch(
+                            epoch, cfg, self.model, self.model_spec, self.optimizer, metrics, self.point.last_checkpoint
+                        )
+                    if cfg.progress:
+                        tqdm.write(_epoch_line(row, cfg.epochs), file=sys.stderr)
+            except RuntimeError as error:  # PyTorch's SIGCHLD handler can raise a worker's death at any point
+                if isinstance(error, WorkerDied) or "DataLoader worker" not in str(error):
+                    raise
+                self._worker_died(epoch, error)
             distributed.barrier(self.ctx)
         return TrainResult(self.model, cfg.to_dict(), metrics, self.out, self.point.last_checkpoint)
 
