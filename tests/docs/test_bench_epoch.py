@@ -1,16 +1,14 @@
 """benchmarks/bench_epoch.py: an ``mdn train`` epoch's wall time split into its steps and the rest."""
 
-import importlib.util
 from pathlib import Path
+
+from data_fixtures.benchmarks import benchmark
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("bench_epoch", ROOT / "benchmarks" / "bench_epoch.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark("bench_epoch")
 
 
 def test_the_epoch_splits_into_steps_and_named_pieces(digits, capsys):

@@ -1,19 +1,16 @@
 """benchmarks/epoch_curves.py: per-epoch test curves of runs, read from their metrics.json."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from data_fixtures.benchmarks import benchmark
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("epoch_curves", ROOT / "benchmarks" / "epoch_curves.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark("epoch_curves")
 
 
 def _run(folder: Path, series: list[float | None]) -> Path:

@@ -1,11 +1,11 @@
 """Fig. 8 from the paper's own Table 3 (benchmarks/paper_fig8.py): the committed file is what the script
 computes, from the committed transcription of Table 3, for both readings of N-MNIST's kind."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from data_fixtures.benchmarks import benchmark
 from data_fixtures.paper import EXPECTED, TABLE3
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -13,10 +13,7 @@ RESULTS = ROOT / "docs" / "results" / "paper"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("paper_fig8", ROOT / "benchmarks" / "paper_fig8.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark("paper_fig8")
 
 
 def test_the_transcribed_table_is_the_papers():

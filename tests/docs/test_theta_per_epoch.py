@@ -1,11 +1,11 @@
 """benchmarks/theta_per_epoch.py: the mean learnable theta of each layer in every checkpoint of a run."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from data_fixtures.benchmarks import benchmark
 
 from mdn_snntorch.pipeline.trainer import TrainConfig, train
 
@@ -13,10 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("theta_per_epoch", ROOT / "benchmarks" / "theta_per_epoch.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark("theta_per_epoch")
 
 
 def test_each_checkpoint_gives_its_layers_mean_theta(digits, tmp_path):
