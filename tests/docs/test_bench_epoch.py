@@ -1,10 +1,6 @@
 """benchmarks/bench_epoch.py: an ``mdn train`` epoch's wall time split into its steps and the rest."""
 
-from pathlib import Path
-
 from data_fixtures.benchmarks import benchmark
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script():

@@ -6,8 +6,6 @@ from pathlib import Path
 import pytest
 from data_fixtures.benchmarks import benchmark
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def _script():
     return benchmark("epoch_curves")

@@ -1,15 +1,12 @@
 """benchmarks/theta_per_epoch.py: the mean learnable theta of each layer in every checkpoint of a run."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from data_fixtures.benchmarks import benchmark
 
 from mdn_snntorch.pipeline.trainer import TrainConfig, train
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script():
