@@ -44,10 +44,6 @@ RUN_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG}
 _PROJECT = tuple(str(Path(__file__).resolve().parents[2] / pkg) + os.sep for pkg in ("mdn_snntorch", "data_prep", "validation"))
 
 
-class RunFailed(RuntimeError):
-    """A run that started and could not finish; its message says why and what was kept."""
-
-
 def _message(err: BaseException) -> str:
     """The exception's message on one line."""
     # KeyError's str() is the repr of its argument; the argument is the message
@@ -75,8 +71,8 @@ def classify(err: BaseException) -> tuple[int, str]:
     extra = missing_extra(err)
     if extra is not None:
         return BAD_INPUT, f"error: {extra}"
-    if isinstance(err, RunFailed) or type(err).__name__ == "NonFiniteLossError":
-        return FAILED, _message(err)
+    if type(err).__name__ == "NonFiniteLossError":  # by name: the CLI's handler does not import the pipeline
+        return FAILED, f"error: {_message(err)}"
     if isinstance(err, KeyboardInterrupt):
         return getattr(err, "exit_code", INTERRUPTED), str(err) if isinstance(err, signals.Interrupted) else "interrupted"
     code = getattr(err, "exit_code", None)

@@ -10,6 +10,7 @@ import pytest
 
 from mdn_snntorch.atomic import OutputError, WriteError
 from mdn_snntorch.cli import errors
+from mdn_snntorch.pipeline.epochs import NonFiniteLossError
 from mdn_snntorch.runlock import LockedError
 from mdn_snntorch.signals import Interrupted
 from mdn_snntorch.spikefile import InputChangedError, SpikeFileError
@@ -37,6 +38,12 @@ def _raised_here(err: BaseException) -> BaseException:
         (Interrupted(signal.SIGINT), 130, "interrupted (Ctrl-C)"),
         (Interrupted(signal.SIGTERM), 143, "terminated (SIGTERM)"),
         (KeyboardInterrupt(), 130, "interrupted"),
+        (
+            NonFiniteLossError(3, 7, float("nan"), 1.0, None),
+            1,
+            "error: non-finite loss (nan) at epoch 3, batch 7: training stopped before the update; no checkpoint had been "
+            "written yet",
+        ),
     ],
 )  # fmt: skip
 def test_exit_codes_and_one_line_messages(err, code, line):
