@@ -104,10 +104,9 @@ def _unbacked_section(section: str, page: Path) -> list[str]:
     return problems
 
 
-#: pages with numbers still unbacked: study.md's authors'-protocol tables (their runs are being repeated),
-#: training.md (single runs with no results file yet);
+#: pages with numbers still unbacked: study.md's authors'-protocol tables (their runs are being repeated);
 #: strict, so a page that becomes backed fails here until it leaves this list
-PENDING = {"study.md", "training.md"}
+PENDING = {"study.md"}
 
 
 @pytest.mark.parametrize(
