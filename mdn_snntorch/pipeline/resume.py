@@ -1,5 +1,5 @@
 """Continuing a training run: which checkpoint it continues from, which settings may change on the way,
-and what the optimiser and the metrics get back (docs/training.md#resuming)."""
+and what the optimiser and the metrics get back (docs/training.md#mdn-train)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 The paper reports one number per run without saying which epoch it is; the paper authors' script prints the
 best test score and the mean of the last ten. A run records all three for every score it has
-(``summary`` in ``metrics.json``), and tables say which one they show (docs/training.md#which-epoch).
+(``summary`` in ``metrics.json``), and tables say which one they show (docs/training.md#mdn-evaluate-paper-table-3-eq-7-figs-6-8).
 Only ``final`` and the validation series are free of choosing on the test split: ``best`` of a test series
 is the authors' figure, kept to compare with theirs.
 """
