@@ -20,9 +20,9 @@ A sequence ``[T, B, ...]`` (``multi_step``, or ``forward`` of a ``step_mode="mul
 :func:`route` gives the whole decision for a layer and an input, as a :class:`Route` (``neuron.explain(x)``
 prints it). The neurons ask its parts on every call: :func:`step_rejections` and :func:`c_step_rejection` per
 single step (a few attribute reads and comparisons) and :func:`sequence_path` per sequence; the fused op asks
-:func:`kernel_route` (through ``ops.resolve_kernel``, decided once per graph under ``torch.compile``). The first time the C kernels cannot
-run where they would (no compiler, a failed build, ``MDN_SNNTORCH_NO_CEXT``) or triton is missing on a GPU,
-one warning names the reason and the cost.
+:func:`kernel_route` (through ``ops.resolve_kernel``, decided once per graph under ``torch.compile``). The
+first time the C kernels cannot run where they would (no compiler, a failed build, ``MDN_SNNTORCH_NO_CEXT``)
+or triton is missing on a GPU, one warning names the reason and the cost.
 
 This module is light (torch only at import): the kernels, their builder and the self-check are imported when
 a kernel is chosen.

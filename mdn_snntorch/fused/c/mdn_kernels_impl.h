@@ -114,6 +114,24 @@ static inline scalar_t SFX(mdn_reset_spike_adjoint)(scalar_t gv, scalar_t gu, sc
     return gv * (c - SFX(mdn_vprime)(v, u, I, dt)) + gu * d;
 }
 
+/* The adjoint of one step of one element with a single Euler sub-step: threshold, surrogate and mdn_adjoint in
+   one, from its pre-step state v, u, x = V' - V_th, the current I, the gradient gs of its output spike and the
+   graded-spikes factor sc; the state gradients and the parameter sums are updated as in mdn_adjoint (*gsc: the
+   factor's). Returns the gradient of the input (through the sigmoid when sig). */
+static inline scalar_t SFX(mdn_step_adjoint)(scalar_t v, scalar_t u, scalar_t x, scalar_t I, scalar_t gs, scalar_t sc,
+                                             scalar_t dt, scalar_t w, int und, int sig, scalar_t b, scalar_t c, scalar_t d,
+                                             scalar_t dab, scalar_t oma, scalar_t *restrict gv, scalar_t *restrict gu,
+                                             scalar_t *restrict ga, scalar_t *restrict gb, scalar_t *restrict gc,
+                                             scalar_t *restrict gd, scalar_t *restrict gth, scalar_t *restrict gsc) {
+    const int fire = x > 0;
+    const int open = SFX(in_window)(x, w);
+    scalar_t gsh = open ? gs * sc : (scalar_t)0;
+    if (und && open) gsh += SFX(mdn_reset_spike_adjoint)(*gv, *gu, v, u, I, dt, c, d);
+    *gsc += fire ? gs : (scalar_t)0;
+    const scalar_t g = SFX(mdn_adjoint)(v, u, fire, gsh, dt, b, dab, oma, gv, gu, ga, gb, gc, gd, gth);
+    return SFX(through_sigmoid)(g, I, sig);
+}
+
 /* Advance a block of n elements by one network step (S Euler sub-steps of dt, input I held); acc gets
    the step's spike, the OR of the sub-steps' spikes, s <- s + s_k - s s_k. */
 static inline void SFX(mdn_advance)(int n, int S, scalar_t dt, const scalar_t *restrict I, scalar_t *restrict v,
@@ -132,6 +150,25 @@ static inline void SFX(mdn_advance)(int n, int S, scalar_t dt, const scalar_t *r
 /* ck: NULL keeps no checkpoints (the single step: its backward reads v0, u0 themselves). xr, vr: NULL, or the
    input x [T, M] and the state v0 [M] whose non-finite values are counted into bad[0] and bad[1]. shared: bit q
    set where parameter q (a, b, c, d, th, sc) is one value for every neuron (read at [0]), else it has N values. */
+/* The backward of a single step (T = 1, one sub-step) of n elements in one pass: the step recomputed from its
+   state v0, u0 (mdn_euler) and its adjoint (mdn_step_adjoint) from the gradients gs, gvT, guT of its outputs into
+   those of its input gx and state gv0, gu0; the parameter sums go to ga .. gsc. */
+static inline void SFX(mdn_single_adjoint)(
+    int n, const scalar_t *restrict v0, const scalar_t *restrict u0, const scalar_t *restrict I, const scalar_t *restrict gs,
+    const scalar_t *restrict gvT, const scalar_t *restrict guT, scalar_t *restrict gx, scalar_t *restrict gv0,
+    scalar_t *restrict gu0, const scalar_t *restrict pa, const scalar_t *restrict pb, const scalar_t *restrict pc,
+    const scalar_t *restrict pd, const scalar_t *restrict pth, const scalar_t *restrict psc, const scalar_t *restrict dab,
+    const scalar_t *restrict oma, scalar_t *restrict ga, scalar_t *restrict gb, scalar_t *restrict gc, scalar_t *restrict gd,
+    scalar_t *restrict gth, scalar_t *restrict gsc, scalar_t dt, scalar_t w, int und, int sig) {
+    for (int i = 0; i < n; i++) {
+        scalar_t vn = v0[i], un = u0[i], x, gvi = gvT[i], gui = guT[i];
+        SFX(mdn_euler)(&vn, &un, &x, I[i], dt, pa[i], pb[i], pc[i], pd[i], pth[i]);
+        gx[i] = SFX(mdn_step_adjoint)(v0[i], u0[i], x, I[i], gs[i], psc[i], dt, w, und, sig, pb[i], pc[i], pd[i], dab[i], oma[i],
+                                      &gvi, &gui, &ga[i], &gb[i], &gc[i], &gd[i], &gth[i], &gsc[i]);
+        gv0[i] = gvi; gu0[i] = gui;
+    }
+}
+
 typedef struct {
     const scalar_t *I, *v0, *u0, *a, *b, *c, *d, *th, *sc, *xr, *vr;
     scalar_t *spk, *vT, *uT, *vtr, *utr, *ck;
@@ -146,10 +183,12 @@ static void SFX(mdn_fwd_range)(const void *p, sched_t *s) {
     const int64_t T = A->T, M = A->M, N = A->N, K = A->K;
     const int S = A->substeps;
     const scalar_t dt = A->dt;
-    scalar_t v[BLK], u[BLK], acc[BLK], pa[BLK], pb[BLK], pc[BLK], pd[BLK], pth[BLK], psc[BLK];
+    scalar_t vb[BLK], ub[BLK], acc[BLK], pa[BLK], pb[BLK], pc[BLK], pd[BLK], pth[BLK], psc[BLK];
     int64_t base, end;
     while (next_block(s, &base, &end)) {
         const int n = (int)(end - base);
+        /* the state as it advances: for T = 1 (a single step) in the outputs themselves, no staging copy */
+        scalar_t *restrict v = T == 1 ? A->vT + base : vb, *restrict u = T == 1 ? A->uT + base : ub;
         const int64_t k = base % N;
         const int sh = A->shared;
         SFX(gather)(pa, A->a, sh & 1, k, N, n); SFX(gather)(pb, A->b, sh >> 1 & 1, k, N, n);
@@ -169,7 +208,7 @@ static void SFX(mdn_fwd_range)(const void *p, sched_t *s) {
             for (int i = 0; i < n; i++) spk[i] = acc[i] * psc[i];  /* psc: snnTorch's graded_spikes_factor */
             if (A->vtr) { memcpy(A->vtr + o, v, n * sizeof(scalar_t)); memcpy(A->utr + o, u, n * sizeof(scalar_t)); }
         }
-        memcpy(A->vT + base, v, n * sizeof(scalar_t)); memcpy(A->uT + base, u, n * sizeof(scalar_t));
+        if (T != 1) { memcpy(A->vT + base, v, n * sizeof(scalar_t)); memcpy(A->uT + base, u, n * sizeof(scalar_t)); }
     }
 }
 
@@ -224,6 +263,11 @@ static void SFX(mdn_bwd_range)(const void *p, sched_t *s) {
             dab[i] = dt * (pa[i] * pb[i]); oma[i] = 1 - dt * pa[i];
             ga[i] = gb[i] = gc[i] = gd[i] = gth[i] = gsc[i] = 0;
         }
+        if (T == 1 && S == 1) {  /* a single step: recompute and adjoint in one pass over its own arrays */
+            SFX(mdn_single_adjoint)(n, A->ckv + base, A->cku + base, A->I + base, A->gs ? A->gs + base : zero,
+                                    A->gvT ? A->gvT + base : zero, A->guT ? A->guT + base : zero, A->gx + base, A->gv0 + base,
+                                    A->gu0 + base, pa, pb, pc, pd, pth, psc, dab, oma, ga, gb, gc, gd, gth, gsc, dt, w, und, sig);
+        } else {
         if (A->gvT) memcpy(gv, A->gvT + base, n * sizeof(scalar_t)); else memset(gv, 0, n * sizeof(scalar_t));
         if (A->guT) memcpy(gu, A->guT + base, n * sizeof(scalar_t)); else memset(gu, 0, n * sizeof(scalar_t));
         for (int64_t t0 = ((T - 1) / K) * K; t0 >= 0; t0 -= K) {
@@ -252,17 +296,10 @@ static void SFX(mdn_bwd_range)(const void *p, sched_t *s) {
                 if (A->gvtr) for (int i = 0; i < n; i++) gv[i] += A->gvtr[o + i];
                 if (A->gutr) for (int i = 0; i < n; i++) gu[i] += A->gutr[o + i];
                 if (S == 1) {  /* threshold, surrogate and adjoint in one pass */
-                    for (int i = 0; i < n; i++) {
-                        const scalar_t x = sx[i], gsi = gs[i];
-                        const int fire = x > 0;
-                        const int open = SFX(in_window)(x, w);
-                        scalar_t gsh = open ? gsi * psc[i] : (scalar_t)0;
-                        if (und && open) gsh += SFX(mdn_reset_spike_adjoint)(gv[i], gu[i], sv[i], su[i], I[i], dt, pc[i], pd[i]);
-                        gsc[i] += fire ? gsi : (scalar_t)0;
-                        const scalar_t g = SFX(mdn_adjoint)(sv[i], su[i], fire, gsh, dt, pb[i], dab[i], oma[i], &gv[i], &gu[i],
-                                                            &ga[i], &gb[i], &gc[i], &gd[i], &gth[i]);
-                        gx[i] = SFX(through_sigmoid)(g, I[i], sig);
-                    }
+                    for (int i = 0; i < n; i++)
+                        gx[i] = SFX(mdn_step_adjoint)(sv[i], su[i], sx[i], I[i], gs[i], psc[i], dt, w, und, sig, pb[i], pc[i],
+                                                      pd[i], dab[i], oma[i], &gv[i], &gu[i], &ga[i], &gb[i], &gc[i], &gd[i],
+                                                      &gth[i], &gsc[i]);
                     continue;
                 }
                 for (int i = 0; i < n; i++) { v[i] = sv[i]; u[i] = su[i]; gI[i] = 0; cnt[i] = 0; }
@@ -294,9 +331,10 @@ static void SFX(mdn_bwd_range)(const void *p, sched_t *s) {
                 for (int i = 0; i < n; i++) gx[i] = SFX(through_sigmoid)(gI[i], I[i], sig);
             }
         }
+        memcpy(A->gv0 + base, gv, n * sizeof(scalar_t)); memcpy(A->gu0 + base, gu, n * sizeof(scalar_t));
+        }
         /* the element's parameter sums over time, [6, M], the wanted rows; summed per neuron by reduce_range */
         const scalar_t *sums[6] = {ga, gb, gc, gd, gth, gsc};
-        memcpy(A->gv0 + base, gv, n * sizeof(scalar_t)); memcpy(A->gu0 + base, gu, n * sizeof(scalar_t));
         for (int q = 0; q < 6; q++)
             if (A->want >> q & 1) memcpy(A->ge + q * M + base, sums[q], n * sizeof(scalar_t));
     }
