@@ -389,8 +389,9 @@ def mdn_step_backward(I: Tensor, v0: Tensor, u0: Tensor, params, N: int, shared:
     gx, gv0, gu0 = torch.empty_like(I), torch.empty_like(I), torch.empty_like(I)
     scratch, gp = (I.new_empty(6, M), torch.empty(6, N, dtype=torch.float64)) if want else (None, None)
     _fn("mdn_bwd", I.dtype)(
-        I.data_ptr(), v0.data_ptr(), u0.data_ptr(), *params, *map(_ptr, (gs, None, None, gv, gu, gx, gv0, gu0, scratch, gp)),
-        1, M, N, 1, 0, dt / substeps, width, substeps, int(sigmoid), int(undetached), want, shared,
+        I.data_ptr(), v0.data_ptr(), u0.data_ptr(), *params, _ptr(gs), None, None, _ptr(gv), _ptr(gu), gx.data_ptr(),
+        gv0.data_ptr(), gu0.data_ptr(), _ptr(scratch), _ptr(gp), 1, M, N, 1, 0, dt / substeps, width, substeps, int(sigmoid),
+        int(undetached), want, shared,
         _threads(M * (2 * substeps + 1)),
     )  # fmt: skip
     return gx, gv0, gu0, gp

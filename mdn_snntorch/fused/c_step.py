@@ -69,7 +69,14 @@ def _param_grad(row: Tensor, p: StepParams, q: int, like: Tensor) -> Tensor:
 
 def _param_grads(gp: Tensor | None, p: StepParams, want: int, likes: tuple[Tensor, ...]) -> list[Tensor | None]:
     """The parameters' gradients, ``None`` for those not in ``want``."""
+    if not want:
+        return [None] * len(likes)
     return [_param_grad(gp[q], p, q, like) if want >> q & 1 else None for q, like in enumerate(likes)]
+
+
+def _wanted(need: tuple[bool, ...]) -> int:
+    """The bits of the parameters (``need``: their ``needs_input_grad``, in order) whose gradients are wanted."""
+    return sum(1 << q for q, n in enumerate(need) if n) if any(need) else 0
 
 
 def _flat(g: Tensor | None) -> Tensor | None:
@@ -120,7 +127,7 @@ class MDNCStep(torch.autograd.Function):
         current, v, u, *_ = saved_or_stale(ctx)
         p, (dt, substeps, width, sigmoid, detach_reset) = ctx.params, ctx.config
         need = ctx.needs_input_grad
-        want = sum(1 << q for q in range(6) if need[3 + q])
+        want = _wanted(need[3:9])
         gx, gv0, gu0, gp = c_kernels.mdn_step_backward(
             current, v, u, p.rows, p.N, p.shared, _flat(g_spk), _flat(g_v), _flat(g_u), dt, substeps, width, sigmoid,
             not detach_reset, want,
@@ -149,7 +156,7 @@ class FirstOrderCStep(torch.autograd.Function):
         current, v, *_ = saved_or_stale(ctx)
         p, (width, sigmoid, detach_reset) = ctx.params, ctx.config
         need = ctx.needs_input_grad
-        want = sum(1 << q for q in range(4) if need[2 + q])
+        want = _wanted(need[2:6])
         gx, gv0, gp = c_kernels.first_order_step_backward(
             current, v, p.rows, p.N, p.shared, _flat(g_spk), _flat(g_v), width, sigmoid, not detach_reset, want
         )

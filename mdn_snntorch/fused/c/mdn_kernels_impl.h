@@ -150,6 +150,20 @@ static inline void SFX(mdn_advance)(int n, int S, scalar_t dt, const scalar_t *r
 /* ck: NULL keeps no checkpoints (the single step: its backward reads v0, u0 themselves). xr, vr: NULL, or the
    input x [T, M] and the state v0 [M] whose non-finite values are counted into bad[0] and bad[1]. shared: bit q
    set where parameter q (a, b, c, d, th, sc) is one value for every neuron (read at [0]), else it has N values. */
+/* A single step (T = 1, one sub-step) of n elements in one pass: mdn_euler from v0, u0 into vT, uT, the spike
+   times the graded-spikes factor psc into spk (what mdn_advance and the forward's scaling do for one sub-step). */
+static inline void SFX(mdn_single_step)(int n, const scalar_t *restrict v0, const scalar_t *restrict u0,
+                                        const scalar_t *restrict I, scalar_t *restrict spk, scalar_t *restrict vT,
+                                        scalar_t *restrict uT, const scalar_t *restrict pa, const scalar_t *restrict pb,
+                                        const scalar_t *restrict pc, const scalar_t *restrict pd, const scalar_t *restrict pth,
+                                        const scalar_t *restrict psc, scalar_t dt) {
+    for (int i = 0; i < n; i++) {
+        scalar_t vn = v0[i], un = u0[i], x;
+        spk[i] = SFX(mdn_euler)(&vn, &un, &x, I[i], dt, pa[i], pb[i], pc[i], pd[i], pth[i]) * psc[i];
+        vT[i] = vn; uT[i] = un;
+    }
+}
+
 /* The backward of a single step (T = 1, one sub-step) of n elements in one pass: the step recomputed from its
    state v0, u0 (mdn_euler) and its adjoint (mdn_step_adjoint) from the gradients gs, gvT, guT of its outputs into
    those of its input gx and state gv0, gu0; the parameter sums go to ga .. gsc. */
@@ -194,8 +208,13 @@ static void SFX(mdn_fwd_range)(const void *p, sched_t *s) {
         SFX(gather)(pa, A->a, sh & 1, k, N, n); SFX(gather)(pb, A->b, sh >> 1 & 1, k, N, n);
         SFX(gather)(pc, A->c, sh >> 2 & 1, k, N, n); SFX(gather)(pd, A->d, sh >> 3 & 1, k, N, n);
         SFX(gather)(pth, A->th, sh >> 4 & 1, k, N, n); SFX(gather)(psc, A->sc, sh >> 5 & 1, k, N, n);
-        memcpy(v, A->v0 + base, n * sizeof(scalar_t)); memcpy(u, A->u0 + base, n * sizeof(scalar_t));
         if (A->vr) SFX(note_nonfinite)(A->bad + 1, A->vr + base, n);
+        if (T == 1 && S == 1 && !A->vtr && !A->ck) {  /* a single step: one pass */
+            if (A->xr) SFX(note_nonfinite)(A->bad, A->xr + base, n);
+            SFX(mdn_single_step)(n, A->v0 + base, A->u0 + base, A->I + base, A->spk + base, v, u, pa, pb, pc, pd, pth, psc, dt);
+            continue;
+        }
+        memcpy(v, A->v0 + base, n * sizeof(scalar_t)); memcpy(u, A->u0 + base, n * sizeof(scalar_t));
         for (int64_t t = 0; t < T; t++) {
             const int64_t o = t * M + base;
             if (A->xr) SFX(note_nonfinite)(A->bad, A->xr + o, n);
