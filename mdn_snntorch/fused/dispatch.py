@@ -153,8 +153,9 @@ def c_step_rejection(neuron, x: Tensor, states: tuple[Tensor, ...], params: tupl
     if x.numel() == 0:
         return "an empty input"
     shape, dtype, device = x.shape, x.dtype, x.device
-    if any(s.shape != shape or s.dtype != dtype or s.device != device for s in states):
-        return "the state differs from the input in dtype, device or shape"
+    for s in states:
+        if s.shape != shape or s.dtype != dtype or s.device != device:
+            return "the state differs from the input in dtype, device or shape"
     if step_feature_shape(shape, params) is None:
         return "a parameter does not broadcast against the input or varies along its batch dimension"
     return None

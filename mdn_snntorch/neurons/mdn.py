@@ -189,7 +189,15 @@ class MDN(MDNFamilyNeuron):
         )
 
     def _step_params(self, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-        return (*self._theta_as(dtype), self._param_as("threshold", dtype), self._param_as("graded_spikes_factor", dtype))
+        p = self._param_as
+        return (
+            p("theta_a", dtype),
+            p("theta_b", dtype),
+            p("theta_c", dtype),
+            p("theta_d", dtype),
+            p("threshold", dtype),
+            p("graded_spikes_factor", dtype),
+        )
 
     def _step(self, input_: torch.Tensor, compiling: bool = False, check: bool = False) -> torch.Tensor:
         """One step from the module's state; updates the state, returns the spikes. ``check``: the input's and

@@ -444,6 +444,48 @@ static inline scalar_t SFX(fo_adjoint)(scalar_t v, scalar_t s, scalar_t gsh, sca
 }
 
 /* ck, xr, vr, bad, shared (bits of g, th, r, sc): as for mdn_fwd_args */
+/* The adjoint of one step of one element from its pre-step V (v), the current I and the gradient gs of its
+   output spike (sc: the graded-spikes factor): the step once more for x and s, the surrogate, the undetached
+   reset's term gV (r - V') when und, and fo_adjoint; *gsc gets the factor's sum. Returns the input's gradient. */
+static inline scalar_t SFX(fo_step_adjoint)(scalar_t v, scalar_t I, scalar_t gs, scalar_t g, scalar_t th, scalar_t r,
+                                            scalar_t sc, scalar_t w, int und, int sig, scalar_t *restrict gv,
+                                            scalar_t *restrict gg, scalar_t *restrict gth, scalar_t *restrict gr,
+                                            scalar_t *restrict gsc) {
+    scalar_t vn = v, x;
+    const scalar_t s = SFX(fo_step)(&vn, &x, I, g, th, r);
+    const int open = SFX(in_window)(x, w);
+    scalar_t gsh = (gs * sc) * (scalar_t)open;
+    if (und && open) gsh += *gv * (r - (g * v + I));
+    *gsc += gs * s;
+    return SFX(through_sigmoid)(SFX(fo_adjoint)(v, s, gsh, g, gv, gg, gth, gr), I, sig);
+}
+
+/* A single step (T = 1) of n elements in one pass, forward (spk, vT from v0) ... */
+static inline void SFX(fo_single_step)(int n, const scalar_t *restrict v0, const scalar_t *restrict I, scalar_t *restrict spk,
+                                       scalar_t *restrict vT, const scalar_t *restrict pg, const scalar_t *restrict pth,
+                                       const scalar_t *restrict pr, const scalar_t *restrict psc) {
+    for (int i = 0; i < n; i++) {
+        scalar_t vn = v0[i], x;
+        spk[i] = SFX(fo_step)(&vn, &x, I[i], pg[i], pth[i], pr[i]) * psc[i];
+        vT[i] = vn;
+    }
+}
+
+/* ... and backward (gx, gv0 from the gradients gs, gvT of its outputs; the parameter sums into gg .. gsc). */
+static inline void SFX(fo_single_adjoint)(int n, const scalar_t *restrict v0, const scalar_t *restrict I,
+                                          const scalar_t *restrict gs, const scalar_t *restrict gvT, scalar_t *restrict gx,
+                                          scalar_t *restrict gv0, const scalar_t *restrict pg, const scalar_t *restrict pth,
+                                          const scalar_t *restrict pr, const scalar_t *restrict psc, scalar_t *restrict gg,
+                                          scalar_t *restrict gth, scalar_t *restrict gr, scalar_t *restrict gsc, scalar_t w,
+                                          int und, int sig) {
+    for (int i = 0; i < n; i++) {
+        scalar_t gvi = gvT[i];
+        gx[i] = SFX(fo_step_adjoint)(v0[i], I[i], gs[i], pg[i], pth[i], pr[i], psc[i], w, und, sig, &gvi, &gg[i], &gth[i], &gr[i],
+                                     &gsc[i]);
+        gv0[i] = gvi;
+    }
+}
+
 typedef struct {
     const scalar_t *I, *v0, *g, *th, *r, *sc, *xr, *vr;
     scalar_t *spk, *vT, *vtr, *ck;
@@ -463,8 +505,13 @@ static void SFX(fo_fwd_range)(const void *p, sched_t *s) {
         const int sh = A->shared;
         SFX(gather)(pg, A->g, sh & 1, k, N, n); SFX(gather)(pth, A->th, sh >> 1 & 1, k, N, n);
         SFX(gather)(pr, A->r, sh >> 2 & 1, k, N, n); SFX(gather)(psc, A->sc, sh >> 3 & 1, k, N, n);
-        memcpy(v, A->v0 + base, n * sizeof(scalar_t));
         if (A->vr) SFX(note_nonfinite)(A->bad + 1, A->vr + base, n);
+        if (T == 1 && !A->vtr && !A->ck) {  /* a single step: one pass */
+            if (A->xr) SFX(note_nonfinite)(A->bad, A->xr + base, n);
+            SFX(fo_single_step)(n, A->v0 + base, A->I + base, A->spk + base, A->vT + base, pg, pth, pr, psc);
+            continue;
+        }
+        memcpy(v, A->v0 + base, n * sizeof(scalar_t));
         for (int64_t t = 0; t < T; t++) {
             const int64_t o = t * M + base;
             const scalar_t *restrict I = A->I + o;
@@ -517,6 +564,10 @@ static void SFX(fo_bwd_range)(const void *p, sched_t *s) {
         SFX(gather)(pg, A->g, sh & 1, k, N, n); SFX(gather)(pth, A->th, sh >> 1 & 1, k, N, n);
         SFX(gather)(pr, A->r, sh >> 2 & 1, k, N, n); SFX(gather)(psc, A->sc, sh >> 3 & 1, k, N, n);
         for (int i = 0; i < n; i++) gg[i] = gth[i] = gr[i] = gsc[i] = 0;
+        if (T == 1) {  /* a single step: one pass over its own arrays (its checkpoint is its state) */
+            SFX(fo_single_adjoint)(n, A->ck + base, A->I + base, A->gs ? A->gs + base : zero, A->gvT ? A->gvT + base : zero,
+                                   A->gx + base, A->gv0 + base, pg, pth, pr, psc, gg, gth, gr, gsc, w, und, sig);
+        } else {
         if (A->gvT) memcpy(gv, A->gvT + base, n * sizeof(scalar_t)); else memset(gv, 0, n * sizeof(scalar_t));
         for (int64_t t0 = ((T - 1) / K) * K; t0 >= 0; t0 -= K) {
             const int64_t t1 = t0 + K < T ? t0 + K : T;
@@ -535,20 +586,14 @@ static void SFX(fo_bwd_range)(const void *p, sched_t *s) {
                 const scalar_t *restrict gs = A->gs ? A->gs + o : zero;
                 scalar_t *restrict gx = A->gx + o;
                 if (A->gvtr) for (int i = 0; i < n; i++) gv[i] += A->gvtr[o + i];
-                for (int i = 0; i < n; i++) {
-                    scalar_t vn = sv[i], x;  /* the step once more, for x and s */
-                    const scalar_t s = SFX(fo_step)(&vn, &x, I[i], pg[i], pth[i], pr[i]);
-                    const int open = SFX(in_window)(x, w);
-                    scalar_t gsh = (gs[i] * psc[i]) * (scalar_t)open;
-                    if (und && open) gsh += gv[i] * (pr[i] - (pg[i] * sv[i] + I[i]));  /* the undetached reset: gV (r - V') */
-                    gsc[i] += gs[i] * s;
-                    const scalar_t gvp = SFX(fo_adjoint)(sv[i], s, gsh, pg[i], &gv[i], &gg[i], &gth[i], &gr[i]);
-                    gx[i] = SFX(through_sigmoid)(gvp, I[i], sig);
-                }
+                for (int i = 0; i < n; i++)
+                    gx[i] = SFX(fo_step_adjoint)(sv[i], I[i], gs[i], pg[i], pth[i], pr[i], psc[i], w, und, sig, &gv[i], &gg[i],
+                                                 &gth[i], &gr[i], &gsc[i]);
             }
         }
-        const scalar_t *sums[4] = {gg, gth, gr, gsc};  /* the element's parameter sums over time, [4, M] */
         memcpy(A->gv0 + base, gv, n * sizeof(scalar_t));
+        }
+        const scalar_t *sums[4] = {gg, gth, gr, gsc};  /* the element's parameter sums over time, [4, M] */
         for (int q = 0; q < 4; q++)
             if (A->want >> q & 1) memcpy(A->ge + q * M + base, sums[q], n * sizeof(scalar_t));
     }
