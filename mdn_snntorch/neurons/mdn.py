@@ -68,7 +68,8 @@ class MDN(MDNFamilyNeuron):
             (With the sigmoid a zero input is a current of 0.5: 2-FS fires at rate 0.5 on silence.)
         spike_grad: spike function with surrogate gradient (default :func:`~mdn_snntorch.surrogate.window`).
         check_input: raise on non-finite input, and warn once when the membrane becomes non-finite (one device
-            sync per step, two per :meth:`multi_step` call; turn off for speed).
+            sync per step, two per :meth:`multi_step` call; a single step in C counts them in its own pass; turn
+            off for speed).
         detach_reset: reset with the detached spike (``True``, as snnTorch); ``False`` lets the spike's
             surrogate gradient flow through the reset, as the paper authors' code does (the single step and
             the reference loop; docs/model.md#the-authors-published-code).
