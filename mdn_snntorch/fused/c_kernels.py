@@ -166,10 +166,10 @@ class _LoadError(OSError):
 def _declare(lib: ctypes.CDLL) -> None:
     p, i64, dbl, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
     for sfx in _SUFFIX.values():
-        getattr(lib, "mdn_fwd" + sfx).argtypes = [p] * 15 + [i64, i64, i64, i64, dbl, i32, i32]
-        getattr(lib, "mdn_bwd" + sfx).argtypes = [p] * 18 + [i64, i64, i64, i64, dbl, dbl, i32, i32, i32, i32]
-        getattr(lib, "fo_fwd" + sfx).argtypes = [p] * 10 + [i64, i64, i64, i64, i32]
-        getattr(lib, "fo_bwd" + sfx).argtypes = [p] * 13 + [i64, i64, i64, i64, dbl, i32, i32, i32]
+        getattr(lib, "mdn_fwd" + sfx).argtypes = [p] * 18 + [i64, i64, i64, i64, dbl, i32, i32, i32]
+        getattr(lib, "mdn_bwd" + sfx).argtypes = [p] * 19 + [i64, i64, i64, i64, i64, dbl, dbl, i32, i32, i32, i32, i32, i32]
+        getattr(lib, "fo_fwd" + sfx).argtypes = [p] * 13 + [i64, i64, i64, i64, i32, i32]
+        getattr(lib, "fo_bwd" + sfx).argtypes = [p] * 13 + [i64, i64, i64, i64, dbl, i32, i32, i32, i32, i32]
 
 
 def library() -> ctypes.CDLL | None:
@@ -213,7 +213,22 @@ def _threads(work: int) -> int:
 
 
 def _fn(name: str, dtype: torch.dtype):
-    return getattr(library(), name + _SUFFIX[dtype])
+    fns = _state.get("fns")
+    if fns is None:  # looked up once per library (a test that forgets the library forgets these too)
+        lib = library()
+        names = ("mdn_fwd", "mdn_bwd", "fo_fwd", "fo_bwd")
+        fns = _state["fns"] = {(n, t): getattr(lib, n + s) for n in names for t, s in _SUFFIX.items()}
+    return fns[name, dtype]
+
+
+#: every parameter gradient of the MDN (a, b, c, d, V_th, scale) and of the 1st-order neuron (g, V_th, V_reset, scale)
+ALL_MDN, ALL_FIRST_ORDER = 0b111111, 0b1111
+
+
+def _rows(params: Tensor) -> list[int]:
+    """The addresses of the rows of a contiguous ``[P, N]`` tensor."""
+    base, stride = params.data_ptr(), params.stride(0) * params.element_size()
+    return [base + q * stride for q in range(params.shape[0])]
 
 
 def mdn_forward(
@@ -231,13 +246,19 @@ def mdn_forward(
     vT, uT = torch.empty_like(v0), torch.empty_like(v0)
     vtr, utr = (torch.empty_like(I), torch.empty_like(I)) if traces else (None, None)
     _fn("mdn_fwd", I.dtype)(
-        *map(_ptr, (I, v0, u0, *params.unbind(0), spk, vT, uT, vtr, utr, ck)),
+        *map(_ptr, (I, v0, u0)),
+        *_rows(params),
+        None,
+        None,
+        *map(_ptr, (spk, vT, uT, vtr, utr, ck)),
+        None,
         T,
         M,
         params.shape[1],
         every,
         dt / substeps,
         substeps,
+        0,
         _threads(T * M * substeps),
     )
     return spk, vT, uT, _or_empty(vtr, I), _or_empty(utr, I), I, ck
@@ -269,16 +290,23 @@ def mdn_backward(
     gx, gv0, gu0, scratch = torch.empty_like(I), I.new_empty(M), I.new_empty(M), I.new_empty(6, M)
     gp = torch.empty(6, N, dtype=torch.float64)
     _fn("mdn_bwd", I.dtype)(
-        *map(_ptr, (I, ck, *params.unbind(0), gs, gvtr, gutr, gvT, guT, gx, gv0, gu0, scratch, gp)),
+        I.data_ptr(),
+        ck.data_ptr(),
+        ck.data_ptr() + M * ck.element_size(),  # U of checkpoint j: V's, M further
+        *_rows(params),
+        *map(_ptr, (gs, gvtr, gutr, gvT, guT, gx, gv0, gu0, scratch, gp)),
         T,
         M,
         N,
         every,
+        2 * M,
         dt / substeps,
         width,
         substeps,
         int(sigmoid),
         int(undetached),
+        ALL_MDN,
+        0,
         threads,
     )
     return gx, gv0, gu0, gp
@@ -292,11 +320,17 @@ def first_order_forward(x: Tensor, v0: Tensor, params: Tensor, sigmoid: bool, tr
     spk, ck, vT = torch.empty_like(I), I.new_empty(-(-T // every), M), torch.empty_like(v0)
     vtr = torch.empty_like(I) if traces else None
     _fn("fo_fwd", I.dtype)(
-        *map(_ptr, (I, v0, *params.unbind(0), spk, vT, vtr, ck)),
+        *map(_ptr, (I, v0)),
+        *_rows(params),
+        None,
+        None,
+        *map(_ptr, (spk, vT, vtr, ck)),
+        None,
         T,
         M,
         params.shape[1],
         every,
+        0,
         _threads(T * M),
     )
     return spk, vT, _or_empty(vtr, I), I, ck
@@ -310,7 +344,9 @@ def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bo
     gx, gv0, scratch = torch.empty_like(I), I.new_empty(M), I.new_empty(4, M)
     gp = torch.empty(4, N, dtype=torch.float64)
     _fn("fo_bwd", I.dtype)(
-        *map(_ptr, (I, ck, *params.unbind(0), gs, gvtr, gvT, gx, gv0, scratch, gp)),
+        *map(_ptr, (I, ck)),
+        *_rows(params),
+        *map(_ptr, (gs, gvtr, gvT, gx, gv0, scratch, gp)),
         T,
         M,
         N,
@@ -318,6 +354,71 @@ def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bo
         width,
         int(sigmoid),
         int(undetached),
+        ALL_FIRST_ORDER,
+        0,
         threads,
     )
+    return gx, gv0, gp
+
+
+# ---------------------------------------------------------------------------------------------
+# one step (T = 1): no checkpoints, the backward reads the step's own state
+# ---------------------------------------------------------------------------------------------
+def mdn_step_forward(x: Tensor, I: Tensor, v0: Tensor, u0: Tensor, params, N: int, shared: int, dt: float, substeps: int,
+                     check_x: bool, check_v: bool, bad):  # fmt: skip
+    """One step of :func:`mdn_forward` over the ``M`` elements of ``I``, ``v0``, ``u0`` (contiguous, one shape);
+    ``params``: the addresses of ``(a, b, c, d, V_th, scale)``, each ``N`` values or, where bit ``q`` of ``shared``
+    is set, one. ``check_x``, ``check_v``: count the non-finite values of ``x`` and ``v0`` into ``bad[0]``, ``bad[1]``
+    (a ``ctypes`` array of two int64). Returns ``(spikes, v, u)``."""
+    M = I.numel()
+    spk, v, u = torch.empty_like(I), torch.empty_like(I), torch.empty_like(I)
+    _fn("mdn_fwd", I.dtype)(
+        I.data_ptr(), v0.data_ptr(), u0.data_ptr(), *params, x.data_ptr() if check_x else None,
+        v0.data_ptr() if check_v else None, spk.data_ptr(), v.data_ptr(), u.data_ptr(), None, None, None,
+        ctypes.addressof(bad), 1, M, N, 1, dt / substeps, substeps, shared, _threads(M * substeps),
+    )  # fmt: skip
+    return spk, v, u
+
+
+def mdn_step_backward(I: Tensor, v0: Tensor, u0: Tensor, params, N: int, shared: int, gs, gv, gu, dt: float, substeps: int,
+                      width: float, sigmoid: bool, undetached: bool, want: int):  # fmt: skip
+    """Backward of :func:`mdn_step_forward` from the gradients of its spikes and state (each ``None`` or contiguous
+    like ``I``): ``(g_input, g_v0, g_u0, g_params [6, N] float64)``, of ``g_params`` only the rows of the bits of
+    ``want`` (``None`` when it is 0)."""
+    M = I.numel()
+    gx, gv0, gu0 = torch.empty_like(I), torch.empty_like(I), torch.empty_like(I)
+    scratch, gp = (I.new_empty(6, M), torch.empty(6, N, dtype=torch.float64)) if want else (None, None)
+    _fn("mdn_bwd", I.dtype)(
+        I.data_ptr(), v0.data_ptr(), u0.data_ptr(), *params, _ptr(gs), None, None, _ptr(gv), _ptr(gu), gx.data_ptr(),
+        gv0.data_ptr(), gu0.data_ptr(), _ptr(scratch), _ptr(gp), 1, M, N, 1, 0, dt / substeps, width, substeps, int(sigmoid),
+        int(undetached), want, shared,
+        _threads(M * (2 * substeps + 1)),
+    )  # fmt: skip
+    return gx, gv0, gu0, gp
+
+
+def first_order_step_forward(x: Tensor, I: Tensor, v0: Tensor, params, N: int, shared: int, check_x: bool, check_v: bool,
+                             bad):  # fmt: skip
+    """One step of :func:`first_order_forward`; ``params``: the addresses of ``(g, V_th, V_reset, scale)``, the rest as
+    :func:`mdn_step_forward`. Returns ``(spikes, v)``."""
+    M = I.numel()
+    spk, v = torch.empty_like(I), torch.empty_like(I)
+    _fn("fo_fwd", I.dtype)(
+        I.data_ptr(), v0.data_ptr(), *params, x.data_ptr() if check_x else None, v0.data_ptr() if check_v else None,
+        spk.data_ptr(), v.data_ptr(), None, None, ctypes.addressof(bad), 1, M, N, 1, shared, _threads(M),
+    )  # fmt: skip
+    return spk, v
+
+
+def first_order_step_backward(I: Tensor, v0: Tensor, params, N: int, shared: int, gs, gv, width: float, sigmoid: bool,
+                              undetached: bool, want: int):  # fmt: skip
+    """Backward of :func:`first_order_step_forward`: ``(g_input, g_v0, g_params [4, N] float64 or None)`` (``want``:
+    as :func:`mdn_step_backward`)."""
+    M = I.numel()
+    gx, gv0 = torch.empty_like(I), torch.empty_like(I)
+    scratch, gp = (I.new_empty(4, M), torch.empty(4, N, dtype=torch.float64)) if want else (None, None)
+    _fn("fo_bwd", I.dtype)(
+        I.data_ptr(), v0.data_ptr(), *params, *map(_ptr, (gs, None, gv, gx, gv0, scratch, gp)),
+        1, M, N, 1, width, int(sigmoid), int(undetached), want, shared, _threads(M * 2),
+    )  # fmt: skip
     return gx, gv0, gp

@@ -2,8 +2,11 @@
 
 A single step (``forward`` of a ``step_mode="single"`` neuron) runs as
 
-- ``"node"``: one autograd node with an explicit backward (:class:`~mdn_snntorch.functional.MDNStep`,
-  :class:`~mdn_snntorch.functional.FirstOrderStep`), or
+- ``"node:c"``: one autograd node that runs the fused op's C kernels with ``T = 1``, one call forward and one
+  backward (:mod:`mdn_snntorch.fused.c_step`), where :func:`c_step_rejection` finds no reason against it,
+- ``"node"``: one autograd node composing torch ops, with an explicit backward
+  (:class:`~mdn_snntorch.functional.MDNStep`, :class:`~mdn_snntorch.functional.FirstOrderStep`; also the one
+  ``torch.compile`` traces), or
 - ``"step"``: the reference step, a composition of torch ops (:func:`~mdn_snntorch.functional.mdn_step`).
 
 A sequence ``[T, B, ...]`` (``multi_step``, or ``forward`` of a ``step_mode="multi"`` neuron) runs as
@@ -11,15 +14,15 @@ A sequence ``[T, B, ...]`` (``multi_step``, or ``forward`` of a ``step_mode="mul
 - ``"fused:c"``, ``"fused:triton"`` or ``"fused:torch"``: the fused op (:mod:`mdn_snntorch.fused.ops`) with its
   C (CPU), Triton (CUDA) or PyTorch-loop (anywhere) kernel,
 - ``"reference"``: the reference autograd loop (:func:`~mdn_snntorch.functional.mdn_multistep`), or
-- ``"per-step:node"`` / ``"per-step:step"``: one single step at a time (``state_quant`` and the recurrent
+- ``"per-step:node:c"``, ``"per-step:node"`` / ``"per-step:step"``: one single step at a time (``state_quant`` and the recurrent
   neurons, whose every step needs the previous one's result).
 
 :func:`route` gives the whole decision for a layer and an input, as a :class:`Route` (``neuron.explain(x)``
-prints it). The neurons ask its parts on every call: :func:`step_rejections` per single step (a few
-attribute reads) and :func:`sequence_path` per sequence; the fused op asks :func:`kernel_route` (through
-``ops.resolve_kernel``, decided once per graph under ``torch.compile``). The first time the C kernels cannot
-run where they would (no compiler, a failed build, ``MDN_SNNTORCH_NO_CEXT``) or triton is missing on a GPU,
-one warning names the reason and the cost.
+prints it). The neurons ask its parts on every call: :func:`step_rejections` and :func:`c_step_rejection` per
+single step (a few attribute reads and comparisons) and :func:`sequence_path` per sequence; the fused op asks
+:func:`kernel_route` (through ``ops.resolve_kernel``, decided once per graph under ``torch.compile``). The
+first time the C kernels cannot run where they would (no compiler, a failed build, ``MDN_SNNTORCH_NO_CEXT``)
+or triton is missing on a GPU, one warning names the reason and the cost.
 
 This module is light (torch only at import): the kernels, their builder and the self-check are imported when
 a kernel is chosen.
@@ -28,6 +31,7 @@ a kernel is chosen.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
 import sys
@@ -73,12 +77,14 @@ class Route(NamedTuple):
 
 
 _DESCRIPTIONS = {
+    "node:c": "the single step as one autograd node, one C call forward and one backward",
     "node": "the single step as one autograd node",
     "step": "the reference single step, a composition of torch ops",
     "fused:c": "the fused op, C kernel",
     "fused:triton": "the fused op, Triton kernel",
     "fused:torch": "the fused op, PyTorch-loop kernel",
     "reference": "the reference autograd loop",
+    "per-step:node:c": "one step at a time, each as one autograd node in C",
     "per-step:node": "one step at a time, each as one autograd node",
     "per-step:step": "one step at a time, each the reference step",
 }
@@ -131,11 +137,46 @@ def _spike_fn_reason(neuron) -> str:
     return f"spike_grad={neuron.spike_grad!r} is not the window surrogate (mdn.window)"
 
 
-def _step_route(neuron, call: str, prefix: str = "") -> Route:
+def c_step_rejection(neuron, x: Tensor, states: tuple[Tensor, ...], params: tuple[Tensor, ...]) -> str | None:
+    """Why a single step of ``neuron`` that runs as a node (:func:`step_rejections` empty) on ``x`` from ``states``,
+    with its step parameters ``params`` in ``x``'s dtype, does not run in C (``None``: it does, ``"node:c"``). It
+    needs eager mode, a CPU float32/float64 input, the C kernels built, the state in the input's shape, dtype and
+    device, and parameters that broadcast against the input without varying along its batch dimension."""
+    if torch.compiler.is_compiling():
+        return "under torch.compile (the compiler traces the PyTorch node)"
+    kernel = config["kernel"]
+    if kernel not in ("auto", "c"):
+        return f"use_kernel({kernel!r})"
+    why = _c_unavailable(x.device.type, x.dtype)
+    if why is not None:
+        return why
+    if x.numel() == 0:
+        return "an empty input"
+    shape, dtype, device = x.shape, x.dtype, x.device
+    for s in states:
+        if s.shape != shape or s.dtype != dtype or s.device != device:
+            return "the state differs from the input in dtype, device or shape"
+    if step_feature_shape(shape, params) is None:
+        return "a parameter does not broadcast against the input or varies along its batch dimension"
+    return None
+
+
+def step_feature_shape(step_shape: tuple[int, ...], params) -> tuple[int, ...] | None:
+    """:func:`feature_shape` of tensors ``params``, remembered by the shapes."""
+    return _feature_shape_of(tuple(step_shape), tuple([p.shape for p in params]))
+
+
+def _step_route(neuron, call: str, x: Tensor, prefix: str = "") -> Route:
     reasons = step_rejections(neuron)
     if reasons:
-        return Route(prefix + "step", ((prefix + "node", "; ".join(reasons)),), call)
-    return Route(prefix + "node", ((prefix + "step", "the node computes this configuration (the same values)"),), call)
+        joined = "; ".join(reasons)
+        return Route(prefix + "step", ((prefix + "node:c", joined), (prefix + "node", joined)), call)
+    same = (prefix + "step", "the node computes this configuration (the same values)")
+    why = c_step_rejection(neuron, x, *neuron._step_operands(x))
+    if why is not None:
+        return Route(prefix + "node", ((prefix + "node:c", why), same), call)
+    fallback = (prefix + "node", "the C kernels run this step (the PyTorch node is the fallback)")
+    return Route(prefix + "node:c", (fallback, same), call)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,10 +188,16 @@ def feature_shape(step_shape: tuple[int, ...], params) -> tuple[int, ...] | None
     broadcast against the step without changing it, or varies along the batch (the first) dimension of a
     step with two or more dimensions. At least the last dimension, so ``(N,)`` for shared scalars on
     ``[B, N]``; ``()`` for a 0-dim step."""
+    return _feature_shape_of(tuple(step_shape), tuple(tuple(p.shape) if torch.is_tensor(p) else () for p in params))
+
+
+@functools.lru_cache(maxsize=256)
+def _feature_shape_of(step_shape: tuple[int, ...], shapes: tuple[tuple[int, ...], ...]) -> tuple[int, ...] | None:
+    """:func:`feature_shape` of parameters of these ``shapes``."""
     ndim = len(step_shape)
     k = min(ndim, 1)
-    for p in params:
-        shape = tuple(p.shape) if torch.is_tensor(p) else ()
+    for shape in shapes:
+        shape = tuple(shape)
         if len(shape) > ndim:
             return None
         for n, m in zip(reversed(shape), reversed(step_shape)):
@@ -321,11 +368,11 @@ def route(neuron, x: Tensor, *, sequence: bool | None = None) -> Route:
     what = f"{type(neuron).__name__}({neuron.extra_repr()}) on {'a sequence' if sequence else 'one step'} "
     call = what + f"{list(x.shape)} of {str(x.dtype).removeprefix('torch.')} on {x.device.type}"
     if not sequence:
-        return _step_route(neuron, call)
+        return _step_route(neuron, call, x)
     states, params = neuron._sequence_operands(x)
     per_step = _per_step_reason(neuron)
     if per_step is not None:
-        step = _step_route(neuron, call, "per-step:")
+        step = _step_route(neuron, call, x[0] if x.shape[0] else x.new_zeros(x.shape[1:]), "per-step:")
         others = tuple((p, per_step) for p in ("fused:c", "fused:triton", "fused:torch", "reference"))
         return Route(step.path, step.rejected + others, call)
     one_call = ("per-step", "no state_quant, not recurrent: the whole sequence runs in one call")

@@ -288,6 +288,32 @@ class MDNFamilyNeuron(SpikingNeuron):
         """Whether the single step runs as one autograd node (:func:`mdn_snntorch.fused.dispatch.step_rejections`)."""
         return not dispatch.step_rejections(self)
 
+    def _step_params(self, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """Every parameter of one step in ``dtype``, in the kernels' order (the graded-spikes factor last)."""
+        raise NotImplementedError
+
+    def _step_operands(self, x: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """The state a single step on ``x`` starts from (in the kernels' order, ``V`` first) and its parameters."""
+        return self._sequence_operands(x.unsqueeze(0))[0], self._step_params(x.dtype)
+
+    #: the node of :mod:`mdn_snntorch.fused.c_step` that runs this neuron's single step in C
+    _c_node: str = ""
+
+    def _c_step(self, x: torch.Tensor, states, params, config: tuple, check: bool):
+        """The C single step (:attr:`_c_node`) on ``x`` from ``states`` with ``params``; ``check``: the kernel counts
+        non-finite input (``ValueError``) and membrane (the one-time warning) values as it runs."""
+        from mdn_snntorch.fused import c_step  # with the kernels, on first use
+
+        finite = c_step.Finite(check, check and not self.__dict__["_nonfinite_warned"])
+        packed = c_step.step_params(params, dispatch.step_feature_shape(x.shape, params))
+        node = getattr(c_step, self._c_node)
+        out = node.apply(x.contiguous(), *[s.contiguous() for s in states], *params, packed, *config, finite)
+        if finite.input:
+            raise self._nonfinite_input()
+        if finite.membrane:
+            self._warn_nonfinite(self._steps)
+        return out
+
     def explain(self, x: torch.Tensor, *, sequence: bool | None = None) -> dispatch.Route:
         """The path a call with input ``x`` takes and why every other path is passed over
         (:func:`mdn_snntorch.fused.dispatch.route`; ``print`` it). ``sequence``: ``x`` is a whole ``[T, B, ...]``
@@ -339,8 +365,10 @@ class MDNFamilyNeuron(SpikingNeuron):
         if not torch.compiler.is_compiling():
             self.__dict__["_checked_shape"] = shape
 
-    def _checked_input(self, input_: torch.Tensor, sequence: bool = False, compiling: bool | None = None) -> torch.Tensor:
-        """The input after checking dtype, shape against the parameters, and finiteness (no sigmoid)."""
+    def _checked_input(
+        self, input_: torch.Tensor, sequence: bool = False, compiling: bool | None = None, finite: bool = True
+    ) -> torch.Tensor:
+        """The input after checking dtype, shape against the parameters, and (``finite``) finiteness (no sigmoid)."""
         if not torch.is_tensor(input_) or not input_.is_floating_point():
             name = type(self).__name__
             raise TypeError(f"{name} input must be a floating-point tensor, got {getattr(input_, 'dtype', type(input_))}")
@@ -349,17 +377,25 @@ class MDNFamilyNeuron(SpikingNeuron):
         shape = input_.shape[1:] if sequence else input_.shape
         if shape != self.__dict__["_checked_shape"]:
             self._check_shape(tuple(shape))
-        if compiling is None:
-            compiling = torch.compiler.is_compiling()
-        if self.check_input and not compiling:
-            mem = None if sequence or self._nonfinite_warned else self._buffers.get("mem")
-            mem = mem if mem is not None and mem.shape == shape else None
-            if not _all_finite(input_, mem):  # one sync for the input and the membrane the step starts from
-                if not _all_finite(input_):
-                    name = type(self).__name__
-                    raise ValueError(f"{name} input contains NaN or inf (pass check_input=False to skip this check)")
-                self._warn_nonfinite(self._steps)
+        if not finite or not self.check_input:
+            return input_
+        if not (torch.compiler.is_compiling() if compiling is None else compiling):
+            self._check_finite(input_, sequence)
         return input_
+
+    def _check_finite(self, input_: torch.Tensor, sequence: bool = False) -> None:
+        """``ValueError`` if the input holds NaN or inf; the one-time warning if the membrane the step starts from
+        does (one device sync for both)."""
+        mem = None if sequence or self._nonfinite_warned else self._buffers.get("mem")
+        shape = input_.shape[1:] if sequence else input_.shape
+        mem = mem if mem is not None and mem.shape == shape else None
+        if not _all_finite(input_, mem):
+            if not _all_finite(input_):
+                raise self._nonfinite_input()
+            self._warn_nonfinite(self._steps)
+
+    def _nonfinite_input(self) -> ValueError:
+        return ValueError(f"{type(self).__name__} input contains NaN or inf (pass check_input=False to skip this check)")
 
     def _checked_current(self, input_: torch.Tensor, sequence: bool = False) -> torch.Tensor:
         """I = sigmoid(input) (or the input itself), after :meth:`_checked_input`."""
@@ -391,18 +427,22 @@ class MDNFamilyNeuron(SpikingNeuron):
 
     def _ensure_states(self, like: torch.Tensor) -> None:
         """(Re)create the state with ``like``'s shape, dtype and device when its shape differs."""
-        if getattr(self, self._state_names[0]).shape != like.shape:
+        if self._buffers[self._state_names[0]].shape != like.shape:
             for name, value in zip(self._state_names, self._initial_states(like)):
                 setattr(self, name, value)
             self._steps = 0
 
     def _take_states(self, **given) -> None:
-        if all(v is None for v in given.values()):
-            return
-        if self.init_hidden and any(v is not None for v in given.values()):
-            raise TypeError(f"{', '.join(f'`{k}`' for k in given)} should not be passed as an argument while `init_hidden=True`")
+        buffers = self._buffers
         for name, value in given.items():
-            if value is not None:
+            if value is None:
+                continue
+            if self.init_hidden:
+                names = ", ".join(f"`{k}`" for k in given)
+                raise TypeError(f"{names} should not be passed as an argument while `init_hidden=True`")
+            if type(value) is torch.Tensor and name in buffers:
+                buffers[name] = value  # what setattr does for a buffer, without nn.Module.__setattr__'s microseconds
+            else:
                 setattr(self, name, value)
 
     def _returns(self, spikes: torch.Tensor, states: tuple[torch.Tensor, ...]):

@@ -64,6 +64,7 @@ class FirstOrder(MDNFamilyNeuron):
     _state_names = ("mem",)
     _path_state_names = ("mem",)
     _param_names = ("decay",)
+    _c_node = "FirstOrderCStep"
 
     def __init__(
         self,
@@ -148,23 +149,28 @@ class FirstOrder(MDNFamilyNeuron):
         kwargs = self._step_kwargs(dtype)
         return kwargs["decay"], kwargs["reset"]
 
-    def _step(self, input_: torch.Tensor, compiling: bool = False) -> torch.Tensor:
-        """One step from the module's state (input already checked); updates the state, returns the spikes."""
-        dtype = input_.dtype
+    def _step_params(self, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         kwargs = self._step_kwargs(dtype)
+        return kwargs["decay"], kwargs["threshold"], kwargs["reset"], self._param_as("graded_spikes_factor", dtype)
+
+    def _step(self, input_: torch.Tensor, compiling: bool = False, check: bool = False) -> torch.Tensor:
+        """One step from the module's state; updates the state, returns the spikes (``check``: as on
+        :meth:`MDN._step <mdn_snntorch.MDN._step>`)."""
+        dtype = input_.dtype
+        mem = self._buffers["mem"]
         if self._fast_step_ok():  # functional.fused_first_order_step, its tensors prepared here
-            spk, v = FirstOrderStep.apply(
-                input_,
-                self._buffers["mem"],
-                kwargs["decay"],
-                kwargs["threshold"],
-                kwargs["reset"],
-                self._scale_arg(dtype, compiling),
-                self.spike_grad.width,
-                self.input_sigmoid,
-                self.detach_reset,
-            )
+            params = self._step_params(dtype)
+            config = (self.spike_grad.width, self.input_sigmoid, self.detach_reset)
+            if not compiling and dispatch.c_step_rejection(self, input_, (mem,), params) is None:
+                spk, v = self._c_step(input_, (mem,), params, config, check)
+            else:
+                if check:
+                    self._check_finite(input_)
+                spk, v = FirstOrderStep.apply(input_, mem, *params[:3], self._scale_arg(dtype, compiling), *config)
         else:
+            if check:
+                self._check_finite(input_)
+            kwargs = self._step_kwargs(dtype)
             current = torch.sigmoid(input_) if self.input_sigmoid else input_
             spk, v = first_order_step(current, self.mem, spike_fn=self._spike_fn, detach_reset=self.detach_reset, **kwargs)
             spk = spk * self._param_as("graded_spikes_factor", dtype)
@@ -179,9 +185,9 @@ class FirstOrder(MDNFamilyNeuron):
         if self.step_mode == "multi":
             return self.multi_step(input_, return_traces=not (self.init_hidden and not self.output))
         compiling = torch.compiler.is_compiling()
-        x = self._checked_input(input_, compiling=compiling)
+        x = self._checked_input(input_, compiling=compiling, finite=False)
         self._ensure_states(x)
-        spk = self._step(x, compiling)
+        spk = self._step(x, compiling, check=self.check_input and not compiling)
         return self._returns(spk, (self._buffers["mem"],))
 
     def multi_step(self, input_seq: torch.Tensor, *, return_traces: bool = False):

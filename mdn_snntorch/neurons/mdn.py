@@ -68,7 +68,8 @@ class MDN(MDNFamilyNeuron):
             (With the sigmoid a zero input is a current of 0.5: 2-FS fires at rate 0.5 on silence.)
         spike_grad: spike function with surrogate gradient (default :func:`~mdn_snntorch.surrogate.window`).
         check_input: raise on non-finite input, and warn once when the membrane becomes non-finite (one device
-            sync per step, two per :meth:`multi_step` call; turn off for speed).
+            sync per step, two per :meth:`multi_step` call; a single step in C counts them in its own pass; turn
+            off for speed).
         detach_reset: reset with the detached spike (``True``, as snnTorch); ``False`` lets the spike's
             surrogate gradient flow through the reset, as the paper authors' code does (the single step and
             the reference loop; docs/model.md#the-authors-published-code).
@@ -90,6 +91,7 @@ class MDN(MDNFamilyNeuron):
     _state_names = ("u", "mem")
     _path_state_names = ("mem", "u")
     _param_names = THETA_NAMES
+    _c_node = "MDNCStep"
 
     def __init__(
         self,
@@ -187,26 +189,36 @@ class MDN(MDNFamilyNeuron):
             f"substeps={self.substeps}{mode}"
         )
 
-    def _step(self, input_: torch.Tensor, compiling: bool = False) -> torch.Tensor:
-        """One step from the module's state (input already checked); updates the state, returns the spikes."""
+    def _step_params(self, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        p = self._param_as
+        return (
+            p("theta_a", dtype),
+            p("theta_b", dtype),
+            p("theta_c", dtype),
+            p("theta_d", dtype),
+            p("threshold", dtype),
+            p("graded_spikes_factor", dtype),
+        )
+
+    def _step(self, input_: torch.Tensor, compiling: bool = False, check: bool = False) -> torch.Tensor:
+        """One step from the module's state; updates the state, returns the spikes. ``check``: the input's and
+        the membrane's finiteness are still to be checked (:meth:`_check_finite`)."""
         dtype = input_.dtype
-        theta = self._theta_as(dtype)
         buffers = self._buffers
         state = MDNState(buffers["mem"], buffers["u"])
         if self._fast_step_ok():  # functional.fused_mdn_step, its tensors prepared here
-            spk, v_new, u_new = MDNStep.apply(
-                input_,
-                *state,
-                *theta,
-                self._param_as("threshold", dtype),
-                self._scale_arg(dtype, compiling),
-                self.dt,
-                self.substeps,
-                self.spike_grad.width,
-                self.input_sigmoid,
-                self.detach_reset,
-            )
+            params = self._step_params(dtype)
+            config = (self.dt, self.substeps, self.spike_grad.width, self.input_sigmoid, self.detach_reset)
+            if not compiling and dispatch.c_step_rejection(self, input_, state, params) is None:
+                spk, v_new, u_new = self._c_step(input_, state, params, config, check)
+            else:
+                if check:
+                    self._check_finite(input_)
+                spk, v_new, u_new = MDNStep.apply(input_, *state, *params[:5], self._scale_arg(dtype, compiling), *config)
         else:
+            if check:
+                self._check_finite(input_)
+            theta = self._theta_as(dtype)
             current = torch.sigmoid(input_) if self.input_sigmoid else input_
             spk, (v_new, u_new) = mdn_step(
                 current,
@@ -236,9 +248,9 @@ class MDN(MDNFamilyNeuron):
             traces = not (self.init_hidden and not self.output)
             return self.multi_step(input_, return_traces=traces)
         compiling = torch.compiler.is_compiling()
-        x = self._checked_input(input_, compiling=compiling)
+        x = self._checked_input(input_, compiling=compiling, finite=False)
         self._ensure_states(x)
-        spk = self._step(x, compiling)
+        spk = self._step(x, compiling, check=self.check_input and not compiling)
         buffers = self._buffers
         return self._returns(spk, (buffers["u"], buffers["mem"]))
 

@@ -7,7 +7,8 @@
    parameter sums too, summed per neuron afterwards by reduce_range), so no result depends on the threads.
    The forward keeps the state only every K steps (checkpoints); the backward, per block and segment of K
    steps from the last, recomputes the segment from its checkpoint into a cache-resident buffer and runs
-   the adjoint over it. The step of each
+   the adjoint over it. A single step is the same kernels with T = 1: no checkpoints, the backward reads the
+   step's own state (and skips the parameter gradients nobody asked for). The step of each
    neuron and its adjoint are written once, as the static inline functions below: the forward and the
    backward's recomputation call the same step, so the recomputed states are bitwise the forward's. */
 #if !defined(scalar_t) || !defined(SFX)
@@ -21,6 +22,35 @@
 /* Whether x = V' - V_th lies inside the support |x| < w of the window surrogate
    (docs/model.md#surrogate-gradient-and-reset); a bitwise & of the comparisons (&& would branch). */
 static inline int SFX(in_window)(scalar_t x, scalar_t w) { return (x < w) & (-x < w); }
+
+/* dst[i] = src[(k + i) % N] for i < n (0 <= k < N): a block's values of a per-neuron parameter, by contiguous runs:
+   at most two copies fill the first period, then the filled prefix (a whole number of periods) is doubled.
+   With shared (the parameter is one value for all neurons), dst[i] = src[0]. */
+static inline void SFX(gather)(scalar_t *restrict dst, const scalar_t *restrict src, int shared, int64_t k, int64_t N, int n) {
+    if (shared) k = 0, N = 1;
+    const int64_t first = N - k < n ? N - k : n, len = N < n ? N : n;
+    memcpy(dst, src + k, first * sizeof(scalar_t));
+    memcpy(dst + first, src, (len - first) * sizeof(scalar_t));
+    for (int64_t done = len; done < n;) {
+        const int64_t more = done < n - done ? done : n - done;
+        memcpy(dst + done, dst, more * sizeof(scalar_t));
+        done += more;
+    }
+}
+
+/* The number of NaN or infinite values among x[0..n) (x - x is NaN exactly for those). */
+static inline int64_t SFX(count_nonfinite)(const scalar_t *restrict x, int64_t n) {
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += !(x[i] - x[i] == 0);
+    return bad;
+}
+
+/* Adds the non-finite values of x[0..n) to *bad (shared by the threads; NULL: not counted). */
+static inline void SFX(note_nonfinite)(int64_t *bad, const scalar_t *restrict x, int64_t n) {
+    if (!bad) return;
+    const int64_t c = SFX(count_nonfinite)(x, n);
+    if (c) __atomic_fetch_add(bad, c, __ATOMIC_RELAXED);
+}
 
 /* The gradient g of the current I carried back to the input x when I = sigmoid(x): g (1 - I) I. */
 static inline scalar_t SFX(through_sigmoid)(scalar_t g, scalar_t I, int sigmoid) { return sigmoid ? (g * (1 - I)) * I : g; }
@@ -84,6 +114,24 @@ static inline scalar_t SFX(mdn_reset_spike_adjoint)(scalar_t gv, scalar_t gu, sc
     return gv * (c - SFX(mdn_vprime)(v, u, I, dt)) + gu * d;
 }
 
+/* The adjoint of one step of one element with a single Euler sub-step: threshold, surrogate and mdn_adjoint in
+   one, from its pre-step state v, u, x = V' - V_th, the current I, the gradient gs of its output spike and the
+   graded-spikes factor sc; the state gradients and the parameter sums are updated as in mdn_adjoint (*gsc: the
+   factor's). Returns the gradient of the input (through the sigmoid when sig). */
+static inline scalar_t SFX(mdn_step_adjoint)(scalar_t v, scalar_t u, scalar_t x, scalar_t I, scalar_t gs, scalar_t sc,
+                                             scalar_t dt, scalar_t w, int und, int sig, scalar_t b, scalar_t c, scalar_t d,
+                                             scalar_t dab, scalar_t oma, scalar_t *restrict gv, scalar_t *restrict gu,
+                                             scalar_t *restrict ga, scalar_t *restrict gb, scalar_t *restrict gc,
+                                             scalar_t *restrict gd, scalar_t *restrict gth, scalar_t *restrict gsc) {
+    const int fire = x > 0;
+    const int open = SFX(in_window)(x, w);
+    scalar_t gsh = open ? gs * sc : (scalar_t)0;
+    if (und && open) gsh += SFX(mdn_reset_spike_adjoint)(*gv, *gu, v, u, I, dt, c, d);
+    *gsc += fire ? gs : (scalar_t)0;
+    const scalar_t g = SFX(mdn_adjoint)(v, u, fire, gsh, dt, b, dab, oma, gv, gu, ga, gb, gc, gd, gth);
+    return SFX(through_sigmoid)(g, I, sig);
+}
+
 /* Advance a block of n elements by one network step (S Euler sub-steps of dt, input I held); acc gets
    the step's spike, the OR of the sub-steps' spikes, s <- s + s_k - s s_k. */
 static inline void SFX(mdn_advance)(int n, int S, scalar_t dt, const scalar_t *restrict I, scalar_t *restrict v,
@@ -99,12 +147,49 @@ static inline void SFX(mdn_advance)(int n, int S, scalar_t dt, const scalar_t *r
     }
 }
 
+/* ck: NULL keeps no checkpoints (the single step: its backward reads v0, u0 themselves). xr, vr: NULL, or the
+   input x [T, M] and the state v0 [M] whose non-finite values are counted into bad[0] and bad[1]. shared: bit q
+   set where parameter q (a, b, c, d, th, sc) is one value for every neuron (read at [0]), else it has N values. */
+/* A single step (T = 1, one sub-step) of n elements in one pass: mdn_euler from v0, u0 into vT, uT, the spike
+   times the graded-spikes factor psc into spk (what mdn_advance and the forward's scaling do for one sub-step). */
+static inline void SFX(mdn_single_step)(int n, const scalar_t *restrict v0, const scalar_t *restrict u0,
+                                        const scalar_t *restrict I, scalar_t *restrict spk, scalar_t *restrict vT,
+                                        scalar_t *restrict uT, const scalar_t *restrict pa, const scalar_t *restrict pb,
+                                        const scalar_t *restrict pc, const scalar_t *restrict pd, const scalar_t *restrict pth,
+                                        const scalar_t *restrict psc, scalar_t dt) {
+    for (int i = 0; i < n; i++) {
+        scalar_t vn = v0[i], un = u0[i], x;
+        spk[i] = SFX(mdn_euler)(&vn, &un, &x, I[i], dt, pa[i], pb[i], pc[i], pd[i], pth[i]) * psc[i];
+        vT[i] = vn; uT[i] = un;
+    }
+}
+
+/* The backward of a single step (T = 1, one sub-step) of n elements in one pass: the step recomputed from its
+   state v0, u0 (mdn_euler) and its adjoint (mdn_step_adjoint) from the gradients gs, gvT, guT of its outputs into
+   those of its input gx and state gv0, gu0; the parameter sums go to ga .. gsc. */
+static inline void SFX(mdn_single_adjoint)(
+    int n, const scalar_t *restrict v0, const scalar_t *restrict u0, const scalar_t *restrict I, const scalar_t *restrict gs,
+    const scalar_t *restrict gvT, const scalar_t *restrict guT, scalar_t *restrict gx, scalar_t *restrict gv0,
+    scalar_t *restrict gu0, const scalar_t *restrict pa, const scalar_t *restrict pb, const scalar_t *restrict pc,
+    const scalar_t *restrict pd, const scalar_t *restrict pth, const scalar_t *restrict psc, const scalar_t *restrict dab,
+    const scalar_t *restrict oma, scalar_t *restrict ga, scalar_t *restrict gb, scalar_t *restrict gc, scalar_t *restrict gd,
+    scalar_t *restrict gth, scalar_t *restrict gsc, scalar_t dt, scalar_t w, int und, int sig) {
+    for (int i = 0; i < n; i++) {
+        scalar_t vn = v0[i], un = u0[i], x, gvi = gvT[i], gui = guT[i];
+        SFX(mdn_euler)(&vn, &un, &x, I[i], dt, pa[i], pb[i], pc[i], pd[i], pth[i]);
+        gx[i] = SFX(mdn_step_adjoint)(v0[i], u0[i], x, I[i], gs[i], psc[i], dt, w, und, sig, pb[i], pc[i], pd[i], dab[i], oma[i],
+                                      &gvi, &gui, &ga[i], &gb[i], &gc[i], &gd[i], &gth[i], &gsc[i]);
+        gv0[i] = gvi; gu0[i] = gui;
+    }
+}
+
 typedef struct {
-    const scalar_t *I, *v0, *u0, *a, *b, *c, *d, *th, *sc;
+    const scalar_t *I, *v0, *u0, *a, *b, *c, *d, *th, *sc, *xr, *vr;
     scalar_t *spk, *vT, *uT, *vtr, *utr, *ck;
+    int64_t *bad;
     int64_t T, M, N, K;
     scalar_t dt;
-    int substeps;
+    int substeps, shared;
 } SFX(mdn_fwd_args);
 
 static void SFX(mdn_fwd_range)(const void *p, sched_t *s) {
@@ -112,19 +197,28 @@ static void SFX(mdn_fwd_range)(const void *p, sched_t *s) {
     const int64_t T = A->T, M = A->M, N = A->N, K = A->K;
     const int S = A->substeps;
     const scalar_t dt = A->dt;
-    scalar_t v[BLK], u[BLK], acc[BLK], pa[BLK], pb[BLK], pc[BLK], pd[BLK], pth[BLK], psc[BLK];
+    scalar_t vb[BLK], ub[BLK], acc[BLK], pa[BLK], pb[BLK], pc[BLK], pd[BLK], pth[BLK], psc[BLK];
     int64_t base, end;
     while (next_block(s, &base, &end)) {
         const int n = (int)(end - base);
-        int64_t k = base % N;
-        for (int i = 0; i < n; i++) {
-            pa[i] = A->a[k]; pb[i] = A->b[k]; pc[i] = A->c[k]; pd[i] = A->d[k]; pth[i] = A->th[k]; psc[i] = A->sc[k];
-            v[i] = A->v0[base + i]; u[i] = A->u0[base + i];
-            if (++k == N) k = 0;
+        /* the state as it advances: for T = 1 (a single step) in the outputs themselves, no staging copy */
+        scalar_t *restrict v = T == 1 ? A->vT + base : vb, *restrict u = T == 1 ? A->uT + base : ub;
+        const int64_t k = base % N;
+        const int sh = A->shared;
+        SFX(gather)(pa, A->a, sh & 1, k, N, n); SFX(gather)(pb, A->b, sh >> 1 & 1, k, N, n);
+        SFX(gather)(pc, A->c, sh >> 2 & 1, k, N, n); SFX(gather)(pd, A->d, sh >> 3 & 1, k, N, n);
+        SFX(gather)(pth, A->th, sh >> 4 & 1, k, N, n); SFX(gather)(psc, A->sc, sh >> 5 & 1, k, N, n);
+        if (A->vr) SFX(note_nonfinite)(A->bad + 1, A->vr + base, n);
+        if (T == 1 && S == 1 && !A->vtr && !A->ck) {  /* a single step: one pass */
+            if (A->xr) SFX(note_nonfinite)(A->bad, A->xr + base, n);
+            SFX(mdn_single_step)(n, A->v0 + base, A->u0 + base, A->I + base, A->spk + base, v, u, pa, pb, pc, pd, pth, psc, dt);
+            continue;
         }
+        memcpy(v, A->v0 + base, n * sizeof(scalar_t)); memcpy(u, A->u0 + base, n * sizeof(scalar_t));
         for (int64_t t = 0; t < T; t++) {
             const int64_t o = t * M + base;
-            if (t % K == 0) {  /* checkpoint: the state before step t */
+            if (A->xr) SFX(note_nonfinite)(A->bad, A->xr + o, n);
+            if (A->ck && t % K == 0) {  /* checkpoint: the state before step t */
                 memcpy(A->ck + (t / K) * 2 * M + base, v, n * sizeof(scalar_t));
                 memcpy(A->ck + (t / K) * 2 * M + M + base, u, n * sizeof(scalar_t));
             }
@@ -133,27 +227,32 @@ static void SFX(mdn_fwd_range)(const void *p, sched_t *s) {
             for (int i = 0; i < n; i++) spk[i] = acc[i] * psc[i];  /* psc: snnTorch's graded_spikes_factor */
             if (A->vtr) { memcpy(A->vtr + o, v, n * sizeof(scalar_t)); memcpy(A->utr + o, u, n * sizeof(scalar_t)); }
         }
-        memcpy(A->vT + base, v, n * sizeof(scalar_t)); memcpy(A->uT + base, u, n * sizeof(scalar_t));
+        if (T != 1) { memcpy(A->vT + base, v, n * sizeof(scalar_t)); memcpy(A->uT + base, u, n * sizeof(scalar_t)); }
     }
 }
 
 int SFX(mdn_fwd)(const scalar_t *I, const scalar_t *v0, const scalar_t *u0, const scalar_t *a, const scalar_t *b,
-                 const scalar_t *c, const scalar_t *d, const scalar_t *th, const scalar_t *sc, scalar_t *spk, scalar_t *vT,
-                 scalar_t *uT, scalar_t *vtr, scalar_t *utr, scalar_t *ck, int64_t T, int64_t M, int64_t N, int64_t K,
-                 double dt, int substeps, int nthreads) {
-    SFX(mdn_fwd_args) A = {I, v0, u0, a, b, c, d, th, sc, spk, vT, uT, vtr, utr, ck, T, M, N, K, (scalar_t)dt, substeps};
+                 const scalar_t *c, const scalar_t *d, const scalar_t *th, const scalar_t *sc, const scalar_t *xr,
+                 const scalar_t *vr, scalar_t *spk, scalar_t *vT, scalar_t *uT, scalar_t *vtr, scalar_t *utr, scalar_t *ck,
+                 int64_t *bad, int64_t T, int64_t M, int64_t N, int64_t K, double dt, int substeps, int shared,
+                 int nthreads) {
+    SFX(mdn_fwd_args) A = {I, v0, u0, a, b, c, d, th, sc, xr, vr, spk, vT, uT, vtr, utr, ck, bad, T, M, N, K, (scalar_t)dt,
+                           substeps, shared};
     parallel_for(SFX(mdn_fwd_range), &A, M, nthreads);
     return 0;
 }
 
+/* ckv, cku: V and U of the checkpoints, ck_stride apart (the forward's ck and ck + M, stride 2 M; the single
+   step passes its v0, u0). want: bit q set where parameter q's gradient is wanted; the others are not reduced
+   and their rows of gp are left unwritten. shared: as for mdn_fwd_args. */
 typedef struct {
-    const scalar_t *I, *ck, *a, *b, *c, *d, *th, *sc;
+    const scalar_t *I, *ckv, *cku, *a, *b, *c, *d, *th, *sc;
     const scalar_t *gs, *gvtr, *gutr, *gvT, *guT;
     scalar_t *gx, *gv0, *gu0, *ge;
     double *gp;
-    int64_t T, M, N, K;
+    int64_t T, M, N, K, ck_stride;
     scalar_t dt, width;
-    int substeps, sigmoid, undetached;
+    int substeps, sigmoid, undetached, want, shared;
 } SFX(mdn_bwd_args);
 
 static void SFX(mdn_bwd_range)(const void *p, sched_t *s) {
@@ -174,18 +273,26 @@ static void SFX(mdn_bwd_range)(const void *p, sched_t *s) {
     int64_t base, end;
     while (next_block(s, &base, &end)) {
         const int n = (int)(end - base);
-        int64_t k = base % N;
+        const int64_t k = base % N;
+        const int sh = A->shared;
+        SFX(gather)(pa, A->a, sh & 1, k, N, n); SFX(gather)(pb, A->b, sh >> 1 & 1, k, N, n);
+        SFX(gather)(pc, A->c, sh >> 2 & 1, k, N, n); SFX(gather)(pd, A->d, sh >> 3 & 1, k, N, n);
+        SFX(gather)(pth, A->th, sh >> 4 & 1, k, N, n); SFX(gather)(psc, A->sc, sh >> 5 & 1, k, N, n);
         for (int i = 0; i < n; i++) {
-            pa[i] = A->a[k]; pb[i] = A->b[k]; pc[i] = A->c[k]; pd[i] = A->d[k]; pth[i] = A->th[k]; psc[i] = A->sc[k];
             dab[i] = dt * (pa[i] * pb[i]); oma[i] = 1 - dt * pa[i];
-            gv[i] = A->gvT ? A->gvT[base + i] : 0; gu[i] = A->guT ? A->guT[base + i] : 0;
             ga[i] = gb[i] = gc[i] = gd[i] = gth[i] = gsc[i] = 0;
-            if (++k == N) k = 0;
         }
+        if (T == 1 && S == 1) {  /* a single step: recompute and adjoint in one pass over its own arrays */
+            SFX(mdn_single_adjoint)(n, A->ckv + base, A->cku + base, A->I + base, A->gs ? A->gs + base : zero,
+                                    A->gvT ? A->gvT + base : zero, A->guT ? A->guT + base : zero, A->gx + base, A->gv0 + base,
+                                    A->gu0 + base, pa, pb, pc, pd, pth, psc, dab, oma, ga, gb, gc, gd, gth, gsc, dt, w, und, sig);
+        } else {
+        if (A->gvT) memcpy(gv, A->gvT + base, n * sizeof(scalar_t)); else memset(gv, 0, n * sizeof(scalar_t));
+        if (A->guT) memcpy(gu, A->guT + base, n * sizeof(scalar_t)); else memset(gu, 0, n * sizeof(scalar_t));
         for (int64_t t0 = ((T - 1) / K) * K; t0 >= 0; t0 -= K) {
             const int64_t t1 = t0 + K < T ? t0 + K : T;
-            memcpy(v, A->ck + (t0 / K) * 2 * M + base, n * sizeof(scalar_t));
-            memcpy(u, A->ck + (t0 / K) * 2 * M + M + base, n * sizeof(scalar_t));
+            memcpy(v, A->ckv + (t0 / K) * A->ck_stride + base, n * sizeof(scalar_t));
+            memcpy(u, A->cku + (t0 / K) * A->ck_stride + base, n * sizeof(scalar_t));
             for (int64_t t = t0; t < t1; t++) {  /* recompute the segment: the forward's step, bitwise */
                 scalar_t *restrict sv = seg + 3 * (t - t0) * BLK, *restrict su = sv + BLK, *restrict sx = su + BLK;
                 const scalar_t *restrict I = A->I + t * M + base;
@@ -208,17 +315,10 @@ static void SFX(mdn_bwd_range)(const void *p, sched_t *s) {
                 if (A->gvtr) for (int i = 0; i < n; i++) gv[i] += A->gvtr[o + i];
                 if (A->gutr) for (int i = 0; i < n; i++) gu[i] += A->gutr[o + i];
                 if (S == 1) {  /* threshold, surrogate and adjoint in one pass */
-                    for (int i = 0; i < n; i++) {
-                        const scalar_t x = sx[i], gsi = gs[i];
-                        const int fire = x > 0;
-                        const int open = SFX(in_window)(x, w);
-                        scalar_t gsh = open ? gsi * psc[i] : (scalar_t)0;
-                        if (und && open) gsh += SFX(mdn_reset_spike_adjoint)(gv[i], gu[i], sv[i], su[i], I[i], dt, pc[i], pd[i]);
-                        gsc[i] += fire ? gsi : (scalar_t)0;
-                        const scalar_t g = SFX(mdn_adjoint)(sv[i], su[i], fire, gsh, dt, pb[i], dab[i], oma[i], &gv[i], &gu[i],
-                                                            &ga[i], &gb[i], &gc[i], &gd[i], &gth[i]);
-                        gx[i] = SFX(through_sigmoid)(g, I[i], sig);
-                    }
+                    for (int i = 0; i < n; i++)
+                        gx[i] = SFX(mdn_step_adjoint)(sv[i], su[i], sx[i], I[i], gs[i], psc[i], dt, w, und, sig, pb[i], pc[i],
+                                                      pd[i], dab[i], oma[i], &gv[i], &gu[i], &ga[i], &gb[i], &gc[i], &gd[i],
+                                                      &gth[i], &gsc[i]);
                     continue;
                 }
                 for (int i = 0; i < n; i++) { v[i] = sv[i]; u[i] = su[i]; gI[i] = 0; cnt[i] = 0; }
@@ -250,12 +350,12 @@ static void SFX(mdn_bwd_range)(const void *p, sched_t *s) {
                 for (int i = 0; i < n; i++) gx[i] = SFX(through_sigmoid)(gI[i], I[i], sig);
             }
         }
-        /* the element's parameter sums over time, [6, M]; summed per neuron by mdn_reduce_range */
-        scalar_t *restrict ge = A->ge;
         memcpy(A->gv0 + base, gv, n * sizeof(scalar_t)); memcpy(A->gu0 + base, gu, n * sizeof(scalar_t));
-        memcpy(ge + base, ga, n * sizeof(scalar_t)); memcpy(ge + M + base, gb, n * sizeof(scalar_t));
-        memcpy(ge + 2 * M + base, gc, n * sizeof(scalar_t)); memcpy(ge + 3 * M + base, gd, n * sizeof(scalar_t));
-        memcpy(ge + 4 * M + base, gth, n * sizeof(scalar_t)); memcpy(ge + 5 * M + base, gsc, n * sizeof(scalar_t));
+        }
+        /* the element's parameter sums over time, [6, M], the wanted rows; summed per neuron by reduce_range */
+        const scalar_t *sums[6] = {ga, gb, gc, gd, gth, gsc};
+        for (int q = 0; q < 6; q++)
+            if (A->want >> q & 1) memcpy(A->ge + q * M + base, sums[q], n * sizeof(scalar_t));
     }
     free(seg);
     free(vk);
@@ -269,7 +369,7 @@ typedef struct {
     const scalar_t *ge, *a;
     double *gp;
     int64_t M, N;
-    int P;
+    int P, want, a_shared;
     scalar_t dt;
 } SFX(reduce_args);
 
@@ -281,9 +381,10 @@ static void SFX(reduce_range)(const void *p, sched_t *s) {
     while (next_block(s, &k0, &k1)) {
         const int n = (int)(k1 - k0);
         for (int q = 0; q < A->P; q++) {
+            if (!(A->want >> q & 1)) continue;  /* a gradient nobody asked for */
             for (int i = 0; i < n; i++) {
                 acc[i] = 0;
-                f[i] = !A->a || q > 1 ? 1.0 : q == 0 ? (double)A->dt : (double)(A->dt * A->a[k0 + i]);
+                f[i] = !A->a || q > 1 ? 1.0 : q == 0 ? (double)A->dt : (double)(A->dt * A->a[A->a_shared ? 0 : k0 + i]);
             }
             for (int64_t row = 0; row * N + k0 < M; row++) {
                 const scalar_t *restrict g = A->ge + q * M + row * N + k0;
@@ -296,17 +397,20 @@ static void SFX(reduce_range)(const void *p, sched_t *s) {
     }
 }
 
-/* ge: scratch [6, M]; gp: the parameter gradients [6, N] (double) */
-int SFX(mdn_bwd)(const scalar_t *I, const scalar_t *ck, const scalar_t *a, const scalar_t *b, const scalar_t *c,
-                 const scalar_t *d, const scalar_t *th, const scalar_t *sc, const scalar_t *gs, const scalar_t *gvtr,
-                 const scalar_t *gutr, const scalar_t *gvT, const scalar_t *guT, scalar_t *gx, scalar_t *gv0, scalar_t *gu0,
-                 scalar_t *ge, double *gp, int64_t T, int64_t M, int64_t N, int64_t K, double dt, double width, int substeps,
-                 int sigmoid, int undetached, int nthreads) {
-    SFX(mdn_bwd_args) A = {I, ck, a, b, c, d, th, sc, gs, gvtr, gutr, gvT, guT, gx, gv0, gu0, ge, gp,
-                           T, M, N, K, (scalar_t)dt, (scalar_t)width, substeps, sigmoid, undetached};
+/* ge: scratch [6, M]; gp: the parameter gradients [6, N] (double), the rows of want (see mdn_bwd_args) */
+int SFX(mdn_bwd)(const scalar_t *I, const scalar_t *ckv, const scalar_t *cku, const scalar_t *a, const scalar_t *b,
+                 const scalar_t *c, const scalar_t *d, const scalar_t *th, const scalar_t *sc, const scalar_t *gs,
+                 const scalar_t *gvtr, const scalar_t *gutr, const scalar_t *gvT, const scalar_t *guT, scalar_t *gx,
+                 scalar_t *gv0, scalar_t *gu0, scalar_t *ge, double *gp, int64_t T, int64_t M, int64_t N, int64_t K,
+                 int64_t ck_stride, double dt, double width, int substeps, int sigmoid, int undetached, int want,
+                 int shared, int nthreads) {
+    SFX(mdn_bwd_args) A = {I, ckv, cku, a, b, c, d, th, sc, gs, gvtr, gutr, gvT, guT, gx, gv0, gu0, ge, gp,
+                           T, M, N, K, ck_stride, (scalar_t)dt, (scalar_t)width, substeps, sigmoid, undetached, want, shared};
     parallel_for(SFX(mdn_bwd_range), &A, M, nthreads);
-    SFX(reduce_args) R = {ge, a, gp, M, N, 6, (scalar_t)dt};
-    parallel_for(SFX(reduce_range), &R, N, nthreads);
+    if (want) {
+        SFX(reduce_args) R = {ge, a, gp, M, N, 6, want, shared & 1, (scalar_t)dt};
+        parallel_for(SFX(reduce_range), &R, N, nthreads);
+    }
     return 0;
 }
 
@@ -339,10 +443,55 @@ static inline scalar_t SFX(fo_adjoint)(scalar_t v, scalar_t s, scalar_t gsh, sca
     return gvp;
 }
 
+/* ck, xr, vr, bad, shared (bits of g, th, r, sc): as for mdn_fwd_args */
+/* The adjoint of one step of one element from its pre-step V (v), the current I and the gradient gs of its
+   output spike (sc: the graded-spikes factor): the step once more for x and s, the surrogate, the undetached
+   reset's term gV (r - V') when und, and fo_adjoint; *gsc gets the factor's sum. Returns the input's gradient. */
+static inline scalar_t SFX(fo_step_adjoint)(scalar_t v, scalar_t I, scalar_t gs, scalar_t g, scalar_t th, scalar_t r,
+                                            scalar_t sc, scalar_t w, int und, int sig, scalar_t *restrict gv,
+                                            scalar_t *restrict gg, scalar_t *restrict gth, scalar_t *restrict gr,
+                                            scalar_t *restrict gsc) {
+    scalar_t vn = v, x;
+    const scalar_t s = SFX(fo_step)(&vn, &x, I, g, th, r);
+    const int open = SFX(in_window)(x, w);
+    scalar_t gsh = (gs * sc) * (scalar_t)open;
+    if (und && open) gsh += *gv * (r - (g * v + I));
+    *gsc += gs * s;
+    return SFX(through_sigmoid)(SFX(fo_adjoint)(v, s, gsh, g, gv, gg, gth, gr), I, sig);
+}
+
+/* A single step (T = 1) of n elements in one pass, forward (spk, vT from v0) ... */
+static inline void SFX(fo_single_step)(int n, const scalar_t *restrict v0, const scalar_t *restrict I, scalar_t *restrict spk,
+                                       scalar_t *restrict vT, const scalar_t *restrict pg, const scalar_t *restrict pth,
+                                       const scalar_t *restrict pr, const scalar_t *restrict psc) {
+    for (int i = 0; i < n; i++) {
+        scalar_t vn = v0[i], x;
+        spk[i] = SFX(fo_step)(&vn, &x, I[i], pg[i], pth[i], pr[i]) * psc[i];
+        vT[i] = vn;
+    }
+}
+
+/* ... and backward (gx, gv0 from the gradients gs, gvT of its outputs; the parameter sums into gg .. gsc). */
+static inline void SFX(fo_single_adjoint)(int n, const scalar_t *restrict v0, const scalar_t *restrict I,
+                                          const scalar_t *restrict gs, const scalar_t *restrict gvT, scalar_t *restrict gx,
+                                          scalar_t *restrict gv0, const scalar_t *restrict pg, const scalar_t *restrict pth,
+                                          const scalar_t *restrict pr, const scalar_t *restrict psc, scalar_t *restrict gg,
+                                          scalar_t *restrict gth, scalar_t *restrict gr, scalar_t *restrict gsc, scalar_t w,
+                                          int und, int sig) {
+    for (int i = 0; i < n; i++) {
+        scalar_t gvi = gvT[i];
+        gx[i] = SFX(fo_step_adjoint)(v0[i], I[i], gs[i], pg[i], pth[i], pr[i], psc[i], w, und, sig, &gvi, &gg[i], &gth[i], &gr[i],
+                                     &gsc[i]);
+        gv0[i] = gvi;
+    }
+}
+
 typedef struct {
-    const scalar_t *I, *v0, *g, *th, *r, *sc;
+    const scalar_t *I, *v0, *g, *th, *r, *sc, *xr, *vr;
     scalar_t *spk, *vT, *vtr, *ck;
+    int64_t *bad;
     int64_t T, M, N, K;
+    int shared;
 } SFX(fo_fwd_args);
 
 static void SFX(fo_fwd_range)(const void *p, sched_t *s) {
@@ -352,16 +501,23 @@ static void SFX(fo_fwd_range)(const void *p, sched_t *s) {
     int64_t base, end;
     while (next_block(s, &base, &end)) {
         const int n = (int)(end - base);
-        int64_t k = base % N;
-        for (int i = 0; i < n; i++) {
-            pg[i] = A->g[k]; pth[i] = A->th[k]; pr[i] = A->r[k]; psc[i] = A->sc[k]; v[i] = A->v0[base + i];
-            if (++k == N) k = 0;
+        const int64_t k = base % N;
+        const int sh = A->shared;
+        SFX(gather)(pg, A->g, sh & 1, k, N, n); SFX(gather)(pth, A->th, sh >> 1 & 1, k, N, n);
+        SFX(gather)(pr, A->r, sh >> 2 & 1, k, N, n); SFX(gather)(psc, A->sc, sh >> 3 & 1, k, N, n);
+        if (A->vr) SFX(note_nonfinite)(A->bad + 1, A->vr + base, n);
+        if (T == 1 && !A->vtr && !A->ck) {  /* a single step: one pass */
+            if (A->xr) SFX(note_nonfinite)(A->bad, A->xr + base, n);
+            SFX(fo_single_step)(n, A->v0 + base, A->I + base, A->spk + base, A->vT + base, pg, pth, pr, psc);
+            continue;
         }
+        memcpy(v, A->v0 + base, n * sizeof(scalar_t));
         for (int64_t t = 0; t < T; t++) {
             const int64_t o = t * M + base;
             const scalar_t *restrict I = A->I + o;
             scalar_t *restrict spk = A->spk + o;
-            if (t % K == 0) memcpy(A->ck + (t / K) * M + base, v, n * sizeof(scalar_t));
+            if (A->xr) SFX(note_nonfinite)(A->bad, A->xr + o, n);
+            if (A->ck && t % K == 0) memcpy(A->ck + (t / K) * M + base, v, n * sizeof(scalar_t));
             for (int i = 0; i < n; i++) {
                 scalar_t x;
                 spk[i] = SFX(fo_step)(&v[i], &x, I[i], pg[i], pth[i], pr[i]) * psc[i];
@@ -373,20 +529,21 @@ static void SFX(fo_fwd_range)(const void *p, sched_t *s) {
 }
 
 int SFX(fo_fwd)(const scalar_t *I, const scalar_t *v0, const scalar_t *g, const scalar_t *th, const scalar_t *r,
-                const scalar_t *sc, scalar_t *spk, scalar_t *vT, scalar_t *vtr, scalar_t *ck, int64_t T, int64_t M, int64_t N,
-                int64_t K, int nthreads) {
-    SFX(fo_fwd_args) A = {I, v0, g, th, r, sc, spk, vT, vtr, ck, T, M, N, K};
+                const scalar_t *sc, const scalar_t *xr, const scalar_t *vr, scalar_t *spk, scalar_t *vT, scalar_t *vtr,
+                scalar_t *ck, int64_t *bad, int64_t T, int64_t M, int64_t N, int64_t K, int shared, int nthreads) {
+    SFX(fo_fwd_args) A = {I, v0, g, th, r, sc, xr, vr, spk, vT, vtr, ck, bad, T, M, N, K, shared};
     parallel_for(SFX(fo_fwd_range), &A, M, nthreads);
     return 0;
 }
 
+/* ck: the checkpoints [ceil(T / K), M] (the single step passes its v0); want, shared: as for mdn_bwd_args */
 typedef struct {
     const scalar_t *I, *ck, *g, *th, *r, *sc, *gs, *gvtr, *gvT;
     scalar_t *gx, *gv0, *ge;
     double *gp;
     int64_t T, M, N, K;
     scalar_t width;
-    int sigmoid, undetached;
+    int sigmoid, undetached, want, shared;
 } SFX(fo_bwd_args);
 
 static void SFX(fo_bwd_range)(const void *p, sched_t *s) {
@@ -402,12 +559,16 @@ static void SFX(fo_bwd_range)(const void *p, sched_t *s) {
     int64_t base, end;
     while (next_block(s, &base, &end)) {
         const int n = (int)(end - base);
-        int64_t k = base % N;
-        for (int i = 0; i < n; i++) {
-            pg[i] = A->g[k]; pth[i] = A->th[k]; pr[i] = A->r[k]; psc[i] = A->sc[k];
-            gv[i] = A->gvT ? A->gvT[base + i] : 0; gg[i] = gth[i] = gr[i] = gsc[i] = 0;
-            if (++k == N) k = 0;
-        }
+        const int64_t k = base % N;
+        const int sh = A->shared;
+        SFX(gather)(pg, A->g, sh & 1, k, N, n); SFX(gather)(pth, A->th, sh >> 1 & 1, k, N, n);
+        SFX(gather)(pr, A->r, sh >> 2 & 1, k, N, n); SFX(gather)(psc, A->sc, sh >> 3 & 1, k, N, n);
+        for (int i = 0; i < n; i++) gg[i] = gth[i] = gr[i] = gsc[i] = 0;
+        if (T == 1) {  /* a single step: one pass over its own arrays (its checkpoint is its state) */
+            SFX(fo_single_adjoint)(n, A->ck + base, A->I + base, A->gs ? A->gs + base : zero, A->gvT ? A->gvT + base : zero,
+                                   A->gx + base, A->gv0 + base, pg, pth, pr, psc, gg, gth, gr, gsc, w, und, sig);
+        } else {
+        if (A->gvT) memcpy(gv, A->gvT + base, n * sizeof(scalar_t)); else memset(gv, 0, n * sizeof(scalar_t));
         for (int64_t t0 = ((T - 1) / K) * K; t0 >= 0; t0 -= K) {
             const int64_t t1 = t0 + K < T ? t0 + K : T;
             memcpy(v, A->ck + (t0 / K) * M + base, n * sizeof(scalar_t));
@@ -425,34 +586,31 @@ static void SFX(fo_bwd_range)(const void *p, sched_t *s) {
                 const scalar_t *restrict gs = A->gs ? A->gs + o : zero;
                 scalar_t *restrict gx = A->gx + o;
                 if (A->gvtr) for (int i = 0; i < n; i++) gv[i] += A->gvtr[o + i];
-                for (int i = 0; i < n; i++) {
-                    scalar_t vn = sv[i], x;  /* the step once more, for x and s */
-                    const scalar_t s = SFX(fo_step)(&vn, &x, I[i], pg[i], pth[i], pr[i]);
-                    const int open = SFX(in_window)(x, w);
-                    scalar_t gsh = (gs[i] * psc[i]) * (scalar_t)open;
-                    if (und && open) gsh += gv[i] * (pr[i] - (pg[i] * sv[i] + I[i]));  /* the undetached reset: gV (r - V') */
-                    gsc[i] += gs[i] * s;
-                    const scalar_t gvp = SFX(fo_adjoint)(sv[i], s, gsh, pg[i], &gv[i], &gg[i], &gth[i], &gr[i]);
-                    gx[i] = SFX(through_sigmoid)(gvp, I[i], sig);
-                }
+                for (int i = 0; i < n; i++)
+                    gx[i] = SFX(fo_step_adjoint)(sv[i], I[i], gs[i], pg[i], pth[i], pr[i], psc[i], w, und, sig, &gv[i], &gg[i],
+                                                 &gth[i], &gr[i], &gsc[i]);
             }
         }
-        scalar_t *restrict ge = A->ge;  /* the element's parameter sums over time, [4, M] */
         memcpy(A->gv0 + base, gv, n * sizeof(scalar_t));
-        memcpy(ge + base, gg, n * sizeof(scalar_t)); memcpy(ge + M + base, gth, n * sizeof(scalar_t));
-        memcpy(ge + 2 * M + base, gr, n * sizeof(scalar_t)); memcpy(ge + 3 * M + base, gsc, n * sizeof(scalar_t));
+        }
+        const scalar_t *sums[4] = {gg, gth, gr, gsc};  /* the element's parameter sums over time, [4, M] */
+        for (int q = 0; q < 4; q++)
+            if (A->want >> q & 1) memcpy(A->ge + q * M + base, sums[q], n * sizeof(scalar_t));
     }
     free(seg);
 }
 
-/* ge: scratch [4, M]; gp: the parameter gradients [4, N] (double) */
+/* ge: scratch [4, M]; gp: the parameter gradients [4, N] (double), the rows of want */
 int SFX(fo_bwd)(const scalar_t *I, const scalar_t *ck, const scalar_t *g, const scalar_t *th, const scalar_t *r,
                 const scalar_t *sc, const scalar_t *gs, const scalar_t *gvtr, const scalar_t *gvT, scalar_t *gx, scalar_t *gv0,
                 scalar_t *ge, double *gp, int64_t T, int64_t M, int64_t N, int64_t K, double width, int sigmoid, int undetached,
-                int nthreads) {
-    SFX(fo_bwd_args) A = {I, ck, g, th, r, sc, gs, gvtr, gvT, gx, gv0, ge, gp, T, M, N, K, (scalar_t)width, sigmoid, undetached};
+                int want, int shared, int nthreads) {
+    SFX(fo_bwd_args) A = {I, ck, g, th, r, sc, gs, gvtr, gvT, gx, gv0, ge, gp, T, M, N, K, (scalar_t)width, sigmoid, undetached,
+                          want, shared};
     parallel_for(SFX(fo_bwd_range), &A, M, nthreads);
-    SFX(reduce_args) R = {ge, NULL, gp, M, N, 4, 0};
-    parallel_for(SFX(reduce_range), &R, N, nthreads);
+    if (want) {
+        SFX(reduce_args) R = {ge, NULL, gp, M, N, 4, want, 0, 0};
+        parallel_for(SFX(reduce_range), &R, N, nthreads);
+    }
     return 0;
 }
