@@ -104,19 +104,7 @@ def _unbacked_section(section: str, page: Path) -> list[str]:
     return problems
 
 
-#: pages with numbers still unbacked: study.md's authors'-protocol tables (their runs are being repeated);
-#: strict, so a page that becomes backed fails here until it leaves this list
-PENDING = {"study.md"}
-
-
-@pytest.mark.parametrize(
-    "page",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="numbers not yet backed")) if p.name in PENDING else p
-        for p in PAGES
-    ],
-    ids=lambda p: p.name,
-)
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_every_result_number_of_a_page_is_in_a_results_file_its_paragraph_links_or_a_named_benchmark(page):
     problems = unbacked(page.read_text(), page)
     assert not problems, "\n".join(problems)
