@@ -59,18 +59,20 @@ def paper_text() -> str:
     return "\n".join(p.read_text() for p in sorted(PAPER.glob("*.json")))
 
 
-def setting(number: str) -> bool:
+def setting(number: str, literals: bool = True) -> bool:
     """``number`` is not a measured result: a preset's value, a number of the paper as its transcribed
-    tables write it (they cite the paper, not a run of this project), or a literal of the library's code as
-    the code writes it (``0.9``, not ``0.90``)."""
+    tables write it (they cite the paper, not a run of this project), or (with ``literals``) a literal of the
+    library's code as the code writes it (``0.9``, not ``0.90``)."""
     written = re.compile(rf"(?<![\d.]){re.escape(number.lstrip('+'))}(?!\d)")
-    return float(number) in preset_values() or bool(written.search(paper_text())) or number.lstrip("+-") in code_literals()
+    if float(number) in preset_values() or written.search(paper_text()):
+        return True
+    return literals and number.lstrip("+-") in code_literals()
 
 
-def results(block: str) -> list[str]:
+def results(block: str, literals: bool = True) -> list[str]:
     """The block's decimals that are results: in prose, not a reference, not a bound (``<= 0.8``: a target
-    or a limit is a choice), not a setting."""
-    return [n for n in numbers(BOUND.sub(" ", REFERENCE.sub(" ", block))) if not setting(n)]
+    or a limit is a choice), not a setting (``literals``: code literals count as settings)."""
+    return [n for n in numbers(BOUND.sub(" ", REFERENCE.sub(" ", block))) if not setting(n, literals)]
 
 
 def unbacked(text: str, page: Path) -> list[str]:
@@ -85,21 +87,26 @@ def unbacked(text: str, page: Path) -> list[str]:
 def _unbacked_section(section: str, page: Path) -> list[str]:
     problems, vouching = [], []
     for block in paragraphs(section):
-        found, vouching = results(block), vouching or PRINTS_BELOW.findall(block)
-        if not found:
-            continue
+        vouching = vouching or PRINTS_BELOW.findall(block)
         files = cited(block, page) + [ROOT / t for t in TEST.findall(block) if (ROOT / t).is_file()]
         where = f"{page.name}: {block[:70]!r}"
-        if not files:
-            scripts = BENCHMARK.findall(block) or vouching
-            if not scripts:
-                problems.append(f"{where}: no results file linked and no benchmarks/ script named for {found[:6]}")
+        if files:
+            # a paragraph that cites results states results: a code literal there must be held too (a setting
+            # in such a paragraph is written as code), so a result that equals a literal is not waved through
             problems += [
-                f"{where}: names benchmarks/{s}, which does not exist" for s in scripts if not (ROOT / "benchmarks" / s).exists()
+                f"{where}: {n} is in none of {[str(f.relative_to(ROOT)) for f in files]}"
+                for n in results(block, literals=False)
+                if not held(n, files)
             ]
             continue
+        found = results(block)
+        if not found:
+            continue
+        scripts = BENCHMARK.findall(block) or vouching
+        if not scripts:
+            problems.append(f"{where}: no results file linked and no benchmarks/ script named for {found[:6]}")
         problems += [
-            f"{where}: {n} is in none of {[str(f.relative_to(ROOT)) for f in files]}" for n in found if not held(n, files)
+            f"{where}: names benchmarks/{s}, which does not exist" for s in scripts if not (ROOT / "benchmarks" / s).exists()
         ]
     return problems
 
