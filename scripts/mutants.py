@@ -39,6 +39,7 @@ class Mutant(NamedTuple):
 
 NEURON_STEP = ("tests/neurons/test_fast_step.py", "tests/neurons/test_edge_inputs.py")
 FUSED = ("tests/fused/test_fused_ops.py",)
+C_STEP = ("tests/fused/test_c_step.py",)
 MUTANTS = (
     # the loss and what the trainer reports
     Mutant(
@@ -177,6 +178,20 @@ MUTANTS = (
         "return gv * (c - _mdn_vprime(v, u, cur, dt)) + gu * d",
         "return gv * (c - _mdn_vprime(v, u, cur, dt))",
         ("tests/fused/test_triton_interpreter.py",),
+    ),
+    Mutant(
+        "c-single-step-u-gradient-from-v",
+        "mdn_snntorch/fused/c/mdn_kernels_impl.h",
+        "gv0[i] = gvi; gu0[i] = gui;",
+        "gv0[i] = gvi; gu0[i] = gvi;",
+        C_STEP,
+    ),
+    Mutant(
+        "c-gather-ignores-offset",
+        "mdn_snntorch/fused/c/mdn_kernels_impl.h",
+        "memcpy(dst, src + k, first * sizeof(scalar_t));",
+        "memcpy(dst, src, first * sizeof(scalar_t));",
+        C_STEP,
     ),
     Mutant(
         "c-theta-d-from-v",
