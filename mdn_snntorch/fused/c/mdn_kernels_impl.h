@@ -147,9 +147,6 @@ static inline void SFX(mdn_advance)(int n, int S, scalar_t dt, const scalar_t *r
     }
 }
 
-/* ck: NULL keeps no checkpoints (the single step: its backward reads v0, u0 themselves). xr, vr: NULL, or the
-   input x [T, M] and the state v0 [M] whose non-finite values are counted into bad[0] and bad[1]. shared: bit q
-   set where parameter q (a, b, c, d, th, sc) is one value for every neuron (read at [0]), else it has N values. */
 /* A single step (T = 1, one sub-step) of n elements in one pass: mdn_euler from v0, u0 into vT, uT, the spike
    times the graded-spikes factor psc into spk (what mdn_advance and the forward's scaling do for one sub-step). */
 static inline void SFX(mdn_single_step)(int n, const scalar_t *restrict v0, const scalar_t *restrict u0,
@@ -183,6 +180,9 @@ static inline void SFX(mdn_single_adjoint)(
     }
 }
 
+/* ck: NULL keeps no checkpoints (the single step: its backward reads v0, u0 themselves). xr, vr: NULL, or the
+   input x [T, M] and the state v0 [M] whose non-finite values are counted into bad[0] and bad[1]. shared: bit q
+   set where parameter q (a, b, c, d, th, sc) is one value for every neuron (read at [0]), else it has N values. */
 typedef struct {
     const scalar_t *I, *v0, *u0, *a, *b, *c, *d, *th, *sc, *xr, *vr;
     scalar_t *spk, *vT, *uT, *vtr, *utr, *ck;
