@@ -288,6 +288,16 @@ class MDNFamilyNeuron(SpikingNeuron):
         """Whether the single step runs as one autograd node (:func:`mdn_snntorch.fused.dispatch.step_rejections`)."""
         return not dispatch.step_rejections(self)
 
+    def _step_path(
+        self, x: torch.Tensor, states: tuple[torch.Tensor, ...], params: tuple[torch.Tensor, ...], compiling: bool
+    ) -> str:
+        """Which single step runs on ``x`` from ``states`` with ``params``: ``"c"`` (the C node), ``"node"`` (the
+        PyTorch node) or ``"step"`` (the reference step); the decision :func:`~mdn_snntorch.fused.dispatch.route`
+        explains."""
+        if not self._fast_step_ok():
+            return "step"
+        return "node" if compiling or dispatch.c_step_rejection(self, x, states, params) is not None else "c"
+
     def _step_params(self, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         """Every parameter of one step in ``dtype``, in the kernels' order (the graded-spikes factor last)."""
         raise NotImplementedError

@@ -153,27 +153,36 @@ class FirstOrder(MDNFamilyNeuron):
         kwargs = self._step_kwargs(dtype)
         return kwargs["decay"], kwargs["threshold"], kwargs["reset"], self._param_as("graded_spikes_factor", dtype)
 
+    def _node_config(self) -> tuple:
+        """The settings both single-step nodes take after the parameters: ``(width, sigmoid, detach_reset)``."""
+        return (self.spike_grad.width, self.input_sigmoid, self.detach_reset)
+
     def _step(self, input_: torch.Tensor, compiling: bool = False, check: bool = False) -> torch.Tensor:
         """One step from the module's state; updates the state, returns the spikes (``check``: as on
         :meth:`MDN._step <mdn_snntorch.MDN._step>`)."""
         dtype = input_.dtype
         mem = self._buffers["mem"]
-        if self._fast_step_ok():  # functional.fused_first_order_step, its tensors prepared here
-            params = self._step_params(dtype)
-            config = (self.spike_grad.width, self.input_sigmoid, self.detach_reset)
-            if not compiling and dispatch.c_step_rejection(self, input_, (mem,), params) is None:
-                spk, v = self._c_step(input_, (mem,), params, config, check)
-            else:
-                if check:
-                    self._check_finite(input_)
-                spk, v = FirstOrderStep.apply(input_, mem, *params[:3], self._scale_arg(dtype, compiling), *config)
+        params = self._step_params(dtype)
+        path = self._step_path(input_, (mem,), params, compiling)
+        if check and path != "c":  # the C step counts the non-finite values in its own pass
+            self._check_finite(input_)
+        if path == "c":
+            spk, v = self._c_step(input_, (mem,), params, self._node_config(), check)
+        elif path == "node":  # functional.fused_first_order_step, its tensors prepared here
+            spk, v = FirstOrderStep.apply(input_, mem, *params[:3], self._scale_arg(dtype, compiling), *self._node_config())
         else:
-            if check:
-                self._check_finite(input_)
-            kwargs = self._step_kwargs(dtype)
+            decay, threshold, reset, scale = params
             current = torch.sigmoid(input_) if self.input_sigmoid else input_
-            spk, v = first_order_step(current, self.mem, spike_fn=self._spike_fn, detach_reset=self.detach_reset, **kwargs)
-            spk = spk * self._param_as("graded_spikes_factor", dtype)
+            spk, v = first_order_step(
+                current,
+                mem,
+                decay=decay,
+                threshold=threshold,
+                reset=reset,
+                spike_fn=self._spike_fn,
+                detach_reset=self.detach_reset,
+            )
+            spk = spk * scale
         self._buffers["mem"] = self.state_quant(v) if self.state_quant else v  # not self.mem = ...: see MDN._step
         self._advance(1, compiling)
         return spk

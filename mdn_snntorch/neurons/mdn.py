@@ -200,37 +200,39 @@ class MDN(MDNFamilyNeuron):
             p("graded_spikes_factor", dtype),
         )
 
+    def _node_config(self) -> tuple:
+        """The settings both single-step nodes take after the parameters: ``(dt, substeps, width, sigmoid, detach_reset)``."""
+        return (self.dt, self.substeps, self.spike_grad.width, self.input_sigmoid, self.detach_reset)
+
     def _step(self, input_: torch.Tensor, compiling: bool = False, check: bool = False) -> torch.Tensor:
         """One step from the module's state; updates the state, returns the spikes. ``check``: the input's and
         the membrane's finiteness are still to be checked (:meth:`_check_finite`)."""
         dtype = input_.dtype
         buffers = self._buffers
         state = MDNState(buffers["mem"], buffers["u"])
-        if self._fast_step_ok():  # functional.fused_mdn_step, its tensors prepared here
-            params = self._step_params(dtype)
-            config = (self.dt, self.substeps, self.spike_grad.width, self.input_sigmoid, self.detach_reset)
-            if not compiling and dispatch.c_step_rejection(self, input_, state, params) is None:
-                spk, v_new, u_new = self._c_step(input_, state, params, config, check)
-            else:
-                if check:
-                    self._check_finite(input_)
-                spk, v_new, u_new = MDNStep.apply(input_, *state, *params[:5], self._scale_arg(dtype, compiling), *config)
+        params = self._step_params(dtype)
+        path = self._step_path(input_, state, params, compiling)
+        if check and path != "c":  # the C step counts the non-finite values in its own pass
+            self._check_finite(input_)
+        if path == "c":
+            spk, v_new, u_new = self._c_step(input_, state, params, self._node_config(), check)
+        elif path == "node":  # functional.fused_mdn_step, its tensors prepared here
+            spk, v_new, u_new = MDNStep.apply(
+                input_, *state, *params[:5], self._scale_arg(dtype, compiling), *self._node_config()
+            )
         else:
-            if check:
-                self._check_finite(input_)
-            theta = self._theta_as(dtype)
             current = torch.sigmoid(input_) if self.input_sigmoid else input_
             spk, (v_new, u_new) = mdn_step(
                 current,
                 state,
-                theta,
-                threshold=self._param_as("threshold", dtype),
+                MDNParameters(*params[:4]),
+                threshold=params[4],
                 dt=self.dt,
                 substeps=self.substeps,
                 spike_fn=self._spike_fn,
                 detach_reset=self.detach_reset,
             )
-            spk = spk * self._param_as("graded_spikes_factor", dtype)
+            spk = spk * params[5]
         if self.state_quant:
             v_new, u_new = self.state_quant(v_new), self.state_quant(u_new)
         buffers["u"], buffers["mem"] = u_new, v_new  # not self.u = ...: nn.Module.__setattr__ costs microseconds
