@@ -175,8 +175,8 @@ class _Run:
                         )
                     if cfg.progress:
                         tqdm.write(_epoch_line(row, cfg.epochs), file=sys.stderr)
-            except RuntimeError as error:  # PyTorch's SIGCHLD handler can raise a worker's death at any point
-                if isinstance(error, WorkerDied) or "DataLoader worker" not in str(error):
+            except RuntimeError as error:  # a worker's death, raised in the epoch or (PyTorch's SIGCHLD handler) anywhere
+                if "DataLoader worker" not in str(error):
                     raise
                 self._worker_died(epoch, error)
             distributed.barrier(self.ctx)
@@ -197,10 +197,6 @@ class _Run:
         except (NonFiniteLossError, SpikeFileError) as error:  # SpikeFileError: the data changed or are damaged
             self.files.write(cfg, self.point.metrics, status="stopped", error=str(error))
             raise
-        except RuntimeError as error:
-            if "DataLoader worker" not in str(error):
-                raise
-            self._worker_died(epoch, error)
         except KeyboardInterrupt:
             self.files.write(cfg, self.point.metrics, status="interrupted")
             raise
