@@ -79,7 +79,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn = getattr(lib, "sl_transpose" + sfx)
         fn.argtypes, fn.restype = [i64, i64, p, p, p, p, p, p, i32], i32
         fn = getattr(lib, "sl_gather" + sfx)
-        fn.argtypes, fn.restype = [i64, i64, p, p, p, p, i64, p, p, i64, i64, i32], i32
+        fn.argtypes, fn.restype = [i64, i64, p, p, p, p, i64, i64, p, p, i64, i64, i32], i32
 
 
 def _load(cc: str) -> ctypes.CDLL:
@@ -165,11 +165,27 @@ def transpose(ptr: Tensor, idx: Tensor, val: Tensor | None, K: int, dtype: torch
     return cptr, cidx, cval
 
 
+def padded_rows(t: Tensor) -> Tensor:
+    """A copy of the 2-D ``t`` in a buffer whose rows are a whole, odd number of 64-byte cache lines apart, as a
+    ``[R, N]`` view: the gather's vector loads then each lie within one cache line (a row stride such as 500
+    floats splits three loads in four across two lines), and consecutive rows start in different sets of the
+    cache (a stride of a power of two puts a chunk of rows in few of them)."""
+    R, N = t.shape
+    lines = -(-N * t.element_size() // 64)
+    ld = (lines | 1) * 64 // t.element_size()
+    buf = t.new_empty(R, ld)[:, :N]
+    return buf.copy_(t)
+
+
 def gather(ptr: Tensor, idx: Tensor, val: Tensor | None, D: Tensor, init: Tensor | None, out: Tensor, si: int, sj: int) -> None:
     """``out(i, j) = init[j] + sum_p val[p] D[idx[p], j]`` over the entries ``p`` of row ``i`` (``out(i, j)`` at
-    ``out[i * si + j * sj]``); ``D [*, N]`` and ``init`` contiguous."""
+    ``out[i * si + j * sj]``); ``D [*, N]`` with unit column stride (its rows any stride, e.g. :func:`padded_rows`),
+    ``init`` contiguous."""
     n, (nd, N) = ptr.shape[0] - 1, D.shape
+    if D.stride(1) != 1 and N > 1:
+        raise ValueError(f"gather: D's columns must be adjacent (stride {D.stride(1)})")
+    ld = D.stride(0) if nd > 1 else N
     if _fn("sl_gather", D.dtype)(
-        n, N, _ptr(ptr), _ptr(idx), _ptr(val), _ptr(D), nd, _ptr(init), _ptr(out), si, sj, threads(idx.shape[0] * N)
+        n, N, _ptr(ptr), _ptr(idx), _ptr(val), _ptr(D), nd, ld, _ptr(init), _ptr(out), si, sj, threads(idx.shape[0] * N)
     ):
-        raise MemoryError("sl_gather could not allocate its row cursors and partial sums")
+        raise MemoryError("sl_gather could not allocate its chunk starts and partial sums")

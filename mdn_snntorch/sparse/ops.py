@@ -4,8 +4,9 @@ r"""The event-driven Linear product as two ``torch.library`` custom ops, with an
 
 - **forward**: count the nonzeros of each row of ``x``; above ``dense_above x R x K`` of them, the dense
   ``torch.addmm(b, x, W^T)`` (exactly ``nn.Linear``); else list them by row (CSR) and gather
-  ``out[r] = b + sum_{k active in r} x[r, k] W^T[k]`` from a transposed contiguous copy of ``W`` (the
-  product by ``x[r, k]`` is skipped when every value is 0 or 1);
+  ``out[r] = b + sum_{k active in r} x[r, k] W^T[k]`` from a transposed copy of ``W`` with padded rows
+  (:func:`~mdn_snntorch.sparse.c_kernels.padded_rows`; the product by ``x[r, k]`` is skipped when every value
+  is 0 or 1);
 - **weight gradient** (its own op, run by the backward only when ``W`` requires it): the same count and
   rule; sparse: the nonzeros by column (CSC), and ``grad_W[:, k] = sum_{r active in k} x[r, k] grad_out[r]``;
   dense: ``grad_out^T x``;
@@ -40,7 +41,7 @@ def spike_linear_op(x: Tensor, weight: Tensor, bias: Tensor | None, dense_above:
     idx, val = c_kernels.fill_rows(x, ptr, nnz, binary)
     N = weight.shape[0]
     out = x.new_empty(x.shape[0], N)
-    c_kernels.gather(ptr, idx, val, weight.t().contiguous(), None if bias is None else bias.contiguous(), out, N, 1)
+    c_kernels.gather(ptr, idx, val, c_kernels.padded_rows(weight.t()), None if bias is None else bias.contiguous(), out, N, 1)
     return out
 
 
@@ -59,7 +60,7 @@ def weight_grad_op(x: Tensor, grad_out: Tensor, dense_above: float) -> Tensor:
     K = x.shape[1]
     cptr, cidx, cval = c_kernels.transpose(ptr, idx, val, K, x.dtype)
     grad = x.new_empty(grad_out.shape[1], K)
-    c_kernels.gather(cptr, cidx, cval, grad_out, None, grad, 1, K)
+    c_kernels.gather(cptr, cidx, cval, c_kernels.padded_rows(grad_out), None, grad, 1, K)
     return grad
 
 

@@ -189,6 +189,20 @@ def test_each_sum_adds_its_terms_in_index_order(dtype, binary, n_out):
     assert torch.equal(ops.weight_grad_op(x, g, 1.0), want_grad)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n", [1, 10, 16, 500, 512])
+def test_padded_rows_are_an_odd_number_of_cache_lines_apart(dtype, n):
+    """The gather reads W^T and the output gradient from copies whose rows start on a cache line (500 floats
+    would split three vector loads in four) and an odd number of lines apart (512 floats, a power of two,
+    would crowd a chunk of rows into few cache sets); the values are the original's."""
+    t = torch.randn(7, n, dtype=dtype)
+    p = c_kernels.padded_rows(t)
+    lines, rest = divmod(p.stride(0) * p.element_size(), 64)
+    assert torch.equal(p, t) and p.stride(1) == 1 and rest == 0 and lines % 2 == 1
+    assert p.stride(0) >= n and p.data_ptr() % 64 == 0
+    assert p.stride(0) - n < 2 * 64 // p.element_size()  # at most two lines of padding
+
+
 # ---------------------------------------------------------------------------------------------------
 # routing
 # ---------------------------------------------------------------------------------------------------

@@ -43,6 +43,8 @@
    (within the core's L1 data cache; 128 rows of 4 AVX-512 vectors; measured by benchmarks/bench_sparse.py) */
 #define CHUNK_BYTES (32 * 1024)
 /* ranges of rows per thread in sl_gather (taken dynamically) */
+/* rows of D per chunk */
+#define KC (CHUNK_BYTES / (NV * VBYTES))
 #define CHUNKS_PER_THREAD 8
 #define MAX_THREADS 256
 
@@ -61,6 +63,20 @@ static void balanced_range(const int64_t *ptr, int64_t R, int t, int n, int64_t 
     }
     *lo = bounds[0];
     *hi = bounds[1];
+}
+
+/* cs[i (nc + 1) + c], for the rows i of lo..hi and c = 0 .. nc: the first entry of row i whose index is at
+   least c KC (the start of its entries in chunk c of D's rows; c = nc: the row's end). */
+static void chunk_starts(int64_t lo, int64_t hi, int64_t nc, const int64_t *ptr, const int32_t *idx, int64_t *cs) {
+    for (int64_t i = lo; i < hi; i++) {
+        int64_t p = ptr[i], *row = cs + i * (nc + 1);
+        row[0] = p;
+        for (int64_t c = 1; c < nc; c++) {
+            while (p < ptr[i + 1] && idx[p] < c * KC) p++;
+            row[c] = p;
+        }
+        row[nc] = ptr[i + 1];
+    }
 }
 
 /* bit i of the mask: p[i] != 0 (NaN included), for 64 values */

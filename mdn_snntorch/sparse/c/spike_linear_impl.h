@@ -106,42 +106,32 @@ int SFX(sl_transpose)(int64_t R, int64_t K, const int64_t *ptr, const int32_t *i
 }
 
 /* Rows lo..hi of the product for one block of nv vectors of columns starting at column o0 (nv a compile-time
-   constant after inlining, so the accumulators live in registers), D's rows taken kc at a time: for each
-   chunk of D's rows, every output row adds its entries in that chunk to its partial sums, kept in part
-   (row i at part + i * ps; the chunk of D, kc x nv vectors, stays in the L1 cache). cur[i] is where row i's
-   next entry is. The entries of a row are in increasing order of their index, so each sum is still
-   init + val[ptr[i]] D[..] + val[ptr[i] + 1] D[..] + ..., in that order: the result is the same bits as
-   one pass. */
-static inline __attribute__((always_inline)) void SFX(block)(const int nv, int64_t o0, int64_t lo, int64_t hi, int64_t N,
-                                                             int64_t nd, int64_t kc, const int64_t *ptr, const int32_t *idx,
-                                                             const scalar_t *val, const scalar_t *D, const scalar_t *init,
-                                                             scalar_t *part, int64_t ps, int64_t *cur) {
+   constant after inlining, so the accumulators live in registers), D's rows taken KC at a time: for each
+   chunk c of D's rows, every output row adds its entries in that chunk, cs[i (nc + 1) + c] .. cs[i (nc + 1)
+   + c + 1] - 1, to its partial sums, kept in part (row i at part + i * ps; the chunk of D, KC x nv vectors,
+   stays in the L1 cache). The entries of a row are in increasing order of their index, so each sum is still
+   init + val[ptr[i]] D[..] + val[ptr[i] + 1] D[..] + ..., in that order: the result is the same bits as one
+   pass over the row. */
+static inline __attribute__((always_inline)) void SFX(block)(const int nv, const int has_val, int64_t o0, int64_t lo,
+                                                             int64_t hi, int64_t nc, const int64_t *cs, const int32_t *idx,
+                                                             const scalar_t *val, const scalar_t *D, int64_t ld,
+                                                             const scalar_t *init, scalar_t *part, int64_t ps) {
     const scalar_t *Db = D + o0;
-    for (int64_t i = lo; i < hi; i++) cur[i] = ptr[i];
-    for (int64_t k0 = 0; k0 < nd; k0 += kc) {
-        const int32_t kend = k0 + kc < nd ? (int32_t)(k0 + kc) : INT32_MAX;
+    for (int64_t c = 0; c < nc; c++) {
         for (int64_t i = lo; i < hi; i++) {
             scalar_t *o = part + i * ps;
             VEC acc[NV];
-            if (k0)
-                for (int v = 0; v < nv; v++) acc[v] = *(const VEC *)(o + v * VL);
-            else
-                for (int v = 0; v < nv; v++) acc[v] = init ? *(const VEC *)(init + o0 + v * VL) : (VEC){0};
-            const int64_t p1 = ptr[i + 1];
-            int64_t p = cur[i];
-            if (val) {
-                for (; p < p1 && idx[p] < kend; p++) {
-                    const scalar_t *d = Db + (int64_t)idx[p] * N;
+            for (int v = 0; v < nv; v++)
+                acc[v] = c ? *(const VEC *)(o + v * VL) : init ? *(const VEC *)(init + o0 + v * VL) : (VEC){0};
+            for (int64_t p = cs[i * (nc + 1) + c], e = cs[i * (nc + 1) + c + 1]; p < e; p++) {
+                const scalar_t *d = Db + (int64_t)idx[p] * ld;
+                if (has_val) {
                     const VEC s = (VEC){0} + val[p];
                     for (int v = 0; v < nv; v++) acc[v] += s * *(const VEC *)(d + v * VL);
-                }
-            } else {
-                for (; p < p1 && idx[p] < kend; p++) {
-                    const scalar_t *d = Db + (int64_t)idx[p] * N;
+                } else {
                     for (int v = 0; v < nv; v++) acc[v] += *(const VEC *)(d + v * VL);
                 }
             }
-            cur[i] = p;
             for (int v = 0; v < nv; v++) *(VEC *)(o + v * VL) = acc[v];
         }
     }
@@ -151,23 +141,26 @@ static inline __attribute__((always_inline)) void SFX(block)(const int nv, int64
    left to end at column N (overlapping its neighbour: every load is a whole vector, and the lanes computed
    twice are computed alike). The partial sums are kept in out itself when its rows are contiguous (sj == 1),
    else in scratch ([n, NV vectors]), copied to out once a block is done. */
-static void SFX(rows)(int64_t lo, int64_t hi, int64_t N, int64_t nd, const int64_t *ptr, const int32_t *idx,
-                      const scalar_t *val, const scalar_t *D, const scalar_t *init, scalar_t *out, int64_t si, int64_t sj,
-                      int64_t *cur, scalar_t *scratch) {
+static void SFX(rows)(int64_t lo, int64_t hi, int64_t N, int64_t nc, const int64_t *cs, const int32_t *idx,
+                      const scalar_t *val, const scalar_t *D, int64_t ld, const scalar_t *init, scalar_t *out, int64_t si,
+                      int64_t sj, scalar_t *scratch) {
     const int64_t nvec = (N + VL - 1) / VL;
     for (int64_t q0 = 0; q0 < nvec;) {
         int nv = nvec - q0 < NV ? (int)(nvec - q0) : NV;
         while (nv * VL > N) nv--; /* (a row narrower than the block: one vector fewer, the last moved left) */
         const int64_t o0 = q0 * VL < N - nv * VL ? q0 * VL : N - nv * VL;
-        const int64_t kc = CHUNK_BYTES / (nv * VBYTES);
         scalar_t *part = sj == 1 ? out + o0 : scratch;
         const int64_t ps = sj == 1 ? si : NV * VL;
+        /* (BLOCK: the calls of block for 1 .. NV vectors, with and without values) */
+#define BLOCK(nv) (val ? SFX(block)(nv, 1, o0, lo, hi, nc, cs, idx, val, D, ld, init, part, ps) \
+                       : SFX(block)(nv, 0, o0, lo, hi, nc, cs, idx, val, D, ld, init, part, ps))
         switch (nv) {
-        case 1: SFX(block)(1, o0, lo, hi, N, nd, kc, ptr, idx, val, D, init, part, ps, cur); break;
-        case 2: SFX(block)(2, o0, lo, hi, N, nd, kc, ptr, idx, val, D, init, part, ps, cur); break;
-        case 3: SFX(block)(3, o0, lo, hi, N, nd, kc, ptr, idx, val, D, init, part, ps, cur); break;
-        default: SFX(block)(NV, o0, lo, hi, N, nd, kc, ptr, idx, val, D, init, part, ps, cur); break;
+        case 1: BLOCK(1); break;
+        case 2: BLOCK(2); break;
+        case 3: BLOCK(3); break;
+        default: BLOCK(NV); break;
         }
+#undef BLOCK
         if (sj != 1)
             for (int64_t i = lo; i < hi; i++)
                 for (int64_t l = 0; l < nv * VL; l++) out[i * si + (o0 + l) * sj] = scratch[i * ps + l];
@@ -176,13 +169,14 @@ static void SFX(rows)(int64_t lo, int64_t hi, int64_t N, int64_t nd, const int64
 }
 
 /* Sparse x dense: out(i, j) = init[j] + sum_{p = ptr[i]}^{ptr[i + 1] - 1} val[p] D[idx[p], j] for i < n, j < N,
-   summed in that order, with D [nd, N] row-major, the entries of each row in increasing order of idx, val
+   summed in that order, with D's row r at D + r ld (ld >= N; see c_kernels.padded_rows for the stride that
+   keeps every vector load within a cache line), the entries of each row in increasing order of idx, val
    NULL meaning all ones, init NULL meaning zero, and out(i, j) stored at out[i * si + j * sj]. The rows i
    are cut into CHUNKS_PER_THREAD ranges per thread holding equal numbers of entries, taken by the threads
    as they come free (a thread descheduled by a busy machine holds up little). Returns 0, or -1 when the
-   cursors and partial sums cannot be allocated. */
+   chunk starts and partial sums cannot be allocated. */
 int SFX(sl_gather)(int64_t n, int64_t N, const int64_t *ptr, const int32_t *idx, const scalar_t *val, const scalar_t *D,
-                   int64_t nd, const scalar_t *init, scalar_t *out, int64_t si, int64_t sj, int threads) {
+                   int64_t nd, int64_t ld, const scalar_t *init, scalar_t *out, int64_t si, int64_t sj, int threads) {
     if (threads < 1) threads = 1;
     if (N < VL) { /* narrower than a vector: plain loops */
         OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
@@ -190,7 +184,7 @@ int SFX(sl_gather)(int64_t n, int64_t N, const int64_t *ptr, const int32_t *idx,
             scalar_t acc[VBYTES / sizeof(scalar_t)];
             for (int64_t j = 0; j < N; j++) acc[j] = init ? init[j] : 0;
             for (int64_t p = ptr[i]; p < ptr[i + 1]; p++) {
-                const scalar_t *d = D + (int64_t)idx[p] * N;
+                const scalar_t *d = D + (int64_t)idx[p] * ld;
                 const scalar_t s = val ? val[p] : 1;
                 for (int64_t j = 0; j < N; j++) acc[j] += val ? s * d[j] : d[j];
             }
@@ -198,10 +192,11 @@ int SFX(sl_gather)(int64_t n, int64_t N, const int64_t *ptr, const int32_t *idx,
         }
         return 0;
     }
-    int64_t *cur = (int64_t *)malloc((size_t)n * sizeof(int64_t) + 64);
+    const int64_t nc = (nd + KC - 1) / KC > 0 ? (nd + KC - 1) / KC : 1;
+    int64_t *cs = (int64_t *)malloc((size_t)n * (size_t)(nc + 1) * sizeof(int64_t));
     scalar_t *scratch = sj == 1 ? NULL : (scalar_t *)aligned_alloc(64, ((size_t)n * NV * VBYTES + 63) / 64 * 64);
-    if (!cur || (sj != 1 && !scratch)) {
-        free(cur);
+    if (!cs || (sj != 1 && !scratch)) {
+        free(cs);
         free(scratch);
         return -1;
     }
@@ -210,9 +205,10 @@ int SFX(sl_gather)(int64_t n, int64_t N, const int64_t *ptr, const int32_t *idx,
     for (int c = 0; c < chunks; c++) {
         int64_t lo, hi;
         balanced_range(ptr, n, c, chunks, &lo, &hi);
-        SFX(rows)(lo, hi, N, nd, ptr, idx, val, D, init, out, si, sj, cur, scratch);
+        chunk_starts(lo, hi, nc, ptr, idx, cs);
+        SFX(rows)(lo, hi, N, nc, cs, idx, val, D, ld, init, out, si, sj, scratch);
     }
-    free(cur);
+    free(cs);
     free(scratch);
     return 0;
 }
