@@ -8,6 +8,8 @@ accuracy with and without it.
    Prints the ratio per density and the crossover density above which the dense product is faster (the
    layer's ``DENSE_ABOVE`` and the model's ``HIDDEN_EVENT_DRIVEN`` come from here), and, at 13.1 %,
    PyTorch's own sparse CSR product (``x.to_sparse_csr()`` then ``addmm``) as the peer.
+   1b. The input layer's forward alone at 13.1 %, for a training batch (2,000 rows) and an evaluation batch
+   (20,000 rows), where the gather's row tiles keep its partial sums in the L2 cache.
 2. The paper's training step (784-500-10, B = 100, T = 20, 2-FS; forward + rate loss + backward) at input
    densities 5 %, 13.1 % (MNIST-like: the first 100 real MNIST training images rate-coded if
    ``--mnist-raw`` holds them, else Bernoulli spikes with p = 0.131) and 30 %, of
@@ -100,6 +102,19 @@ def section_layer(rounds: int, shape: str) -> dict[str, dict[str, dict[str, floa
         x = (torch.rand(R, K, generator=gen) < d).float().requires_grad_(input_grad)
         kinds = ("dense", "event") + (("torch-csr",) if shape == "input" and d == MNIST_DENSITY else ())
         result[str(d)] = interleaved({k: layer_step(k, x, w, b, g) for k in kinds}, rounds)
+    return result
+
+
+def section_eval_forward(rounds: int) -> dict[str, dict[str, dict[str, float]]]:
+    """The input layer's forward alone (no gradient) at MNIST's density for a training batch and an evaluation
+    batch (``TrainConfig.eval_batch_size``, 1000 samples, 20,000 rows): dense against event-driven."""
+    gen = torch.Generator().manual_seed(3)
+    w, b = torch.randn(500, 784, generator=gen) / 784**0.5, torch.randn(500, generator=gen)
+    result = {}
+    for batch in (B, 1000):
+        x = (torch.rand(T * batch, 784, generator=gen) < MNIST_DENSITY).float()
+        fns = {"dense": lambda x=x: F.linear(x, w, b), "event": lambda x=x: spike_linear(x, w, b, dense_above=1.0)}
+        result[str(batch)] = interleaved(fns, rounds)
     return result
 
 
@@ -213,6 +228,17 @@ def _print_layer(shape: str, sweep: dict) -> None:
         print(f"   event-driven faster {where} ({stat}s)")
 
 
+def _print_eval_forward(result: dict) -> None:
+    print("   batch   rows     dense          event          event/dense (median; min)")
+    for batch, t in result.items():
+        dense, event = t["dense"], t["event"]
+        print(
+            f"   {batch:>5} {T * int(batch):6d}  {dense['median'] * 1e3:7.2f}; {dense['min'] * 1e3:6.2f}  "
+            f"{event['median'] * 1e3:7.2f}; {event['min'] * 1e3:6.2f}   {event['median'] / dense['median']:5.2f}; "
+            f"{event['min'] / dense['min']:5.2f}"
+        )
+
+
 def _print_step(steps: dict) -> None:
     for s in steps.values():
         t, m = s["ms"], s["min_ms"]
@@ -257,6 +283,9 @@ def main(argv: list[str] | None = None) -> dict:
                 sweep = section_layer(args.rounds, shape)
                 r[f"layer-{shape}"] = {"sweep": sweep, "crossover": crossover(sweep), "crossover-min": crossover(sweep, "min")}
                 _print_layer(shape, sweep)
+            print(f"\n1b. the input layer's forward alone, density {MNIST_DENSITY}: a training and an evaluation batch, ms")
+            r["eval-forward"] = section_eval_forward(args.rounds)
+            _print_eval_forward(r["eval-forward"])
         if not args.skip_step:
             print("\n2. paper training step 784-500-10, B=100, T=20, 2-FS, forward + rate loss + backward (CPU)")
             r["step"] = section_step(args.rounds, images)

@@ -206,7 +206,9 @@ int SFX(sl_gather)(int64_t n, int64_t N, const int64_t *ptr, const int32_t *idx,
         int64_t lo, hi;
         balanced_range(ptr, n, c, chunks, &lo, &hi);
         chunk_starts(lo, hi, nc, ptr, idx, cs);
-        SFX(rows)(lo, hi, N, nc, cs, idx, val, D, ld, init, out, si, sj, scratch);
+        const int64_t tile = (hi - lo) * NV * VBYTES > TILE_ABOVE ? ROW_TILE : hi - lo;
+        for (int64_t t0 = lo; t0 < hi; t0 += tile)
+            SFX(rows)(t0, t0 + tile < hi ? t0 + tile : hi, N, nc, cs, idx, val, D, ld, init, out, si, sj, scratch);
     }
     free(cs);
     free(scratch);
