@@ -4,9 +4,11 @@ The C source is shipped next to this module: ``c/spike_linear.c`` (vector width,
 instantiations) includes the dtype-generic ``c/spike_linear_impl.h`` once for ``float`` and once for
 ``double``; the exported functions carry the suffix of their type (``sl_gather_f32``, ``sl_gather_f64``, ...):
 
-- ``sl_count_rows``: nonzeros per row of ``x [R, K]`` -> row pointers, and whether every value is 0 or 1;
-- ``sl_fill_rows``: the column (and, for non-binary inputs, the value) of every nonzero, row by row (CSR);
-- ``sl_transpose``: the same entries by column (CSC), for the weight gradient;
+- ``sl_scan_rows``: one pass over ``x [R, K]``: the bit mask of its nonzeros (``ceil(K / 64)`` words per row), row
+  pointers, and whether every value is 0 or 1;
+- ``sl_fill_rows``: from the mask, the column (and, for non-binary inputs, the value) of every nonzero, row by
+  row (CSR);
+- ``sl_columns``: from the mask, the same entries by column (CSC), for the weight gradient;
 - ``sl_gather``: ``out[i, :] = init + sum_p val[p] D[idx[p], :]`` over the entries of row ``i`` in their order,
   in blocks of columns whose accumulators stay in vector registers and chunks of ``D``'s rows that stay in
   the L1 cache.
@@ -73,11 +75,11 @@ def _build(cc: str, flags: tuple[str, ...], src_dir: Path = SOURCE_DIR) -> Path:
 def _declare(lib: ctypes.CDLL) -> None:
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     for sfx in _SUFFIX.values():
-        fn = getattr(lib, "sl_count_rows" + sfx)
-        fn.argtypes, fn.restype = [p, i64, i64, p, p, i32], i64
-        getattr(lib, "sl_fill_rows" + sfx).argtypes = [p, i64, i64, p, p, p, i32]
-        fn = getattr(lib, "sl_transpose" + sfx)
-        fn.argtypes, fn.restype = [i64, i64, p, p, p, p, p, p, i32], i32
+        fn = getattr(lib, "sl_scan_rows" + sfx)
+        fn.argtypes, fn.restype = [p, i64, i64, p, p, p, i32], i64
+        getattr(lib, "sl_fill_rows" + sfx).argtypes = [p, p, i64, i64, p, p, p, i32]
+        fn = getattr(lib, "sl_columns" + sfx)
+        fn.argtypes, fn.restype = [p, p, i64, i64, p, p, p, i32], i32
         fn = getattr(lib, "sl_gather" + sfx)
         fn.argtypes, fn.restype = [i64, i64, p, p, p, p, i64, i64, p, p, i64, i64, i32], i32
 
@@ -134,34 +136,37 @@ def _ptr(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def count_rows(x: Tensor) -> tuple[Tensor, int, bool]:
-    """Row pointers ``[R + 1]`` (int64) of the nonzeros of ``x [R, K]`` (contiguous), their number, and
-    whether every value is 0 or 1."""
+def scan_rows(x: Tensor) -> tuple[Tensor, Tensor, int, bool]:
+    """One pass over a contiguous ``x [R, K]``: the bit mask of its nonzeros (int64 ``[R, ceil(K / 64)]``, bit
+    ``k % 64`` of word ``k // 64``), the row pointers ``[R + 1]`` (int64), their number, and whether every
+    value is 0 or 1."""
     R, K = x.shape
-    ptr, nonbinary = torch.empty(R + 1, dtype=torch.int64), ctypes.c_int32(0)
-    nnz = _fn("sl_count_rows", x.dtype)(_ptr(x), R, K, _ptr(ptr), ctypes.byref(nonbinary), threads(R * K, _scan_min_work()))
-    return ptr, int(nnz), not nonbinary.value
+    mask, ptr = torch.empty(R, -(-K // 64), dtype=torch.int64), torch.empty(R + 1, dtype=torch.int64)
+    nonbinary = ctypes.c_int32(0)
+    nnz = _fn("sl_scan_rows", x.dtype)(
+        _ptr(x), R, K, _ptr(mask), _ptr(ptr), ctypes.byref(nonbinary), threads(R * K, _scan_min_work())
+    )
+    return mask, ptr, int(nnz), not nonbinary.value
 
 
-def fill_rows(x: Tensor, ptr: Tensor, nnz: int, binary: bool) -> tuple[Tensor, Tensor | None]:
-    """Column indices ``[nnz]`` (int32) of the nonzeros of ``x``, row by row, and their values (``None`` when
-    ``binary``: all ones)."""
+def fill_rows(mask: Tensor, x: Tensor, ptr: Tensor, nnz: int, binary: bool) -> tuple[Tensor, Tensor | None]:
+    """Column indices ``[nnz]`` (int32) of the nonzeros of ``x`` (marked in ``mask``), row by row, and their
+    values (``None`` when ``binary``: all ones)."""
     R, K = x.shape
     idx = torch.empty(nnz, dtype=torch.int32)
     val = None if binary else x.new_empty(nnz)
-    _fn("sl_fill_rows", x.dtype)(_ptr(x), R, K, _ptr(ptr), _ptr(idx), _ptr(val), threads(R * K, _scan_min_work()))
+    _fn("sl_fill_rows", x.dtype)(_ptr(mask), _ptr(x), R, K, _ptr(ptr), _ptr(idx), _ptr(val), threads(R * K, _scan_min_work()))
     return idx, val
 
 
-def transpose(ptr: Tensor, idx: Tensor, val: Tensor | None, K: int, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor | None]:
-    """The entries of an ``[R, K]`` matrix by column: ``(column pointers [K + 1], row indices, values)``."""
-    R, nnz = ptr.shape[0] - 1, idx.shape[0]
+def columns(mask: Tensor, x: Tensor, nnz: int, binary: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The nonzeros of ``x [R, K]`` (marked in ``mask``) by column: ``(column pointers [K + 1], row indices,
+    values)``, the values ``None`` when ``binary``."""
+    R, K = x.shape
     cptr, cidx = torch.empty(K + 1, dtype=torch.int64), torch.empty(nnz, dtype=torch.int32)
-    cval = None if val is None else val.new_empty(nnz)
-    if _fn("sl_transpose", dtype)(
-        R, K, _ptr(ptr), _ptr(idx), _ptr(val), _ptr(cptr), _ptr(cidx), _ptr(cval), threads(nnz, _scan_min_work())
-    ):
-        raise MemoryError("sl_transpose could not allocate its per-thread counters")
+    cval = None if binary else x.new_empty(nnz)
+    if _fn("sl_columns", x.dtype)(_ptr(mask), _ptr(x), R, K, _ptr(cptr), _ptr(cidx), _ptr(cval), threads(nnz, _scan_min_work())):
+        raise MemoryError("sl_columns could not allocate its per-thread counters")
     return cptr, cidx, cval
 
 

@@ -56,7 +56,7 @@ def spike_linear(input: Tensor, weight: Tensor, bias: Tensor | None = None, dens
     from mdn_snntorch.sparse import ops  # the custom ops, registered at first use
 
     K, N = weight.shape[1], weight.shape[0]
-    out = ops.spike_linear_op(input.reshape(-1, K).contiguous(), weight, bias, float(dense_above))
+    out = ops.spike_linear_op(input.reshape(-1, K).contiguous(), weight, bias, float(dense_above))[0]
     return out.view(*input.shape[:-1], N)
 
 

@@ -2,20 +2,22 @@ r"""The event-driven Linear product as two ``torch.library`` custom ops, with an
 
 ``spike_linear(x [R, K], W [N, K], b [N], dense_above) = x W^T + b``, computed from the nonzeros of ``x``:
 
-- **forward**: count the nonzeros of each row of ``x``; above ``dense_above x R x K`` of them, the dense
-  ``torch.addmm(b, x, W^T)`` (exactly ``nn.Linear``); else list them by row (CSR) and gather
+- **forward**: one pass over ``x`` marks its nonzeros in a bit mask and counts them per row; above
+  ``dense_above x R x K`` of them, the dense ``torch.addmm(b, x, W^T)`` (exactly ``nn.Linear``); else list
+  them by row (CSR, from the mask) and gather
   ``out[r] = b + sum_{k active in r} x[r, k] W^T[k]`` from a transposed copy of ``W`` with padded rows
   (:func:`~mdn_snntorch.sparse.c_kernels.padded_rows`; the product by ``x[r, k]`` is skipped when every value
   is 0 or 1);
-- **weight gradient** (its own op, run by the backward only when ``W`` requires it): the same count and
-  rule; sparse: the nonzeros by column (CSC), and ``grad_W[:, k] = sum_{r active in k} x[r, k] grad_out[r]``;
-  dense: ``grad_out^T x``;
+- **weight gradient** (its own op, run by the backward only when ``W`` requires it): the same rule, from the
+  forward's mask and count; sparse: the nonzeros by column (CSC, from the mask), and
+  ``grad_W[:, k] = sum_{r active in k} x[r, k] grad_out[r]``; dense: ``grad_out^T x``;
 - **input gradient**, only when ``x`` requires it: dense, ``grad_out W``; **bias gradient**: ``grad_out.sum(0)``.
 
-The backward counts again instead of keeping the row lists (no data-dependent shapes cross the op
-boundary, so ``torch.compile`` treats both ops as single graph nodes with plain fake kernels); the count
-of the same ``x`` gives the same decision. The C kernels (:mod:`mdn_snntorch.sparse.c_kernels`) run on CPU
-float32/float64 tensors; the caller (:func:`mdn_snntorch.sparse.spike_linear`) sends everything else to
+The forward returns its mask (``[R, ceil(K / 64)]`` words, 1/32 of a float32 ``x``) and count beside the
+product, so the backward neither scans ``x`` again nor keeps lists whose length depends on the data: every
+output has a shape known from the inputs, and ``torch.compile`` treats both ops as single graph nodes with
+plain fake kernels. The C kernels (:mod:`mdn_snntorch.sparse.c_kernels`) run on CPU float32/float64
+tensors; the caller (:func:`mdn_snntorch.sparse.spike_linear`) sends everything else to
 ``torch.nn.functional.linear``.
 """
 
@@ -33,54 +35,61 @@ def _too_dense(nnz: int, x: Tensor, dense_above: float) -> bool:
 
 
 @torch.library.custom_op("mdn_snntorch::spike_linear", mutates_args=())
-def spike_linear_op(x: Tensor, weight: Tensor, bias: Tensor | None, dense_above: float) -> Tensor:
-    """``x [R, K] W^T + b`` for a contiguous CPU ``x`` of W's dtype (see the module docstring)."""
-    ptr, nnz, binary = c_kernels.count_rows(x)
+def spike_linear_op(x: Tensor, weight: Tensor, bias: Tensor | None, dense_above: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``(x [R, K] W^T + b, mask, info)`` for a contiguous CPU ``x`` of W's dtype (see the module docstring): the
+    product, the bit mask of the nonzeros of ``x`` (:func:`~mdn_snntorch.sparse.c_kernels.scan_rows`) and
+    ``info = (number of nonzeros, 1 if every value is 0 or 1)`` (int64), which the weight gradient reads."""
+    mask, ptr, nnz, binary = c_kernels.scan_rows(x)
+    info = torch.tensor([nnz, int(binary)], dtype=torch.int64)
     if _too_dense(nnz, x, dense_above):
-        return torch.addmm(bias, x, weight.t()) if bias is not None else x.mm(weight.t())
-    idx, val = c_kernels.fill_rows(x, ptr, nnz, binary)
+        out = torch.addmm(bias, x, weight.t()) if bias is not None else x.mm(weight.t())
+        return out, mask, info
+    idx, val = c_kernels.fill_rows(mask, x, ptr, nnz, binary)
     N = weight.shape[0]
     out = x.new_empty(x.shape[0], N)
     c_kernels.gather(ptr, idx, val, c_kernels.padded_rows(weight.t()), None if bias is None else bias.contiguous(), out, N, 1)
-    return out
+    return out, mask, info
 
 
 @spike_linear_op.register_fake
 def _(x, weight, bias, dense_above):
-    return x.new_empty(x.shape[0], weight.shape[0])
+    mask = x.new_empty(x.shape[0], -(-x.shape[1] // 64), dtype=torch.int64)
+    return x.new_empty(x.shape[0], weight.shape[0]), mask, x.new_empty(2, dtype=torch.int64)
 
 
 @torch.library.custom_op("mdn_snntorch::spike_linear_weight_grad", mutates_args=())
-def weight_grad_op(x: Tensor, grad_out: Tensor, dense_above: float) -> Tensor:
-    """``grad_out^T x``: ``[N, K]`` from ``x [R, K]`` and a contiguous ``grad_out [R, N]``."""
-    ptr, nnz, binary = c_kernels.count_rows(x)
+def weight_grad_op(x: Tensor, grad_out: Tensor, mask: Tensor, info: Tensor, dense_above: float) -> Tensor:
+    """``grad_out^T x``: ``[N, K]`` from ``x [R, K]``, a contiguous ``grad_out [R, N]`` and the ``mask`` and
+    ``info`` of :func:`spike_linear_op`."""
+    nnz, binary = info.tolist()
     if _too_dense(nnz, x, dense_above):
         return grad_out.t().mm(x)
-    idx, val = c_kernels.fill_rows(x, ptr, nnz, binary)
     K = x.shape[1]
-    cptr, cidx, cval = c_kernels.transpose(ptr, idx, val, K, x.dtype)
+    cptr, cidx, cval = c_kernels.columns(mask, x, nnz, bool(binary))
     grad = x.new_empty(grad_out.shape[1], K)
     c_kernels.gather(cptr, cidx, cval, c_kernels.padded_rows(grad_out), None, grad, 1, K)
     return grad
 
 
 @weight_grad_op.register_fake
-def _(x, grad_out, dense_above):
+def _(x, grad_out, mask, info, dense_above):
     return x.new_empty(grad_out.shape[1], x.shape[1])
 
 
 def _setup_context(ctx, inputs, output):
     x, weight, bias, dense_above = inputs
-    ctx.save_for_backward(x, weight)
+    _, mask, info = output
+    ctx.mark_non_differentiable(mask, info)
+    ctx.save_for_backward(x, weight, mask, info)
     ctx.dense_above = dense_above
     ctx.has_bias = bias is not None
 
 
-def _backward(ctx, grad_out):
-    x, weight = ctx.saved_tensors
+def _backward(ctx, grad_out, *_):
+    x, weight, mask, info = ctx.saved_tensors
     grad_out = grad_out.contiguous()
     gx = grad_out.mm(weight) if ctx.needs_input_grad[0] else None
-    gw = weight_grad_op(x, grad_out, ctx.dense_above) if ctx.needs_input_grad[1] else None
+    gw = weight_grad_op(x, grad_out, mask, info, ctx.dense_above) if ctx.needs_input_grad[1] else None
     gb = grad_out.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
     return gx, gw, gb, None
 

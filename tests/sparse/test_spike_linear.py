@@ -186,7 +186,39 @@ def test_each_sum_adds_its_terms_in_index_order(dtype, binary, n_out):
     from mdn_snntorch.sparse import ops
 
     assert torch.equal(spike_linear(x, weight, bias, dense_above=1.0), want_out)
-    assert torch.equal(ops.weight_grad_op(x, g, 1.0), want_grad)
+    _, mask, info = ops.spike_linear_op(x, weight, bias, 1.0)
+    assert torch.equal(ops.weight_grad_op(x, g, mask, info, 1.0), want_grad)
+
+
+@needs_c
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_the_mask_marks_the_nonzeros_and_both_lists_come_from_it(dtype, threads, monkeypatch):
+    """One scan of x gives a bit per entry (NaN and any nonzero set, the bits past the last column clear) and
+    the row counts; the row lists (forward) and the column lists (weight gradient, read from the forward's
+    mask instead of a second scan of x) are those of x's nonzeros in order, values included."""
+    monkeypatch.setattr(c_kernels, "_SCAN_MIN_WORK", 1)  # the threaded passes too
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = spikes((37, 130), 0.2, dtype, seed=9) * torch.randn(37, 130, dtype=dtype, generator=torch.Generator().manual_seed(1))
+        x[3, 129], x[5, 64] = float("nan"), 1.0
+        mask, ptr, nnz, binary = c_kernels.scan_rows(x)
+        bits = (mask[:, :, None] >> torch.arange(64)) & 1  # [R, words, 64]
+        assert torch.equal(bits.reshape(37, -1)[:, :130].bool(), x != 0) and not bits.reshape(37, -1)[:, 130:].any()
+        assert not binary and nnz == int((x != 0).sum()) and torch.equal(ptr[1:], (x != 0).sum(1).cumsum(0))
+        idx, val = c_kernels.fill_rows(mask, x, ptr, nnz, binary)
+        rows, cols = (x != 0).nonzero(as_tuple=True)  # row-major order
+        assert torch.equal(idx.long(), cols)
+        torch.testing.assert_close(val, x[rows, cols], rtol=0, atol=0, equal_nan=True)
+        cptr, cidx, cval = c_kernels.columns(mask, x, nnz, binary)
+        cols_t, rows_t = (x.t() != 0).nonzero(as_tuple=True)  # column-major order
+        assert torch.equal(cidx.long(), rows_t)
+        torch.testing.assert_close(cval, x[rows_t, cols_t], rtol=0, atol=0, equal_nan=True)
+        assert torch.equal(cptr[1:], (x != 0).sum(0).cumsum(0))
+        assert c_kernels.scan_rows((x != 0).to(dtype))[3]  # 0/1 values: binary
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -300,7 +332,9 @@ def test_opcheck(density, dense_above, with_bias):
     w = torch.randn(5, 9, dtype=torch.float64, requires_grad=True)
     b = torch.randn(5, dtype=torch.float64, requires_grad=True) if with_bias else None
     torch.library.opcheck(ops.spike_linear_op, (x, w, b, dense_above))
-    torch.library.opcheck(ops.weight_grad_op, (x.detach(), torch.randn(12, 5, dtype=torch.float64), dense_above))
+    _, mask, info = ops.spike_linear_op(x.detach(), w.detach(), b, dense_above)
+    g = torch.randn(12, 5, dtype=torch.float64)
+    torch.library.opcheck(ops.weight_grad_op, (x.detach(), g, mask, info, dense_above))
 
 
 @needs_c

@@ -5,21 +5,32 @@ typedef scalar_t SFX(vec_t) __attribute__((vector_size(VBYTES), aligned(sizeof(s
 #define VEC SFX(vec_t)
 #define VL ((int64_t)(VBYTES / sizeof(scalar_t)))
 
-/* Count the nonzeros of each row of x [R, K] into ptr[1..R] and turn them into row pointers
-   (ptr[0] = 0, ptr[R] = number of nonzeros, returned). *nonbinary is set when a value is neither 0 nor 1
-   (NaN included). */
-int64_t SFX(sl_count_rows)(const scalar_t *x, int64_t R, int64_t K, int64_t *ptr, int32_t *nonbinary, int threads) {
+/* One pass over x [R, K]: the bit mask of its nonzeros (NaN included), W = ceil(K / 64) words per row (bit
+   k % 64 of word k / 64 of row r: x[r, k] != 0; the bits past K are 0), and their count per row turned into
+   row pointers (ptr[0] = 0, ptr[R] = number of nonzeros, returned). *nonbinary is set when a value is
+   neither 0 nor 1. */
+int64_t SFX(sl_scan_rows)(const scalar_t *x, int64_t R, int64_t K, uint64_t *mask, int64_t *ptr, int32_t *nonbinary,
+                          int threads) {
     (void)threads; /* (unused without OpenMP) */
+    const int64_t W = (K + 63) / 64;
     int nb = 0;
     OMP(omp parallel for num_threads(threads) schedule(dynamic, 64) reduction(| : nb) if (threads > 1))
     for (int64_t r = 0; r < R; r++) {
         const scalar_t *row = x + r * K;
         int64_t c = 0;
         int b = 0;
-        for (int64_t k = 0; k < K; k++) {
-            const scalar_t v = row[k];
-            c += (v != 0);
-            b |= (v != 0) & (v != 1);
+        for (int64_t k = 0; k < K; k++) b |= (row[k] != 0) & (row[k] != 1);
+        for (int64_t w = 0; w < W; w++) {
+            const int64_t k0 = w * 64, n = K - k0 < 64 ? K - k0 : 64;
+            uint64_t m = 0;
+#ifdef HAVE_NZ_MASK64
+            if (n == 64)
+                m = SFX(nz_mask64)(row + k0);
+            else
+#endif
+                for (int64_t i = 0; i < n; i++) m |= (uint64_t)(row[k0 + i] != 0) << i;
+            mask[r * W + w] = m;
+            c += __builtin_popcountll(m);
         }
         ptr[r + 1] = c;
         nb |= b;
@@ -30,53 +41,44 @@ int64_t SFX(sl_count_rows)(const scalar_t *x, int64_t R, int64_t K, int64_t *ptr
     return ptr[R];
 }
 
-/* The column index (and, when val is not NULL, the value) of every nonzero of x [R, K], row by row in
-   column order, at the row pointers of sl_count_rows: per 64 columns a bit mask of the nonzeros, whose set
-   bits are then visited (the work follows the number of nonzeros, with no mispredicted branch per column). */
-void SFX(sl_fill_rows)(const scalar_t *x, int64_t R, int64_t K, const int64_t *ptr, int32_t *idx, scalar_t *val,
-                       int threads) {
+/* The column index (and, when val is not NULL, the value x[r, k]) of every nonzero, row by row in column
+   order, at the row pointers of sl_scan_rows, from its mask: the set bits are visited (the work follows the
+   number of nonzeros, with no mispredicted branch per column). */
+void SFX(sl_fill_rows)(const uint64_t *mask, const scalar_t *x, int64_t R, int64_t K, const int64_t *ptr, int32_t *idx,
+                       scalar_t *val, int threads) {
     (void)threads;
+    const int64_t W = (K + 63) / 64;
     OMP(omp parallel for num_threads(threads) schedule(dynamic, 64) if (threads > 1))
     for (int64_t r = 0; r < R; r++) {
-        const scalar_t *row = x + r * K;
         int64_t p = ptr[r];
-        for (int64_t k0 = 0; k0 < K; k0 += 64) {
-            const int64_t n = K - k0 < 64 ? K - k0 : 64;
-            uint64_t m = 0;
-#ifdef HAVE_NZ_MASK64
-            if (n == 64)
-                m = SFX(nz_mask64)(row + k0);
-            else
-#endif
-                for (int64_t i = 0; i < n; i++) m |= (uint64_t)(row[k0 + i] != 0) << i;
-            while (m) {
-                const int64_t k = k0 + __builtin_ctzll(m);
-                m &= m - 1;
+        for (int64_t w = 0; w < W; w++) {
+            for (uint64_t m = mask[r * W + w]; m; m &= m - 1) {
+                const int64_t k = w * 64 + __builtin_ctzll(m);
                 idx[p] = (int32_t)k;
-                if (val) val[p] = row[k];
+                if (val) val[p] = x[r * K + k];
                 p++;
             }
         }
     }
 }
 
-/* The same nonzeros by column (CSC) from the rows (CSR) of an [R, K] matrix: column pointers cptr [K + 1],
-   row indices cidx and values cval (when val is not NULL), each column's rows in increasing order. The rows
-   are cut into `threads` parts of equal numbers of entries; each part counts its entries per column, the
-   counts give every part its place in every column, and each part copies its entries there. (The parts are
-   fixed, whatever number of threads the runtime grants.) Returns 0, or -1 when the per-part counters
-   cannot be allocated. */
-int SFX(sl_transpose)(int64_t R, int64_t K, const int64_t *ptr, const int32_t *idx, const scalar_t *val, int64_t *cptr,
-                      int32_t *cidx, scalar_t *cval, int threads) {
+/* The same nonzeros by column (CSC), from the mask: column pointers cptr [K + 1], row indices cidx and values
+   cval (x[r, k], when cval is not NULL), each column's rows in increasing order. The rows are cut into
+   `threads` parts of equal numbers of rows; each part counts its entries per column, the counts give every
+   part its place in every column, and each part copies its entries there. (The parts are fixed, whatever
+   number of threads the runtime grants.) Returns 0, or -1 when the per-part counters cannot be allocated. */
+int SFX(sl_columns)(const uint64_t *mask, const scalar_t *x, int64_t R, int64_t K, int64_t *cptr, int32_t *cidx,
+                    scalar_t *cval, int threads) {
     const int parts = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
+    const int64_t W = (K + 63) / 64;
     int64_t *pos = (int64_t *)calloc((size_t)parts * (size_t)K, sizeof(int64_t));
     if (!pos) return -1;
     OMP(omp parallel num_threads(parts) if (parts > 1))
     for (int part = THREAD_ID; part < parts; part += NUM_THREADS) {
-        int64_t lo, hi;
-        balanced_range(ptr, R, part, parts, &lo, &hi);
         int64_t *mine = pos + (int64_t)part * K;
-        for (int64_t p = ptr[lo]; p < ptr[hi]; p++) mine[idx[p]]++;
+        for (int64_t r = R * part / parts; r < R * (part + 1) / parts; r++)
+            for (int64_t w = 0; w < W; w++)
+                for (uint64_t m = mask[r * W + w]; m; m &= m - 1) mine[w * 64 + __builtin_ctzll(m)]++;
     }
     int64_t run = 0;
     for (int64_t k = 0; k < K; k++) {
@@ -90,14 +92,14 @@ int SFX(sl_transpose)(int64_t R, int64_t K, const int64_t *ptr, const int32_t *i
     cptr[K] = run;
     OMP(omp parallel num_threads(parts) if (parts > 1))
     for (int part = THREAD_ID; part < parts; part += NUM_THREADS) {
-        int64_t lo, hi;
-        balanced_range(ptr, R, part, parts, &lo, &hi);
         int64_t *mine = pos + (int64_t)part * K;
-        for (int64_t r = lo; r < hi; r++) {
-            for (int64_t p = ptr[r]; p < ptr[r + 1]; p++) {
-                const int64_t q = mine[idx[p]]++;
-                cidx[q] = (int32_t)r;
-                if (val) cval[q] = val[p];
+        for (int64_t r = R * part / parts; r < R * (part + 1) / parts; r++) {
+            for (int64_t w = 0; w < W; w++) {
+                for (uint64_t m = mask[r * W + w]; m; m &= m - 1) {
+                    const int64_t k = w * 64 + __builtin_ctzll(m), q = mine[k]++;
+                    cidx[q] = (int32_t)r;
+                    if (cval) cval[q] = x[r * K + k];
+                }
             }
         }
     }
