@@ -145,7 +145,8 @@ def test_nan_and_infinity_propagate_as_in_nn_linear():
 @pytest.mark.parametrize("binary", [True, False])
 def test_results_do_not_depend_on_the_thread_count(monkeypatch, binary):
     """Each output row (and each weight-gradient column) is summed by one thread in a fixed order; every
-    pass (count, list, transpose, gather) runs on 1 and on 3 threads here, whatever the sizes."""
+    pass (scan, row lists, column lists, gather, its column groups) runs on 1 and on 3 threads here,
+    whatever the sizes."""
     _, event = pair(300, 70, torch.float32)
     x = spikes((500, 300), 0.13, torch.float32) * (1 if binary else torch.randn(500, 300))
     g = torch.randn(500, 70)

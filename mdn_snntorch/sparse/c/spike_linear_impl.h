@@ -143,11 +143,11 @@ static inline __attribute__((always_inline)) void SFX(block)(const int nv, const
    left to end at column N (overlapping its neighbour: every load is a whole vector, and the lanes computed
    twice are computed alike). The partial sums are kept in out itself when its rows are contiguous (sj == 1),
    else in scratch ([n, NV vectors]), copied to out once a block is done. */
-static void SFX(rows)(int64_t lo, int64_t hi, int64_t N, int64_t nc, const int64_t *cs, const int32_t *idx,
-                      const scalar_t *val, const scalar_t *D, int64_t ld, const scalar_t *init, scalar_t *out, int64_t si,
-                      int64_t sj, scalar_t *scratch) {
+static void SFX(rows)(int64_t lo, int64_t hi, int64_t qlo, int64_t qhi, int64_t N, int64_t nc, const int64_t *cs,
+                      const int32_t *idx, const scalar_t *val, const scalar_t *D, int64_t ld, const scalar_t *init,
+                      scalar_t *out, int64_t si, int64_t sj, scalar_t *scratch) {
     const int64_t nvec = (N + VL - 1) / VL;
-    for (int64_t q0 = 0; q0 < nvec;) {
+    for (int64_t q0 = qlo; q0 < qhi;) {
         int nv = nvec - q0 < NV ? (int)(nvec - q0) : NV;
         while (nv * VL > N) nv--; /* (a row narrower than the block: one vector fewer, the last moved left) */
         const int64_t o0 = q0 * VL < N - nv * VL ? q0 * VL : N - nv * VL;
@@ -174,9 +174,10 @@ static void SFX(rows)(int64_t lo, int64_t hi, int64_t N, int64_t nc, const int64
    summed in that order, with D's row r at D + r ld (ld >= N; see c_kernels.padded_rows for the stride that
    keeps every vector load within a cache line), the entries of each row in increasing order of idx, val
    NULL meaning all ones, init NULL meaning zero, and out(i, j) stored at out[i * si + j * sj]. The rows i
-   are cut into CHUNKS_PER_THREAD ranges per thread holding equal numbers of entries, taken by the threads
-   as they come free (a thread descheduled by a busy machine holds up little). Returns 0, or -1 when the
-   chunk starts and partial sums cannot be allocated. */
+   are cut into CHUNKS_PER_THREAD ranges per thread holding equal numbers of entries (fewer, times the
+   groups of column blocks, where the columns are split too), taken by the threads as they come free (a
+   thread descheduled by a busy machine holds up little); every output is summed by one thread. Returns 0,
+   or -1 when the chunk starts and partial sums cannot be allocated. */
 int SFX(sl_gather)(int64_t n, int64_t N, const int64_t *ptr, const int32_t *idx, const scalar_t *val, const scalar_t *D,
                    int64_t nd, int64_t ld, const scalar_t *init, scalar_t *out, int64_t si, int64_t sj, int threads) {
     if (threads < 1) threads = 1;
@@ -195,22 +196,36 @@ int SFX(sl_gather)(int64_t n, int64_t N, const int64_t *ptr, const int32_t *idx,
         return 0;
     }
     const int64_t nc = (nd + KC - 1) / KC > 0 ? (nd + KC - 1) / KC : 1;
+    const int64_t nvec = (N + VL - 1) / VL, blocks = (nvec + NV - 1) / NV;
+    /* the threads split the rows; where D has more rows than the output (the weight gradient), they split the
+       blocks of columns too, so that each reads only its columns of D */
+    const int groups = threads > 1 && nd > n ? (int)(blocks < threads ? blocks : threads) : 1;
+    const int ranges = threads > 1 ? (threads * CHUNKS_PER_THREAD + groups - 1) / groups : 1;
     int64_t *cs = (int64_t *)malloc((size_t)n * (size_t)(nc + 1) * sizeof(int64_t));
-    scalar_t *scratch = sj == 1 ? NULL : (scalar_t *)aligned_alloc(64, ((size_t)n * NV * VBYTES + 63) / 64 * 64);
+    const size_t part_bytes = ((size_t)n * NV * VBYTES + 63) / 64 * 64;
+    scalar_t *scratch = sj == 1 ? NULL : (scalar_t *)aligned_alloc(64, groups * part_bytes);
     if (!cs || (sj != 1 && !scratch)) {
         free(cs);
         free(scratch);
         return -1;
     }
-    const int chunks = threads > 1 ? threads * CHUNKS_PER_THREAD : 1;
     OMP(omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1))
-    for (int c = 0; c < chunks; c++) {
+    for (int c = 0; c < ranges; c++) {
         int64_t lo, hi;
-        balanced_range(ptr, n, c, chunks, &lo, &hi);
+        balanced_range(ptr, n, c, ranges, &lo, &hi);
         chunk_starts(lo, hi, nc, ptr, idx, cs);
+    }
+    OMP(omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1))
+    for (int item = 0; item < ranges * groups; item++) {
+        const int g = item % groups;
+        int64_t lo, hi;
+        balanced_range(ptr, n, item / groups, ranges, &lo, &hi);
+        const int64_t qlo = blocks * g / groups * NV, qhi = blocks * (g + 1) / groups * NV;
+        scalar_t *mine = sj == 1 ? NULL : (scalar_t *)((char *)scratch + g * part_bytes);
         const int64_t tile = (hi - lo) * NV * VBYTES > TILE_ABOVE ? ROW_TILE : hi - lo;
         for (int64_t t0 = lo; t0 < hi; t0 += tile)
-            SFX(rows)(t0, t0 + tile < hi ? t0 + tile : hi, N, nc, cs, idx, val, D, ld, init, out, si, sj, scratch);
+            SFX(rows)(t0, t0 + tile < hi ? t0 + tile : hi, qlo, qhi < nvec ? qhi : nvec, N, nc, cs, idx, val, D, ld, init,
+                      out, si, sj, mine);
     }
     free(cs);
     free(scratch);
