@@ -194,6 +194,20 @@ MUTANTS = (
         C_STEP,
     ),
     Mutant(
+        "c-block-keeps-last-parameters",
+        "mdn_snntorch/fused/c/mdn_kernels.c",
+        "const int changed = n != *n0 || (!all_shared && k != *k0);",
+        "const int changed = n != *n0;",
+        FUSED,
+    ),
+    Mutant(
+        "c-parameter-sums-not-restarted",
+        "mdn_snntorch/fused/c/mdn_kernels_impl.h",
+        "        if (A->want) /* (unread sums are zeroed once, above) */\n            for (int i = 0; i < n; i++) ga[i]",
+        "        if (0) /* (unread sums are zeroed once, above) */\n            for (int i = 0; i < n; i++) ga[i]",
+        FUSED,
+    ),
+    Mutant(
         "c-theta-d-from-v",
         "mdn_snntorch/fused/c/mdn_kernels_impl.h",
         "*gd += fire ? gui : (scalar_t)0;",

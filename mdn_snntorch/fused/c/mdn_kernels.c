@@ -30,6 +30,16 @@ static inline int next_block(sched_t *s, int64_t *e0, int64_t *e1) {
     return 1;
 }
 
+/* Whether a block of n elements from neuron k needs the parameters gathered (and what is derived from them)
+   again, after a block of *n0 from neuron *k0: not when every parameter is one value (all_shared) or the
+   block starts at the same neuron with the same length. Records k and n as the last block's. */
+static inline int block_changed(int all_shared, int64_t k, int n, int64_t *k0, int *n0) {
+    const int changed = n != *n0 || (!all_shared && k != *k0);
+    *k0 = k;
+    *n0 = n;
+    return changed;
+}
+
 typedef void (*range_fn)(const void *args, sched_t *s);
 
 /* Run fn on min(nthreads, blocks) threads, each taking blocks of [0, len) with next_block until none is left.

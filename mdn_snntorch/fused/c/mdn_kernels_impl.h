@@ -198,16 +198,19 @@ static void SFX(mdn_fwd_range)(const void *p, sched_t *s) {
     const int S = A->substeps;
     const scalar_t dt = A->dt;
     scalar_t vb[BLK], ub[BLK], acc[BLK], pa[BLK], pb[BLK], pc[BLK], pd[BLK], pth[BLK], psc[BLK];
-    int64_t base, end;
+    int64_t base, end, k0 = -1;
+    int n0 = 0;
     while (next_block(s, &base, &end)) {
         const int n = (int)(end - base);
         /* the state as it advances: for T = 1 (a single step) in the outputs themselves, no staging copy */
         scalar_t *restrict v = T == 1 ? A->vT + base : vb, *restrict u = T == 1 ? A->uT + base : ub;
         const int64_t k = base % N;
         const int sh = A->shared;
-        SFX(gather)(pa, A->a, sh & 1, k, N, n); SFX(gather)(pb, A->b, sh >> 1 & 1, k, N, n);
-        SFX(gather)(pc, A->c, sh >> 2 & 1, k, N, n); SFX(gather)(pd, A->d, sh >> 3 & 1, k, N, n);
-        SFX(gather)(pth, A->th, sh >> 4 & 1, k, N, n); SFX(gather)(psc, A->sc, sh >> 5 & 1, k, N, n);
+        if (block_changed(sh == 0x3f, k, n, &k0, &n0)) {
+            SFX(gather)(pa, A->a, sh & 1, k, N, n); SFX(gather)(pb, A->b, sh >> 1 & 1, k, N, n);
+            SFX(gather)(pc, A->c, sh >> 2 & 1, k, N, n); SFX(gather)(pd, A->d, sh >> 3 & 1, k, N, n);
+            SFX(gather)(pth, A->th, sh >> 4 & 1, k, N, n); SFX(gather)(psc, A->sc, sh >> 5 & 1, k, N, n);
+        }
         if (A->vr) SFX(note_nonfinite)(A->bad + 1, A->vr + base, n);
         if (T == 1 && S == 1 && !A->vtr && !A->ck) {  /* a single step: one pass */
             if (A->xr) SFX(note_nonfinite)(A->bad, A->xr + base, n);
@@ -270,18 +273,21 @@ static void SFX(mdn_bwd_range)(const void *p, sched_t *s) {
     if (!seg || !vk) abort();
     scalar_t *uk = vk + (size_t)S * BLK, *xk = vk + 2 * (size_t)S * BLK;
     memset(zero, 0, sizeof(zero));
-    int64_t base, end;
+    for (int i = 0; i < BLK; i++) ga[i] = gb[i] = gc[i] = gd[i] = gth[i] = gsc[i] = 0;
+    int64_t base, end, k0 = -1;
+    int n0 = 0;
     while (next_block(s, &base, &end)) {
         const int n = (int)(end - base);
         const int64_t k = base % N;
         const int sh = A->shared;
-        SFX(gather)(pa, A->a, sh & 1, k, N, n); SFX(gather)(pb, A->b, sh >> 1 & 1, k, N, n);
-        SFX(gather)(pc, A->c, sh >> 2 & 1, k, N, n); SFX(gather)(pd, A->d, sh >> 3 & 1, k, N, n);
-        SFX(gather)(pth, A->th, sh >> 4 & 1, k, N, n); SFX(gather)(psc, A->sc, sh >> 5 & 1, k, N, n);
-        for (int i = 0; i < n; i++) {
-            dab[i] = dt * (pa[i] * pb[i]); oma[i] = 1 - dt * pa[i];
-            ga[i] = gb[i] = gc[i] = gd[i] = gth[i] = gsc[i] = 0;
+        if (block_changed(sh == 0x3f, k, n, &k0, &n0)) {
+            SFX(gather)(pa, A->a, sh & 1, k, N, n); SFX(gather)(pb, A->b, sh >> 1 & 1, k, N, n);
+            SFX(gather)(pc, A->c, sh >> 2 & 1, k, N, n); SFX(gather)(pd, A->d, sh >> 3 & 1, k, N, n);
+            SFX(gather)(pth, A->th, sh >> 4 & 1, k, N, n); SFX(gather)(psc, A->sc, sh >> 5 & 1, k, N, n);
+            for (int i = 0; i < n; i++) { dab[i] = dt * (pa[i] * pb[i]); oma[i] = 1 - dt * pa[i]; }
         }
+        if (A->want) /* (unread sums are zeroed once, above) */
+            for (int i = 0; i < n; i++) ga[i] = gb[i] = gc[i] = gd[i] = gth[i] = gsc[i] = 0;
         if (T == 1 && S == 1) {  /* a single step: recompute and adjoint in one pass over its own arrays */
             SFX(mdn_single_adjoint)(n, A->ckv + base, A->cku + base, A->I + base, A->gs ? A->gs + base : zero,
                                     A->gvT ? A->gvT + base : zero, A->guT ? A->guT + base : zero, A->gx + base, A->gv0 + base,
@@ -498,13 +504,16 @@ static void SFX(fo_fwd_range)(const void *p, sched_t *s) {
     const SFX(fo_fwd_args) *A = (const SFX(fo_fwd_args) *)p;
     const int64_t T = A->T, M = A->M, N = A->N, K = A->K;
     scalar_t v[BLK], pg[BLK], pth[BLK], pr[BLK], psc[BLK];
-    int64_t base, end;
+    int64_t base, end, k0 = -1;
+    int n0 = 0;
     while (next_block(s, &base, &end)) {
         const int n = (int)(end - base);
         const int64_t k = base % N;
         const int sh = A->shared;
-        SFX(gather)(pg, A->g, sh & 1, k, N, n); SFX(gather)(pth, A->th, sh >> 1 & 1, k, N, n);
-        SFX(gather)(pr, A->r, sh >> 2 & 1, k, N, n); SFX(gather)(psc, A->sc, sh >> 3 & 1, k, N, n);
+        if (block_changed(sh == 0xf, k, n, &k0, &n0)) {
+            SFX(gather)(pg, A->g, sh & 1, k, N, n); SFX(gather)(pth, A->th, sh >> 1 & 1, k, N, n);
+            SFX(gather)(pr, A->r, sh >> 2 & 1, k, N, n); SFX(gather)(psc, A->sc, sh >> 3 & 1, k, N, n);
+        }
         if (A->vr) SFX(note_nonfinite)(A->bad + 1, A->vr + base, n);
         if (T == 1 && !A->vtr && !A->ck) {  /* a single step: one pass */
             if (A->xr) SFX(note_nonfinite)(A->bad, A->xr + base, n);
@@ -556,14 +565,19 @@ static void SFX(fo_bwd_range)(const void *p, sched_t *s) {
     scalar_t *seg = (scalar_t *)malloc((size_t)K * BLK * sizeof(scalar_t));
     if (!seg) abort();
     memset(zero, 0, sizeof(zero));
-    int64_t base, end;
+    for (int i = 0; i < BLK; i++) gg[i] = gth[i] = gr[i] = gsc[i] = 0;
+    int64_t base, end, k0 = -1;
+    int n0 = 0;
     while (next_block(s, &base, &end)) {
         const int n = (int)(end - base);
         const int64_t k = base % N;
         const int sh = A->shared;
-        SFX(gather)(pg, A->g, sh & 1, k, N, n); SFX(gather)(pth, A->th, sh >> 1 & 1, k, N, n);
-        SFX(gather)(pr, A->r, sh >> 2 & 1, k, N, n); SFX(gather)(psc, A->sc, sh >> 3 & 1, k, N, n);
-        for (int i = 0; i < n; i++) gg[i] = gth[i] = gr[i] = gsc[i] = 0;
+        if (block_changed(sh == 0xf, k, n, &k0, &n0)) {
+            SFX(gather)(pg, A->g, sh & 1, k, N, n); SFX(gather)(pth, A->th, sh >> 1 & 1, k, N, n);
+            SFX(gather)(pr, A->r, sh >> 2 & 1, k, N, n); SFX(gather)(psc, A->sc, sh >> 3 & 1, k, N, n);
+        }
+        if (A->want) /* (unread sums are zeroed once, above) */
+            for (int i = 0; i < n; i++) gg[i] = gth[i] = gr[i] = gsc[i] = 0;
         if (T == 1) {  /* a single step: one pass over its own arrays (its checkpoint is its state) */
             SFX(fo_single_adjoint)(n, A->ck + base, A->I + base, A->gs ? A->gs + base : zero, A->gvT ? A->gvT + base : zero,
                                    A->gx + base, A->gv0 + base, pg, pth, pr, psc, gg, gth, gr, gsc, w, und, sig);
