@@ -47,10 +47,10 @@ CFLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC
 OPENMP = ("-fopenmp",)
 #: below this much work (entries x columns) one thread is faster than waking more
 _PARALLEL_MIN_WORK = 1 << 17
-#: the same for the passes that list the nonzeros (values scanned, or entries moved): they are cheap (a
-#: 2000 x 784 input takes 0.1 + 0.35 ms on one thread), and every parallel region is a place where a thread
-#: that a busy machine has descheduled holds up the others
-_SCAN_MIN_WORK = 1 << 22
+#: the same for the passes that scan the input and list its nonzeros (in values of the input): a smaller
+#: input is not worth waking threads for, and every parallel region is a place where a thread that a busy
+#: machine has descheduled holds up the others (the paper's 2000 x 784 input is above it)
+_SCAN_MIN_WORK = 1 << 20
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
@@ -165,7 +165,9 @@ def columns(mask: Tensor, x: Tensor, nnz: int, binary: bool) -> tuple[Tensor, Te
     R, K = x.shape
     cptr, cidx = torch.empty(K + 1, dtype=torch.int64), torch.empty(nnz, dtype=torch.int32)
     cval = None if binary else x.new_empty(nnz)
-    if _fn("sl_columns", x.dtype)(_ptr(mask), _ptr(x), R, K, _ptr(cptr), _ptr(cidx), _ptr(cval), threads(nnz, _scan_min_work())):
+    if _fn("sl_columns", x.dtype)(
+        _ptr(mask), _ptr(x), R, K, _ptr(cptr), _ptr(cidx), _ptr(cval), threads(R * K, _scan_min_work())
+    ):
         raise MemoryError("sl_columns could not allocate its per-thread counters")
     return cptr, cidx, cval
 
