@@ -29,9 +29,9 @@ from torch.nn import functional as F
 Tensor = torch.Tensor
 
 #: above this fraction of nonzero inputs the dense product is faster: the lowest crossover measured by
-#: benchmarks/bench_sparse.py (forward + weight gradient of the paper's input layer: 0.45 to 0.50 on one
-#: thread over four runs, 0.58 on two; docs/performance.md#the-event-driven-linear-layer)
-DENSE_ABOVE = 0.45
+#: benchmarks/bench_sparse.py on a quiet machine (forward + weight gradient of the paper's input layer: 0.33
+#: on one thread, 0.30 on two; docs/performance.md#the-event-driven-linear-layer)
+DENSE_ABOVE = 0.3
 
 
 def _event_driven(input: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
