@@ -141,7 +141,9 @@ def c_step_rejection(neuron, x: Tensor, states: tuple[Tensor, ...], params: tupl
     """Why a single step of ``neuron`` that runs as a node (:func:`step_rejections` empty) on ``x`` from ``states``,
     with its step parameters ``params`` in ``x``'s dtype, does not run in C (``None``: it does, ``"node:c"``). It
     needs eager mode, a CPU float32/float64 input, the C kernels built, the state in the input's shape, dtype and
-    device, and parameters that broadcast against the input without varying along its batch dimension."""
+    device, and parameters that broadcast against the input without varying along its batch dimension. Under
+    ``use_kernel("c")`` a step the C kernels cannot run at all (another device or dtype, no kernels built) raises
+    ``RuntimeError``, as the fused ops do."""
     if torch.compiler.is_compiling():
         return "under torch.compile (the compiler traces the PyTorch node)"
     kernel = config["kernel"]
@@ -149,6 +151,8 @@ def c_step_rejection(neuron, x: Tensor, states: tuple[Tensor, ...], params: tupl
         return f"use_kernel({kernel!r})"
     why = _c_unavailable(x.device.type, x.dtype)
     if why is not None:
+        if kernel == "c":  # forced, as for the fused ops (kernel_route)
+            raise RuntimeError(f"use_kernel('c') cannot run a single step of {x.dtype} on {x.device.type}: {why}")
         return why
     if x.numel() == 0:
         return "an empty input"

@@ -174,6 +174,21 @@ def test_each_reason_keeps_the_pytorch_node(monkeypatch, setup, words):
         assert route.path == "node" and words in dict(route.rejected)["node:c"]
 
 
+def test_a_forced_c_kernel_that_cannot_run_a_single_step_raises_as_for_sequences(monkeypatch):
+    """use_kernel("c") does not quietly run a single step elsewhere: without the kernels, or for a dtype they do
+    not take, the step raises as the fused ops do, naming the reason."""
+    with fused.use_kernel("c"), pytest.raises(RuntimeError, match="take float32 and float64"):
+        mdn.MDN("2-FS", dtype=torch.bfloat16)(torch.randn(4, 5, dtype=torch.bfloat16))
+    monkeypatch.setattr(c_kernels, "_state", {})
+    monkeypatch.setenv("MDN_SNNTORCH_NO_CEXT", "1")
+    for neuron in (mdn.MDN("2-FS"), mdn.FirstOrder()):
+        with fused.use_kernel("c"), pytest.raises(RuntimeError, match="MDN_SNNTORCH_NO_CEXT is set"):
+            neuron(torch.randn(4, 5))
+        with fused.use_kernel("c"), pytest.raises(RuntimeError, match="MDN_SNNTORCH_NO_CEXT is set"):
+            neuron.multi_step(torch.randn(3, 4, 5))
+        neuron(torch.randn(4, 5))  # unforced, the step runs the PyTorch node
+
+
 def test_half_precision_and_a_state_of_another_dtype_keep_the_pytorch_node():
     route = mdn.MDN("2-FS", dtype=torch.bfloat16).explain(torch.randn(4, 5, dtype=torch.bfloat16))
     assert route.path == "node" and "take float32 and float64" in dict(route.rejected)["node:c"]
