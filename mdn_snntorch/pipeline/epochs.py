@@ -80,9 +80,9 @@ class EpochLoop:
             with torch.autocast(**self._autocast):
                 out, hidden = self.net(x, return_hidden=True)
             loss = rate_mse_loss(out.float(), y)
-            self._step(loss, self.ctx.world_size * y.shape[0] / batch_rows, epoch, batch, last_checkpoint)
-            with torch.no_grad():
+            with torch.no_grad():  # before the backward, while the spikes are still in the cache
                 sums += self._batch_sums(loss.detach(), out.detach(), hidden.detach(), y)
+            self._step(loss, self.ctx.world_size * y.shape[0] / batch_rows, epoch, batch, last_checkpoint)
             if batch % 10 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
         return _rates(distributed.all_reduce_sum(sums, self.ctx), self.codes is not None)
