@@ -194,6 +194,13 @@ MUTANTS = (
         C_STEP,
     ),
     Mutant(
+        "sparse-tiles-skip-a-row",
+        "mdn_snntorch/sparse/c/spike_linear_impl.h",
+        "for (int64_t t0 = lo; t0 < hi; t0 += tile)",
+        "for (int64_t t0 = lo; t0 < hi; t0 += tile + (tile < hi - lo))",
+        ("tests/sparse/test_spike_linear.py",),
+    ),
+    Mutant(
         "c-block-keeps-last-parameters",
         "mdn_snntorch/fused/c/mdn_kernels.c",
         "const int changed = n != *n0 || (!all_shared && k != *k0);",

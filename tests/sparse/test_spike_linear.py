@@ -168,20 +168,24 @@ def test_results_do_not_depend_on_the_thread_count(monkeypatch, binary):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("binary", [True, False])
 @pytest.mark.parametrize("n_out", [77, 500])
-def test_each_sum_adds_its_terms_in_index_order(dtype, binary, n_out):
+@pytest.mark.parametrize("rows", [300, 2100])
+def test_each_sum_adds_its_terms_in_index_order(dtype, binary, n_out, rows, monkeypatch):
     """The kernels read W^T (and the output gradient) in chunks of rows and blocks of columns, yet every
     output is the plain left-to-right sum ``b + x[r, k0] W^T[k0] + x[r, k1] W^T[k1] + ...`` over the active
     inputs in increasing order, bit for bit (and the weight gradient ``0 + x[r0, k] g[r0] + ...`` over
-    increasing rows): 300 inputs and 300 rows span several chunks, 77 and 500 outputs several blocks."""
+    increasing rows): 300 inputs and 300 rows span several chunks, 77 and 500 outputs several blocks, and
+    2,100 rows are more than one tile of the forward's rows (their partial sums pass 256 KiB; one thread, so
+    that one range holds them all)."""
+    monkeypatch.setattr(c_kernels, "threads", lambda work, least=None: 1)
     gen = torch.Generator().manual_seed(5)
-    x = spikes((300, 300), 0.2, dtype, seed=4) * (1 if binary else torch.randn(300, 300, generator=gen, dtype=dtype))
+    x = spikes((rows, 300), 0.2, dtype, seed=4) * (1 if binary else torch.randn(rows, 300, generator=gen, dtype=dtype))
     weight, bias = torch.randn(n_out, 300, generator=gen, dtype=dtype), torch.randn(n_out, generator=gen, dtype=dtype)
-    g = torch.randn(300, n_out, generator=gen, dtype=dtype)
-    want_out, want_grad = bias.expand(300, n_out).clone(), torch.zeros(n_out, 300, dtype=dtype)
+    g = torch.randn(rows, n_out, generator=gen, dtype=dtype)
+    want_out, want_grad = bias.expand(rows, n_out).clone(), torch.zeros(n_out, 300, dtype=dtype)
     for k in range(300):  # column by column: each row's terms are added in increasing k
-        rows = x[:, k] != 0
-        want_out[rows] += x[rows, k, None] * weight[:, k]
-    for r in range(300):  # row by row: each weight-gradient column's terms in increasing r
+        active = x[:, k] != 0
+        want_out[active] += x[active, k, None] * weight[:, k]
+    for r in range(rows):  # row by row: each weight-gradient column's terms in increasing r
         cols = x[r] != 0
         want_grad[:, cols] += g[r, :, None] * x[r, cols]
     from mdn_snntorch.sparse import ops
