@@ -38,6 +38,15 @@ static inline void SFX(gather)(scalar_t *restrict dst, const scalar_t *restrict 
     }
 }
 
+/* The block's values of its P parameters, src[q] -> dst[q] by gather (bit q of shared: one value), unless they are
+   those of the block before (block_changed); returns whether they were gathered. */
+static inline int SFX(block_params)(int P, scalar_t *const *dst, const scalar_t *const *src, int shared, int64_t k,
+                                    int64_t N, int n, int64_t *k0, int *n0) {
+    if (!block_changed(shared == (1 << P) - 1, k, n, k0, n0)) return 0;
+    for (int q = 0; q < P; q++) SFX(gather)(dst[q], src[q], shared >> q & 1, k, N, n);
+    return 1;
+}
+
 /* The number of NaN or infinite values among x[0..n) (x - x is NaN exactly for those). */
 static inline int64_t SFX(count_nonfinite)(const scalar_t *restrict x, int64_t n) {
     int64_t bad = 0;
@@ -200,17 +209,14 @@ static void SFX(mdn_fwd_range)(const void *p, sched_t *s) {
     scalar_t vb[BLK], ub[BLK], acc[BLK], pa[BLK], pb[BLK], pc[BLK], pd[BLK], pth[BLK], psc[BLK];
     int64_t base, end, k0 = -1;
     int n0 = 0;
+    scalar_t *const dst[6] = {pa, pb, pc, pd, pth, psc};
+    const scalar_t *const src[6] = {A->a, A->b, A->c, A->d, A->th, A->sc};
     while (next_block(s, &base, &end)) {
         const int n = (int)(end - base);
         /* the state as it advances: for T = 1 (a single step) in the outputs themselves, no staging copy */
         scalar_t *restrict v = T == 1 ? A->vT + base : vb, *restrict u = T == 1 ? A->uT + base : ub;
         const int64_t k = base % N;
-        const int sh = A->shared;
-        if (block_changed(sh == 0x3f, k, n, &k0, &n0)) {
-            SFX(gather)(pa, A->a, sh & 1, k, N, n); SFX(gather)(pb, A->b, sh >> 1 & 1, k, N, n);
-            SFX(gather)(pc, A->c, sh >> 2 & 1, k, N, n); SFX(gather)(pd, A->d, sh >> 3 & 1, k, N, n);
-            SFX(gather)(pth, A->th, sh >> 4 & 1, k, N, n); SFX(gather)(psc, A->sc, sh >> 5 & 1, k, N, n);
-        }
+        SFX(block_params)(6, dst, src, A->shared, k, N, n, &k0, &n0);
         if (A->vr) SFX(note_nonfinite)(A->bad + 1, A->vr + base, n);
         if (T == 1 && S == 1 && !A->vtr && !A->ck) {  /* a single step: one pass */
             if (A->xr) SFX(note_nonfinite)(A->bad, A->xr + base, n);
@@ -276,16 +282,13 @@ static void SFX(mdn_bwd_range)(const void *p, sched_t *s) {
     for (int i = 0; i < BLK; i++) ga[i] = gb[i] = gc[i] = gd[i] = gth[i] = gsc[i] = 0;
     int64_t base, end, k0 = -1;
     int n0 = 0;
+    scalar_t *const dst[6] = {pa, pb, pc, pd, pth, psc};
+    const scalar_t *const src[6] = {A->a, A->b, A->c, A->d, A->th, A->sc};
     while (next_block(s, &base, &end)) {
         const int n = (int)(end - base);
         const int64_t k = base % N;
-        const int sh = A->shared;
-        if (block_changed(sh == 0x3f, k, n, &k0, &n0)) {
-            SFX(gather)(pa, A->a, sh & 1, k, N, n); SFX(gather)(pb, A->b, sh >> 1 & 1, k, N, n);
-            SFX(gather)(pc, A->c, sh >> 2 & 1, k, N, n); SFX(gather)(pd, A->d, sh >> 3 & 1, k, N, n);
-            SFX(gather)(pth, A->th, sh >> 4 & 1, k, N, n); SFX(gather)(psc, A->sc, sh >> 5 & 1, k, N, n);
+        if (SFX(block_params)(6, dst, src, A->shared, k, N, n, &k0, &n0))
             for (int i = 0; i < n; i++) { dab[i] = dt * (pa[i] * pb[i]); oma[i] = 1 - dt * pa[i]; }
-        }
         if (A->want) /* (unread sums are zeroed once, above) */
             for (int i = 0; i < n; i++) ga[i] = gb[i] = gc[i] = gd[i] = gth[i] = gsc[i] = 0;
         if (T == 1 && S == 1) {  /* a single step: recompute and adjoint in one pass over its own arrays */
@@ -506,14 +509,12 @@ static void SFX(fo_fwd_range)(const void *p, sched_t *s) {
     scalar_t v[BLK], pg[BLK], pth[BLK], pr[BLK], psc[BLK];
     int64_t base, end, k0 = -1;
     int n0 = 0;
+    scalar_t *const dst[4] = {pg, pth, pr, psc};
+    const scalar_t *const src[4] = {A->g, A->th, A->r, A->sc};
     while (next_block(s, &base, &end)) {
         const int n = (int)(end - base);
         const int64_t k = base % N;
-        const int sh = A->shared;
-        if (block_changed(sh == 0xf, k, n, &k0, &n0)) {
-            SFX(gather)(pg, A->g, sh & 1, k, N, n); SFX(gather)(pth, A->th, sh >> 1 & 1, k, N, n);
-            SFX(gather)(pr, A->r, sh >> 2 & 1, k, N, n); SFX(gather)(psc, A->sc, sh >> 3 & 1, k, N, n);
-        }
+        SFX(block_params)(4, dst, src, A->shared, k, N, n, &k0, &n0);
         if (A->vr) SFX(note_nonfinite)(A->bad + 1, A->vr + base, n);
         if (T == 1 && !A->vtr && !A->ck) {  /* a single step: one pass */
             if (A->xr) SFX(note_nonfinite)(A->bad, A->xr + base, n);
@@ -568,14 +569,12 @@ static void SFX(fo_bwd_range)(const void *p, sched_t *s) {
     for (int i = 0; i < BLK; i++) gg[i] = gth[i] = gr[i] = gsc[i] = 0;
     int64_t base, end, k0 = -1;
     int n0 = 0;
+    scalar_t *const dst[4] = {pg, pth, pr, psc};
+    const scalar_t *const src[4] = {A->g, A->th, A->r, A->sc};
     while (next_block(s, &base, &end)) {
         const int n = (int)(end - base);
         const int64_t k = base % N;
-        const int sh = A->shared;
-        if (block_changed(sh == 0xf, k, n, &k0, &n0)) {
-            SFX(gather)(pg, A->g, sh & 1, k, N, n); SFX(gather)(pth, A->th, sh >> 1 & 1, k, N, n);
-            SFX(gather)(pr, A->r, sh >> 2 & 1, k, N, n); SFX(gather)(psc, A->sc, sh >> 3 & 1, k, N, n);
-        }
+        SFX(block_params)(4, dst, src, A->shared, k, N, n, &k0, &n0);
         if (A->want) /* (unread sums are zeroed once, above) */
             for (int i = 0; i < n; i++) gg[i] = gth[i] = gr[i] = gsc[i] = 0;
         if (T == 1) {  /* a single step: one pass over its own arrays (its checkpoint is its state) */

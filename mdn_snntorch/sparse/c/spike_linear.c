@@ -41,9 +41,7 @@
 #define NV 4
 /* the chunk of D's rows walked by one pass over the output rows: this many bytes of its block of columns
    (within the core's L1 data cache; 128 rows of 4 AVX-512 vectors; measured by benchmarks/bench_sparse.py) */
-#ifndef CHUNK_BYTES
 #define CHUNK_BYTES (32 * 1024)
-#endif
 /* when the partial sums of one block of columns for all of a thread's rows would take more than TILE_ABOVE bytes
    of the L2 cache, the rows go ROW_TILE at a time, all blocks of columns for one tile before the next: the
    tile's partial sums stay in the L2 cache, at the cost of reading D once per tile (so not when D is the
