@@ -24,10 +24,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from mdn_snntorch.pipeline.prefetch import read_ahead
 from mdn_snntorch.spikefile import SpikeDataset, analog_values, unpack_spikes
 
 #: samples per loader read window (rounded up to a multiple of the batch size): shuffling mixes within it
 WINDOW_SAMPLES = 4096
+#: batches a loader without worker processes reads ahead in a background thread (``SpikeLoader(prefetch=...)``)
+PREFETCH = 2
 
 
 def epoch_order(n: int, block: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
@@ -129,7 +132,9 @@ class SpikeLoader:
 
     ``len`` is this rank's number of batches; :meth:`set_epoch` reshuffles (deterministically from
     ``seed + epoch``) and, with ``resample``, redraws the spikes; with ``analog`` ``x`` is the stored analog
-    input in [0, 1] instead of spikes. See :func:`spike_loader`.
+    input in [0, 1] instead of spikes. Without worker processes (``num_workers=0``) a background thread reads
+    and unpacks up to ``prefetch`` batches ahead while the caller works (0: each batch is read when asked for);
+    the batches are the same either way. See :func:`spike_loader`.
     """
 
     def __init__(
@@ -147,6 +152,7 @@ class SpikeLoader:
         analog: bool = False,
         indices: np.ndarray | None = None,
         stream: int = 0,
+        prefetch: int = PREFETCH,
     ):
         if resample and analog:
             raise ValueError("resample=True and analog=True exclude each other: resample redraws spikes, analog feeds no spikes")
@@ -154,7 +160,10 @@ class SpikeLoader:
             dataset.require_intensity()
         if analog:
             dataset.require_analog()
-        for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0), ("world_size", world_size, 1)):
+        for name, value, low in (
+            ("batch_size", batch_size, 1), ("num_workers", num_workers, 0), ("world_size", world_size, 1),
+            ("prefetch", prefetch, 0),
+        ):  # fmt: skip
             if not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         if not isinstance(rank, int) or not 0 <= rank < world_size:
@@ -165,6 +174,7 @@ class SpikeLoader:
         self.resample, self.analog = resample, analog
         self.indices = None if indices is None else _subset(indices, len(dataset))
         self.stream = int(stream)
+        self.prefetch = prefetch
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -191,7 +201,7 @@ class SpikeLoader:
         draw_seed = [self.seed, self.epoch, self.rank, *([self.stream] if self.stream else [])] if self.resample else None
         stream = _WindowStream(self.dataset, self.windows(), self.batch_size, draw_seed, self.analog)
         if self.num_workers == 0:
-            return iter(stream)
+            return read_ahead(stream, self.prefetch)
         return iter(DataLoader(stream, batch_size=None, num_workers=self.num_workers))
 
 
@@ -219,6 +229,7 @@ def spike_loader(
     world_size: int = 1,
     resample: bool = False,
     analog: bool = False,
+    prefetch: int = PREFETCH,
 ) -> SpikeLoader:
     """A :class:`SpikeLoader` over split ``split`` of the spike file ``path``.
 
@@ -226,9 +237,10 @@ def spike_loader(
     windows, so every read is a contiguous slice. ``rank`` / ``world_size`` give each process of a
     DistributedDataParallel job a disjoint shard with the same number of batches. ``resample`` draws
     new Bernoulli spikes from the split's stored intensities for every batch of every epoch; ``analog``
-    feeds the split's stored analog input (``analog / L``, float32 in [0, 1]) instead of spikes.
+    feeds the split's stored analog input (``analog / L``, float32 in [0, 1]) instead of spikes; ``prefetch``
+    batches are read ahead in a background thread when there are no worker processes.
     """
     return SpikeLoader(
         SpikeDataset(path, split), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
-        num_workers=num_workers, rank=rank, world_size=world_size, resample=resample, analog=analog,
+        num_workers=num_workers, rank=rank, world_size=world_size, resample=resample, analog=analog, prefetch=prefetch,
     )  # fmt: skip

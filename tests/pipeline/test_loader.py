@@ -117,6 +117,16 @@ def test_workers_deliver_the_same_batches(path):
     assert Counter(map(tuple, workers)) == Counter(map(tuple, single))
 
 
+@pytest.mark.parametrize("resample", [False, True])
+def test_read_ahead_delivers_the_same_batches_in_the_same_order(intensity_file, resample):
+    path, _ = intensity_file
+    read_when_asked = list(spike_loader(path, "train", 10, shuffle=True, seed=4, resample=resample, prefetch=0))
+    read_ahead = list(spike_loader(path, "train", 10, shuffle=True, seed=4, resample=resample, prefetch=3))
+    assert len(read_ahead) == len(read_when_asked) == 11
+    for (x, y), (x0, y0) in zip(read_ahead, read_when_asked, strict=True):
+        assert torch.equal(x, x0) and torch.equal(y, y0)
+
+
 def test_windows_are_whole_batches(small_blocks):
     windows = plan_windows(101, 8, 5, shuffle=True, seed=0, epoch=0, drop_last=False, rank=0, world_size=1)
     assert all(len(w) % 5 == 0 for w in windows[:-1]) and sum(len(w) for w in windows) == 101
@@ -137,6 +147,7 @@ def test_bit_vector_targets(tmp_path, small_blocks):
         (dict(batch_size=0), "batch_size"),
         (dict(batch_size=4, world_size=2, rank=2), "rank"),
         (dict(batch_size=4, num_workers=-1), "num_workers"),
+        (dict(batch_size=4, prefetch=-1), "prefetch"),
     ],
 )
 def test_bad_loader_arguments(path, kwargs, message):
