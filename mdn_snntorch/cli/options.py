@@ -25,8 +25,8 @@ from mdn_snntorch.pipeline.trainer import TrainConfig
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
 SETTINGS = (
     "epochs", "batch_size", "lr", "lr_theta", "lr_decay", "lr_step", "resample", "hidden", "dt", "substeps",
-    "device", "bf16", "eval_batch_size", "num_workers", "threads", "progress", "theta_per_row", "detach_reset", "analog",
-    "lr_epoch_offset", "resample_test", "validation_fraction",
+    "device", "bf16", "eval_batch_size", "num_workers", "prefetch", "threads", "progress", "theta_per_row", "detach_reset",
+    "analog", "lr_epoch_offset", "resample_test", "validation_fraction",
 )  # fmt: skip
 
 
@@ -152,6 +152,10 @@ def add_training_arguments(parser: argparse.ArgumentParser, protocol: bool = Tru
         help=f"batch size of the test pass (default {_DEFAULTS['eval_batch_size']})",
     )  # fmt: skip
     g.add_argument("--num-workers", type=int_in("num_workers", 0, 1024), help="data-loader worker processes (default 0)")
+    g.add_argument(
+        "--prefetch", type=int_in("prefetch", 0, 1024),
+        help=f"batches read ahead in a background thread without worker processes (default {_DEFAULTS['prefetch']}; 0: none)",
+    )  # fmt: skip
     g.add_argument(
         "--threads",
         type=int_in("threads", 1, 4096),

@@ -58,6 +58,7 @@ class TrainConfig:
     substeps: int = 1
     eval_batch_size: int = 1000
     num_workers: int = 0
+    prefetch: int = 2
     threads: int | None = None
     progress: bool = True
     resume: bool = False
@@ -73,13 +74,16 @@ class TrainConfig:
     #: fields a resumed run may change (the rest must equal the checkpoint's)
     RESUMABLE_CHANGES = (
         "epochs", "lr", "lr_theta", "lr_decay", "lr_step", "lr_epoch_offset", "device", "bf16", "eval_batch_size",
-        "num_workers", "threads", "progress", "out", "resume", "recipe",
+        "num_workers", "prefetch", "threads", "progress", "out", "resume", "recipe",
     )  # fmt: skip
     #: earlier names of settings, as they may appear in saved runs
     RENAMED = {"preset": "recipe"}
 
     def __post_init__(self):
-        ints = ("epochs", "batch_size", "hidden", "eval_batch_size", "substeps", "lr_step", "lr_epoch_offset", "num_workers")
+        ints = (
+            "epochs", "batch_size", "hidden", "eval_batch_size", "substeps", "lr_step", "lr_epoch_offset", "num_workers",
+            "prefetch",
+        )  # fmt: skip
         for name in (*ints, "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -103,6 +107,7 @@ class TrainConfig:
             "protocol": self.protocol in PROTOCOLS,
             "dt": math.isfinite(self.dt) and self.dt > 0,
             "num_workers": self.num_workers >= 0,
+            "prefetch": self.prefetch >= 0,
             "seed": 0 <= self.seed <= MAX_SEED,
             "threads": self.threads is None
             or (isinstance(self.threads, int) and not isinstance(self.threads, bool) and self.threads >= 1),

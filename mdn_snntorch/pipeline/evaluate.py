@@ -128,7 +128,9 @@ def _reusable_run(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
     if not isinstance(doc, dict) or not isinstance(doc.get("config", {}), dict):
         raise ValueError(f"{path}: not a run's metrics file; remove {run_dir} to train that run again")
     saved, wanted = doc.get("config", {}), config.to_dict()
-    housekeeping = {"device", "eval_batch_size", "num_workers", "threads", "progress", "out", "resume", "recipe", "epochs"}
+    housekeeping = {
+        "device", "eval_batch_size", "num_workers", "prefetch", "threads", "progress", "out", "resume", "recipe", "epochs",
+    }  # fmt: skip
     for name, value in wanted.items():
         old = TrainConfig.saved_value(saved, name)
         same = Path(value).resolve() == Path(old or "").resolve() if name == "data" else old == value

@@ -109,7 +109,7 @@ def loaders(data: RunData, config: TrainConfig, theta_rows: int | None) -> Loade
 
     train = SpikeLoader(
         data.train_set, config.batch_size, shuffle=True, seed=config.seed, num_workers=config.num_workers,
-        resample=config.resample, analog=config.analog, indices=data.train_indices,
+        prefetch=config.prefetch, resample=config.resample, analog=config.analog, indices=data.train_indices,
     )  # fmt: skip
     eval_batch = config.eval_batch_size
     if theta_rows:  # whole multiples of the theta rows; the last batch is padded (EpochLoop.forward_rows)
@@ -117,8 +117,8 @@ def loaders(data: RunData, config: TrainConfig, theta_rows: int | None) -> Loade
 
     def evaluation(dataset: SpikeDataset, indices: np.ndarray | None, stream: int) -> SpikeLoader:
         return SpikeLoader(
-            dataset, eval_batch, seed=config.seed, num_workers=config.num_workers, resample=config.resample_test,
-            analog=config.analog, indices=indices, stream=stream,
+            dataset, eval_batch, seed=config.seed, num_workers=config.num_workers, prefetch=config.prefetch,
+            resample=config.resample_test, analog=config.analog, indices=indices, stream=stream,
         )  # fmt: skip
 
     test_set = SpikeDataset(config.data, "test")

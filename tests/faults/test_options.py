@@ -28,6 +28,7 @@ def _train(*bad):
         (_train("--epochs", 0), "epochs=0 is out of range"),
         (_train("--batch-size", "1.5"), "batch_size='1.5' is not an integer"),
         (_train("--num-workers", -1), "num_workers=-1 is out of range"),
+        (_train("--prefetch", -1), "prefetch=-1 is out of range"),
         (_train("--hidden", 10**9), "hidden=1000000000 is out of range"),
         (_train("--dt", 0), "dt=0 is out of range"),
         (["prep", "digits", "--out", "{out}", "--time-steps", "1e9"], "time_steps='1e9' is not an integer"),

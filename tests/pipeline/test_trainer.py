@@ -66,10 +66,11 @@ def test_load_checkpoint_gives_the_trained_model(digits, tmp_path):
 
 
 def test_resume_equals_uninterrupted_run(digits, tmp_path):
-    """Learnable theta too (its own learning rate), so the optimiser state of both groups must resume."""
+    """Learnable theta too (its own learning rate), so the optimiser state of both groups must resume. The resumed
+    epoch reads each batch when asked for instead of ahead (a setting a resume may change): the same batches."""
     whole = train(small(digits, tmp_path / "whole", neuron="learnable", lr_theta=1e-3, epochs=3))
     train(small(digits, tmp_path / "split", neuron="learnable", lr_theta=1e-3, epochs=2))
-    resumed = train(small(digits, tmp_path / "split", neuron="learnable", lr_theta=1e-3, epochs=3, resume=True))
+    resumed = train(small(digits, tmp_path / "split", neuron="learnable", lr_theta=1e-3, epochs=3, resume=True, prefetch=0))
     assert len(resumed.metrics) == 3
     for name, tensor in whole.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[name], tensor), name
@@ -229,3 +230,9 @@ def test_cli_reports_non_finite_loss_with_exit_code_1(digits, tmp_path, capsys):
     assert run_cli(*common, "--epochs", 1) == 0
     assert run_cli(*common, "--epochs", 2, "--lr-theta", 1e6, "--resume") == 1
     assert "at epoch 2, batch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value, message", [(-1, "prefetch=-1 is out of range"), (1.5, "prefetch=1.5 must be an integer")])
+def test_bad_prefetch_setting(digits, value, message):
+    with pytest.raises(ValueError, match=message):
+        small(digits, None, prefetch=value)
