@@ -16,13 +16,19 @@ wall time <= 1.15x the sum of its steps. ``--train-samples N`` trains on the fir
 split only (the run's training indices, as a validation split sets them), where a full epoch takes too
 long; the output says so.
 
-    python benchmarks/bench_epoch.py --data /work/data/mnist.h5 [--epochs 2] [--train-samples N]
+``--prefetch 2 0`` compares reading ahead (the default, 2 batches) with reading each batch when asked for, one run
+each, in turn (``--repeats`` rounds). Whole runs drift with the machine, so ``--interleaved ROUNDS`` also trains one
+model on batches from loaders with each ``--prefetch`` value in turn, 50 batches at a time, and prints per value
+the median of the rounds' mean step time and of their mean time per batch in all (the step plus waiting for its batch).
+
+    python benchmarks/bench_epoch.py --data /work/data/mnist.h5 [--epochs 2] [--train-samples N] [--prefetch 2 0]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from collections import defaultdict
@@ -161,30 +167,96 @@ def report(timers: Timers, epoch: int) -> dict[str, float]:
     return {"wall": wall, "steps": s["steps"], "ratio": ratio, **parts}
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, float]]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="a spike file (mdn prep mnist writes one)")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--train-samples", type=int, help="train on the first N training samples only")
-    parser.add_argument("--hidden", type=int, default=500)
-    args = parser.parse_args(argv)
-    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; torch {torch.__version__}, 1 thread")
-    if args.train_samples:
-        print(f"a subset: the first {args.train_samples} training samples (a full epoch is longer)")
+def interleaved(data: str, prefetches: list[int], rounds: int, hidden: int, batches: int = 50) -> dict[int, dict[str, float]]:
+    """Training steps (forward, loss, backward, Adam) of one model on batches from loaders reading ``prefetch``
+    batches ahead, each value in turn, ``batches`` at a time, ``rounds`` times (the order reversed every other
+    round); per value the medians over the rounds of the mean step and of the mean time per batch in all."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    first = loader.spike_loader(data, "train", 100)
+    model = ThreeLayerSNN(first.dataset.n_inputs, hidden, first.dataset.num_classes, "2-FS")
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def endless(prefetch: int) -> Iterator:
+        while True:
+            yield from loader.spike_loader(data, "train", 100, shuffle=True, prefetch=prefetch)
+
+    streams = {p: endless(p) for p in prefetches}
+
+    def block(prefetch: int, n: int) -> tuple[float, float]:
+        steps, start = 0.0, time.perf_counter()
+        for _ in range(n):
+            x, y = next(streams[prefetch])
+            t = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            epochs.rate_mse_loss(model(x), y).backward()
+            optimizer.step()
+            steps += time.perf_counter() - t
+        return steps / n, (time.perf_counter() - start) / n
+
+    for prefetch in prefetches:  # warm-up: the chunks decoded, the kernels built
+        block(prefetch, 10)
+    seen: dict[int, list[tuple[float, float]]] = {p: [] for p in prefetches}
+    for r in range(rounds):
+        for prefetch in prefetches if r % 2 == 0 else prefetches[::-1]:
+            seen[prefetch].append(block(prefetch, batches))
+    for stream in streams.values():
+        stream.close()  # a loader's read-ahead thread stops with it
+    print(f"\ninterleaved: {rounds} rounds of {batches} batches per value, medians over the rounds")
+    out = {}
+    for prefetch, rows in seen.items():
+        step, whole = statistics.median(a for a, _ in rows), statistics.median(b for _, b in rows)
+        out[prefetch] = {"step": step, "batch": whole}
+        print(f"  prefetch {prefetch}: step {1e3 * step:.2f} ms, per batch in all {1e3 * whole:.2f} ms")
+    return out
+
+
+def run(args: argparse.Namespace, prefetch: int) -> list[dict[str, float]]:
+    """One ``train()`` of ``args.epochs`` epochs reading ``prefetch`` batches ahead; each epoch's report."""
+    print(f"\n--- prefetch {prefetch} ---")
     timers = Timers()
     with tempfile.TemporaryDirectory() as tmp, instrumented(timers), mock.patch.object(
         run_data, "load", first_samples(args.train_samples)
     ):  # fmt: skip
         config = TrainConfig(data=args.data, out=str(Path(tmp) / "run"), epochs=args.epochs, hidden=args.hidden,
-                             threads=1, progress=False)  # fmt: skip
+                             threads=1, progress=False, prefetch=prefetch)  # fmt: skip
         start = time.perf_counter()
         trainer.train(config)
         total = time.perf_counter() - start
     rows = [report(timers, epoch) for epoch in range(args.epochs)]
     setup = total - sum(r["wall"] for r in rows)
     print(f"\ntrain() {total:.2f} s in all; {setup:.2f} s before and between the epochs (opening the data, the model)")
-    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return rows
+
+
+def main(argv: list[str] | None = None) -> dict[int, list[list[dict[str, float]]]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="a spike file (mdn prep mnist writes one)")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--train-samples", type=int, help="train on the first N training samples only")
+    parser.add_argument("--hidden", type=int, default=500)
+    parser.add_argument(
+        "--prefetch", type=int, nargs="+", default=[TrainConfig.prefetch],
+        help="batches the loaders read ahead in a background thread; several values: one run each, in turn",
+    )  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of the runs of --prefetch")
+    parser.add_argument("--interleaved", type=int, metavar="ROUNDS", help="also the interleaved comparison of --prefetch")
+    args = parser.parse_args(argv)
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; torch {torch.__version__}, 1 thread")
+    if args.train_samples:
+        print(f"a subset: the first {args.train_samples} training samples (a full epoch is longer)")
+    runs: dict[int, list[list[dict[str, float]]]] = {p: [] for p in args.prefetch}
+    for _ in range(args.repeats):
+        for prefetch in args.prefetch:
+            runs[prefetch].append(run(args, prefetch))
+    print("\nlast epoch of each run: ratio (wall s / steps s)")
+    for prefetch, rows in runs.items():
+        cells = ", ".join(f"{r[-1]['ratio']:.3f} ({r[-1]['wall']:.2f} / {r[-1]['steps']:.2f})" for r in rows)
+        print(f"  prefetch {prefetch}: {cells}")
+    if args.interleaved:
+        interleaved(args.data, args.prefetch, args.interleaved, args.hidden)
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    return runs
 
 
 if __name__ == "__main__":
