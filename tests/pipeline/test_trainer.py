@@ -1,6 +1,7 @@
 """Training on the embedded digits data: it learns, resumes exactly, checkpoints load, errors are clear."""
 
 import json
+import threading
 
 import pytest
 import torch
@@ -103,6 +104,8 @@ def test_non_finite_gradient_stops_and_keeps_last_good_checkpoint(digits, tmp_pa
         train(small(digits, run, neuron="learnable", epochs=2, lr_theta=1e6, resume=True))
     assert err.value.epoch == 2 and err.value.batch >= 2
     assert "epoch 2, batch" in str(err.value) and "epoch_001.pt" in str(err.value)
+    # the loader's read-ahead thread stopped with the epoch, though the error's traceback is still held
+    assert not [t for t in threading.enumerate() if t.name == "mdn-read-ahead"]
     assert (run / "epoch_001.pt").read_bytes() == good and not (run / "epoch_002.pt").exists()
     doc = json.loads((run / "metrics.json").read_text())
     assert doc["status"] == "stopped" and doc["epochs_done"] == 1 and "epoch 2" in doc["error"]
