@@ -49,9 +49,9 @@
    benchmarks/bench_sparse.py, section 1b) */
 #define TILE_ABOVE (256 * 1024)
 #define ROW_TILE 512
-/* ranges of rows per thread in sl_gather (taken dynamically) */
 /* rows of D per chunk */
 #define KC (CHUNK_BYTES / (NV * VBYTES))
+/* ranges of rows per thread in sl_gather (taken dynamically) */
 #define CHUNKS_PER_THREAD 8
 #define MAX_THREADS 256
 
