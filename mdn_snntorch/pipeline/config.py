@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mdn_snntorch.neurons import factory
+from mdn_snntorch.pipeline.prefetch import DEFAULT_DEPTH
 from mdn_snntorch.pipeline.protocols import PROTOCOLS, protocol_settings
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ class TrainConfig:
     substeps: int = 1
     eval_batch_size: int = 1000
     num_workers: int = 0
-    prefetch: int = 2
+    prefetch: int = DEFAULT_DEPTH
     threads: int | None = None
     progress: bool = True
     resume: bool = False

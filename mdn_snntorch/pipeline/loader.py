@@ -24,13 +24,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from mdn_snntorch.pipeline.prefetch import read_ahead
+from mdn_snntorch.pipeline.prefetch import DEFAULT_DEPTH, read_ahead
 from mdn_snntorch.spikefile import SpikeDataset, analog_values, unpack_spikes
 
 #: samples per loader read window (rounded up to a multiple of the batch size): shuffling mixes within it
 WINDOW_SAMPLES = 4096
-#: batches a loader without worker processes reads ahead in a background thread (``SpikeLoader(prefetch=...)``)
-PREFETCH = 2
 
 
 def epoch_order(n: int, block: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
@@ -152,7 +150,7 @@ class SpikeLoader:
         analog: bool = False,
         indices: np.ndarray | None = None,
         stream: int = 0,
-        prefetch: int = PREFETCH,
+        prefetch: int = DEFAULT_DEPTH,
     ):
         if resample and analog:
             raise ValueError("resample=True and analog=True exclude each other: resample redraws spikes, analog feeds no spikes")
@@ -229,7 +227,7 @@ def spike_loader(
     world_size: int = 1,
     resample: bool = False,
     analog: bool = False,
-    prefetch: int = PREFETCH,
+    prefetch: int = DEFAULT_DEPTH,
 ) -> SpikeLoader:
     """A :class:`SpikeLoader` over split ``split`` of the spike file ``path``.
 

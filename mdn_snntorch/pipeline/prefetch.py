@@ -16,6 +16,8 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+#: the depth the spike loaders read ahead by default (``SpikeLoader(prefetch=...)``, ``mdn train --prefetch``)
+DEFAULT_DEPTH = 2
 #: seconds a blocked hand-over waits before it looks again whether the other side has stopped
 _POLL = 0.1
 
