@@ -143,13 +143,15 @@ def test_nan_and_infinity_propagate_as_in_nn_linear():
 
 @needs_c
 @pytest.mark.parametrize("binary", [True, False])
-def test_results_do_not_depend_on_the_thread_count(monkeypatch, binary):
+@pytest.mark.parametrize("n_out", [70, 300])
+def test_results_do_not_depend_on_the_thread_count(monkeypatch, binary, n_out):
     """Each output row (and each weight-gradient column) is summed by one thread in a fixed order; every
-    pass (scan, row lists, column lists, gather, its column groups) runs on 1 and on 3 threads here,
-    whatever the sizes."""
-    _, event = pair(300, 70, torch.float32)
+    pass (scan, row lists, column lists, gather) runs on 1 and on 3 threads here, whatever the sizes. The
+    weight gradient's threads take blocks of columns at once (2 blocks of 70 outputs, 5 of 300), each
+    with its own partial sums."""
+    _, event = pair(300, n_out, torch.float32)
     x = spikes((500, 300), 0.13, torch.float32) * (1 if binary else torch.randn(500, 300))
-    g = torch.randn(500, 70)
+    g = torch.randn(500, n_out)
     monkeypatch.setattr(c_kernels, "_SCAN_MIN_WORK", 1)
     monkeypatch.setattr(c_kernels, "_PARALLEL_MIN_WORK", 1)
     before = torch.get_num_threads()

@@ -141,8 +141,9 @@ static inline __attribute__((always_inline)) void SFX(block)(const int nv, const
 
 /* Rows lo..hi of the product for all columns, block by block: blocks of NV vectors, the last one moved
    left to end at column N (overlapping its neighbour: every load is a whole vector, and the lanes computed
-   twice are computed alike). The partial sums are kept in out itself when its rows are contiguous (sj == 1),
-   else in scratch ([n, NV vectors]), copied to out once a block is done. */
+   twice are computed alike). The partial sums are kept in scratch ([n, NV vectors]) when there is one, copied
+   to out once a block is done (a block moved left copies only its own columns: every output is written by
+   one block), else in out itself (its rows contiguous, sj == 1). */
 static void SFX(rows)(int64_t lo, int64_t hi, int64_t qlo, int64_t qhi, int64_t N, int64_t nc, const int64_t *cs,
                       const int32_t *idx, const scalar_t *val, const scalar_t *D, int64_t ld, const scalar_t *init,
                       scalar_t *out, int64_t si, int64_t sj, scalar_t *scratch) {
@@ -151,8 +152,8 @@ static void SFX(rows)(int64_t lo, int64_t hi, int64_t qlo, int64_t qhi, int64_t 
         int nv = nvec - q0 < NV ? (int)(nvec - q0) : NV;
         while (nv * VL > N) nv--; /* (a row narrower than the block: one vector fewer, the last moved left) */
         const int64_t o0 = q0 * VL < N - nv * VL ? q0 * VL : N - nv * VL;
-        scalar_t *part = sj == 1 ? out + o0 : scratch;
-        const int64_t ps = sj == 1 ? si : NV * VL;
+        scalar_t *part = scratch ? scratch : out + o0;
+        const int64_t ps = scratch ? NV * VL : si;
         /* (BLOCK: the calls of block for 1 .. NV vectors, with and without values) */
 #define BLOCK(nv) (val ? SFX(block)(nv, 1, o0, lo, hi, nc, cs, idx, val, D, ld, init, part, ps) \
                        : SFX(block)(nv, 0, o0, lo, hi, nc, cs, idx, val, D, ld, init, part, ps))
@@ -163,9 +164,9 @@ static void SFX(rows)(int64_t lo, int64_t hi, int64_t qlo, int64_t qhi, int64_t 
         default: BLOCK(NV); break;
         }
 #undef BLOCK
-        if (sj != 1)
+        if (scratch)
             for (int64_t i = lo; i < hi; i++)
-                for (int64_t l = 0; l < nv * VL; l++) out[i * si + (o0 + l) * sj] = scratch[i * ps + l];
+                for (int64_t l = q0 * VL - o0; l < nv * VL; l++) out[i * si + (o0 + l) * sj] = scratch[i * ps + l];
         q0 += nv;
     }
 }
@@ -173,11 +174,12 @@ static void SFX(rows)(int64_t lo, int64_t hi, int64_t qlo, int64_t qhi, int64_t 
 /* Sparse x dense: out(i, j) = init[j] + sum_{p = ptr[i]}^{ptr[i + 1] - 1} val[p] D[idx[p], j] for i < n, j < N,
    summed in that order, with D's row r at D + r ld (ld >= N; see c_kernels.padded_rows for the stride that
    keeps every vector load within a cache line), the entries of each row in increasing order of idx, val
-   NULL meaning all ones, init NULL meaning zero, and out(i, j) stored at out[i * si + j * sj]. The rows i
-   are cut into CHUNKS_PER_THREAD ranges per thread holding equal numbers of entries (fewer, times the
-   groups of column blocks, where the columns are split too), taken by the threads as they come free (a
-   thread descheduled by a busy machine holds up little); every output is summed by one thread. Returns 0,
-   or -1 when the chunk starts and partial sums cannot be allocated. */
+   NULL meaning all ones, init NULL meaning zero, and out(i, j) stored at out[i * si + j * sj]. The work
+   items, taken by the threads as they come free (a thread descheduled by a busy machine holds up little):
+   the rows i cut into CHUNKS_PER_THREAD ranges per thread holding equal numbers of entries; or, where D has
+   more rows than the output (the weight gradient), the blocks of columns, each for all rows, so that every
+   block of D is read once (ranges of rows would each read all of D again). Every output is summed by one
+   thread. Returns 0, or -1 when the chunk starts and partial sums cannot be allocated. */
 int SFX(sl_gather)(int64_t n, int64_t N, const int64_t *ptr, const int32_t *idx, const scalar_t *val, const scalar_t *D,
                    int64_t nd, int64_t ld, const scalar_t *init, scalar_t *out, int64_t si, int64_t sj, int threads) {
     if (threads < 1) threads = 1;
@@ -197,14 +199,13 @@ int SFX(sl_gather)(int64_t n, int64_t N, const int64_t *ptr, const int32_t *idx,
     }
     const int64_t nc = (nd + KC - 1) / KC > 0 ? (nd + KC - 1) / KC : 1;
     const int64_t nvec = (N + VL - 1) / VL, blocks = (nvec + NV - 1) / NV;
-    /* the threads split the rows; where D has more rows than the output (the weight gradient), they split the
-       blocks of columns too, so that each reads only its columns of D */
-    const int groups = threads > 1 && nd > n ? (int)(blocks < threads ? blocks : threads) : 1;
-    const int ranges = threads > 1 ? (threads * CHUNKS_PER_THREAD + groups - 1) / groups : 1;
+    const int by_block = threads > 1 && nd > n, ranges = threads > 1 ? threads * CHUNKS_PER_THREAD : 1;
     int64_t *cs = (int64_t *)malloc((size_t)n * (size_t)(nc + 1) * sizeof(int64_t));
+    /* partial sums: one block's for all rows, per thread when the threads take blocks */
     const size_t part_bytes = ((size_t)n * NV * VBYTES + 63) / 64 * 64;
-    scalar_t *scratch = sj == 1 ? NULL : (scalar_t *)aligned_alloc(64, groups * part_bytes);
-    if (!cs || (sj != 1 && !scratch)) {
+    const int scratches = sj != 1 || by_block ? (by_block ? threads : 1) : 0;
+    scalar_t *scratch = scratches ? (scalar_t *)aligned_alloc(64, scratches * part_bytes) : NULL;
+    if (!cs || (scratches && !scratch)) {
         free(cs);
         free(scratch);
         return -1;
@@ -216,12 +217,11 @@ int SFX(sl_gather)(int64_t n, int64_t N, const int64_t *ptr, const int32_t *idx,
         chunk_starts(lo, hi, nc, ptr, idx, cs);
     }
     OMP(omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1))
-    for (int item = 0; item < ranges * groups; item++) {
-        const int g = item % groups;
-        int64_t lo, hi;
-        balanced_range(ptr, n, item / groups, ranges, &lo, &hi);
-        const int64_t qlo = blocks * g / groups * NV, qhi = blocks * (g + 1) / groups * NV;
-        scalar_t *mine = sj == 1 ? NULL : (scalar_t *)((char *)scratch + g * part_bytes);
+    for (int item = 0; item < (by_block ? blocks : ranges); item++) {
+        int64_t lo = 0, hi = n;
+        if (!by_block) balanced_range(ptr, n, item, ranges, &lo, &hi);
+        const int64_t qlo = by_block ? item * NV : 0, qhi = by_block ? (item + 1) * NV : nvec;
+        scalar_t *mine = scratch ? (scalar_t *)((char *)scratch + (by_block ? THREAD_ID : 0) * part_bytes) : NULL;
         const int64_t tile = (hi - lo) * NV * VBYTES > TILE_ABOVE ? ROW_TILE : hi - lo;
         for (int64_t t0 = lo; t0 < hi; t0 += tile)
             SFX(rows)(t0, t0 + tile < hi ? t0 + tile : hi, qlo, qhi < nvec ? qhi : nvec, N, nc, cs, idx, val, D, ld, init,
