@@ -201,6 +201,13 @@ MUTANTS = (
         ("tests/sparse/test_spike_linear.py",),
     ),
     Mutant(
+        "sparse-columns-lose-row-words",
+        "mdn_snntorch/sparse/c/spike_linear_impl.h",
+        "const int64_t r = rw * 64 + __builtin_ctzll(m);",
+        "const int64_t r = __builtin_ctzll(m);",
+        ("tests/sparse/test_spike_linear.py",),
+    ),
+    Mutant(
         "c-block-keeps-last-parameters",
         "mdn_snntorch/fused/c/mdn_kernels.c",
         "const int changed = n != *n0 || (!all_shared && k != *k0);",

@@ -168,7 +168,7 @@ def columns(mask: Tensor, x: Tensor, nnz: int, binary: bool) -> tuple[Tensor, Te
     if _fn("sl_columns", x.dtype)(
         _ptr(mask), _ptr(x), R, K, _ptr(cptr), _ptr(cidx), _ptr(cval), threads(R * K, _scan_min_work())
     ):
-        raise MemoryError("sl_columns could not allocate its per-thread counters")
+        raise MemoryError("sl_columns could not allocate the transposed mask")
     return cptr, cidx, cval
 
 

@@ -203,16 +203,18 @@ def test_each_sum_adds_its_terms_in_index_order(dtype, binary, n_out, rows, monk
 def test_the_mask_marks_the_nonzeros_and_both_lists_come_from_it(dtype, threads, monkeypatch):
     """One scan of x gives a bit per entry (NaN and any nonzero set, the bits past the last column clear) and
     the row counts; the row lists (forward) and the column lists (weight gradient, read from the forward's
-    mask instead of a second scan of x) are those of x's nonzeros in order, values included."""
+    mask instead of a second scan of x) are those of x's nonzeros in order, values included. 150 rows and 130
+    columns: the column lists come from 64 x 64-bit tiles of the mask, and both sizes end in a partial tile."""
     monkeypatch.setattr(c_kernels, "_SCAN_MIN_WORK", 1)  # the threaded passes too
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    R = 150
     try:
-        x = spikes((37, 130), 0.2, dtype, seed=9) * torch.randn(37, 130, dtype=dtype, generator=torch.Generator().manual_seed(1))
-        x[3, 129], x[5, 64] = float("nan"), 1.0
+        x = spikes((R, 130), 0.2, dtype, seed=9) * torch.randn(R, 130, dtype=dtype, generator=torch.Generator().manual_seed(1))
+        x[3, 129], x[5, 64], x[R - 1, 0] = float("nan"), 1.0, 2.0
         mask, ptr, nnz, binary = c_kernels.scan_rows(x)
         bits = (mask[:, :, None] >> torch.arange(64)) & 1  # [R, words, 64]
-        assert torch.equal(bits.reshape(37, -1)[:, :130].bool(), x != 0) and not bits.reshape(37, -1)[:, 130:].any()
+        assert torch.equal(bits.reshape(R, -1)[:, :130].bool(), x != 0) and not bits.reshape(R, -1)[:, 130:].any()
         assert not binary and nnz == int((x != 0).sum()) and torch.equal(ptr[1:], (x != 0).sum(1).cumsum(0))
         idx, val = c_kernels.fill_rows(mask, x, ptr, nnz, binary)
         rows, cols = (x != 0).nonzero(as_tuple=True)  # row-major order

@@ -53,7 +53,6 @@
 #define KC (CHUNK_BYTES / (NV * VBYTES))
 /* ranges of rows per thread in sl_gather (taken dynamically) */
 #define CHUNKS_PER_THREAD 8
-#define MAX_THREADS 256
 
 /* [lo, hi) of part t of n over rows 0..R with pointers ptr: equal shares of entries, not of rows */
 static void balanced_range(const int64_t *ptr, int64_t R, int t, int n, int64_t *lo, int64_t *hi) {
@@ -84,6 +83,18 @@ static void chunk_starts(int64_t lo, int64_t hi, int64_t nc, const int64_t *ptr,
         }
         row[nc] = ptr[i + 1];
     }
+}
+
+/* 64 x 64 bits transposed in place: bit c of a[r] becomes bit r of a[c] (the two off-diagonal blocks of
+   32 x 32 bits swapped, then of 16 x 16 within each block, ... down to single bits) */
+static inline void transpose64(uint64_t a[64]) {
+    uint64_t m = 0x00000000FFFFFFFFULL;
+    for (int j = 32; j != 0; j >>= 1, m ^= m << j)
+        for (int k = 0; k < 64; k = (k + j + 1) & ~j) {
+            const uint64_t t = ((a[k] >> j) ^ a[k + j]) & m;
+            a[k + j] ^= t;
+            a[k] ^= t << j;
+        }
 }
 
 /* bit i of the mask: p[i] != 0 (NaN included), for 64 values */

@@ -63,47 +63,46 @@ void SFX(sl_fill_rows)(const uint64_t *mask, const scalar_t *x, int64_t R, int64
 }
 
 /* The same nonzeros by column (CSC), from the mask: column pointers cptr [K + 1], row indices cidx and values
-   cval (x[r, k], when cval is not NULL), each column's rows in increasing order. The rows are cut into
-   `threads` parts of equal numbers of rows; each part counts its entries per column, the counts give every
-   part its place in every column, and each part copies its entries there. (The parts are fixed, whatever
-   number of threads the runtime grants.) Returns 0, or -1 when the per-part counters cannot be allocated. */
+   cval (x[r, k], when cval is not NULL), each column's rows in increasing order. The mask is transposed 64 x 64
+   bits at a time into one bit row per column (bit r: x[r, k] != 0), whose set bits give each column's count
+   and then its entries, written in one sequential run per column. Threads split the tiles, then the columns;
+   the result does not depend on their number. Returns 0, or -1 when the transposed mask cannot be
+   allocated. */
 int SFX(sl_columns)(const uint64_t *mask, const scalar_t *x, int64_t R, int64_t K, int64_t *cptr, int32_t *cidx,
                     scalar_t *cval, int threads) {
-    const int parts = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
-    const int64_t W = (K + 63) / 64;
-    int64_t *pos = (int64_t *)calloc((size_t)parts * (size_t)K, sizeof(int64_t));
-    if (!pos) return -1;
-    OMP(omp parallel num_threads(parts) if (parts > 1))
-    for (int part = THREAD_ID; part < parts; part += NUM_THREADS) {
-        int64_t *mine = pos + (int64_t)part * K;
-        for (int64_t r = R * part / parts; r < R * (part + 1) / parts; r++)
-            for (int64_t w = 0; w < W; w++)
-                for (uint64_t m = mask[r * W + w]; m; m &= m - 1) mine[w * 64 + __builtin_ctzll(m)]++;
+    if (threads < 1) threads = 1;
+    const int64_t W = (K + 63) / 64, RW = (R + 63) / 64; /* words per mask row; per transposed column */
+    uint64_t *bycol = (uint64_t *)malloc((size_t)(W * 64) * (size_t)RW * sizeof(uint64_t));
+    if (!bycol) return -1;
+    OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
+    for (int64_t tile = 0; tile < W * RW; tile++) {
+        const int64_t w = tile / RW, rw = tile % RW;
+        uint64_t bits[64];
+        for (int j = 0; j < 64; j++) bits[j] = rw * 64 + j < R ? mask[(rw * 64 + j) * W + w] : 0;
+        transpose64(bits);
+        for (int c = 0; c < 64; c++) bycol[(w * 64 + c) * RW + rw] = bits[c];
     }
-    int64_t run = 0;
+    OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
     for (int64_t k = 0; k < K; k++) {
-        cptr[k] = run;
-        for (int part = 0; part < parts; part++) {
-            const int64_t c = pos[(int64_t)part * K + k];
-            pos[(int64_t)part * K + k] = run;
-            run += c;
-        }
+        int64_t n = 0;
+        for (int64_t rw = 0; rw < RW; rw++) n += __builtin_popcountll(bycol[k * RW + rw]);
+        cptr[k + 1] = n;
     }
-    cptr[K] = run;
-    OMP(omp parallel num_threads(parts) if (parts > 1))
-    for (int part = THREAD_ID; part < parts; part += NUM_THREADS) {
-        int64_t *mine = pos + (int64_t)part * K;
-        for (int64_t r = R * part / parts; r < R * (part + 1) / parts; r++) {
-            for (int64_t w = 0; w < W; w++) {
-                for (uint64_t m = mask[r * W + w]; m; m &= m - 1) {
-                    const int64_t k = w * 64 + __builtin_ctzll(m), q = mine[k]++;
-                    cidx[q] = (int32_t)r;
-                    if (cval) cval[q] = x[r * K + k];
-                }
+    cptr[0] = 0;
+    for (int64_t k = 0; k < K; k++) cptr[k + 1] += cptr[k];
+    OMP(omp parallel for num_threads(threads) schedule(dynamic, 16) if (threads > 1))
+    for (int64_t k = 0; k < K; k++) {
+        int64_t q = cptr[k];
+        for (int64_t rw = 0; rw < RW; rw++) {
+            for (uint64_t m = bycol[k * RW + rw]; m; m &= m - 1) {
+                const int64_t r = rw * 64 + __builtin_ctzll(m);
+                cidx[q] = (int32_t)r;
+                if (cval) cval[q] = x[r * K + k];
+                q++;
             }
         }
     }
-    free(pos);
+    free(bycol);
     return 0;
 }
 
