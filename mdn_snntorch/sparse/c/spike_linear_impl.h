@@ -200,9 +200,11 @@ int SFX(sl_gather)(int64_t n, int64_t N, const int64_t *ptr, const int32_t *idx,
     const int64_t nvec = (N + VL - 1) / VL, blocks = (nvec + NV - 1) / NV;
     const int by_block = threads > 1 && nd > n, ranges = threads > 1 ? threads * CHUNKS_PER_THREAD : 1;
     int64_t *cs = (int64_t *)malloc((size_t)n * (size_t)(nc + 1) * sizeof(int64_t));
-    /* partial sums: one block's for all rows, per thread when the threads take blocks */
+    /* partial sums: one block's for all rows, per thread when the threads take blocks (no more threads than
+       blocks then) */
+    const int workers = by_block && blocks < threads ? (int)blocks : threads;
     const size_t part_bytes = ((size_t)n * NV * VBYTES + 63) / 64 * 64;
-    const int scratches = sj != 1 || by_block ? (by_block ? threads : 1) : 0;
+    const int scratches = by_block ? workers : sj != 1;
     scalar_t *scratch = scratches ? (scalar_t *)aligned_alloc(64, scratches * part_bytes) : NULL;
     if (!cs || (scratches && !scratch)) {
         free(cs);
@@ -215,7 +217,7 @@ int SFX(sl_gather)(int64_t n, int64_t N, const int64_t *ptr, const int32_t *idx,
         balanced_range(ptr, n, c, ranges, &lo, &hi);
         chunk_starts(lo, hi, nc, ptr, idx, cs);
     }
-    OMP(omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1))
+    OMP(omp parallel for num_threads(workers) schedule(dynamic, 1) if (workers > 1))
     for (int item = 0; item < (by_block ? blocks : ranges); item++) {
         int64_t lo = 0, hi = n;
         if (!by_block) balanced_range(ptr, n, item, ranges, &lo, &hi);
