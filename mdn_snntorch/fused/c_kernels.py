@@ -279,16 +279,18 @@ def mdn_backward(
     sigmoid: bool,
     every: int,
     undetached: bool = False,
+    param_grads: bool = True,
 ):
     """Backward of :func:`mdn_forward`; gradient arguments may be ``None`` (zero); ``undetached``: the spike's
-    gradient flows through the reset (docs/model.md#surrogate-gradient-and-reset).
+    gradient flows through the reset (docs/model.md#surrogate-gradient-and-reset); ``param_grads``: the
+    parameters' gradients are computed (else ``g_params`` is ``None`` and the kernel skips their sums).
 
     Returns ``(g_input, g_v0, g_u0, g_params [6, N] float64)``.
     """
     T, M = I.shape
     N, threads = params.shape[1], _threads(T * M * (2 * substeps + 1))
-    gx, gv0, gu0, scratch = torch.empty_like(I), I.new_empty(M), I.new_empty(M), I.new_empty(6, M)
-    gp = torch.empty(6, N, dtype=torch.float64)
+    gx, gv0, gu0 = torch.empty_like(I), I.new_empty(M), I.new_empty(M)
+    scratch, gp = (I.new_empty(6, M), torch.empty(6, N, dtype=torch.float64)) if param_grads else (None, None)
     _fn("mdn_bwd", I.dtype)(
         I.data_ptr(),
         ck.data_ptr(),
@@ -305,7 +307,7 @@ def mdn_backward(
         substeps,
         int(sigmoid),
         int(undetached),
-        ALL_MDN,
+        ALL_MDN if param_grads else 0,
         0,
         threads,
     )
@@ -336,13 +338,14 @@ def first_order_forward(x: Tensor, v0: Tensor, params: Tensor, sigmoid: bool, tr
     return spk, vT, _or_empty(vtr, I), I, ck
 
 
-def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bool, every: int, undetached: bool = False):
-    """Backward of :func:`first_order_forward`: ``(g_input, g_v0, g_params [4, N] float64)`` (``undetached``: see
-    :func:`mdn_backward`)."""
+def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bool, every: int, undetached: bool = False,
+                         param_grads: bool = True):  # fmt: skip
+    """Backward of :func:`first_order_forward`: ``(g_input, g_v0, g_params [4, N] float64)`` (``undetached``,
+    ``param_grads``: see :func:`mdn_backward`)."""
     T, M = I.shape
     N, threads = params.shape[1], _threads(T * M * 2)
-    gx, gv0, scratch = torch.empty_like(I), I.new_empty(M), I.new_empty(4, M)
-    gp = torch.empty(4, N, dtype=torch.float64)
+    gx, gv0 = torch.empty_like(I), I.new_empty(M)
+    scratch, gp = (I.new_empty(4, M), torch.empty(4, N, dtype=torch.float64)) if param_grads else (None, None)
     _fn("fo_bwd", I.dtype)(
         *map(_ptr, (I, ck)),
         *_rows(params),
@@ -354,7 +357,7 @@ def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bo
         width,
         int(sigmoid),
         int(undetached),
-        ALL_FIRST_ORDER,
+        ALL_FIRST_ORDER if param_grads else 0,
         0,
         threads,
     )

@@ -154,11 +154,13 @@ def mdn_backward_op(
     kernel: str,
     every: int,
     undetached: bool = False,
+    param_grads: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """BPTT of :func:`mdn_forward_op`: ``(grad_x, grad_v0, grad_u0, grad_params [6, N])``.
 
     ``I`` is the current (``sigmoid(x)`` when ``sigmoid``, then ``grad_x`` includes the sigmoid's
-    derivative); missing gradients are ``None``.
+    derivative); missing gradients are ``None``. Without ``param_grads`` (no parameter needs a gradient: the
+    neurons' parameters are fixed) ``grad_params`` is empty and the C kernel skips the parameters' sums.
     """
     shape = I.shape
     opt = lambda g: None if g is None else _flat(g)  # noqa: E731
@@ -177,8 +179,10 @@ def mdn_backward_op(
         sigmoid,
         every,
         undetached,
+        param_grads,
     )
-    return gx.view(shape), gv0.view(shape[1:]), gu0.view(shape[1:]), gp.to(params.dtype)
+    gp = gp.to(params.dtype) if param_grads else params.new_empty(0)
+    return gx.view(shape), gv0.view(shape[1:]), gu0.view(shape[1:]), gp
 
 
 @mdn_backward_op.register_fake
@@ -198,8 +202,9 @@ def _(
     kernel,
     every,
     undetached=False,
+    param_grads=True,
 ):
-    return _new(I, I.shape), _new(I, I.shape[1:]), _new(I, I.shape[1:]), _new(params, params.shape)
+    return _new(I, I.shape), _new(I, I.shape[1:]), _new(I, I.shape[1:]), _new(params, params.shape, param_grads)
 
 
 def _mdn_setup_context(ctx, inputs, output):
@@ -216,10 +221,11 @@ def _mdn_backward(ctx, g_spk, g_vT, g_uT, g_vtr, g_utr, _g_I, _g_ck):
     dt, substeps, width, sigmoid, traces, kernel, every, undetached = ctx.config
     if not traces:  # the empty placeholders' gradients (None, or empty under AOT tracing)
         g_vtr = g_utr = None
+    param_grads = ctx.needs_input_grad[3]
     gx, gv0, gu0, gp = mdn_backward_op(
-        I, ck, params, g_spk, g_vtr, g_utr, g_vT, g_uT, dt, substeps, width, sigmoid, kernel, every, undetached
+        I, ck, params, g_spk, g_vtr, g_utr, g_vT, g_uT, dt, substeps, width, sigmoid, kernel, every, undetached, param_grads
     )
-    return gx, gv0, gu0, gp, None, None, None, None, None, None, None, None
+    return gx, gv0, gu0, gp if param_grads else None, None, None, None, None, None, None, None, None
 
 
 mdn_forward_op.register_autograd(_mdn_backward, setup_context=_mdn_setup_context)
@@ -343,8 +349,10 @@ def first_order_backward_op(
     kernel: str,
     every: int,
     undetached: bool = False,
+    param_grads: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """BPTT of :func:`first_order_forward_op`: ``(grad_x, grad_v0, grad_params [4, N])``."""
+    """BPTT of :func:`first_order_forward_op`: ``(grad_x, grad_v0, grad_params [4, N])`` (``param_grads``: as for
+    :func:`mdn_backward_op`)."""
     shape = I.shape
     gx, gv0, gp = _module(kernel).first_order_backward(
         _flat(I),
@@ -357,13 +365,15 @@ def first_order_backward_op(
         sigmoid,
         every,
         undetached,
+        param_grads,
     )
-    return gx.view(shape), gv0.view(shape[1:]), gp.to(params.dtype)
+    return gx.view(shape), gv0.view(shape[1:]), gp.to(params.dtype) if param_grads else params.new_empty(0)
 
 
 @first_order_backward_op.register_fake
-def _(I, checkpoints, params, grad_spikes, grad_v_trace, grad_v_final, width, sigmoid, kernel, every, undetached=False):
-    return _new(I, I.shape), _new(I, I.shape[1:]), _new(params, params.shape)
+def _(I, checkpoints, params, grad_spikes, grad_v_trace, grad_v_final, width, sigmoid, kernel, every, undetached=False,
+      param_grads=True):  # fmt: skip
+    return _new(I, I.shape), _new(I, I.shape[1:]), _new(params, params.shape, param_grads)
 
 
 def _first_order_setup_context(ctx, inputs, output):
@@ -380,8 +390,11 @@ def _first_order_backward(ctx, g_spk, g_vT, g_vtr, _g_I, _g_ck):
     width, sigmoid, traces, kernel, every, undetached = ctx.config
     if not traces:
         g_vtr = None
-    gx, gv0, gp = first_order_backward_op(I, ck, params, g_spk, g_vtr, g_vT, width, sigmoid, kernel, every, undetached)
-    return gx, gv0, gp, None, None, None, None, None, None
+    param_grads = ctx.needs_input_grad[2]
+    gx, gv0, gp = first_order_backward_op(
+        I, ck, params, g_spk, g_vtr, g_vT, width, sigmoid, kernel, every, undetached, param_grads
+    )
+    return gx, gv0, gp if param_grads else None, None, None, None, None, None, None
 
 
 first_order_forward_op.register_autograd(_first_order_backward, setup_context=_first_order_setup_context)

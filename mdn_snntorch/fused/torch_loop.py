@@ -125,8 +125,10 @@ def mdn_backward(
     sigmoid: bool,
     every: int,
     undetached: bool = False,
+    param_grads: bool = True,
 ):
-    """See :func:`mdn_snntorch.fused.c_kernels.mdn_backward` (the sums here are in ``I``'s dtype)."""
+    """See :func:`mdn_snntorch.fused.c_kernels.mdn_backward` (the sums here are in ``I``'s dtype; without
+    ``param_grads`` the loop still adds them up, and only returns ``None`` for them)."""
     T, M = I.shape
     a, b, c, d, th, scale = _per_element(params, M)
     sdt = dt / substeps
@@ -164,7 +166,7 @@ def mdn_backward(
                 gv, gu, g = _mdn_adjoint(v, u, s, gsh, gv, gu, a, b, sdt, gp)
                 gI += g
             gx[t] = gI * (1 - I[t]) * I[t] if sigmoid else gI
-    return gx, gv, gu, gp.view(6, -1, params.shape[1]).sum(1)
+    return gx, gv, gu, gp.view(6, -1, params.shape[1]).sum(1) if param_grads else None
 
 
 def _fo_step(v: Tensor, I: Tensor, g, th, r):
@@ -194,8 +196,9 @@ def first_order_forward(x: Tensor, v0: Tensor, params: Tensor, sigmoid: bool, tr
     return spk, v.clone(), vtr, I, ck
 
 
-def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bool, every: int, undetached: bool = False):
-    """See :func:`mdn_snntorch.fused.c_kernels.first_order_backward`."""
+def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bool, every: int, undetached: bool = False,
+                         param_grads: bool = True):  # fmt: skip
+    """See :func:`mdn_snntorch.fused.c_kernels.first_order_backward` (``param_grads``: as in :func:`mdn_backward`)."""
     T, M = I.shape
     g, th, r, scale = _per_element(params, M)
     gv = gvT.clone() if gvT is not None else I.new_zeros(M)
@@ -224,4 +227,4 @@ def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bo
             gp[2] += gv * s
             gv = gvp * g
             gx[t] = gvp * (1 - I[t]) * I[t] if sigmoid else gvp
-    return gx, gv, gp.view(4, -1, params.shape[1]).sum(1)
+    return gx, gv, gp.view(4, -1, params.shape[1]).sum(1) if param_grads else None

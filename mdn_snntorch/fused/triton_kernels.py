@@ -472,8 +472,10 @@ def mdn_backward(
     sigmoid: bool,
     every: int,
     undetached: bool = False,
+    param_grads: bool = True,
 ):
-    """See :func:`mdn_snntorch.fused.c_kernels.mdn_backward`."""
+    """See :func:`mdn_snntorch.fused.c_kernels.mdn_backward` (without ``param_grads`` the kernel still writes the
+    per-element sums; only their reduction per neuron is skipped)."""
     T, M = I.shape
     N = params.shape[1]
     gx, gv0, gu0 = torch.empty_like(I), I.new_empty(M), I.new_empty(M)
@@ -509,7 +511,7 @@ def mdn_backward(
         BLOCK=BLOCK,
         **OPTIONS,
     )
-    return gx, gv0, gu0, _sum_rows(gp, N)
+    return gx, gv0, gu0, _sum_rows(gp, N) if param_grads else None
 
 
 def first_order_forward(x: Tensor, v0: Tensor, params: Tensor, sigmoid: bool, traces: bool, every: int):
@@ -540,8 +542,9 @@ def first_order_forward(x: Tensor, v0: Tensor, params: Tensor, sigmoid: bool, tr
     return spk, vT, vtr, cur, ck
 
 
-def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bool, every: int, undetached: bool = False):
-    """See :func:`mdn_snntorch.fused.c_kernels.first_order_backward`."""
+def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bool, every: int, undetached: bool = False,
+                         param_grads: bool = True):  # fmt: skip
+    """See :func:`mdn_snntorch.fused.c_kernels.first_order_backward` (``param_grads``: as in :func:`mdn_backward`)."""
     T, M = I.shape
     N = params.shape[1]
     gx, gv0, gp = torch.empty_like(I), I.new_empty(M), I.new_empty(4, M)
@@ -568,4 +571,4 @@ def first_order_backward(I, ck, params, gs, gvtr, gvT, width: float, sigmoid: bo
         BLOCK=BLOCK,
         **OPTIONS,
     )
-    return gx, gv0, _sum_rows(gp, N)
+    return gx, gv0, _sum_rows(gp, N) if param_grads else None

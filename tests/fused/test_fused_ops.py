@@ -237,26 +237,63 @@ def test_gradcheck_smooth_outputs():
             assert torch.autograd.gradcheck(states, (x, *theta, v0, u0))
 
 
+@pytest.mark.parametrize("learnable", [True, False])
 @pytest.mark.parametrize("sigmoid, traces, substeps", [(False, False, 1), (True, True, 2)])
-def test_opcheck_mdn(sigmoid, traces, substeps):
+def test_opcheck_mdn(sigmoid, traces, substeps, learnable):
     T, B, N = 4, 2, 3
     x = torch.randn(T, B, N, dtype=torch.float64, requires_grad=True)
     v0 = torch.zeros(B, N, dtype=torch.float64, requires_grad=True)
     u0 = torch.full((B, N), 0.08, dtype=torch.float64, requires_grad=True)
     params = torch.tensor([0.06, 0.219, -0.065, 0.003, 0.5, 1.0], dtype=torch.float64).view(6, 1).repeat(1, N)
     for kernel, every in [("torch", 1), ("torch", 3)] + [("c", 2)] * ("c" in CPU_KERNELS):
-        args = (x, v0, u0, params.requires_grad_(), 1.0, substeps, 0.5, sigmoid, traces, kernel, every)
+        args = (x, v0, u0, params.requires_grad_(learnable), 1.0, substeps, 0.5, sigmoid, traces, kernel, every)
         torch.library.opcheck(ops.mdn_forward_op, args)
 
 
+@pytest.mark.parametrize("learnable", [True, False])
 @pytest.mark.parametrize("sigmoid, traces", [(False, True), (True, False)])
-def test_opcheck_first_order(sigmoid, traces):
+def test_opcheck_first_order(sigmoid, traces, learnable):
     T, B, N = 4, 2, 3
     x = torch.randn(T, B, N, dtype=torch.float64, requires_grad=True)
     v0 = torch.zeros(B, N, dtype=torch.float64, requires_grad=True)
-    params = torch.tensor([0.8, 0.5, 0.0, 1.0], dtype=torch.float64).view(4, 1).repeat(1, N).requires_grad_()
+    params = torch.tensor([0.8, 0.5, 0.0, 1.0], dtype=torch.float64).view(4, 1).repeat(1, N).requires_grad_(learnable)
     for kernel, every in [("torch", 3)] + [("c", 1)] * ("c" in CPU_KERNELS):
         torch.library.opcheck(ops.first_order_forward_op, (x, v0, params, 0.5, sigmoid, traces, kernel, every))
+
+
+@pytest.mark.parametrize("kernel", CPU_KERNELS)
+@pytest.mark.parametrize("order", [2, 1])
+def test_fixed_parameters_skip_their_sums_and_change_no_other_gradient(kernel, order, monkeypatch):
+    """Neurons whose parameters need no gradient (fixed meta neurons) run a backward without the parameters'
+    sums; the gradients of the input and of the initial state are the same bits as when the parameters learn."""
+    T, B, N = 12, 3, 5
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(T, B, N, dtype=torch.float32, generator=g) * 2
+    if order == 2:
+        values = torch.tensor([0.06, 0.219, -0.065, 0.003, 0.5, 1.0]).view(6, 1).repeat(1, N)
+        states, name = (torch.zeros(B, N), torch.full((B, N), 0.08)), "mdn_backward"
+    else:
+        values = torch.tensor([0.8, 0.5, 0.0, 1.0]).view(4, 1).repeat(1, N)
+        states, name = (torch.zeros(B, N),), "first_order_backward"
+    module = ops._module(kernel)
+    asked, real = [], getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *args: asked.append(args[-1]) or real(*args))
+
+    def grads(learnable: bool):
+        leaves = [x.clone().requires_grad_(), *[s.clone().requires_grad_() for s in states]]
+        params = values.clone().requires_grad_(learnable)
+        if order == 2:
+            out = ops.mdn_forward_op(*leaves, params, 1.0, 1, 0.5, True, False, kernel, 4)
+        else:
+            out = ops.first_order_forward_op(*leaves, params, 0.5, True, False, kernel, 4)
+        loss = (out[0] * torch.linspace(-1, 1, N)).sum() + out[1].sum()
+        return torch.autograd.grad(loss, leaves + [params] * learnable)
+
+    learning, fixed = grads(True), grads(False)
+    assert asked == [True, False]  # the backward was told whether to sum the parameters' gradients
+    assert len(fixed) == len(learning) - 1 and learning[-1].abs().sum() > 0
+    for a, b in zip(learning, fixed):
+        assert torch.equal(a, b)
 
 
 # ---------------------------------------------------------------------------------------------------
