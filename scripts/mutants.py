@@ -201,10 +201,10 @@ MUTANTS = (
         ("tests/sparse/test_spike_linear.py",),
     ),
     Mutant(
-        "sparse-columns-lose-row-words",
+        "sparse-bit-lists-lose-word-offset",
         "mdn_snntorch/sparse/c/spike_linear_impl.h",
-        "const int64_t r = rw * 64 + __builtin_ctzll(m);",
-        "const int64_t r = __builtin_ctzll(m);",
+        "const int64_t i = w * 64 + __builtin_ctzll(m);",
+        "const int64_t i = __builtin_ctzll(m);",
         ("tests/sparse/test_spike_linear.py",),
     ),
     Mutant(
