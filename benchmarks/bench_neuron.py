@@ -140,6 +140,13 @@ def paper_inputs(device: str, T: int = 20, B: int = 100):
     return x, y
 
 
+def mnist_density_inputs():
+    """:func:`paper_inputs` (CPU) with the spikes redrawn at MNIST's input density, 0.13 (the peer benchmarks'
+    paper step)."""
+    x, y = paper_inputs("cpu")
+    return (torch.rand(x.shape, generator=torch.Generator().manual_seed(2)) < 0.13).float(), y
+
+
 def section_paper(rounds: int, device: str) -> dict[str, float]:
     x, y = paper_inputs(device)
     steps = {name: training_step(m, x, y, kern) for name, (m, kern) in paper_models(device).items()}

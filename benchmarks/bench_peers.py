@@ -139,8 +139,7 @@ def section_tutorial5(rounds: int) -> dict[str, float]:
 
 def section_paper(rounds: int) -> dict[str, float]:
     out = {}
-    x, y = bench_neuron.paper_inputs("cpu")
-    x = (torch.rand(x.shape, generator=torch.Generator().manual_seed(2)) < 0.13).float()  # MNIST's density
+    x, y = bench_neuron.mnist_density_inputs()
     for threads in (1, 2):
         torch.set_num_threads(threads)
         models = bench_neuron.paper_models("cpu")

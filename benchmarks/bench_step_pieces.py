@@ -42,8 +42,7 @@ PASSES = ("scan_rows", "fill_rows", "columns", "padded_rows", "gather")
 def paper_step(threads: int) -> Callable[[], None]:
     """``bench_peers.py``'s paper step at density 0.13 (the same seeds)."""
     torch.set_num_threads(threads)
-    x, y = bench_neuron.paper_inputs("cpu")
-    x = (torch.rand(x.shape, generator=torch.Generator().manual_seed(2)) < 0.13).float()
+    x, y = bench_neuron.mnist_density_inputs()
     return bench_neuron.training_step(bench_neuron.paper_models("cpu")["mdn-fused"][0], x, y)
 
 
