@@ -208,6 +208,13 @@ MUTANTS = (
         ("tests/sparse/test_spike_linear.py",),
     ),
     Mutant(
+        "sparse-runs-carry-across-segments",
+        "mdn_snntorch/sparse/c/spike_runs_impl.h",
+        "        if (t % RUN_STEPS == 0)\n            for (int v = 0; v < nv; v++) acc[v] = (VEC){0};",
+        "        if (t == 0)\n            for (int v = 0; v < nv; v++) acc[v] = (VEC){0};",
+        ("tests/sparse/test_spike_linear.py",),
+    ),
+    Mutant(
         "c-block-keeps-last-parameters",
         "mdn_snntorch/fused/c/mdn_kernels.c",
         "const int changed = n != *n0 || (!all_shared && k != *k0);",

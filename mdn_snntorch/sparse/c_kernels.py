@@ -51,6 +51,9 @@ _PARALLEL_MIN_WORK = 1 << 17
 #: input is not worth waking threads for, and every parallel region is a place where a thread that a busy
 #: machine has descheduled holds up the others (the paper's 2000 x 784 input is above it)
 _SCAN_MIN_WORK = 1 << 20
+#: steps per segment of the run coding over time (RUN_STEPS of spike_linear.c): a run-coded input's carried
+#: sum starts again at every segment, so rounding does not build up over long sequences
+RUN_STEPS = 32
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
@@ -82,6 +85,11 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn.argtypes, fn.restype = [p, p, i64, i64, p, p, p, i32], i32
         fn = getattr(lib, "sl_gather" + sfx)
         fn.argtypes, fn.restype = [i64, i64, p, p, p, p, i64, i64, p, p, i64, i64, i32], i32
+        getattr(lib, "sl_runs_fill_rows" + sfx).argtypes = [p, p, i64, i64, i64, p, p, p, p, p, i32]
+        getattr(lib, "sl_runs_add" + sfx).argtypes = [i64, i64, i64, p, p, p, p, i64, p, i32]
+    lib.sl_runs_split.argtypes = [p, i64, i64, i64, p, i32]
+    lib.sl_runs_changes.argtypes, lib.sl_runs_changes.restype = [p, i64, i64, i64], i64
+    lib.sl_runs_count_rows.argtypes = [p, p, i64, i64, i64, p, p, i32]
 
 
 def _load(cc: str) -> ctypes.CDLL:
@@ -170,6 +178,48 @@ def columns(mask: Tensor, x: Tensor, nnz: int, binary: bool) -> tuple[Tensor, Te
     ):
         raise MemoryError("sl_columns could not allocate the transposed mask")
     return cptr, cidx, cval
+
+
+def run_segments(S: int, T: int) -> int:
+    """Segments of the run coding for ``S`` chains of ``T`` steps (:data:`RUN_STEPS` steps each, the last of a
+    chain shorter)."""
+    return S * -(-T // RUN_STEPS)
+
+
+def runs_changes(mask: Tensor, K: int, S: int, T: int) -> int:
+    """How many entries the run coding would have were every input run coded (the changes from step to step of
+    the 0/1 ``x [T x S, K]`` marked in ``mask``, row ``t S + b`` step ``t`` of chain ``b``): an upper bound."""
+    return int(library().sl_runs_changes(_ptr(mask), K, S, T))
+
+
+def runs_split(mask: Tensor, K: int, S: int, T: int) -> Tensor:
+    """Which inputs of each segment are run coded (fewer changes than steps on): int64 ``[segments, ceil(K / 64)]``
+    bits, from the mask of a 0/1 ``x [T x S, K]`` (rows as in :func:`runs_changes`)."""
+    carried = torch.empty(run_segments(S, T), mask.shape[1], dtype=torch.int64)
+    library().sl_runs_split(_ptr(mask), K, S, T, _ptr(carried), threads(mask.numel() * 64, _scan_min_work()))
+    return carried
+
+
+def runs_rows(mask: Tensor, carried: Tensor, dtype: torch.dtype, K: int, S: int, T: int):
+    """The forward's two row lists: ``(dptr, didx)``, the direct entries (values 1), and ``(rptr, ridx, rval)``,
+    the changes of the run-coded inputs (+1 on, -1 off)."""
+    R, n = S * T, threads(mask.numel() * 64, _scan_min_work())
+    dptr, rptr = torch.empty(R + 1, dtype=torch.int64), torch.empty(R + 1, dtype=torch.int64)
+    library().sl_runs_count_rows(_ptr(mask), _ptr(carried), K, S, T, _ptr(dptr), _ptr(rptr), n)
+    didx, ridx = torch.empty(int(dptr[R]), dtype=torch.int32), torch.empty(int(rptr[R]), dtype=torch.int32)
+    rval = torch.empty(ridx.shape[0], dtype=dtype)
+    _fn("sl_runs_fill_rows", dtype)(
+        _ptr(mask), _ptr(carried), K, S, T, _ptr(dptr), _ptr(didx), _ptr(rptr), _ptr(ridx), _ptr(rval), n
+    )
+    return dptr, didx, rptr, ridx, rval
+
+
+def runs_add(rptr: Tensor, ridx: Tensor, rval: Tensor, D: Tensor, out: Tensor, S: int, T: int) -> None:
+    """``out [T x S, N] +=`` the carried sums of the run entries over ``D`` (W^T, e.g. :func:`padded_rows`)."""
+    N = out.shape[1]
+    _fn("sl_runs_add", D.dtype)(
+        S, T, N, _ptr(rptr), _ptr(ridx), _ptr(rval), _ptr(D), D.stride(0), _ptr(out), threads(ridx.shape[0] * N)
+    )
 
 
 def padded_rows(t: Tensor) -> Tensor:

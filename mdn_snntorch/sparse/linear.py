@@ -56,7 +56,8 @@ def spike_linear(input: Tensor, weight: Tensor, bias: Tensor | None = None, dens
     from mdn_snntorch.sparse import ops  # the custom ops, registered at first use
 
     K, N = weight.shape[1], weight.shape[0]
-    out = ops.spike_linear_op(input.reshape(-1, K).contiguous(), weight, bias, float(dense_above))[0]
+    steps = input.shape[0] if input.dim() >= 3 else 1  # [T, B, ..., K]: the first dimension is time
+    out = ops.spike_linear_op(input.reshape(-1, K).contiguous(), weight, bias, float(dense_above), steps)[0]
     return out.view(*input.shape[:-1], N)
 
 

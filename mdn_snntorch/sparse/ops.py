@@ -34,25 +34,42 @@ def _too_dense(nnz: int, x: Tensor, dense_above: float) -> bool:
     return nnz > dense_above * x.numel()
 
 
+#: the run coding runs when it surely saves at least this fraction of the entries (its lists and carried sums
+#: cost more per entry than the direct sums)
+RUNS_MIN_SAVING = 0.25
+
+
 @torch.library.custom_op("mdn_snntorch::spike_linear", mutates_args=())
-def spike_linear_op(x: Tensor, weight: Tensor, bias: Tensor | None, dense_above: float) -> tuple[Tensor, Tensor, Tensor]:
+def spike_linear_op(
+    x: Tensor, weight: Tensor, bias: Tensor | None, dense_above: float, steps: int = 1
+) -> tuple[Tensor, Tensor, Tensor]:
     """``(x [R, K] W^T + b, mask, info)`` for a contiguous CPU ``x`` of W's dtype (see the module docstring): the
     product, the bit mask of the nonzeros of ``x`` (:func:`~mdn_snntorch.sparse.c_kernels.scan_rows`) and
-    ``info = (number of nonzeros, 1 if every value is 0 or 1)`` (int64), which the weight gradient reads."""
+    ``info = (number of nonzeros, 1 if every value is 0 or 1)`` (int64), which the weight gradient reads.
+    ``steps``: the rows are ``steps`` consecutive slices of ``R / steps`` rows (time steps; see the run coding)."""
     mask, ptr, nnz, binary = c_kernels.scan_rows(x)
     info = torch.tensor([nnz, int(binary)], dtype=torch.int64)
     if _too_dense(nnz, x, dense_above):
         out = torch.addmm(bias, x, weight.t()) if bias is not None else x.mm(weight.t())
         return out, mask, info
-    idx, val = c_kernels.fill_rows(mask, x, ptr, nnz, binary)
-    N = weight.shape[0]
+    N, K = weight.shape
     out = x.new_empty(x.shape[0], N)
-    c_kernels.gather(ptr, idx, val, c_kernels.padded_rows(weight.t()), None if bias is None else bias.contiguous(), out, N, 1)
+    init = None if bias is None else bias.contiguous()
+    wt = c_kernels.padded_rows(weight.t())
+    S = x.shape[0] // steps
+    if binary and steps > 1 and c_kernels.runs_changes(mask, K, S, steps) <= (1 - RUNS_MIN_SAVING) * nnz:
+        carried = c_kernels.runs_split(mask, K, S, steps)
+        dptr, didx, rptr, ridx, rval = c_kernels.runs_rows(mask, carried, x.dtype, K, S, steps)
+        c_kernels.gather(dptr, didx, None, wt, init, out, N, 1)
+        c_kernels.runs_add(rptr, ridx, rval, wt, out, S, steps)
+        return out, mask, info
+    idx, val = c_kernels.fill_rows(mask, x, ptr, nnz, binary)
+    c_kernels.gather(ptr, idx, val, wt, init, out, N, 1)
     return out, mask, info
 
 
 @spike_linear_op.register_fake
-def _(x, weight, bias, dense_above):
+def _(x, weight, bias, dense_above, steps=1):
     mask = x.new_empty(x.shape[0], -(-x.shape[1] // 64), dtype=torch.int64)
     return x.new_empty(x.shape[0], weight.shape[0]), mask, x.new_empty(2, dtype=torch.int64)
 
@@ -77,7 +94,7 @@ def _(x, grad_out, mask, info, dense_above):
 
 
 def _setup_context(ctx, inputs, output):
-    x, weight, bias, dense_above = inputs
+    x, weight, bias, dense_above, _ = inputs
     _, mask, info = output
     ctx.mark_non_differentiable(mask, info)
     ctx.save_for_backward(x, weight, mask, info)
@@ -91,7 +108,7 @@ def _backward(ctx, grad_out, *_):
     gx = grad_out.mm(weight) if ctx.needs_input_grad[0] else None
     gw = weight_grad_op(x, grad_out, mask, info, ctx.dense_above) if ctx.needs_input_grad[1] else None
     gb = grad_out.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
-    return gx, gw, gb, None
+    return gx, gw, gb, None, None
 
 
 spike_linear_op.register_autograd(_backward, setup_context=_setup_context)

@@ -97,6 +97,121 @@ def test_event_driven_path_matches_nn_linear(dtype, density, input_grad, gather_
         assert torch.equal(got[0], dense.bias.detach().expand_as(got[0])) and not got[1].any()
 
 
+def rate_coded(T, B, K, dtype, seed=0):
+    """Bernoulli spikes of per-input rates spread over 0..1 (half the inputs off, as in MNIST's background): the
+    inputs with high rates stay on for many steps in a row."""
+    g = torch.Generator().manual_seed(seed)
+    rates = torch.rand(B, K, generator=g) * (torch.rand(B, K, generator=g) < 0.5)
+    return (torch.rand(T, B, K, generator=g) < rates).to(dtype)
+
+
+@pytest.fixture
+def run_calls(monkeypatch):
+    """How many times the forward's carried run sums were added (the run coding over time ran)."""
+    calls = []
+    original = c_kernels.runs_add
+
+    def counting(*args):
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(c_kernels, "runs_add", counting)
+    return calls
+
+
+@needs_c
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("T", [8, 20, 33, 70])
+@pytest.mark.parametrize("n_out", [5, 16, 77, 500])
+def test_run_coded_forward_matches_nn_linear(dtype, T, n_out, run_calls):
+    """[T, B, K] spikes whose inputs stay on for runs of steps take the run coding over time (a run-coded input
+    is added when it turns on, subtracted when it turns off, its sum carried between): the same product as
+    nn.Linear to rounding, gradients included. 33 and 70 steps span two and three segments (the carried sums
+    start again every RUN_STEPS steps); 5 outputs are narrower than a vector, 77 and 500 end in a partial one."""
+    dense, event = pair(130, n_out, dtype)
+    x = rate_coded(T, 30, 130, dtype)
+    g = torch.randn(T, 30, n_out, dtype=dtype, generator=torch.Generator().manual_seed(2))
+    for name, a, b in zip(("output", "weight grad", "bias grad", "input grad"), run(event, x, g, True), run(dense, x, g, True)):
+        assert_close(a, b, f"{name}, {T} steps")
+    assert len(run_calls) == 1
+
+
+@needs_c
+def test_the_run_coding_runs_only_where_it_surely_pays(run_calls):
+    """Independent spikes change more often than they are on (13 %: changes about 23 % of the entries): the
+    direct sums. A 2-D input has no time axis, a one-step sequence nothing to carry, graded values no on and off:
+    the direct sums. Rate-coded [T, B, K] spikes: the run coding."""
+    _, event = pair(130, 20, torch.float32)
+    rates = rate_coded(20, 30, 130, torch.float32)
+    event(spikes((20, 30, 130), 0.13, torch.float32))
+    event(rates.reshape(600, 130))
+    event(rates[:1])
+    event(rates * 0.5)
+    assert not run_calls
+    event(rates)
+    assert len(run_calls) == 1
+
+
+@needs_c
+@pytest.mark.parametrize("threads", [1, 3])
+def test_run_coding_splits_each_segment_by_its_changes(threads, monkeypatch):
+    """An input of one chain's segment is run coded when it changes (on after off, off after on; on at the
+    segment's first step) fewer times than it is on; its row entries are then its changes, +1 on and -1 off,
+    and the other inputs' entries the steps they are on. 40 steps: segments of 32 and 8 steps; 130 inputs:
+    a partial mask word."""
+    monkeypatch.setattr(c_kernels, "_SCAN_MIN_WORK", 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        T, S, K = 40, 7, 130
+        x = rate_coded(T, S, K, torch.float32, seed=3)
+        mask = c_kernels.scan_rows(x.reshape(T * S, K))[0]
+        carried = c_kernels.runs_split(mask, K, S, T)
+        bits = ((carried[:, :, None] >> torch.arange(64)) & 1).reshape(carried.shape[0], -1)[:, :K].bool()
+        steps = c_kernels.RUN_STEPS
+        want_carried = torch.zeros(S, -(-T // steps), K, dtype=torch.bool)
+        delta = torch.zeros(T, S, K)  # the run entries' values
+        for j, t0 in enumerate(range(0, T, steps)):
+            seg = x[t0 : t0 + steps]
+            before_seg = torch.cat([torch.zeros(1, S, K), seg[:-1]])
+            changes = (seg != before_seg).sum(0)
+            want_carried[:, j] = changes < seg.sum(0)
+            delta[t0 : t0 + steps] = seg - before_seg
+        assert torch.equal(bits, want_carried.reshape(-1, K)) and want_carried.any() and not want_carried.all()
+        dptr, didx, rptr, ridx, rval = c_kernels.runs_rows(mask, carried, torch.float32, K, S, T)
+        coded = want_carried.repeat_interleave(steps, dim=1)[:, :T].transpose(0, 1)  # [T, S, K]
+        direct = (x != 0) & ~coded
+        runs = (delta != 0) & coded
+        r, k = direct.reshape(T * S, K).nonzero(as_tuple=True)
+        assert torch.equal(didx.long(), k) and torch.equal(dptr[1:], direct.reshape(T * S, K).sum(1).cumsum(0))
+        r, k = runs.reshape(T * S, K).nonzero(as_tuple=True)
+        assert torch.equal(ridx.long(), k) and torch.equal(rval, delta.reshape(T * S, K)[r, k])
+        assert torch.equal(rptr[1:], runs.reshape(T * S, K).sum(1).cumsum(0))
+        assert c_kernels.runs_changes(mask, K, S, T) == int((delta != 0).sum())
+    finally:
+        torch.set_num_threads(before)
+
+
+@needs_c
+def test_run_coded_results_do_not_depend_on_the_thread_count(monkeypatch):
+    """Each work item of the carried sums is one chain and one block of columns, summed in step order."""
+    _, event = pair(130, 300, torch.float32)
+    x = rate_coded(40, 30, 130, torch.float32)
+    g = torch.randn(40, 30, 300)
+    monkeypatch.setattr(c_kernels, "_SCAN_MIN_WORK", 1)
+    monkeypatch.setattr(c_kernels, "_PARALLEL_MIN_WORK", 1)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = run(event, x, g, False)
+        torch.set_num_threads(3)
+        three = run(event, x, g, False)
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(one[:3], three[:3]):
+        assert torch.equal(a, b)
+
+
 @needs_c
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("n_out", [1, 3, 8, 16, 33, 64, 130, 500])
@@ -171,16 +286,18 @@ def test_results_do_not_depend_on_the_thread_count(monkeypatch, binary, n_out):
 @pytest.mark.parametrize("binary", [True, False])
 @pytest.mark.parametrize("n_out", [77, 500])
 @pytest.mark.parametrize("rows", [300, 2100])
-def test_each_sum_adds_its_terms_in_index_order(dtype, binary, n_out, rows, monkeypatch):
+@pytest.mark.parametrize("density", [0.2, 0.02])
+def test_each_sum_adds_its_terms_in_index_order(dtype, binary, n_out, rows, density, monkeypatch):
     """The kernels read W^T (and the output gradient) in chunks of rows and blocks of columns, yet every
     output is the plain left-to-right sum ``b + x[r, k0] W^T[k0] + x[r, k1] W^T[k1] + ...`` over the active
     inputs in increasing order, bit for bit (and the weight gradient ``0 + x[r0, k] g[r0] + ...`` over
     increasing rows): 300 inputs and 300 rows span several chunks, 77 and 500 outputs several blocks, and
     2,100 rows are more than one tile of the forward's rows (their partial sums pass 256 KiB; one thread, so
-    that one range holds them all)."""
+    that one range holds them all). At density 0.02 the rows have too few entries for chunks of W^T: one
+    chunk, the same sums."""
     monkeypatch.setattr(c_kernels, "threads", lambda work, least=None: 1)
     gen = torch.Generator().manual_seed(5)
-    x = spikes((rows, 300), 0.2, dtype, seed=4) * (1 if binary else torch.randn(rows, 300, generator=gen, dtype=dtype))
+    x = spikes((rows, 300), density, dtype, seed=4) * (1 if binary else torch.randn(rows, 300, generator=gen, dtype=dtype))
     weight, bias = torch.randn(n_out, 300, generator=gen, dtype=dtype), torch.randn(n_out, generator=gen, dtype=dtype)
     g = torch.randn(rows, n_out, generator=gen, dtype=dtype)
     want_out, want_grad = bias.expand(rows, n_out).clone(), torch.zeros(n_out, 300, dtype=dtype)

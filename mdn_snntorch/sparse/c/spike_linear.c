@@ -51,6 +51,9 @@
 #define ROW_TILE 512
 /* rows of D per chunk */
 #define KC (CHUNK_BYTES / (NV * VBYTES))
+/* fewer chunks (of more rows) when the rows have fewer entries than this per chunk on average: each chunk
+   costs every row a load and a store of its partial sums, which few entries do not repay */
+#define CHUNK_ENTRIES 8
 /* ranges of rows per thread in sl_gather (taken dynamically) */
 #define CHUNKS_PER_THREAD 8
 
@@ -72,13 +75,13 @@ static void balanced_range(const int64_t *ptr, int64_t R, int t, int n, int64_t 
 }
 
 /* cs[i (nc + 1) + c], for the rows i of lo..hi and c = 0 .. nc: the first entry of row i whose index is at
-   least c KC (the start of its entries in chunk c of D's rows; c = nc: the row's end). */
-static void chunk_starts(int64_t lo, int64_t hi, int64_t nc, const int64_t *ptr, const int32_t *idx, int64_t *cs) {
+   least c kc (the start of its entries in chunk c of D's rows; c = nc: the row's end). */
+static void chunk_starts(int64_t lo, int64_t hi, int64_t nc, int64_t kc, const int64_t *ptr, const int32_t *idx, int64_t *cs) {
     for (int64_t i = lo; i < hi; i++) {
         int64_t p = ptr[i], *row = cs + i * (nc + 1);
         row[0] = p;
         for (int64_t c = 1; c < nc; c++) {
-            while (p < ptr[i + 1] && idx[p] < c * KC) p++;
+            while (p < ptr[i + 1] && idx[p] < c * kc) p++;
             row[c] = p;
         }
         row[nc] = ptr[i + 1];
@@ -95,6 +98,102 @@ static inline void transpose64(uint64_t a[64]) {
             a[k + j] ^= t;
             a[k] ^= t << j;
         }
+}
+
+/* Run coding over time (spike_runs_impl.h). The rows of x are the steps of S chains, row t S + b being step t of
+   chain b, cut into segments of RUN_STEPS steps (segment s = b nseg + t / RUN_STEPS, nseg = ceil(T / RUN_STEPS)).
+   In a segment, input k of chain b is either direct (its sum gets a term at every step the input is on) or run
+   coded (a term where it turns on, +1, and where it turns off, -1, carried to the later steps), whichever needs
+   fewer terms. */
+#define RUN_STEPS 32
+
+/* The mask bits of segments 2 p and 2 p + 1 for the inputs of mask word w, transposed: bit i of bits[c] is
+   input 64 w + c at step i of segment 2 p, bit 32 + i the same for segment 2 p + 1 (0 past a segment's end or
+   past the last segment). */
+static void segment_pair_bits(const uint64_t *mask, int64_t W, int64_t S, int64_t T, int64_t p, int64_t w, uint64_t bits[64]) {
+    const int64_t nseg = (T + RUN_STEPS - 1) / RUN_STEPS;
+    for (int h = 0; h < 2; h++) {
+        const int64_t s = 2 * p + h, b = s / nseg, t0 = (s % nseg) * RUN_STEPS;
+        for (int i = 0; i < RUN_STEPS; i++)
+            bits[h * RUN_STEPS + i] = b < S && t0 + i < T ? mask[((t0 + i) * S + b) * W + w] : 0;
+    }
+    transpose64(bits);
+}
+
+/* Steps in segment s (the last of a chain may be shorter) */
+static inline int segment_steps(int64_t s, int64_t T) {
+    const int64_t nseg = (T + RUN_STEPS - 1) / RUN_STEPS, t0 = (s % nseg) * RUN_STEPS;
+    return T - t0 < RUN_STEPS ? (int)(T - t0) : RUN_STEPS;
+}
+
+/* The changes of an input's bits f over the n steps of a segment (bit i: on at step i differs from step i - 1,
+   off before the first step) */
+static inline uint32_t segment_changes(uint32_t f, int n) {
+    const uint32_t steps = n == 32 ? 0xFFFFFFFFu : (1u << n) - 1;
+    return (f ^ (f << 1)) & steps;
+}
+
+/* carried[s W + w], bit c: input 64 w + c of segment s is run coded (s < S nseg); tiles split by the threads */
+void sl_runs_split(const uint64_t *mask, int64_t K, int64_t S, int64_t T, uint64_t *carried, int threads) {
+    (void)threads;
+    const int64_t W = (K + 63) / 64, nseg = (T + RUN_STEPS - 1) / RUN_STEPS, pairs = (S * nseg + 1) / 2;
+    OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
+    for (int64_t tile = 0; tile < pairs * W; tile++) {
+        const int64_t p = tile / W, w = tile % W;
+        uint64_t bits[64], cm[2] = {0, 0};
+        segment_pair_bits(mask, W, S, T, p, w, bits);
+        for (int h = 0; h < 2 && 2 * p + h < S * nseg; h++) {
+            const int n = segment_steps(2 * p + h, T);
+            for (int c = 0; c < 64; c++) {
+                const uint32_t f = (uint32_t)(bits[c] >> (32 * h));
+                cm[h] |= (uint64_t)(__builtin_popcount(segment_changes(f, n)) < __builtin_popcount(f)) << c;
+            }
+            carried[(2 * p + h) * W + w] = cm[h];
+        }
+    }
+}
+
+/* The changes of every input from one step to the next, counted over all rows (at a segment's first step,
+   the inputs on): the run coding's entries were every input run coded, an upper bound on its cost */
+int64_t sl_runs_changes(const uint64_t *mask, int64_t K, int64_t S, int64_t T) {
+    const int64_t W = (K + 63) / 64;
+    int64_t n = 0;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t i = t * S * W; i < (t + 1) * S * W; i++)
+            n += __builtin_popcountll(t % RUN_STEPS ? mask[i] ^ mask[i - S * W] : mask[i]);
+    return n;
+}
+
+/* The words of row r = t S + b's two lists, from its mask word m (and the previous step's, prev) and the run-coded
+   inputs cm of its segment: direct entries, and run entries (the inputs that changed since the previous step;
+   at a segment's first step, those on) */
+static inline uint64_t direct_word(uint64_t m, uint64_t cm) { return m & ~cm; }
+static inline uint64_t run_word(uint64_t m, uint64_t prev, uint64_t cm) { return (m ^ prev) & cm; }
+
+/* Row pointers of the two lists of every row (dptr, rptr [R + 1], R = S T), from the mask and sl_runs_split's
+   carried */
+void sl_runs_count_rows(const uint64_t *mask, const uint64_t *carried, int64_t K, int64_t S, int64_t T, int64_t *dptr,
+                        int64_t *rptr, int threads) {
+    (void)threads;
+    const int64_t W = (K + 63) / 64, nseg = (T + RUN_STEPS - 1) / RUN_STEPS, R = S * T;
+    OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
+    for (int64_t r = 0; r < R; r++) {
+        const int64_t t = r / S, b = r % S;
+        const uint64_t *m = mask + r * W, *cm = carried + (b * nseg + t / RUN_STEPS) * W;
+        int64_t nd = 0, nr = 0;
+        for (int64_t w = 0; w < W; w++) {
+            const uint64_t prev = t % RUN_STEPS ? m[w - S * W] : 0;
+            nd += __builtin_popcountll(direct_word(m[w], cm[w]));
+            nr += __builtin_popcountll(run_word(m[w], prev, cm[w]));
+        }
+        dptr[r + 1] = nd;
+        rptr[r + 1] = nr;
+    }
+    dptr[0] = rptr[0] = 0;
+    for (int64_t r = 0; r < R; r++) {
+        dptr[r + 1] += dptr[r];
+        rptr[r + 1] += rptr[r];
+    }
 }
 
 /* bit i of the mask: p[i] != 0 (NaN included), for 64 values */
@@ -120,12 +219,14 @@ static inline uint64_t nz_mask64_f64(const double *p) {
 #define scalar_t float
 #define SFX(name) name##_f32
 #include "spike_linear_impl.h"
+#include "spike_runs_impl.h"
 #undef scalar_t
 #undef SFX
 
 #define scalar_t double
 #define SFX(name) name##_f64
 #include "spike_linear_impl.h"
+#include "spike_runs_impl.h"
 #undef scalar_t
 #undef SFX
 

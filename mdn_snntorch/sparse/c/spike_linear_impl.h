@@ -101,9 +101,9 @@ int SFX(sl_columns)(const uint64_t *mask, const scalar_t *x, int64_t R, int64_t 
 }
 
 /* Rows lo..hi of the product for one block of nv vectors of columns starting at column o0 (nv a compile-time
-   constant after inlining, so the accumulators live in registers), D's rows taken KC at a time: for each
+   constant after inlining, so the accumulators live in registers), D's rows taken kc at a time: for each
    chunk c of D's rows, every output row adds its entries in that chunk, cs[i (nc + 1) + c] .. cs[i (nc + 1)
-   + c + 1] - 1, to its partial sums, kept in part (row i at part + i * ps; the chunk of D, KC x nv vectors,
+   + c + 1] - 1, to its partial sums, kept in part (row i at part + i * ps; the chunk of D, kc x nv vectors,
    stays in the L1 cache). The entries of a row are in increasing order of their index, so each sum is still
    init + val[ptr[i]] D[..] + val[ptr[i] + 1] D[..] + ..., in that order: the result is the same bits as one
    pass over the row. */
@@ -190,7 +190,9 @@ int SFX(sl_gather)(int64_t n, int64_t N, const int64_t *ptr, const int32_t *idx,
         }
         return 0;
     }
-    const int64_t nc = (nd + KC - 1) / KC > 0 ? (nd + KC - 1) / KC : 1;
+    int64_t nc = (nd + KC - 1) / KC > 0 ? (nd + KC - 1) / KC : 1;
+    if (n && ptr[n] / (n * CHUNK_ENTRIES) < nc) nc = ptr[n] / (n * CHUNK_ENTRIES) > 1 ? ptr[n] / (n * CHUNK_ENTRIES) : 1;
+    const int64_t kc = (nd + nc - 1) / nc;
     const int64_t nvec = (N + VL - 1) / VL, blocks = (nvec + NV - 1) / NV;
     const int by_block = threads > 1 && nd > n, ranges = threads > 1 ? threads * CHUNKS_PER_THREAD : 1;
     int64_t *cs = (int64_t *)malloc((size_t)n * (size_t)(nc + 1) * sizeof(int64_t));
@@ -209,7 +211,7 @@ int SFX(sl_gather)(int64_t n, int64_t N, const int64_t *ptr, const int32_t *idx,
     for (int c = 0; c < ranges; c++) {
         int64_t lo, hi;
         balanced_range(ptr, n, c, ranges, &lo, &hi);
-        chunk_starts(lo, hi, nc, ptr, idx, cs);
+        chunk_starts(lo, hi, nc, kc, ptr, idx, cs);
     }
     OMP(omp parallel for num_threads(workers) schedule(dynamic, 1) if (workers > 1))
     for (int item = 0; item < (by_block ? blocks : ranges); item++) {
