@@ -12,6 +12,10 @@ instantiations) includes the dtype-generic ``c/spike_linear_impl.h`` once for ``
 - ``sl_gather``: ``out[i, :] = init + sum_p val[p] D[idx[p], :]`` over the entries of row ``i`` in their order,
   in blocks of columns whose accumulators stay in vector registers and chunks of ``D``'s rows that stay in
   the L1 cache.
+- the run coding over time (``c/spike_runs_impl.h``): ``sl_runs_changes`` (the step-to-step changes, an upper
+  bound on its terms), ``sl_runs_split`` (which inputs of each 32-step segment of each chain are run coded),
+  ``sl_runs_count_rows`` and ``sl_runs_fill_rows`` (the direct and the run entries by row) and ``sl_runs_add``
+  (the carried run sums added to the output).
 
 The compiler is found, and the library cached, as for the fused op's kernels
 (:mod:`mdn_snntorch.fused.c_kernels`: ``$CC``, ``cc``, ``gcc``, ``clang``; ``$MDN_SNNTORCH_CACHE`` or

@@ -1,13 +1,15 @@
 r"""The event-driven Linear product as two ``torch.library`` custom ops, with an autograd formula.
 
-``spike_linear(x [R, K], W [N, K], b [N], dense_above) = x W^T + b``, computed from the nonzeros of ``x``:
+``spike_linear(x [R, K], W [N, K], b [N], dense_above, steps) = x W^T + b``, computed from the nonzeros of ``x``:
 
 - **forward**: one pass over ``x`` marks its nonzeros in a bit mask and counts them per row; above
   ``dense_above x R x K`` of them, the dense ``torch.addmm(b, x, W^T)`` (exactly ``nn.Linear``); else list
   them by row (CSR, from the mask) and gather
   ``out[r] = b + sum_{k active in r} x[r, k] W^T[k]`` from a transposed copy of ``W`` with padded rows
   (:func:`~mdn_snntorch.sparse.c_kernels.padded_rows`; the product by ``x[r, k]`` is skipped when every value
-  is 0 or 1);
+  is 0 or 1); for 0/1 rows that are ``steps`` time steps of ``R / steps`` chains, where the step-to-step
+  changes are few, the run coding instead: direct sums for some inputs, for the others their changes
+  (+-W^T[k]) carried from step to step (``docs/performance.md#the-event-driven-linear-layer``);
 - **weight gradient** (its own op, run by the backward only when ``W`` requires it): the same rule, from the
   forward's mask and count; sparse: the nonzeros by column (CSC, from the mask), and
   ``grad_W[:, k] = sum_{r active in k} x[r, k] grad_out[r]``; dense: ``grad_out^T x``;

@@ -98,10 +98,11 @@ def test_event_driven_path_matches_nn_linear(dtype, density, input_grad, gather_
 
 
 def rate_coded(T, B, K, dtype, seed=0):
-    """Bernoulli spikes of per-input rates spread over 0..1 (half the inputs off, as in MNIST's background): the
-    inputs with high rates stay on for many steps in a row."""
+    """Bernoulli spikes of per-input rates over 0..1, most of them high (the square root of a uniform draw),
+    half the inputs off (as MNIST's background): the inputs with high rates stay on for many steps in a row, and
+    the changes from step to step are about half the spikes."""
     g = torch.Generator().manual_seed(seed)
-    rates = torch.rand(B, K, generator=g) * (torch.rand(B, K, generator=g) < 0.5)
+    rates = torch.rand(B, K, generator=g).sqrt() * (torch.rand(B, K, generator=g) < 0.5)
     return (torch.rand(T, B, K, generator=g) < rates).to(dtype)
 
 
@@ -461,6 +462,18 @@ def test_opcheck(density, dense_above, with_bias):
     _, mask, info = ops.spike_linear_op(x.detach(), w.detach(), b, dense_above)
     g = torch.randn(12, 5, dtype=torch.float64)
     torch.library.opcheck(ops.weight_grad_op, (x.detach(), g, mask, info, dense_above))
+
+
+@needs_c
+def test_opcheck_run_coded(run_calls):
+    """The forward op with the run coding (rate-coded rows of 20 steps of 4 chains)."""
+    from mdn_snntorch.sparse import ops
+
+    x = rate_coded(20, 4, 70, torch.float64).reshape(80, 70).requires_grad_()
+    w = torch.randn(9, 70, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(9, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(ops.spike_linear_op, (x, w, b, 1.0, 20))
+    assert run_calls
 
 
 @needs_c
