@@ -164,11 +164,19 @@ int64_t sl_runs_changes(const uint64_t *mask, int64_t K, int64_t S, int64_t T) {
     return n;
 }
 
-/* The words of row r = t S + b's two lists, from its mask word m (and the previous step's, prev) and the run-coded
-   inputs cm of its segment: direct entries, and run entries (the inputs that changed since the previous step;
-   at a segment's first step, those on) */
-static inline uint64_t direct_word(uint64_t m, uint64_t cm) { return m & ~cm; }
-static inline uint64_t run_word(uint64_t m, uint64_t prev, uint64_t cm) { return (m ^ prev) & cm; }
+/* Word w of row r = t S + b's two lists, from the mask and the run-coded inputs of its segment (sl_runs_split's
+   carried): *direct, the direct entries (the inputs on and not run coded), and *run, the run entries (the
+   run-coded inputs that changed since the previous step; at a segment's first step, those on). Returns the
+   mask word (a run entry's input is on, +1, or off, -1). */
+static inline uint64_t run_row_words(const uint64_t *mask, const uint64_t *carried, int64_t S, int64_t W, int64_t nseg,
+                                     int64_t r, int64_t w, uint64_t *direct, uint64_t *run) {
+    const int64_t t = r / S, b = r % S;
+    const uint64_t m = mask[r * W + w], cm = carried[(b * nseg + t / RUN_STEPS) * W + w];
+    const uint64_t prev = t % RUN_STEPS ? mask[(r - S) * W + w] : 0;
+    *direct = m & ~cm;
+    *run = (m ^ prev) & cm;
+    return m;
+}
 
 /* Row pointers of the two lists of every row (dptr, rptr [R + 1], R = S T), from the mask and sl_runs_split's
    carried */
@@ -178,13 +186,12 @@ void sl_runs_count_rows(const uint64_t *mask, const uint64_t *carried, int64_t K
     const int64_t W = (K + 63) / 64, nseg = (T + RUN_STEPS - 1) / RUN_STEPS, R = S * T;
     OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
     for (int64_t r = 0; r < R; r++) {
-        const int64_t t = r / S, b = r % S;
-        const uint64_t *m = mask + r * W, *cm = carried + (b * nseg + t / RUN_STEPS) * W;
         int64_t nd = 0, nr = 0;
         for (int64_t w = 0; w < W; w++) {
-            const uint64_t prev = t % RUN_STEPS ? m[w - S * W] : 0;
-            nd += __builtin_popcountll(direct_word(m[w], cm[w]));
-            nr += __builtin_popcountll(run_word(m[w], prev, cm[w]));
+            uint64_t d, e;
+            run_row_words(mask, carried, S, W, nseg, r, w, &d, &e);
+            nd += __builtin_popcountll(d);
+            nr += __builtin_popcountll(e);
         }
         dptr[r + 1] = nd;
         rptr[r + 1] = nr;

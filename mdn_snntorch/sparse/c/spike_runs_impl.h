@@ -17,16 +17,15 @@ void SFX(sl_runs_fill_rows)(const uint64_t *mask, const uint64_t *carried, int64
     const int64_t W = (K + 63) / 64, nseg = (T + RUN_STEPS - 1) / RUN_STEPS, R = S * T;
     OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
     for (int64_t r = 0; r < R; r++) {
-        const int64_t t = r / S, b = r % S;
-        const uint64_t *m = mask + r * W, *cm = carried + (b * nseg + t / RUN_STEPS) * W;
         int64_t pd = dptr[r], pr = rptr[r];
         for (int64_t w = 0; w < W; w++) {
-            const uint64_t prev = t % RUN_STEPS ? m[w - S * W] : 0;
-            for (uint64_t d = direct_word(m[w], cm[w]); d; d &= d - 1) didx[pd++] = (int32_t)(w * 64 + __builtin_ctzll(d));
-            for (uint64_t e = run_word(m[w], prev, cm[w]); e; e &= e - 1) {
+            uint64_t d, e;
+            const uint64_t m = run_row_words(mask, carried, S, W, nseg, r, w, &d, &e);
+            for (; d; d &= d - 1) didx[pd++] = (int32_t)(w * 64 + __builtin_ctzll(d));
+            for (; e; e &= e - 1) {
                 const int c = __builtin_ctzll(e);
                 ridx[pr] = (int32_t)(w * 64 + c);
-                rval[pr++] = (m[w] >> c) & 1 ? 1 : -1;
+                rval[pr++] = (m >> c) & 1 ? 1 : -1;
             }
         }
     }
