@@ -215,6 +215,13 @@ MUTANTS = (
         ("tests/sparse/test_spike_linear.py",),
     ),
     Mutant(
+        "sparse-runs-lose-their-sign",
+        "mdn_snntorch/sparse/c/spike_runs_impl.h",
+        "rval[pr++] = (m >> c) & 1 ? 1 : -1;",
+        "rval[pr++] = 1;",
+        ("tests/sparse/test_spike_linear.py",),
+    ),
+    Mutant(
         "c-block-keeps-last-parameters",
         "mdn_snntorch/fused/c/mdn_kernels.c",
         "const int changed = n != *n0 || (!all_shared && k != *k0);",
