@@ -55,9 +55,6 @@ _PARALLEL_MIN_WORK = 1 << 17
 #: input is not worth waking threads for, and every parallel region is a place where a thread that a busy
 #: machine has descheduled holds up the others (the paper's 2000 x 784 input is above it)
 _SCAN_MIN_WORK = 1 << 20
-#: steps per segment of the run coding over time (RUN_STEPS of spike_linear.c): a run-coded input's carried
-#: sum starts again at every segment, so rounding does not build up over long sequences
-RUN_STEPS = 32
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
@@ -184,10 +181,16 @@ def columns(mask: Tensor, x: Tensor, nnz: int, binary: bool) -> tuple[Tensor, Te
     return cptr, cidx, cval
 
 
+def run_steps() -> int:
+    """Steps per segment of the run coding over time (``RUN_STEPS`` of ``spike_linear.c``): a run-coded input's
+    carried sum starts again at every segment, so rounding does not build up over long sequences."""
+    return library().sl_run_steps()
+
+
 def run_segments(S: int, T: int) -> int:
-    """Segments of the run coding for ``S`` chains of ``T`` steps (:data:`RUN_STEPS` steps each, the last of a
+    """Segments of the run coding for ``S`` chains of ``T`` steps (:func:`run_steps` steps each, the last of a
     chain shorter)."""
-    return S * -(-T // RUN_STEPS)
+    return S * -(-T // run_steps())
 
 
 def runs_changes(mask: Tensor, K: int, S: int, T: int) -> int:

@@ -166,7 +166,7 @@ def test_run_coding_splits_each_segment_by_its_changes(threads, monkeypatch):
         mask = c_kernels.scan_rows(x.reshape(T * S, K))[0]
         carried = c_kernels.runs_split(mask, K, S, T)
         bits = ((carried[:, :, None] >> torch.arange(64)) & 1).reshape(carried.shape[0], -1)[:, :K].bool()
-        steps = c_kernels.RUN_STEPS
+        steps = c_kernels.run_steps()
         want_carried = torch.zeros(S, -(-T // steps), K, dtype=torch.bool)
         delta = torch.zeros(T, S, K)  # the run entries' values
         for j, t0 in enumerate(range(0, T, steps)):

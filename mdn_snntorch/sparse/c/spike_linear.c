@@ -239,3 +239,4 @@ static inline uint64_t nz_mask64_f64(const double *p) {
 
 int sl_vector_bytes(void) { return VBYTES; }
 int sl_block_vectors(void) { return NV; }
+int sl_run_steps(void) { return RUN_STEPS; }
