@@ -10,7 +10,11 @@ rounds (medians and minima; the load average printed before and after):
    loop with explicit states) with ``mdn.MDN`` and with ``snn.Leaky``, 1 thread. Target: <= 0.85x.
 4. ``paper``: the paper's training step (784-500-10 ``ThreeLayerSNN``, batch 100, T = 20, input density 0.13)
    against the dense floor (the two Linear layers alone), at 1 and 2 threads. Targets: <= 0.55x (1 thread),
-   <= 0.6x (2 threads, quiet machine).
+   <= 0.6x (2 threads, quiet machine). The input: independent Bernoulli spikes (``paper-1``, ``paper-2``); with
+   ``--mnist-raw DIR`` (raw MNIST in torchvision's layout, e.g. from ``real_mnist.sh``) also the paper's own
+   input, the first 100 training images rate-coded (``paper-1-mnist``, ``paper-2-mnist``): a pixel's spikes
+   then repeat from step to step, which the input layer's run coding uses, where independent spikes never
+   repeat more than chance.
 5. ``memory``: the neuron alone (as 1.) with the fused op's freed buffers kept (``mdn_snntorch/fused/memory.py``)
    and under glibc's own malloc policy (``MDN_SNNTORCH_KEEP_FREED_MEMORY=0``): page faults and time per call,
    each in fresh interpreters that take turns (the setting is process-wide).
@@ -19,7 +23,8 @@ SpikingJelly is not a dependency: ``PYTHONPATH=/path/to/spikingjelly`` (``pip in
 spikingjelly loguru`` keeps torch as it is) adds its column. ``mdn train``'s epoch against its steps is
 ``benchmarks/bench_epoch.py``.
 
-    python benchmarks/bench_peers.py [--only neuron long tutorial5 paper memory] [--rounds 15] [--json out.json]
+    python benchmarks/bench_peers.py [--only neuron long tutorial5 paper memory] [--rounds 15] [--mnist-raw DIR]
+                                     [--json out.json]
 """
 
 from __future__ import annotations
@@ -39,10 +44,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_neuron  # noqa: E402  (the paper-shape models and the saved-bytes meter)
 import bench_snntorch  # noqa: E402  (tutorial 5)
+import bench_sparse  # noqa: E402  (rate-coded real MNIST)
 
 import mdn_snntorch as mdn  # noqa: E402
 
-TARGETS = {"neuron": 0.8, "long": 1.3, "tutorial5": 0.85, "paper-1": 0.55, "paper-2": 0.6}
+TARGETS = {
+    "neuron": 0.8, "long": 1.3, "tutorial5": 0.85, "paper-1": 0.55, "paper-2": 0.6, "paper-1-mnist": 0.55, "paper-2-mnist": 0.6,
+}  # fmt: skip
 
 
 def rounds_of(fns: dict[str, Callable[[], None]], rounds: int, warmup: int = 2) -> dict[str, tuple[float, float]]:
@@ -137,16 +145,29 @@ def section_tutorial5(rounds: int) -> dict[str, float]:
     return {"tutorial5": times["mdn"][0] / times["leaky"][0]}
 
 
-def section_paper(rounds: int) -> dict[str, float]:
-    out = {}
+def paper_inputs(mnist_raw: Path | None) -> dict[str, tuple[torch.Tensor, torch.Tensor, str]]:
+    """``{suffix: (x, y, description)}``: Bernoulli spikes at density 0.13 and, from ``mnist_raw``, rate-coded MNIST."""
     x, y = bench_neuron.mnist_density_inputs()
-    for threads in (1, 2):
-        torch.set_num_threads(threads)
-        models = bench_neuron.paper_models("cpu")
-        fns = {k: bench_neuron.training_step(models[k][0], x, y) for k in ("floor", "leaky", "mdn-fused")}
-        times = rounds_of(fns, rounds)
-        _print(f"the paper's training step (784-500-10, B = 100, T = 20, density 0.13), {threads} thread(s)", times, "floor")
-        out[f"paper-{threads}"] = times["mdn-fused"][0] / times["floor"][0]
+    inputs = {"": (x, y, "Bernoulli, density 0.13")}
+    if mnist_raw is not None:
+        images = bench_sparse.mnist_images(str(mnist_raw))
+        if images is None:
+            raise SystemExit(f"--mnist-raw {mnist_raw}: no MNIST/raw/train-images-idx3-ubyte there")
+        x, y, _ = bench_sparse.step_inputs(bench_sparse.MNIST_DENSITY, images)
+        inputs["-mnist"] = (x, y, f"rate-coded real MNIST, density {x.mean().item():.3f}")
+    return inputs
+
+
+def section_paper(rounds: int, mnist_raw: Path | None = None) -> dict[str, float]:
+    out = {}
+    for suffix, (x, y, what) in paper_inputs(mnist_raw).items():
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            models = bench_neuron.paper_models("cpu")
+            fns = {k: bench_neuron.training_step(models[k][0], x, y) for k in ("floor", "leaky", "mdn-fused")}
+            times = rounds_of(fns, rounds)
+            _print(f"the paper's training step (784-500-10, B = 100, T = 20; {what}), {threads} thread(s)", times, "floor")
+            out[f"paper-{threads}{suffix}"] = times["mdn-fused"][0] / times["floor"][0]
     return out
 
 
@@ -208,16 +229,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--json", type=Path, help="write the ratios here")
+    parser.add_argument("--mnist-raw", type=Path, help="raw MNIST (torchvision layout): the paper step on rate-coded images too")
     args = parser.parse_args(argv)
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; torch {torch.__version__}")
     ratios: dict[str, float] = {}
     for name in args.only:
-        ratios.update(SECTIONS[name](args.rounds))
+        ratios.update(SECTIONS[name](args.rounds, args.mnist_raw) if name == "paper" else SECTIONS[name](args.rounds))
     print(f"\nload average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print("\nratio against target:")
     for key, target in TARGETS.items():
         if key in ratios:
-            print(f"  {key:<10} {ratios[key]:5.2f}  (target <= {target}: {'met' if ratios[key] <= target else 'not met'})")
+            print(f"  {key:<13} {ratios[key]:5.2f}  (target <= {target}: {'met' if ratios[key] <= target else 'not met'})")
     if args.json:
         args.json.write_text(json.dumps(ratios, indent=2))
     return ratios
