@@ -222,6 +222,27 @@ MUTANTS = (
         ("tests/sparse/test_spike_linear.py",),
     ),
     Mutant(
+        "sparse-complement-off-steps-added",
+        "mdn_snntorch/sparse/c/spike_complement_impl.h",
+        "val[p++] = (m[w] >> c) & 1 ? 1 : -1;",
+        "val[p++] = 1;",
+        ("tests/sparse/test_spike_linear.py",),
+    ),
+    Mutant(
+        "sparse-complement-totals-carry-across-segments",
+        "mdn_snntorch/sparse/c/spike_complement_impl.h",
+        "            if (t % RUN_STEPS == 0)\n                for (int64_t j = 0; j < N; j++) tot[j] = y[j];",
+        "            if (t == 0)\n                for (int64_t j = 0; j < N; j++) tot[j] = y[j];",
+        ("tests/sparse/test_spike_linear.py",),
+    ),
+    Mutant(
+        "sparse-complement-when-it-saves-nothing",
+        "mdn_snntorch/sparse/c/spike_complement.h",
+        "count_planes_at_least(c, (n + 1) / 2 + 1)",
+        "count_planes_at_least(c, (n + 1) / 2)",
+        ("tests/sparse/test_spike_linear.py",),
+    ),
+    Mutant(
         "c-block-keeps-last-parameters",
         "mdn_snntorch/fused/c/mdn_kernels.c",
         "const int changed = n != *n0 || (!all_shared && k != *k0);",

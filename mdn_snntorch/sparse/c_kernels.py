@@ -15,7 +15,13 @@ instantiations) includes the dtype-generic ``c/spike_linear_impl.h`` once for ``
 - the run coding over time (``c/spike_runs_impl.h``): ``sl_runs_changes`` (the step-to-step changes, an upper
   bound on its terms), ``sl_runs_split`` (which inputs of each 32-step segment of each chain are run coded),
   ``sl_runs_count_rows`` and ``sl_runs_fill_rows`` (the direct and the run entries by row) and ``sl_runs_add``
-  (the carried run sums added to the output).
+  (the carried run sums added to the output);
+- the complement coding over time (``c/spike_complement.h``, ``c/spike_complement_impl.h``, the same segments):
+  ``sl_complement_split`` (which inputs of each segment are complemented, from bit-sliced counts, and the
+  entries that leaves), ``sl_complement_count_rows`` and ``sl_complement_fill_rows`` (the forward's entries by
+  row, over ``[W^T; A]``), ``sl_count_bit_rows`` (the lists that sum ``A``), ``sl_complement_grad_rows`` (the
+  output gradient's rows and its sums over each segment) and ``sl_complement_columns`` (the weight gradient's
+  entries by column).
 
 The compiler is found, and the library cached, as for the fused op's kernels
 (:mod:`mdn_snntorch.fused.c_kernels`: ``$CC``, ``cc``, ``gcc``, ``clang``; ``$MDN_SNNTORCH_CACHE`` or
@@ -88,9 +94,16 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn.argtypes, fn.restype = [i64, i64, p, p, p, p, i64, i64, p, p, i64, i64, i32], i32
         getattr(lib, "sl_runs_fill_rows" + sfx).argtypes = [p, p, i64, i64, i64, p, p, p, p, p, i32]
         getattr(lib, "sl_runs_add" + sfx).argtypes = [i64, i64, i64, p, p, p, p, i64, p, i32]
+        getattr(lib, "sl_complement_fill_rows" + sfx).argtypes = [p, p, i64, i64, i64, p, p, p, i32]
+        getattr(lib, "sl_complement_grad_rows" + sfx).argtypes = [p, i64, i64, i64, p, i64, i32]
+        fn = getattr(lib, "sl_complement_columns" + sfx)
+        fn.argtypes, fn.restype = [p, p, i64, i64, i64, p, p, p, i32], i32
     lib.sl_runs_split.argtypes = [p, i64, i64, i64, p, i32]
     lib.sl_runs_changes.argtypes, lib.sl_runs_changes.restype = [p, i64, i64, i64], i64
     lib.sl_runs_count_rows.argtypes = [p, p, i64, i64, i64, p, p, i32]
+    lib.sl_complement_split.argtypes, lib.sl_complement_split.restype = [p, i64, i64, i64, p, i32], i64
+    lib.sl_complement_count_rows.argtypes = [p, p, i64, i64, i64, p, i32]
+    lib.sl_count_bit_rows.argtypes = [p, i64, i64, p]
 
 
 def _load(cc: str) -> ctypes.CDLL:
@@ -229,16 +242,69 @@ def runs_add(rptr: Tensor, ridx: Tensor, rval: Tensor, D: Tensor, out: Tensor, S
     )
 
 
-def padded_rows(t: Tensor) -> Tensor:
+def complement_split(mask: Tensor, K: int, S: int, T: int) -> tuple[Tensor, int]:
+    """``(comp, entries)``: which inputs of each segment are complemented (on at more steps than they are off, plus
+    one), int64 ``[segments, ceil(K / 64)]`` bits, from the mask of a 0/1 ``x [T x S, K]`` (rows as in
+    :func:`runs_changes`), and the weight gradient's entries under that coding."""
+    comp = torch.empty(run_segments(S, T), mask.shape[1], dtype=torch.int64)
+    n = library().sl_complement_split(_ptr(mask), K, S, T, _ptr(comp), threads(mask.numel() * 64, _scan_min_work()))
+    return comp, int(n)
+
+
+def complement_rows(mask: Tensor, comp: Tensor, dtype: torch.dtype, K: int, S: int, T: int):
+    """The forward's complement-coded lists: ``(ptr, idx, val)`` by row over ``[W^T; A]`` (input ``k`` +1 on, -1 off
+    where complemented; ``K + s``, the row of ``A``) and ``(aptr, aidx)``, the complemented inputs of each segment
+    ``s`` (the sums ``A[s]``)."""
+    R, n = S * T, threads(mask.numel() * 64, _scan_min_work())
+    ptr = torch.empty(R + 1, dtype=torch.int64)
+    library().sl_complement_count_rows(_ptr(mask), _ptr(comp), K, S, T, _ptr(ptr), n)
+    idx, val = torch.empty(int(ptr[R]), dtype=torch.int32), torch.empty(int(ptr[R]), dtype=dtype)
+    _fn("sl_complement_fill_rows", dtype)(_ptr(mask), _ptr(comp), K, S, T, _ptr(ptr), _ptr(idx), _ptr(val), n)
+    G = comp.shape[0]
+    aptr = torch.empty(G + 1, dtype=torch.int64)
+    library().sl_count_bit_rows(_ptr(comp), G, comp.shape[1], _ptr(aptr))
+    aidx = torch.empty(int(aptr[G]), dtype=torch.int32)
+    _fn("sl_fill_rows", dtype)(_ptr(comp), None, G, K, _ptr(aptr), _ptr(aidx), None, 1)
+    return ptr, idx, val, aptr, aidx
+
+
+def complement_grad_rows(grad_out: Tensor, S: int, T: int) -> Tensor:
+    """The complement-coded weight gradient's rows: those of the contiguous ``grad_out [T x S, N]``, then each
+    chain's sum over each segment (``[T x S + segments, N]``, padded rows as :func:`padded_rows`)."""
+    R, N = grad_out.shape
+    ld = _padded_stride(N, grad_out.element_size())
+    D = grad_out.new_empty(R + run_segments(S, T), ld)[:, :N]
+    _fn("sl_complement_grad_rows", grad_out.dtype)(_ptr(grad_out), S, T, N, _ptr(D), ld, threads(R * N))
+    return D
+
+
+def complement_columns(mask: Tensor, comp: Tensor, entries: int, dtype: torch.dtype, K: int, S: int, T: int):
+    """``(cptr, cidx, cval)``: the complement-coded weight gradient's ``entries`` (:func:`complement_split`) by
+    column over :func:`complement_grad_rows`'s rows."""
+    cptr = torch.empty(K + 1, dtype=torch.int64)
+    cidx, cval = torch.empty(entries, dtype=torch.int32), torch.empty(entries, dtype=dtype)
+    if _fn("sl_complement_columns", dtype)(
+        _ptr(mask), _ptr(comp), K, S, T, _ptr(cptr), _ptr(cidx), _ptr(cval), threads(mask.numel() * 64, _scan_min_work())
+    ):
+        raise MemoryError("sl_complement_columns could not allocate the transposed words")
+    return cptr, cidx, cval
+
+
+def _padded_stride(N: int, size: int) -> int:
+    """:func:`padded_rows`'s row stride (in values of ``size`` bytes) for rows of ``N`` values."""
+    return (-(-N * size // 64) | 1) * 64 // size
+
+
+def padded_rows(t: Tensor, extra_rows: int = 0) -> Tensor:
     """A copy of the 2-D ``t`` in a buffer whose rows are a whole, odd number of 64-byte cache lines apart, as a
     ``[R, N]`` view: the gather's vector loads then each lie within one cache line (a row stride such as 500
     floats splits three loads in four across two lines), and consecutive rows start in different sets of the
-    cache (a stride of a power of two puts a chunk of rows in few of them)."""
+    cache (a stride of a power of two puts a chunk of rows in few of them). ``extra_rows``: that many more rows
+    after the copy, left unset (the view is then ``[R + extra_rows, N]``)."""
     R, N = t.shape
-    lines = -(-N * t.element_size() // 64)
-    ld = (lines | 1) * 64 // t.element_size()
-    buf = t.new_empty(R, ld)[:, :N]
-    return buf.copy_(t)
+    buf = t.new_empty(R + extra_rows, _padded_stride(N, t.element_size()))[:, :N]
+    buf[:R].copy_(t)
+    return buf
 
 
 def gather(ptr: Tensor, idx: Tensor, val: Tensor | None, D: Tensor, init: Tensor | None, out: Tensor, si: int, sj: int) -> None:

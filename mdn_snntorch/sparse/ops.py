@@ -7,12 +7,17 @@ r"""The event-driven Linear product as two ``torch.library`` custom ops, with an
   them by row (CSR, from the mask) and gather
   ``out[r] = b + sum_{k active in r} x[r, k] W^T[k]`` from a transposed copy of ``W`` with padded rows
   (:func:`~mdn_snntorch.sparse.c_kernels.padded_rows`; the product by ``x[r, k]`` is skipped when every value
-  is 0 or 1); for 0/1 rows that are ``steps`` time steps of ``R / steps`` chains, where the step-to-step
-  changes are few, the run coding instead: direct sums for some inputs, for the others their changes
-  (+-W^T[k]) carried from step to step (``docs/performance.md#the-event-driven-linear-layer``);
-- **weight gradient** (its own op, run by the backward only when ``W`` requires it): the same rule, from the
-  forward's mask and count; sparse: the nonzeros by column (CSC, from the mask), and
-  ``grad_W[:, k] = sum_{r active in k} x[r, k] grad_out[r]``; dense: ``grad_out^T x``;
+  is 0 or 1). For 0/1 rows that are ``steps`` time steps of ``R / steps`` chains, cut into segments of
+  32 steps (``docs/performance.md#the-event-driven-linear-layer``): where many inputs are on at most of a
+  segment's steps, the complement coding, ``A[s] = sum W^T[k]`` over the segment's complemented inputs, then
+  ``out[r] = b + A[s] + sum W^T[k]`` (the other inputs on) ``- sum W^T[k]`` (the complemented ones off);
+  else, where the step-to-step changes are few, the run coding: direct sums for some inputs, for the others
+  their changes (+-W^T[k]) carried from step to step;
+- **weight gradient** (its own op, run by the backward only when ``W`` requires it): the same density rule,
+  from the forward's mask and count; sparse: the nonzeros by column (CSC, from the mask), and
+  ``grad_W[:, k] = sum_{r active in k} x[r, k] grad_out[r]``, or, for complement-coded rows, per input
+  ``Tot[s]`` (``grad_out`` summed over the segment) for each segment that complements it less ``grad_out[r]``
+  at its off steps; dense: ``grad_out^T x``;
 - **input gradient**, only when ``x`` requires it: dense, ``grad_out W``; **bias gradient**: ``grad_out.sum(0)``.
 
 The forward returns its mask (``[R, ceil(K / 64)]`` words, 1/32 of a float32 ``x``) and count beside the
@@ -36,8 +41,11 @@ def _too_dense(nnz: int, x: Tensor, dense_above: float) -> bool:
     return nnz > dense_above * x.numel()
 
 
-#: the run coding runs when it surely saves at least this fraction of the entries (its lists and carried sums
-#: cost more per entry than the direct sums)
+#: the complement coding runs when it saves at least this fraction of the entries (its split, lists and
+#: segment sums cost more per entry than the direct sums)
+COMPLEMENT_MIN_SAVING = 0.25
+#: the run coding, tried next, when it surely saves at least this fraction (its lists and carried sums cost
+#: more per entry still)
 RUNS_MIN_SAVING = 0.25
 
 
@@ -48,7 +56,8 @@ def spike_linear_op(
     """``(x [R, K] W^T + b, mask, info)`` for a contiguous CPU ``x`` of W's dtype (see the module docstring): the
     product, the bit mask of the nonzeros of ``x`` (:func:`~mdn_snntorch.sparse.c_kernels.scan_rows`) and
     ``info = (number of nonzeros, 1 if every value is 0 or 1)`` (int64), which the weight gradient reads.
-    ``steps``: the rows are ``steps`` consecutive slices of ``R / steps`` rows (time steps; see the run coding)."""
+    ``steps``: the rows are ``steps`` consecutive slices of ``R / steps`` rows (time steps; see the complement
+    and run codings)."""
     mask, ptr, nnz, binary = c_kernels.scan_rows(x)
     info = torch.tensor([nnz, int(binary)], dtype=torch.int64)
     if _too_dense(nnz, x, dense_above):
@@ -57,8 +66,16 @@ def spike_linear_op(
     N, K = weight.shape
     out = x.new_empty(x.shape[0], N)
     init = None if bias is None else bias.contiguous()
-    wt = c_kernels.padded_rows(weight.t())
     S = x.shape[0] // steps
+    if binary and steps > 1:
+        comp, entries = c_kernels.complement_split(mask, K, S, steps)
+        if entries < nnz and entries <= (1 - COMPLEMENT_MIN_SAVING) * nnz:
+            ptr, idx, val, aptr, aidx = c_kernels.complement_rows(mask, comp, x.dtype, K, S, steps)
+            D = c_kernels.padded_rows(weight.t(), comp.shape[0])  # [W^T; A], A[s] the sum of segment s's complemented rows
+            c_kernels.gather(aptr, aidx, None, D[:K], None, D[K:], D.stride(0), 1)
+            c_kernels.gather(ptr, idx, val, D, init, out, N, 1)
+            return out, mask, info
+    wt = c_kernels.padded_rows(weight.t())
     if binary and steps > 1 and c_kernels.runs_changes(mask, K, S, steps) <= (1 - RUNS_MIN_SAVING) * nnz:
         carried = c_kernels.runs_split(mask, K, S, steps)
         dptr, didx, rptr, ridx, rval = c_kernels.runs_rows(mask, carried, x.dtype, K, S, steps)
@@ -77,30 +94,37 @@ def _(x, weight, bias, dense_above, steps=1):
 
 
 @torch.library.custom_op("mdn_snntorch::spike_linear_weight_grad", mutates_args=())
-def weight_grad_op(x: Tensor, grad_out: Tensor, mask: Tensor, info: Tensor, dense_above: float) -> Tensor:
+def weight_grad_op(x: Tensor, grad_out: Tensor, mask: Tensor, info: Tensor, dense_above: float, steps: int = 1) -> Tensor:
     """``grad_out^T x``: ``[N, K]`` from ``x [R, K]``, a contiguous ``grad_out [R, N]`` and the ``mask`` and
-    ``info`` of :func:`spike_linear_op`."""
+    ``info`` of :func:`spike_linear_op` (``steps`` as there: the complement coding)."""
     nnz, binary = info.tolist()
     if _too_dense(nnz, x, dense_above):
         return grad_out.t().mm(x)
     K = x.shape[1]
-    cptr, cidx, cval = c_kernels.columns(mask, x, nnz, bool(binary))
     grad = x.new_empty(grad_out.shape[1], K)
+    S = x.shape[0] // steps
+    if binary and steps > 1:
+        comp, entries = c_kernels.complement_split(mask, K, S, steps)
+        if entries < nnz and entries <= (1 - COMPLEMENT_MIN_SAVING) * nnz:
+            cptr, cidx, cval = c_kernels.complement_columns(mask, comp, entries, x.dtype, K, S, steps)
+            c_kernels.gather(cptr, cidx, cval, c_kernels.complement_grad_rows(grad_out, S, steps), None, grad, 1, K)
+            return grad
+    cptr, cidx, cval = c_kernels.columns(mask, x, nnz, bool(binary))
     c_kernels.gather(cptr, cidx, cval, c_kernels.padded_rows(grad_out), None, grad, 1, K)
     return grad
 
 
 @weight_grad_op.register_fake
-def _(x, grad_out, mask, info, dense_above):
+def _(x, grad_out, mask, info, dense_above, steps=1):
     return x.new_empty(grad_out.shape[1], x.shape[1])
 
 
 def _setup_context(ctx, inputs, output):
-    x, weight, bias, dense_above, _ = inputs
+    x, weight, bias, dense_above, steps = inputs
     _, mask, info = output
     ctx.mark_non_differentiable(mask, info)
     ctx.save_for_backward(x, weight, mask, info)
-    ctx.dense_above = dense_above
+    ctx.dense_above, ctx.steps = dense_above, steps
     ctx.has_bias = bias is not None
 
 
@@ -108,7 +132,7 @@ def _backward(ctx, grad_out, *_):
     x, weight, mask, info = ctx.saved_tensors
     grad_out = grad_out.contiguous()
     gx = grad_out.mm(weight) if ctx.needs_input_grad[0] else None
-    gw = weight_grad_op(x, grad_out, mask, info, ctx.dense_above) if ctx.needs_input_grad[1] else None
+    gw = weight_grad_op(x, grad_out, mask, info, ctx.dense_above, ctx.steps) if ctx.needs_input_grad[1] else None
     gb = grad_out.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
     return gx, gw, gb, None, None
 

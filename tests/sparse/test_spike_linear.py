@@ -87,12 +87,15 @@ def pair(n_in, n_out, dtype, dense_above=1.0, seed=0):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("density", DENSITIES)
 @pytest.mark.parametrize("input_grad", [False, True])
-def test_event_driven_path_matches_nn_linear(dtype, density, input_grad, gather_calls):
+def test_event_driven_path_matches_nn_linear(dtype, density, input_grad, gather_calls, complement_calls):
     dense, event = pair(300, 77, dtype)  # 77 outputs: a partial last vector in both dtypes
     x = spikes((6, 50, 300), density, dtype)
     g = torch.randn(6, 50, 77, dtype=dtype, generator=torch.Generator().manual_seed(1))
     want, got = run(dense, x, g, input_grad), run(event, x, g, input_grad)
-    assert len(gather_calls) == 2  # forward and weight gradient took the event-driven path
+    # forward and weight gradient took the event-driven path (the complement-coded forward gathers A first:
+    # every input always on is complemented)
+    assert len(complement_calls["forward"]) == len(complement_calls["grad"]) == (density == 1.0)
+    assert len(gather_calls) == 2 + (density == 1.0)
     for name, a, b in zip(("output", "weight grad", "bias grad", "input grad"), got, want):
         if b is None:
             assert a is None and not input_grad
@@ -104,11 +107,21 @@ def test_event_driven_path_matches_nn_linear(dtype, density, input_grad, gather_
 
 def rate_coded(T, B, K, dtype, seed=0):
     """Bernoulli spikes of per-input rates over 0..1, most of them high (the square root of a uniform draw),
-    half the inputs off (as MNIST's background): the inputs with high rates stay on for many steps in a row, and
-    the changes from step to step are about half the spikes."""
+    half the inputs off (as MNIST's background): many inputs are on at most steps, as a bright pixel."""
     g = torch.Generator().manual_seed(seed)
     rates = torch.rand(B, K, generator=g).sqrt() * (torch.rand(B, K, generator=g) < 0.5)
     return (torch.rand(T, B, K, generator=g) < rates).to(dtype)
+
+
+def bursts(T, B, K, dtype, seed=0):
+    """Half the inputs on for one burst of steps (0.4 T of them, at most 12, at a random start), the others off:
+    an input is on at no more than half of a segment's steps, so complementing it saves little, but it changes
+    only twice."""
+    g = torch.Generator().manual_seed(seed)
+    length = min(round(0.4 * T), 12)
+    start = torch.randint(0, T - length + 1, (B, K), generator=g)
+    t = torch.arange(T)[:, None, None]
+    return ((t >= start) & (t < start + length) & (torch.rand(B, K, generator=g) < 0.5)).to(dtype)
 
 
 @pytest.fixture
@@ -117,17 +130,40 @@ def run_calls(monkeypatch):
     return counted(monkeypatch, "runs_add")
 
 
+@pytest.fixture
+def complement_calls(monkeypatch):
+    """How many times the forward (``"forward"``) and the weight gradient (``"grad"``) took the complement coding."""
+    return {"forward": counted(monkeypatch, "complement_rows"), "grad": counted(monkeypatch, "complement_columns")}
+
+
+@needs_c
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("T", [8, 20, 33, 70])
+@pytest.mark.parametrize("n_out", [5, 16, 77, 500])
+def test_complement_coded_product_matches_nn_linear(dtype, T, n_out, complement_calls):
+    """[T, B, K] spikes with many inputs on at most steps take the complement coding in the forward (a
+    complemented input is its segment's sum less its off steps) and in the weight gradient: the same product
+    and gradients as nn.Linear to rounding. 33 and 70 steps span two and three segments; 5 outputs are
+    narrower than a vector, 77 and 500 end in a partial one."""
+    dense, event = pair(130, n_out, dtype)
+    x = rate_coded(T, 30, 130, dtype)
+    g = torch.randn(T, 30, n_out, dtype=dtype, generator=torch.Generator().manual_seed(2))
+    for name, a, b in zip(("output", "weight grad", "bias grad", "input grad"), run(event, x, g, True), run(dense, x, g, True)):
+        assert_close(a, b, f"{name}, {T} steps")
+    assert len(complement_calls["forward"]) == 1 and len(complement_calls["grad"]) == 1
+
+
 @needs_c
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("T", [8, 20, 33, 70])
 @pytest.mark.parametrize("n_out", [5, 16, 77, 500])
 def test_run_coded_forward_matches_nn_linear(dtype, T, n_out, run_calls):
-    """[T, B, K] spikes whose inputs stay on for runs of steps take the run coding over time (a run-coded input
-    is added when it turns on, subtracted when it turns off, its sum carried between): the same product as
-    nn.Linear to rounding, gradients included. 33 and 70 steps span two and three segments (the carried sums
-    start again every RUN_STEPS steps); 5 outputs are narrower than a vector, 77 and 500 end in a partial one."""
+    """[T, B, K] spikes whose inputs stay on for runs of steps, and off for others, take the run coding over
+    time (a run-coded input is added when it turns on, subtracted when it turns off, its sum carried between):
+    the same product as nn.Linear to rounding, gradients included. 33 and 70 steps span two and three
+    segments (the carried sums start again every RUN_STEPS steps)."""
     dense, event = pair(130, n_out, dtype)
-    x = rate_coded(T, 30, 130, dtype)
+    x = bursts(T, 30, 130, dtype)
     g = torch.randn(T, 30, n_out, dtype=dtype, generator=torch.Generator().manual_seed(2))
     for name, a, b in zip(("output", "weight grad", "bias grad", "input grad"), run(event, x, g, True), run(dense, x, g, True)):
         assert_close(a, b, f"{name}, {T} steps")
@@ -135,19 +171,82 @@ def test_run_coded_forward_matches_nn_linear(dtype, T, n_out, run_calls):
 
 
 @needs_c
-def test_the_run_coding_runs_only_where_it_surely_pays(run_calls):
-    """Independent spikes change more often than they are on (13 %: changes about 23 % of the entries): the
-    direct sums. A 2-D input has no time axis, a one-step sequence nothing to carry, graded values no on and off:
-    the direct sums. Rate-coded [T, B, K] spikes: the run coding."""
+def test_each_coding_runs_only_where_it_pays(run_calls, complement_calls):
+    """Independent spikes (13 %) are on at few steps and change more often than they are on: the direct sums. A
+    2-D input has no time axis, a one-step sequence nothing to complement or carry, graded values no on and off:
+    the direct sums. Rate-coded [T, B, K] spikes: the complement coding, forward and weight gradient. Bursts:
+    the run coding in the forward, the direct sums in the weight gradient."""
     _, event = pair(130, 20, torch.float32)
     rates = rate_coded(20, 30, 130, torch.float32)
-    event(spikes((20, 30, 130), 0.13, torch.float32))
-    event(rates.reshape(600, 130))
-    event(rates[:1])
-    event(rates * 0.5)
-    assert not run_calls
-    event(rates)
-    assert len(run_calls) == 1
+    for x in (spikes((20, 30, 130), 0.13, torch.float32), rates.reshape(600, 130), rates[:1], rates * 0.5):
+        event(x).sum().backward()
+    assert not run_calls and not complement_calls["forward"] and not complement_calls["grad"]
+    event(rates).sum().backward()
+    assert not run_calls and len(complement_calls["forward"]) == len(complement_calls["grad"]) == 1
+    event(bursts(20, 30, 130, torch.float32)).sum().backward()
+    assert len(run_calls) == 1 and len(complement_calls["forward"]) == len(complement_calls["grad"]) == 1
+
+
+def _bits(words, K):
+    """int64 words [rows, W] as bool [rows, K]"""
+    return ((words[:, :, None] >> torch.arange(64)) & 1).reshape(words.shape[0], -1)[:, :K].bool()
+
+
+@needs_c
+@pytest.mark.parametrize("threads", [1, 3])
+def test_complement_coding_splits_each_segment_by_its_counts(threads, monkeypatch):
+    """An input of one chain's segment is complemented when it is off at fewer steps, plus one, than it is on;
+    the split counts the weight gradient's entries (off steps plus one, or on steps); the forward's rows list
+    each input on and not complemented (+1), each complemented one off (-1), then the segment's sum A; A's
+    lists are the complemented inputs; the weight gradient's columns list the same row entries by column,
+    then the segments' sums Tot, whose rows follow the output gradient's. 40 steps: segments of 32 and 8
+    steps; 130 inputs: a partial mask word."""
+    monkeypatch.setattr(c_kernels, "_SCAN_MIN_WORK", 1)
+    monkeypatch.setattr(c_kernels, "_PARALLEL_MIN_WORK", 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        T, S, K = 40, 7, 130
+        x = rate_coded(T, S, K, torch.float32, seed=3)
+        mask = c_kernels.scan_rows(x.reshape(T * S, K))[0]
+        comp, entries = c_kernels.complement_split(mask, K, S, T)
+        steps = c_kernels.run_steps()
+        segs = list(range(0, T, steps))
+        on = torch.stack([x[t0 : t0 + steps].sum(0) for t0 in segs], 1)  # [S, segments, K]
+        n = torch.tensor([len(range(t0, min(t0 + steps, T))) for t0 in segs])[None, :, None]
+        want = n - on + 1 < on
+        assert torch.equal(_bits(comp, K), want.reshape(-1, K)) and want.any() and not want.all()
+        assert entries == int(torch.where(want, n - on + 1, on).sum())
+        coded = want.repeat_interleave(steps, dim=1)[:, :T].transpose(0, 1).reshape(T * S, K)  # per row
+        flat = x.reshape(T * S, K) != 0
+        sign = torch.where(flat, 1.0, -1.0)
+        ptr, idx, val, aptr, aidx = c_kernels.complement_rows(mask, comp, torch.float32, K, S, T)
+        seg_of_row = (torch.arange(T * S) % S) * len(segs) + torch.arange(T * S) // S // steps
+        listed = flat ^ coded
+        r, k = listed.nonzero(as_tuple=True)
+        has_a = want.reshape(-1, K).any(1)[seg_of_row]
+        for row in (0, 5, 101, T * S - 1):  # a few rows: their inputs, then A's row
+            mine = k[r == row]
+            a_row = [K + int(seg_of_row[row])] if has_a[row] else []
+            assert idx[ptr[row] : ptr[row + 1]].tolist() == mine.tolist() + a_row
+            assert val[ptr[row] : ptr[row + 1]].tolist() == sign[row, mine].tolist() + [1.0] * len(a_row)
+        assert torch.equal(ptr[1:], (listed.sum(1) + has_a).cumsum(0))
+        assert torch.equal(aidx.long(), want.reshape(-1, K).nonzero(as_tuple=True)[1])
+        assert torch.equal(aptr[1:], want.reshape(-1, K).sum(1).cumsum(0))
+        cptr, cidx, cval = c_kernels.complement_columns(mask, comp, entries, torch.float32, K, S, T)
+        for col in (0, 63, 64, K - 1):
+            rows = listed[:, col].nonzero().flatten()
+            tot = want.reshape(-1, K)[:, col].nonzero().flatten() + T * S
+            assert cidx[cptr[col] : cptr[col + 1]].tolist() == rows.tolist() + tot.tolist()
+            assert cval[cptr[col] : cptr[col + 1]].tolist() == sign[rows, col].tolist() + [1.0] * len(tot)
+        assert int(cptr[K]) == entries
+        g = torch.randn(T * S, 9)
+        D = c_kernels.complement_grad_rows(g, S, T)
+        tot = torch.stack([g.reshape(T, S, 9)[t0 : t0 + steps].sum(0) for t0 in segs], 1).reshape(-1, 9)
+        assert torch.equal(D[: T * S], g)
+        torch.testing.assert_close(D[T * S :], tot, rtol=1e-6, atol=1e-6)
+    finally:
+        torch.set_num_threads(before)
 
 
 @needs_c
@@ -249,8 +348,16 @@ def test_results_do_not_depend_on_the_thread_count(monkeypatch, binary, n_out):
 @needs_c
 def test_run_coded_results_do_not_depend_on_the_thread_count(monkeypatch, run_calls):
     """Each work item of the carried sums is one chain and one block of columns, summed in step order."""
-    same_on_1_and_3_threads(monkeypatch, rate_coded(40, 30, 300, torch.float32), 300)
+    same_on_1_and_3_threads(monkeypatch, bursts(40, 30, 300, torch.float32), 300)
     assert run_calls
+
+
+@needs_c
+def test_complement_coded_results_do_not_depend_on_the_thread_count(monkeypatch, complement_calls):
+    """Each output row and each weight-gradient column is one gather's sum, in a fixed order; A and Tot are summed
+    per segment in step order."""
+    same_on_1_and_3_threads(monkeypatch, rate_coded(40, 30, 300, torch.float32), 300)
+    assert complement_calls["forward"] and complement_calls["grad"]
 
 
 def same_on_1_and_3_threads(monkeypatch, x, n_out):
@@ -456,14 +563,28 @@ def test_opcheck(density, dense_above, with_bias):
 
 @needs_c
 def test_opcheck_run_coded(run_calls):
-    """The forward op with the run coding (rate-coded rows of 20 steps of 4 chains)."""
+    """The forward op with the run coding (bursts over 20 steps of 4 chains)."""
+    from mdn_snntorch.sparse import ops
+
+    x = bursts(20, 4, 70, torch.float64).reshape(80, 70).requires_grad_()
+    w = torch.randn(9, 70, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(9, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(ops.spike_linear_op, (x, w, b, 1.0, 20))
+    assert run_calls
+
+
+@needs_c
+def test_opcheck_complement_coded(complement_calls):
+    """Both ops with the complement coding (rate-coded rows of 20 steps of 4 chains)."""
     from mdn_snntorch.sparse import ops
 
     x = rate_coded(20, 4, 70, torch.float64).reshape(80, 70).requires_grad_()
     w = torch.randn(9, 70, dtype=torch.float64, requires_grad=True)
     b = torch.randn(9, dtype=torch.float64, requires_grad=True)
     torch.library.opcheck(ops.spike_linear_op, (x, w, b, 1.0, 20))
-    assert run_calls
+    _, mask, info = ops.spike_linear_op(x.detach(), w.detach(), b.detach(), 1.0, 20)
+    torch.library.opcheck(ops.weight_grad_op, (x.detach(), torch.randn(80, 9, dtype=torch.float64), mask, info, 1.0, 20))
+    assert complement_calls["forward"] and complement_calls["grad"]
 
 
 @needs_c

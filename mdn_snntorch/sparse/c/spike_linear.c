@@ -203,6 +203,8 @@ void sl_runs_count_rows(const uint64_t *mask, const uint64_t *carried, int64_t K
     }
 }
 
+#include "spike_complement.h"
+
 /* bit i of the mask: p[i] != 0 (NaN included), for 64 values */
 #ifdef __AVX__
 #include <immintrin.h>
@@ -227,6 +229,7 @@ static inline uint64_t nz_mask64_f64(const double *p) {
 #define SFX(name) name##_f32
 #include "spike_linear_impl.h"
 #include "spike_runs_impl.h"
+#include "spike_complement_impl.h"
 #undef scalar_t
 #undef SFX
 
@@ -234,6 +237,7 @@ static inline uint64_t nz_mask64_f64(const double *p) {
 #define SFX(name) name##_f64
 #include "spike_linear_impl.h"
 #include "spike_runs_impl.h"
+#include "spike_complement_impl.h"
 #undef scalar_t
 #undef SFX
 

@@ -1,0 +1,123 @@
+/* The dtype-generic kernels of the complement coding over time (spike_complement.h), included after
+   spike_linear_impl.h once per floating type with scalar_t and SFX(name) defined. */
+
+/* The forward's entries at the pointers of sl_complement_count_rows, each row's in increasing index: input k
+   (the bits of m ^ cm), +1 where it is on (not complemented) and -1 where it is off (complemented), then
+   K + b nseg + s, +1, the row of A[b, s] (when segment s of chain b complements an input) */
+void SFX(sl_complement_fill_rows)(const uint64_t *mask, const uint64_t *comp, int64_t K, int64_t S, int64_t T,
+                                  const int64_t *ptr, int32_t *idx, scalar_t *val, int threads) {
+    (void)threads;
+    const int64_t W = (K + 63) / 64, nseg = (T + RUN_STEPS - 1) / RUN_STEPS, R = S * T;
+    OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
+    for (int64_t r = 0; r < R; r++) {
+        const int64_t s = (r % S) * nseg + (r / S) / RUN_STEPS;
+        const uint64_t *m = mask + r * W, *cm = comp + s * W;
+        int64_t p = ptr[r], any = 0;
+        for (int64_t w = 0; w < W; w++) {
+            for (uint64_t e = m[w] ^ cm[w]; e; e &= e - 1) {
+                const int c = __builtin_ctzll(e);
+                idx[p] = (int32_t)(w * 64 + c);
+                val[p++] = (m[w] >> c) & 1 ? 1 : -1;
+            }
+            any |= cm[w] != 0;
+        }
+        if (any) {
+            idx[p] = (int32_t)(K + s);
+            val[p] = 1;
+        }
+    }
+}
+
+/* The weight gradient's rows D [S T + S nseg, ld]: D[r] = dY[r] (a contiguous dY [S T, N]), then
+   D[S T + b nseg + s] = Tot[b, s], chain b's dY summed over the steps of segment s in step order. Threads split
+   the chains. */
+void SFX(sl_complement_grad_rows)(const scalar_t *dY, int64_t S, int64_t T, int64_t N, scalar_t *D, int64_t ld,
+                                  int threads) {
+    (void)threads;
+    const int64_t R = S * T, nseg = (T + RUN_STEPS - 1) / RUN_STEPS;
+    OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
+    for (int64_t b = 0; b < S; b++)
+        for (int64_t t = 0; t < T; t++) {
+            const int64_t r = t * S + b;
+            const scalar_t *restrict y = dY + r * N;
+            scalar_t *restrict d = D + r * ld, *restrict tot = D + (R + b * nseg + t / RUN_STEPS) * ld;
+            for (int64_t j = 0; j < N; j++) d[j] = y[j];
+            if (t % RUN_STEPS == 0)
+                for (int64_t j = 0; j < N; j++) tot[j] = y[j];
+            else
+                for (int64_t j = 0; j < N; j++) tot[j] += y[j];
+        }
+}
+
+/* The weight gradient's entries by column (CSC) over the rows of sl_complement_grad_rows: for input k, the rows r
+   of x where it is on and not complemented (+1) or off and complemented (-1), the bits of m ^ cm, then the rows
+   S T + s of Tot for the segments s that complement it (+1); each part in increasing row. The row words (m ^ cm
+   and m, the sign) and the segments' words are transposed 64 x 64 bits at a time, as in sl_columns. Returns 0,
+   or -1 when the transposed words cannot be allocated. */
+int SFX(sl_complement_columns)(const uint64_t *mask, const uint64_t *comp, int64_t K, int64_t S, int64_t T,
+                               int64_t *cptr, int32_t *cidx, scalar_t *cval, int threads) {
+    if (threads < 1) threads = 1;
+    const int64_t W = (K + 63) / 64, nseg = (T + RUN_STEPS - 1) / RUN_STEPS, R = S * T, G = S * nseg;
+    const int64_t RW = (R + 63) / 64, GW = (G + 63) / 64; /* words per transposed column: of rows, of segments */
+    const size_t row_words = (size_t)(W * 64) * (size_t)RW, seg_words = (size_t)(W * 64) * (size_t)GW;
+    uint64_t *flip = (uint64_t *)malloc((2 * row_words + seg_words) * sizeof(uint64_t));
+    if (!flip) return -1;
+    uint64_t *on = flip + row_words, *segs = flip + 2 * row_words;
+    OMP(omp parallel num_threads(threads) if (threads > 1))
+    {
+        OMP(omp for schedule(static))
+        for (int64_t tile = 0; tile < W * RW; tile++) {
+            const int64_t w = tile / RW, rw = tile % RW;
+            uint64_t e[64], m[64];
+            int64_t t = rw * 64 / S, b = rw * 64 % S;
+            for (int j = 0; j < 64; j++) {
+                const int64_t r = rw * 64 + j;
+                m[j] = r < R ? mask[r * W + w] : 0;
+                e[j] = r < R ? m[j] ^ comp[(b * nseg + t / RUN_STEPS) * W + w] : 0;
+                if (++b == S) b = 0, t++;
+            }
+            transpose64(e);
+            transpose64(m);
+            for (int c = 0; c < 64; c++) {
+                flip[(w * 64 + c) * RW + rw] = e[c];
+                on[(w * 64 + c) * RW + rw] = m[c];
+            }
+        }
+        OMP(omp for schedule(static))
+        for (int64_t tile = 0; tile < W * GW; tile++) {
+            const int64_t w = tile / GW, gw = tile % GW;
+            uint64_t bits[64];
+            for (int j = 0; j < 64; j++) bits[j] = gw * 64 + j < G ? comp[(gw * 64 + j) * W + w] : 0;
+            transpose64(bits);
+            for (int c = 0; c < 64; c++) segs[(w * 64 + c) * GW + gw] = bits[c];
+        }
+        OMP(omp for schedule(static))
+        for (int64_t k = 0; k < K; k++) {
+            int64_t n = 0;
+            for (int64_t rw = 0; rw < RW; rw++) n += __builtin_popcountll(flip[k * RW + rw]);
+            for (int64_t gw = 0; gw < GW; gw++) n += __builtin_popcountll(segs[k * GW + gw]);
+            cptr[k + 1] = n;
+        }
+    }
+    cptr[0] = 0;
+    for (int64_t k = 0; k < K; k++) cptr[k + 1] += cptr[k];
+    OMP(omp parallel for num_threads(threads) schedule(dynamic, 16) if (threads > 1))
+    for (int64_t k = 0; k < K; k++) {
+        int64_t p = cptr[k];
+        for (int64_t rw = 0; rw < RW; rw++) {
+            const uint64_t up = on[k * RW + rw];
+            for (uint64_t e = flip[k * RW + rw]; e; e &= e - 1, p++) {
+                const int c = __builtin_ctzll(e);
+                cidx[p] = (int32_t)(rw * 64 + c);
+                cval[p] = (up >> c) & 1 ? 1 : -1;
+            }
+        }
+        for (int64_t gw = 0; gw < GW; gw++)
+            for (uint64_t e = segs[k * GW + gw]; e; e &= e - 1, p++) {
+                cidx[p] = (int32_t)(R + gw * 64 + __builtin_ctzll(e));
+                cval[p] = 1;
+            }
+    }
+    free(flip);
+    return 0;
+}
