@@ -224,7 +224,7 @@ MUTANTS = (
     Mutant(
         "sparse-complement-off-steps-added",
         "mdn_snntorch/sparse/c/spike_complement_impl.h",
-        "val[p++] = (m[w] >> c) & 1 ? 1 : -1;",
+        "val[p++] = sign[(m[w] >> c) & 1];",
         "val[p++] = 1;",
         ("tests/sparse/test_spike_linear.py",),
     ),

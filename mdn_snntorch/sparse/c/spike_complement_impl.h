@@ -8,6 +8,7 @@ void SFX(sl_complement_fill_rows)(const uint64_t *mask, const uint64_t *comp, in
                                   const int64_t *ptr, int32_t *idx, scalar_t *val, int threads) {
     (void)threads;
     const int64_t W = (K + 63) / 64, nseg = (T + RUN_STEPS - 1) / RUN_STEPS, R = S * T;
+    const scalar_t sign[2] = {-1, 1}; /* (a load, not a branch on the bit) */
     OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
     for (int64_t r = 0; r < R; r++) {
         const int64_t s = (r % S) * nseg + (r / S) / RUN_STEPS;
@@ -17,7 +18,7 @@ void SFX(sl_complement_fill_rows)(const uint64_t *mask, const uint64_t *comp, in
             for (uint64_t e = m[w] ^ cm[w]; e; e &= e - 1) {
                 const int c = __builtin_ctzll(e);
                 idx[p] = (int32_t)(w * 64 + c);
-                val[p++] = (m[w] >> c) & 1 ? 1 : -1;
+                val[p++] = sign[(m[w] >> c) & 1];
             }
             any |= cm[w] != 0;
         }
@@ -51,37 +52,37 @@ void SFX(sl_complement_grad_rows)(const scalar_t *dY, int64_t S, int64_t T, int6
 
 /* The weight gradient's entries by column (CSC) over the rows of sl_complement_grad_rows: for input k, the rows r
    of x where it is on and not complemented (+1) or off and complemented (-1), the bits of m ^ cm, then the rows
-   S T + s of Tot for the segments s that complement it (+1); each part in increasing row. The row words (m ^ cm
-   and m, the sign) and the segments' words are transposed 64 x 64 bits at a time, as in sl_columns. Returns 0,
-   or -1 when the transposed words cannot be allocated. */
+   S T + s of Tot for the segments s that complement it (+1); each part in increasing row. The row words m ^ cm and
+   the segments' words are transposed 64 x 64 bits at a time, as in sl_columns; an entry's sign is whether its
+   segment complements the input. Returns 0, or -1 when the transposed words cannot be allocated. */
 int SFX(sl_complement_columns)(const uint64_t *mask, const uint64_t *comp, int64_t K, int64_t S, int64_t T,
                                int64_t *cptr, int32_t *cidx, scalar_t *cval, int threads) {
     if (threads < 1) threads = 1;
     const int64_t W = (K + 63) / 64, nseg = (T + RUN_STEPS - 1) / RUN_STEPS, R = S * T, G = S * nseg;
     const int64_t RW = (R + 63) / 64, GW = (G + 63) / 64; /* words per transposed column: of rows, of segments */
     const size_t row_words = (size_t)(W * 64) * (size_t)RW, seg_words = (size_t)(W * 64) * (size_t)GW;
-    uint64_t *flip = (uint64_t *)malloc((2 * row_words + seg_words) * sizeof(uint64_t));
-    if (!flip) return -1;
-    uint64_t *on = flip + row_words, *segs = flip + 2 * row_words;
+    uint64_t *flip = (uint64_t *)malloc((row_words + seg_words) * sizeof(uint64_t));
+    int32_t *seg_of = (int32_t *)malloc((size_t)R * sizeof(int32_t)); /* row r's segment */
+    if (!flip || !seg_of) {
+        free(flip);
+        free(seg_of);
+        return -1;
+    }
+    uint64_t *segs = flip + row_words;
+    const scalar_t sign[2] = {1, -1}; /* by whether the segment complements the input (a load, not a branch) */
+    for (int64_t r = 0; r < R; r++) seg_of[r] = (int32_t)((r % S) * nseg + (r / S) / RUN_STEPS);
     OMP(omp parallel num_threads(threads) if (threads > 1))
     {
         OMP(omp for schedule(static))
         for (int64_t tile = 0; tile < W * RW; tile++) {
             const int64_t w = tile / RW, rw = tile % RW;
-            uint64_t e[64], m[64];
-            int64_t t = rw * 64 / S, b = rw * 64 % S;
+            uint64_t e[64];
             for (int j = 0; j < 64; j++) {
                 const int64_t r = rw * 64 + j;
-                m[j] = r < R ? mask[r * W + w] : 0;
-                e[j] = r < R ? m[j] ^ comp[(b * nseg + t / RUN_STEPS) * W + w] : 0;
-                if (++b == S) b = 0, t++;
+                e[j] = r < R ? mask[r * W + w] ^ comp[seg_of[r] * W + w] : 0;
             }
             transpose64(e);
-            transpose64(m);
-            for (int c = 0; c < 64; c++) {
-                flip[(w * 64 + c) * RW + rw] = e[c];
-                on[(w * 64 + c) * RW + rw] = m[c];
-            }
+            for (int c = 0; c < 64; c++) flip[(w * 64 + c) * RW + rw] = e[c];
         }
         OMP(omp for schedule(static))
         for (int64_t tile = 0; tile < W * GW; tile++) {
@@ -104,20 +105,20 @@ int SFX(sl_complement_columns)(const uint64_t *mask, const uint64_t *comp, int64
     OMP(omp parallel for num_threads(threads) schedule(dynamic, 16) if (threads > 1))
     for (int64_t k = 0; k < K; k++) {
         int64_t p = cptr[k];
-        for (int64_t rw = 0; rw < RW; rw++) {
-            const uint64_t up = on[k * RW + rw];
+        const uint64_t *mine = segs + k * GW; /* bit g: segment g complements input k */
+        for (int64_t rw = 0; rw < RW; rw++)
             for (uint64_t e = flip[k * RW + rw]; e; e &= e - 1, p++) {
-                const int c = __builtin_ctzll(e);
-                cidx[p] = (int32_t)(rw * 64 + c);
-                cval[p] = (up >> c) & 1 ? 1 : -1;
+                const int64_t r = rw * 64 + __builtin_ctzll(e), g = seg_of[r];
+                cidx[p] = (int32_t)r;
+                cval[p] = sign[(mine[g / 64] >> (g % 64)) & 1];
             }
-        }
         for (int64_t gw = 0; gw < GW; gw++)
-            for (uint64_t e = segs[k * GW + gw]; e; e &= e - 1, p++) {
+            for (uint64_t e = mine[gw]; e; e &= e - 1, p++) {
                 cidx[p] = (int32_t)(R + gw * 64 + __builtin_ctzll(e));
                 cval[p] = 1;
             }
     }
     free(flip);
+    free(seg_of);
     return 0;
 }
