@@ -217,7 +217,7 @@ MUTANTS = (
     Mutant(
         "sparse-runs-lose-their-sign",
         "mdn_snntorch/sparse/c/spike_runs_impl.h",
-        "rval[pr++] = (m >> c) & 1 ? 1 : -1;",
+        "rval[pr++] = sign[(m >> c) & 1];",
         "rval[pr++] = 1;",
         ("tests/sparse/test_spike_linear.py",),
     ),

@@ -15,6 +15,7 @@ void SFX(sl_runs_fill_rows)(const uint64_t *mask, const uint64_t *carried, int64
                             int threads) {
     (void)threads;
     const int64_t W = (K + 63) / 64, nseg = (T + RUN_STEPS - 1) / RUN_STEPS, R = S * T;
+    const scalar_t sign[2] = {-1, 1}; /* (a load, not a branch on the bit) */
     OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
     for (int64_t r = 0; r < R; r++) {
         int64_t pd = dptr[r], pr = rptr[r];
@@ -25,7 +26,7 @@ void SFX(sl_runs_fill_rows)(const uint64_t *mask, const uint64_t *carried, int64
             for (; e; e &= e - 1) {
                 const int c = __builtin_ctzll(e);
                 ridx[pr] = (int32_t)(w * 64 + c);
-                rval[pr++] = (m >> c) & 1 ? 1 : -1;
+                rval[pr++] = sign[(m >> c) & 1];
             }
         }
     }
