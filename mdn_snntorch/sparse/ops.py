@@ -41,6 +41,11 @@ def _too_dense(nnz: int, x: Tensor, dense_above: float) -> bool:
     return nnz > dense_above * x.numel()
 
 
+def _check_steps(x: Tensor, steps: int) -> None:
+    if steps < 1 or x.shape[0] % steps:
+        raise ValueError(f"spike_linear: steps must be a positive divisor of the {x.shape[0]} rows of x, got {steps}")
+
+
 #: the complement coding runs when it saves at least this fraction of the entries (its split, lists and
 #: segment sums cost more per entry than the direct sums)
 COMPLEMENT_MIN_SAVING = 0.25
@@ -58,6 +63,7 @@ def spike_linear_op(
     ``info = (number of nonzeros, 1 if every value is 0 or 1)`` (int64), which the weight gradient reads.
     ``steps``: the rows are ``steps`` consecutive slices of ``R / steps`` rows (time steps; see the complement
     and run codings)."""
+    _check_steps(x, steps)
     mask, ptr, nnz, binary = c_kernels.scan_rows(x)
     info = torch.tensor([nnz, int(binary)], dtype=torch.int64)
     if _too_dense(nnz, x, dense_above):
@@ -97,6 +103,7 @@ def _(x, weight, bias, dense_above, steps=1):
 def weight_grad_op(x: Tensor, grad_out: Tensor, mask: Tensor, info: Tensor, dense_above: float, steps: int = 1) -> Tensor:
     """``grad_out^T x``: ``[N, K]`` from ``x [R, K]``, a contiguous ``grad_out [R, N]`` and the ``mask`` and
     ``info`` of :func:`spike_linear_op` (``steps`` as there: the complement coding)."""
+    _check_steps(x, steps)
     nnz, binary = info.tolist()
     if _too_dense(nnz, x, dense_above):
         return grad_out.t().mm(x)

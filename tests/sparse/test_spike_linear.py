@@ -574,6 +574,21 @@ def test_opcheck_run_coded(run_calls):
 
 
 @needs_c
+@pytest.mark.parametrize("steps", [0, -1, 7])
+def test_steps_that_do_not_divide_the_rows_are_refused(steps):
+    """The codings read row t S + b as step t of chain b: a step count that does not divide the rows (80 here) would
+    leave rows out, so both ops name the argument instead."""
+    from mdn_snntorch.sparse import ops
+
+    x, w = rate_coded(20, 4, 70, torch.float64).reshape(80, 70), torch.randn(9, 70, dtype=torch.float64)
+    with pytest.raises(ValueError, match=f"steps must be a positive divisor of the 80 rows of x, got {steps}"):
+        ops.spike_linear_op(x, w, None, 1.0, steps)
+    _, mask, info = ops.spike_linear_op(x, w, None, 1.0, 20)
+    with pytest.raises(ValueError, match="steps must be a positive divisor"):
+        ops.weight_grad_op(x, torch.randn(80, 9, dtype=torch.float64), mask, info, 1.0, steps)
+
+
+@needs_c
 def test_opcheck_complement_coded(complement_calls):
     """Both ops with the complement coding (rate-coded rows of 20 steps of 4 chains)."""
     from mdn_snntorch.sparse import ops
