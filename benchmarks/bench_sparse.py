@@ -18,7 +18,9 @@ accuracy with and without it.
    - ``fused-dense``: ``ThreeLayerSNN("2-FS", event_driven=False)`` (the fused neurons, dense Linear layers),
    - ``fused-event``: ``ThreeLayerSNN("2-FS")`` (the default: event-driven input layer),
    - ``floor-event``: the floor's two layers with the input layer event-driven.
-   Target: ``fused-event`` <= 0.8 x ``floor`` at 13.1 %.
+   Target: ``fused-event`` <= 0.8 x ``floor`` at 13.1 %. Each input's line of entries gives the input layer's
+   terms under each coding (the nonzeros: direct sums; the complement coding's forward, sums A and weight
+   gradient; the run coding's bound).
 3. ``--mnist FILE`` (a spike file from ``mdn prep mnist``): trains ``ThreeLayerSNN("2-FS")`` dense and event-driven
    from the same seed for ``--epochs`` with the trainer (MNIST recipe) and prints both test accuracies per epoch.
 
@@ -172,6 +174,23 @@ def step_models() -> dict[str, nn.Module]:
     }
 
 
+def coding_entries(x: torch.Tensor) -> dict[str, int]:
+    """The input layer's entries for ``x [T, B, K]`` under each coding: ``nonzeros`` (the direct sums), the complement
+    coding's (``complement-forward`` row entries and ``complement-sums``, the terms of the sums A;
+    ``complement-grad``, the weight gradient's) and ``run-changes`` (the run coding's bound, every input run coded)."""
+    T, S, K = x.shape[0], x[0].numel() // x.shape[-1], x.shape[-1]
+    mask, _, nnz, _ = c_kernels.scan_rows(x.reshape(-1, K).contiguous())
+    comp, grad_entries = c_kernels.complement_split(mask, K, S, T)
+    _, idx, _, _, aidx = c_kernels.complement_rows(mask, comp, x.dtype, K, S, T)
+    return {
+        "nonzeros": nnz,
+        "complement-forward": idx.numel(),
+        "complement-sums": aidx.numel(),
+        "complement-grad": grad_entries,
+        "run-changes": c_kernels.runs_changes(mask, K, S, T),
+    }
+
+
 def section_step(rounds: int, images: torch.Tensor | None) -> dict[str, dict]:
     models = step_models()
     result = {}
@@ -181,6 +200,7 @@ def section_step(rounds: int, images: torch.Tensor | None) -> dict[str, dict]:
         result[str(d)] = {
             "source": source,
             "density": x.mean().item(),
+            "entries": coding_entries(x),
             "ms": {k: v["median"] * 1e3 for k, v in times.items()},
             "min_ms": {k: v["min"] * 1e3 for k, v in times.items()},
         }
@@ -243,6 +263,12 @@ def _print_step(steps: dict) -> None:
     for s in steps.values():
         t, m = s["ms"], s["min_ms"]
         print(f"   input density {s['density']:.3f} ({s['source']}): ms median (min), ratios of the medians (of the minima)")
+        e = s["entries"]
+        print(
+            f"      entries: {e['nonzeros']:,} nonzeros; complement coding: forward {e['complement-forward']:,} + "
+            f"{e['complement-sums']:,} in the sums A, weight gradient {e['complement-grad']:,}; run coding's bound "
+            f"{e['run-changes']:,}"
+        )
         for name, ms in t.items():
             print(
                 f"      {name:12s} {ms:7.1f} ({m[name]:6.1f}) ms   {ms / t['floor']:5.2f}x ({m[name] / m['floor']:4.2f}) floor"
