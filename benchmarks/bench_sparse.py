@@ -17,6 +17,8 @@ accuracy with and without it.
    - ``leaky``: the same Linear layers with snnTorch ``Leaky`` in a Python loop,
    - ``fused-dense``: ``ThreeLayerSNN("2-FS", event_driven=False)`` (the fused neurons, dense Linear layers),
    - ``fused-event``: ``ThreeLayerSNN("2-FS")`` (the default: event-driven input layer),
+   - ``fused-direct``: the same with the input layer's ``time_coding=False`` (every step summed directly: what
+     the complement and run codings save, in the same rounds),
    - ``floor-event``: the floor's two layers with the input layer event-driven.
    Target: ``fused-event`` <= 0.8 x ``floor`` at 13.1 %. Each input's line of entries gives the input layer's
    terms under each coding (the nonzeros: direct sums; the complement coding's forward, sums A and weight
@@ -165,11 +167,14 @@ class FloorEvent(Floor):
 
 def step_models() -> dict[str, nn.Module]:
     torch.manual_seed(0)
+    direct = ThreeLayerSNN(784, 500, 10, "2-FS", check_input=False)
+    direct.fc1.time_coding = False
     return {
         "floor": Floor(784, 500, 10),
         "leaky": LeakyNet(784, 500, 10),
         "fused-dense": ThreeLayerSNN(784, 500, 10, "2-FS", event_driven=False, check_input=False),
         "fused-event": ThreeLayerSNN(784, 500, 10, "2-FS", check_input=False),
+        "fused-direct": direct,
         "floor-event": FloorEvent(784, 500, 10),
     }
 

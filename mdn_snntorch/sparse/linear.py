@@ -12,10 +12,13 @@ output; ``docs/performance.md#the-event-driven-linear-layer``).
 - Inputs may be any values: 0/1 spikes take the add-only path; other values (graded spikes, spike counts,
   any real number) are multiplied in, exactly as the dense product would; NaN and infinities propagate as
   there. What makes the layer pay is the fraction of zeros.
-- ``[T, B, ..., K]`` inputs (three or more dimensions; the first is time) of 0/1 spikes whose inputs stay on
-  for runs of steps (rate-coded bright pixels) are run coded: such an input's weight column is added when it
-  turns on and subtracted when it turns off, the sum carried between steps, instead of added at every step
-  (where it surely saves a quarter of the terms; ``docs/performance.md#the-event-driven-linear-layer``).
+- ``[T, B, ..., K]`` inputs (three or more dimensions; the first is time) of 0/1 spikes are coded over time
+  where that saves a quarter of the terms (``docs/performance.md#the-event-driven-linear-layer``): an input on
+  at most steps of a 32-step segment (a rate-coded bright pixel) is complemented, summed once for the segment
+  and taken away at the steps it is off, in the forward and in the weight gradient; else, an input that stays
+  on for runs of steps may be run coded in the forward, added when it turns on and subtracted when it turns
+  off, the sum carried between steps. ``time_coding=False`` sums every step directly (each output row then
+  the plain sum of its active inputs' columns, in input order).
 - Above ``dense_above`` (the fraction of nonzero inputs, per call) the dense product runs; the default
   :data:`DENSE_ABOVE` is the crossover measured by ``benchmarks/bench_sparse.py``.
 - The event-driven kernels run on CPU float32/float64 tensors, outside autocast, when the C kernels could
@@ -52,15 +55,19 @@ def _event_driven(input: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
     return c_kernels.available()
 
 
-def spike_linear(input: Tensor, weight: Tensor, bias: Tensor | None = None, dense_above: float = DENSE_ABOVE) -> Tensor:
+def spike_linear(
+    input: Tensor, weight: Tensor, bias: Tensor | None = None, dense_above: float = DENSE_ABOVE, time_coding: bool = True
+) -> Tensor:
     """``torch.nn.functional.linear(input, weight, bias)`` computed from the nonzero inputs (see the module
-    docstring); ``dense_above``: the fraction of nonzero inputs above which the dense product runs."""
+    docstring); ``dense_above``: the fraction of nonzero inputs above which the dense product runs;
+    ``time_coding``: let the complement and run codings read the first dimension of a ``[T, B, ..., K]`` input
+    as time."""
     if not _event_driven(input, weight, bias):
         return F.linear(input, weight, bias)
     from mdn_snntorch.sparse import ops  # the custom ops, registered at first use
 
     K, N = weight.shape[1], weight.shape[0]
-    steps = input.shape[0] if input.dim() >= 3 else 1  # [T, B, ..., K]: the first dimension is time
+    steps = input.shape[0] if input.dim() >= 3 and time_coding else 1  # [T, B, ..., K]: the first dimension is time
     out = ops.spike_linear_op(input.reshape(-1, K).contiguous(), weight, bias, float(dense_above), steps)[0]
     return out.view(*input.shape[:-1], N)
 
@@ -68,7 +75,8 @@ def spike_linear(input: Tensor, weight: Tensor, bias: Tensor | None = None, dens
 class SpikeLinear(nn.Linear):
     """A drop-in ``nn.Linear`` for spike inputs (see the module docstring): same arguments, plus
     ``dense_above``, the fraction of nonzero inputs above which a call runs the dense product (default
-    :data:`DENSE_ABOVE`). ``SpikeLinear.from_linear(linear)`` wraps an existing layer's parameters."""
+    :data:`DENSE_ABOVE`), and ``time_coding`` (default ``True``), whether ``[T, B, ..., K]`` inputs may be coded
+    over their first dimension. ``SpikeLinear.from_linear(linear)`` wraps an existing layer's parameters."""
 
     def __init__(
         self,
@@ -78,22 +86,25 @@ class SpikeLinear(nn.Linear):
         device=None,
         dtype=None,
         dense_above: float = DENSE_ABOVE,
+        time_coding: bool = True,
     ):
         super().__init__(in_features, out_features, bias, device, dtype)
         self.dense_above = float(dense_above)
+        self.time_coding = bool(time_coding)
 
     def forward(self, input: Tensor) -> Tensor:
-        return spike_linear(input, self.weight, self.bias, self.dense_above)
+        return spike_linear(input, self.weight, self.bias, self.dense_above, self.time_coding)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, dense_above={self.dense_above:g}"
+        coding = "" if self.time_coding else ", time_coding=False"
+        return f"{super().extra_repr()}, dense_above={self.dense_above:g}{coding}"
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, dense_above: float = DENSE_ABOVE) -> SpikeLinear:
+    def from_linear(cls, linear: nn.Linear, dense_above: float = DENSE_ABOVE, time_coding: bool = True) -> SpikeLinear:
         """A ``SpikeLinear`` sharing ``linear``'s parameters (no copy)."""
         layer = cls.__new__(cls)
         nn.Module.__init__(layer)
         layer.in_features, layer.out_features = linear.in_features, linear.out_features
         layer.weight, layer.bias = linear.weight, linear.bias
-        layer.dense_above = float(dense_above)
+        layer.dense_above, layer.time_coding = float(dense_above), bool(time_coding)
         return layer

@@ -12,6 +12,7 @@ product, so results agree to rounding: float64 within 1e-12 of the largest entry
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import tomllib
 import warnings
@@ -187,9 +188,45 @@ def test_each_coding_runs_only_where_it_pays(run_calls, complement_calls):
     assert len(run_calls) == 1 and len(complement_calls["forward"]) == len(complement_calls["grad"]) == 1
 
 
+@needs_c
+def test_without_time_coding_every_step_is_summed_directly(run_calls, complement_calls):
+    """``time_coding=False`` (the layer's, or the functional form's): rate-coded and burst [T, B, K] spikes take
+    the direct sums, each output row the left-to-right sum of its active inputs' columns, as for 2-D rows."""
+    dense, _ = pair(130, 20, torch.float32)
+    event = SpikeLinear.from_linear(dense, time_coding=False)
+    assert "time_coding=False" in repr(event)
+    for x in (rate_coded(20, 30, 130, torch.float32), bursts(20, 30, 130, torch.float32)):
+        got = event(x)
+        assert torch.equal(got, spike_linear(x.reshape(600, 130), dense.weight, dense.bias).reshape(20, 30, 20))
+        assert torch.equal(got, spike_linear(x, dense.weight, dense.bias, time_coding=False))
+        got.sum().backward()
+    assert not run_calls and not complement_calls["forward"] and not complement_calls["grad"]
+
+
 def _bits(words, K):
     """int64 words [rows, W] as bool [rows, K]"""
     return ((words[:, :, None] >> torch.arange(64)) & 1).reshape(words.shape[0], -1)[:, :K].bool()
+
+
+@contextlib.contextmanager
+def every_pass_on(threads, monkeypatch):
+    """Every pass of the kernels run on ``threads`` threads, whatever its size."""
+    monkeypatch.setattr(c_kernels, "_SCAN_MIN_WORK", 1)
+    monkeypatch.setattr(c_kernels, "_PARALLEL_MIN_WORK", 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def segmented_input():
+    """``(T, S, K, x [T, S, K], mask)``: rate-coded spikes over 40 steps (segments of 32 and 8 steps) of 7 chains,
+    130 inputs (a partial mask word)."""
+    T, S, K = 40, 7, 130
+    x = rate_coded(T, S, K, torch.float32, seed=3)
+    return T, S, K, x, c_kernels.scan_rows(x.reshape(T * S, K))[0]
 
 
 @needs_c
@@ -199,16 +236,9 @@ def test_complement_coding_splits_each_segment_by_its_counts(threads, monkeypatc
     the split counts the weight gradient's entries (off steps plus one, or on steps); the forward's rows list
     each input on and not complemented (+1), each complemented one off (-1), then the segment's sum A; A's
     lists are the complemented inputs; the weight gradient's columns list the same row entries by column,
-    then the segments' sums Tot, whose rows follow the output gradient's. 40 steps: segments of 32 and 8
-    steps; 130 inputs: a partial mask word."""
-    monkeypatch.setattr(c_kernels, "_SCAN_MIN_WORK", 1)
-    monkeypatch.setattr(c_kernels, "_PARALLEL_MIN_WORK", 1)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        T, S, K = 40, 7, 130
-        x = rate_coded(T, S, K, torch.float32, seed=3)
-        mask = c_kernels.scan_rows(x.reshape(T * S, K))[0]
+    then the segments' sums Tot, whose rows follow the output gradient's (segmented_input)."""
+    with every_pass_on(threads, monkeypatch):
+        T, S, K, x, mask = segmented_input()
         comp, entries = c_kernels.complement_split(mask, K, S, T)
         steps = c_kernels.run_steps()
         segs = list(range(0, T, steps))
@@ -245,8 +275,6 @@ def test_complement_coding_splits_each_segment_by_its_counts(threads, monkeypatc
         tot = torch.stack([g.reshape(T, S, 9)[t0 : t0 + steps].sum(0) for t0 in segs], 1).reshape(-1, 9)
         assert torch.equal(D[: T * S], g)
         torch.testing.assert_close(D[T * S :], tot, rtol=1e-6, atol=1e-6)
-    finally:
-        torch.set_num_threads(before)
 
 
 @needs_c
@@ -254,17 +282,11 @@ def test_complement_coding_splits_each_segment_by_its_counts(threads, monkeypatc
 def test_run_coding_splits_each_segment_by_its_changes(threads, monkeypatch):
     """An input of one chain's segment is run coded when it changes (on after off, off after on; on at the
     segment's first step) fewer times than it is on; its row entries are then its changes, +1 on and -1 off,
-    and the other inputs' entries the steps they are on. 40 steps: segments of 32 and 8 steps; 130 inputs:
-    a partial mask word."""
-    monkeypatch.setattr(c_kernels, "_SCAN_MIN_WORK", 1)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        T, S, K = 40, 7, 130
-        x = rate_coded(T, S, K, torch.float32, seed=3)
-        mask = c_kernels.scan_rows(x.reshape(T * S, K))[0]
+    and the other inputs' entries the steps they are on (segmented_input)."""
+    with every_pass_on(threads, monkeypatch):
+        T, S, K, x, mask = segmented_input()
         carried = c_kernels.runs_split(mask, K, S, T)
-        bits = ((carried[:, :, None] >> torch.arange(64)) & 1).reshape(carried.shape[0], -1)[:, :K].bool()
+        bits = _bits(carried, K)
         steps = c_kernels.run_steps()
         want_carried = torch.zeros(S, -(-T // steps), K, dtype=torch.bool)
         delta = torch.zeros(T, S, K)  # the run entries' values
@@ -285,8 +307,6 @@ def test_run_coding_splits_each_segment_by_its_changes(threads, monkeypatch):
         assert torch.equal(ridx.long(), k) and torch.equal(rval, delta.reshape(T * S, K)[r, k])
         assert torch.equal(rptr[1:], runs.reshape(T * S, K).sum(1).cumsum(0))
         assert c_kernels.runs_changes(mask, K, S, T) == int((delta != 0).sum())
-    finally:
-        torch.set_num_threads(before)
 
 
 @needs_c
@@ -562,15 +582,20 @@ def test_opcheck(density, dense_above, with_bias):
 
 
 @needs_c
-def test_opcheck_run_coded(run_calls):
-    """The forward op with the run coding (bursts over 20 steps of 4 chains)."""
+@pytest.mark.parametrize("inputs, coding", [(bursts, "runs"), (rate_coded, "complement")])
+def test_opcheck_coded_over_time(inputs, coding, run_calls, complement_calls):
+    """Both ops on 20 steps of 4 chains: bursts take the run coding (forward), rate-coded rows the complement
+    coding (forward and weight gradient)."""
     from mdn_snntorch.sparse import ops
 
-    x = bursts(20, 4, 70, torch.float64).reshape(80, 70).requires_grad_()
+    x = inputs(20, 4, 70, torch.float64).reshape(80, 70).requires_grad_()
     w = torch.randn(9, 70, dtype=torch.float64, requires_grad=True)
     b = torch.randn(9, dtype=torch.float64, requires_grad=True)
     torch.library.opcheck(ops.spike_linear_op, (x, w, b, 1.0, 20))
-    assert run_calls
+    _, mask, info = ops.spike_linear_op(x.detach(), w.detach(), b.detach(), 1.0, 20)
+    torch.library.opcheck(ops.weight_grad_op, (x.detach(), torch.randn(80, 9, dtype=torch.float64), mask, info, 1.0, 20))
+    took = {"runs": bool(run_calls), "complement": bool(complement_calls["forward"]) and bool(complement_calls["grad"])}
+    assert took == {"runs": coding == "runs", "complement": coding == "complement"}
 
 
 @needs_c
@@ -586,20 +611,6 @@ def test_steps_that_do_not_divide_the_rows_are_refused(steps):
     _, mask, info = ops.spike_linear_op(x, w, None, 1.0, 20)
     with pytest.raises(ValueError, match="steps must be a positive divisor"):
         ops.weight_grad_op(x, torch.randn(80, 9, dtype=torch.float64), mask, info, 1.0, steps)
-
-
-@needs_c
-def test_opcheck_complement_coded(complement_calls):
-    """Both ops with the complement coding (rate-coded rows of 20 steps of 4 chains)."""
-    from mdn_snntorch.sparse import ops
-
-    x = rate_coded(20, 4, 70, torch.float64).reshape(80, 70).requires_grad_()
-    w = torch.randn(9, 70, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(9, dtype=torch.float64, requires_grad=True)
-    torch.library.opcheck(ops.spike_linear_op, (x, w, b, 1.0, 20))
-    _, mask, info = ops.spike_linear_op(x.detach(), w.detach(), b.detach(), 1.0, 20)
-    torch.library.opcheck(ops.weight_grad_op, (x.detach(), torch.randn(80, 9, dtype=torch.float64), mask, info, 1.0, 20))
-    assert complement_calls["forward"] and complement_calls["grad"]
 
 
 @needs_c

@@ -85,13 +85,7 @@ int SFX(sl_complement_columns)(const uint64_t *mask, const uint64_t *comp, int64
             for (int c = 0; c < 64; c++) flip[(w * 64 + c) * RW + rw] = e[c];
         }
         OMP(omp for schedule(static))
-        for (int64_t tile = 0; tile < W * GW; tile++) {
-            const int64_t w = tile / GW, gw = tile % GW;
-            uint64_t bits[64];
-            for (int j = 0; j < 64; j++) bits[j] = gw * 64 + j < G ? comp[(gw * 64 + j) * W + w] : 0;
-            transpose64(bits);
-            for (int c = 0; c < 64; c++) segs[(w * 64 + c) * GW + gw] = bits[c];
-        }
+        for (int64_t tile = 0; tile < W * GW; tile++) transpose_tile(comp, G, W, GW, tile / GW, tile % GW, segs);
         OMP(omp for schedule(static))
         for (int64_t k = 0; k < K; k++) {
             int64_t n = 0;

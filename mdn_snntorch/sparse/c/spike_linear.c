@@ -100,6 +100,16 @@ static inline void transpose64(uint64_t a[64]) {
         }
 }
 
+/* Tile (w, rw) of the bit rows words [n, W] transposed into one bit row per column, RW words each: bit j of
+   bycol[(64 w + c) RW + rw] is bit c of word w of row 64 rw + j (0 past row n) */
+static inline void transpose_tile(const uint64_t *words, int64_t n, int64_t W, int64_t RW, int64_t w, int64_t rw,
+                                  uint64_t *bycol) {
+    uint64_t bits[64];
+    for (int j = 0; j < 64; j++) bits[j] = rw * 64 + j < n ? words[(rw * 64 + j) * W + w] : 0;
+    transpose64(bits);
+    for (int c = 0; c < 64; c++) bycol[(w * 64 + c) * RW + rw] = bits[c];
+}
+
 /* Run coding over time (spike_runs_impl.h). The rows of x are the steps of S chains, row t S + b being step t of
    chain b, cut into segments of RUN_STEPS steps (segment s = b nseg + t / RUN_STEPS, nseg = ceil(T / RUN_STEPS)).
    In a segment, input k of chain b is either direct (its sum gets a term at every step the input is on) or run

@@ -79,13 +79,7 @@ int SFX(sl_columns)(const uint64_t *mask, const scalar_t *x, int64_t R, int64_t 
     uint64_t *bycol = (uint64_t *)malloc((size_t)(W * 64) * (size_t)RW * sizeof(uint64_t));
     if (!bycol) return -1;
     OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
-    for (int64_t tile = 0; tile < W * RW; tile++) {
-        const int64_t w = tile / RW, rw = tile % RW;
-        uint64_t bits[64];
-        for (int j = 0; j < 64; j++) bits[j] = rw * 64 + j < R ? mask[(rw * 64 + j) * W + w] : 0;
-        transpose64(bits);
-        for (int c = 0; c < 64; c++) bycol[(w * 64 + c) * RW + rw] = bits[c];
-    }
+    for (int64_t tile = 0; tile < W * RW; tile++) transpose_tile(mask, R, W, RW, tile / RW, tile % RW, bycol);
     OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
     for (int64_t k = 0; k < K; k++) {
         int64_t n = 0;
