@@ -41,6 +41,11 @@ def _too_dense(nnz: int, x: Tensor, dense_above: float) -> bool:
     return nnz > dense_above * x.numel()
 
 
+def _complement_pays(entries: int, nnz: int) -> bool:
+    """Whether the complement coding's ``entries`` save at least :data:`COMPLEMENT_MIN_SAVING` of the nonzeros."""
+    return entries < nnz and entries <= (1 - COMPLEMENT_MIN_SAVING) * nnz
+
+
 def _check_steps(x: Tensor, steps: int) -> None:
     if steps < 1 or x.shape[0] % steps:
         raise ValueError(f"spike_linear: steps must be a positive divisor of the {x.shape[0]} rows of x, got {steps}")
@@ -60,12 +65,13 @@ def spike_linear_op(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(x [R, K] W^T + b, mask, info)`` for a contiguous CPU ``x`` of W's dtype (see the module docstring): the
     product, the bit mask of the nonzeros of ``x`` (:func:`~mdn_snntorch.sparse.c_kernels.scan_rows`) and
-    ``info = (number of nonzeros, 1 if every value is 0 or 1)`` (int64), which the weight gradient reads.
+    ``info = (number of nonzeros, 1 if every value is 0 or 1, 1 if the complement coding pays)`` (int64), which
+    the weight gradient reads.
     ``steps``: the rows are ``steps`` consecutive slices of ``R / steps`` rows (time steps; see the complement
     and run codings)."""
     _check_steps(x, steps)
     mask, ptr, nnz, binary = c_kernels.scan_rows(x)
-    info = torch.tensor([nnz, int(binary)], dtype=torch.int64)
+    info = torch.tensor([nnz, int(binary), 0], dtype=torch.int64)
     if _too_dense(nnz, x, dense_above):
         out = torch.addmm(bias, x, weight.t()) if bias is not None else x.mm(weight.t())
         return out, mask, info
@@ -75,7 +81,8 @@ def spike_linear_op(
     S = x.shape[0] // steps
     if binary and steps > 1:
         comp, entries = c_kernels.complement_split(mask, K, S, steps)
-        if entries < nnz and entries <= (1 - COMPLEMENT_MIN_SAVING) * nnz:
+        if _complement_pays(entries, nnz):
+            info[2] = 1
             ptr, idx, val, aptr, aidx = c_kernels.complement_rows(mask, comp, x.dtype, K, S, steps)
             D = c_kernels.padded_rows(weight.t(), comp.shape[0])  # [W^T; A], A[s] the sum of segment s's complemented rows
             c_kernels.gather(aptr, aidx, None, D[:K], None, D[K:], D.stride(0), 1)
@@ -96,26 +103,26 @@ def spike_linear_op(
 @spike_linear_op.register_fake
 def _(x, weight, bias, dense_above, steps=1):
     mask = x.new_empty(x.shape[0], -(-x.shape[1] // 64), dtype=torch.int64)
-    return x.new_empty(x.shape[0], weight.shape[0]), mask, x.new_empty(2, dtype=torch.int64)
+    return x.new_empty(x.shape[0], weight.shape[0]), mask, x.new_empty(3, dtype=torch.int64)
 
 
 @torch.library.custom_op("mdn_snntorch::spike_linear_weight_grad", mutates_args=())
 def weight_grad_op(x: Tensor, grad_out: Tensor, mask: Tensor, info: Tensor, dense_above: float, steps: int = 1) -> Tensor:
     """``grad_out^T x``: ``[N, K]`` from ``x [R, K]``, a contiguous ``grad_out [R, N]`` and the ``mask`` and
-    ``info`` of :func:`spike_linear_op` (``steps`` as there: the complement coding)."""
+    ``info`` of :func:`spike_linear_op` (``steps`` as there: the complement coding, where the forward found that
+    it pays)."""
     _check_steps(x, steps)
-    nnz, binary = info.tolist()
+    nnz, binary, complemented = info.tolist()
     if _too_dense(nnz, x, dense_above):
         return grad_out.t().mm(x)
     K = x.shape[1]
     grad = x.new_empty(grad_out.shape[1], K)
     S = x.shape[0] // steps
-    if binary and steps > 1:
+    if complemented and steps > 1:
         comp, entries = c_kernels.complement_split(mask, K, S, steps)
-        if entries < nnz and entries <= (1 - COMPLEMENT_MIN_SAVING) * nnz:
-            cptr, cidx, cval = c_kernels.complement_columns(mask, comp, entries, x.dtype, K, S, steps)
-            c_kernels.gather(cptr, cidx, cval, c_kernels.complement_grad_rows(grad_out, S, steps), None, grad, 1, K)
-            return grad
+        cptr, cidx, cval = c_kernels.complement_columns(mask, comp, entries, x.dtype, K, S, steps)
+        c_kernels.gather(cptr, cidx, cval, c_kernels.complement_grad_rows(grad_out, S, steps), None, grad, 1, K)
+        return grad
     cptr, cidx, cval = c_kernels.columns(mask, x, nnz, bool(binary))
     c_kernels.gather(cptr, cidx, cval, c_kernels.padded_rows(grad_out), None, grad, 1, K)
     return grad
