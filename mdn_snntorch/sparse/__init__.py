@@ -3,8 +3,8 @@
 - :mod:`~mdn_snntorch.sparse.linear`: :class:`SpikeLinear` (a drop-in ``nn.Linear``) and the functional
   :func:`spike_linear`; light (torch only), imported with the package.
 - :mod:`~mdn_snntorch.sparse.ops`: the custom ops and their backward; imported on first use.
-- :mod:`~mdn_snntorch.sparse.c_kernels`: the C kernels (source in ``c/spike_linear.c`` and
-  ``c/spike_linear_impl.h``), built on first use.
+- :mod:`~mdn_snntorch.sparse.c_kernels`: the C kernels (source in ``c/spike_linear.c`` and the headers it
+  includes: the gather, the run coding, the complement coding), built on first use.
 """
 
 from __future__ import annotations

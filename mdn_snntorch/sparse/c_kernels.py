@@ -195,14 +195,15 @@ def columns(mask: Tensor, x: Tensor, nnz: int, binary: bool) -> tuple[Tensor, Te
 
 
 def run_steps() -> int:
-    """Steps per segment of the run coding over time (``RUN_STEPS`` of ``spike_linear.c``): a run-coded input's
-    carried sum starts again at every segment, so rounding does not build up over long sequences."""
+    """Steps per segment of the complement and run codings over time (``RUN_STEPS`` of ``spike_linear.c``): a
+    complemented input's segment sum and a run-coded input's carried sum start again at every segment, so
+    rounding does not build up over long sequences."""
     return library().sl_run_steps()
 
 
 def run_segments(S: int, T: int) -> int:
-    """Segments of the run coding for ``S`` chains of ``T`` steps (:func:`run_steps` steps each, the last of a
-    chain shorter)."""
+    """Segments of the codings over time for ``S`` chains of ``T`` steps (:func:`run_steps` steps each, the last of
+    a chain shorter)."""
     return S * -(-T // run_steps())
 
 

@@ -8,8 +8,9 @@
    the forward, the output gradient in the backward), so that the chunk of D being read stays in the core's
    L1 cache; the partial sums between chunks go to the output (or a scratch block).
 
-   The dtype-generic kernels are in spike_linear_impl.h, included below once per floating type; each
-   exported function carries the type's suffix (sl_gather_f32, sl_gather_f64, ...). Threads: OpenMP
+   The dtype-generic kernels are in spike_linear_impl.h (the lists and the gather), spike_runs_impl.h (the run
+   coding over time) and spike_complement_impl.h (the complement coding over time), included below once per
+   floating type; each exported function carries the type's suffix (sl_gather_f32, sl_gather_f64, ...). Threads: OpenMP
    (-fopenmp, PyTorch's own libgomp); without it, one thread. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -110,7 +111,8 @@ static inline void transpose_tile(const uint64_t *words, int64_t n, int64_t W, i
     for (int c = 0; c < 64; c++) bycol[(w * 64 + c) * RW + rw] = bits[c];
 }
 
-/* Run coding over time (spike_runs_impl.h). The rows of x are the steps of S chains, row t S + b being step t of
+/* Run coding over time (spike_runs_impl.h; the complement coding, spike_complement.h, uses the same chains and
+   segments). The rows of x are the steps of S chains, row t S + b being step t of
    chain b, cut into segments of RUN_STEPS steps (segment s = b nseg + t / RUN_STEPS, nseg = ceil(T / RUN_STEPS)).
    In a segment, input k of chain b is either direct (its sum gets a term at every step the input is on) or run
    coded (a term where it turns on, +1, and where it turns off, -1, carried to the later steps), whichever needs
