@@ -20,8 +20,8 @@ r"""The event-driven Linear product as two ``torch.library`` custom ops, with an
   at its off steps; dense: ``grad_out^T x``;
 - **input gradient**, only when ``x`` requires it: dense, ``grad_out W``; **bias gradient**: ``grad_out.sum(0)``.
 
-The forward returns its mask (``[R, ceil(K / 64)]`` words, 1/32 of a float32 ``x``) and count beside the
-product, so the backward neither scans ``x`` again nor keeps lists whose length depends on the data: every
+The forward returns its mask (``[R, ceil(K / 64)]`` words, 1/32 of a float32 ``x``), count and coding beside
+the product, so the backward neither scans ``x`` again nor keeps lists whose length depends on the data: every
 output has a shape known from the inputs, and ``torch.compile`` treats both ops as single graph nodes with
 plain fake kernels. The C kernels (:mod:`mdn_snntorch.sparse.c_kernels`) run on CPU float32/float64
 tensors; the caller (:func:`mdn_snntorch.sparse.spike_linear`) sends everything else to
@@ -83,10 +83,10 @@ def spike_linear_op(
         comp, entries = c_kernels.complement_split(mask, K, S, steps)
         if _complement_pays(entries, nnz):
             info[2] = 1
-            ptr, idx, val, aptr, aidx = c_kernels.complement_rows(mask, comp, x.dtype, K, S, steps)
-            D = c_kernels.padded_rows(weight.t(), comp.shape[0])  # [W^T; A], A[s] the sum of segment s's complemented rows
+            rptr, ridx, rval, aptr, aidx = c_kernels.complement_rows(mask, comp, x.dtype, K, S, steps)
+            D = c_kernels.padded_rows(weight.t(), comp.shape[0])  # [W^T; A]: A[s], W^T summed over s's complemented inputs
             c_kernels.gather(aptr, aidx, None, D[:K], None, D[K:], D.stride(0), 1)
-            c_kernels.gather(ptr, idx, val, D, init, out, N, 1)
+            c_kernels.gather(rptr, ridx, rval, D, init, out, N, 1)
             return out, mask, info
     wt = c_kernels.padded_rows(weight.t())
     if binary and steps > 1 and c_kernels.runs_changes(mask, K, S, steps) <= (1 - RUNS_MIN_SAVING) * nnz:
