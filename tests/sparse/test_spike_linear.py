@@ -13,6 +13,7 @@ product, so results agree to rounding: float64 within 1e-12 of the largest entry
 from __future__ import annotations
 
 import contextlib
+import math
 import subprocess
 import tomllib
 import warnings
@@ -152,6 +153,18 @@ def test_complement_coded_product_matches_nn_linear(dtype, T, n_out, complement_
     for name, a, b in zip(("output", "weight grad", "bias grad", "input grad"), run(event, x, g, True), run(dense, x, g, True)):
         assert_close(a, b, f"{name}, {T} steps")
     assert len(complement_calls["forward"]) == 1 and len(complement_calls["grad"]) == 1
+
+
+@needs_c
+@pytest.mark.parametrize("shape", [(20, 1, 130), (20, 3, 4, 130)])
+def test_complement_coding_of_one_chain_and_of_more_dimensions(shape, complement_calls):
+    """One sample (one chain) and a [T, B, C, K] input, whose chains are the B x C rows of a step."""
+    dense, event = pair(130, 40, torch.float64)
+    x = rate_coded(shape[0], math.prod(shape[1:-1]), 130, torch.float64, seed=4).reshape(shape)
+    g = torch.randn(*shape[:-1], 40, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    for name, a, b in zip(("output", "weight grad", "bias grad", "input grad"), run(event, x, g, True), run(dense, x, g, True)):
+        assert_close(a, b, f"{name}, {shape}")
+    assert len(complement_calls["forward"]) == len(complement_calls["grad"]) == 1
 
 
 @needs_c
