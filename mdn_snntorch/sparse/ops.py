@@ -46,6 +46,11 @@ def _complement_pays(entries: int, nnz: int) -> bool:
     return entries < nnz and entries <= (1 - COMPLEMENT_MIN_SAVING) * nnz
 
 
+def _complement_fits(R: int, S: int, steps: int) -> bool:
+    """Whether the complement coding's lists can index their rows (the ``R`` rows and the segments' sums) with int32."""
+    return R + c_kernels.run_segments(S, steps) < 2**31
+
+
 def _check_steps(x: Tensor, steps: int) -> None:
     if steps < 1 or x.shape[0] % steps:
         raise ValueError(f"spike_linear: steps must be a positive divisor of the {x.shape[0]} rows of x, got {steps}")
@@ -79,7 +84,7 @@ def spike_linear_op(
     out = x.new_empty(x.shape[0], N)
     init = None if bias is None else bias.contiguous()
     S = x.shape[0] // steps
-    if binary and steps > 1:
+    if binary and steps > 1 and _complement_fits(x.shape[0], S, steps):
         comp, entries = c_kernels.complement_split(mask, K, S, steps)
         if _complement_pays(entries, nnz):
             info[2] = 1

@@ -216,6 +216,21 @@ def test_without_time_coding_every_step_is_summed_directly(run_calls, complement
     assert not run_calls and not complement_calls["forward"] and not complement_calls["grad"]
 
 
+@needs_c
+def test_the_complement_coding_needs_int32_indices_for_its_rows(monkeypatch, complement_calls):
+    """Its lists index the rows and then the segments' sums with int32: rows plus segments must stay below 2**31
+    (600 rows of 30 chains over 20 steps: 630), and where they would not, the layer keeps the other paths."""
+    from mdn_snntorch.sparse import ops
+
+    assert ops._complement_fits(600, 30, 20) and ops._complement_fits(2**31 - 31, 30, 20)
+    assert not ops._complement_fits(2**31 - 30, 30, 20)
+    x = rate_coded(20, 30, 130, torch.float32)
+    dense, event = pair(130, 20, torch.float32)
+    monkeypatch.setattr(ops, "_complement_fits", lambda R, S, steps: False)
+    assert_close(event(x), dense(x))
+    assert not complement_calls["forward"]
+
+
 def _bits(words, K):
     """int64 words [rows, W] as bool [rows, K]"""
     return ((words[:, :, None] >> torch.arange(64)) & 1).reshape(words.shape[0], -1)[:, :K].bool()
