@@ -23,11 +23,14 @@ output; ``docs/performance.md#the-event-driven-linear-layer``).
   :data:`DENSE_ABOVE` is the crossover measured by ``benchmarks/bench_sparse.py``.
 - The event-driven kernels run on CPU float32/float64 tensors, outside autocast, when the C kernels could
   be built; everything else (CUDA, bfloat16, autocast, no compiler) runs ``torch.nn.functional.linear``.
+- ``layer.explain(x)`` (or :func:`explain`) says which of these a call with ``x`` runs, and why.
 - The input gradient, when the input requires one (a hidden layer's spikes do), is the dense
   ``grad_out @ W``. Second derivatives are not supported on the event-driven path.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -41,18 +44,74 @@ Tensor = torch.Tensor
 DENSE_ABOVE = 0.3
 
 
-def _event_driven(input: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
+def _dense_reason(input: Tensor, weight: Tensor, bias: Tensor | None) -> str | None:
+    """Why ``torch.nn.functional.linear`` runs instead of the event-driven kernels, or None when they can run."""
     if input.device.type != "cpu" or input.dtype not in (torch.float32, torch.float64) or input.dim() == 0 or not input.numel():
-        return False
+        return "the input is not a non-empty CPU float32 or float64 tensor"
     if weight.dtype != input.dtype or weight.dim() != 2 or input.shape[-1] != weight.shape[1] or weight.device != input.device:
-        return False
+        return "the weight's dtype, shape or device does not match the input"
     if bias is not None and (bias.dtype != input.dtype or bias.shape != (weight.shape[0],) or bias.device != input.device):
-        return False
-    if torch.is_autocast_enabled("cpu") or max(input.numel() // weight.shape[1], weight.shape[1]) >= 2**31:
-        return False  # (the kernels index rows and columns with int32)
+        return "the bias's dtype, shape or device does not match the input"
+    if torch.is_autocast_enabled("cpu"):
+        return "autocast is on"
+    if max(input.numel() // weight.shape[1], weight.shape[1]) >= 2**31:
+        return "2**31 rows or inputs or more (the kernels index them with int32)"
     from mdn_snntorch.sparse import c_kernels  # built at first use
 
-    return c_kernels.available()
+    if not c_kernels.available():
+        return "the C kernels are not built (no compiler, a failed build, or MDN_SNNTORCH_NO_CEXT=1)"
+    return None
+
+
+def _event_driven(input: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
+    return _dense_reason(input, weight, bias) is None
+
+
+class Route(NamedTuple):
+    """What :func:`spike_linear` runs for an input: ``path`` is ``"functional"`` (``torch.nn.functional.linear``),
+    ``"dense"`` (the kernels found too many nonzeros), or the event-driven sums, ``"complement"``, ``"runs"`` or
+    ``"direct"``; ``reason`` says why. ``print`` it."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def explain(
+    input: Tensor, weight: Tensor, bias: Tensor | None = None, dense_above: float = DENSE_ABOVE, time_coding: bool = True
+) -> Route:
+    """The :class:`Route` ``spike_linear(input, weight, bias, dense_above, time_coding)`` takes, from one scan of
+    ``input`` (and the codings' splits, which count their entries) and no product."""
+    reason = _dense_reason(input, weight, bias)
+    if reason is not None:
+        return Route("functional", reason)
+    from mdn_snntorch.sparse import c_kernels, ops
+
+    K = weight.shape[1]
+    x = input.detach().reshape(-1, K).contiguous()
+    mask, _, nnz, binary = c_kernels.scan_rows(x)
+    share = f"{nnz:,} nonzeros, {nnz / x.numel():.1%} of the input"
+    if ops._too_dense(nnz, x, dense_above):
+        return Route("dense", f"{share}, above dense_above={dense_above:g}")
+    steps = input.shape[0] if input.dim() >= 3 and time_coding else 1
+    coding = ops.choose_coding(mask, nnz, binary, x.shape[0], K, steps)
+    if coding.name == "complement":
+        return Route(
+            "complement", f"{share}; the complement coding over {steps} steps: {coding.entries:,} weight-gradient entries"
+        )
+    if coding.name == "runs":
+        return Route("runs", f"{share}; the run coding over {steps} steps (at most {coding.entries:,} entries) in the forward")
+    if not time_coding and input.dim() >= 3:
+        why = "time_coding=False"
+    elif steps == 1:
+        why = "no time dimension (1 or 2 dimensions)" if input.dim() < 3 else "one step"
+    elif not binary:
+        why = "values other than 0 and 1"
+    else:
+        why = "neither coding saves a quarter of the entries"
+    return Route("direct", f"{share}; every step summed directly: {why}")
 
 
 def spike_linear(
@@ -94,6 +153,10 @@ class SpikeLinear(nn.Linear):
 
     def forward(self, input: Tensor) -> Tensor:
         return spike_linear(input, self.weight, self.bias, self.dense_above, self.time_coding)
+
+    def explain(self, input: Tensor) -> Route:
+        """The :class:`Route` a call with ``input`` takes, and why (:func:`explain`)."""
+        return explain(input, self.weight, self.bias, self.dense_above, self.time_coding)
 
     def extra_repr(self) -> str:
         coding = "" if self.time_coding else ", time_coding=False"

@@ -30,6 +30,8 @@ tensors; the caller (:func:`mdn_snntorch.sparse.spike_linear`) sends everything 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from mdn_snntorch.sparse import c_kernels
@@ -64,6 +66,32 @@ COMPLEMENT_MIN_SAVING = 0.25
 RUNS_MIN_SAVING = 0.25
 
 
+class Coding(NamedTuple):
+    """The forward's sums for 0/1 rows of ``steps`` steps: ``name`` is ``"complement"`` (with its split ``comp``
+    and its weight gradient's ``entries``), ``"runs"`` (``entries``: the run coding's bound, every input run
+    coded) or ``"direct"`` (``entries``: the nonzeros)."""
+
+    name: str
+    entries: int
+    comp: Tensor | None = None
+
+
+def choose_coding(mask: Tensor, nnz: int, binary: bool, R: int, K: int, steps: int) -> Coding:
+    """The complement coding where it saves :data:`COMPLEMENT_MIN_SAVING` of the ``nnz`` entries, else the run
+    coding where it surely saves :data:`RUNS_MIN_SAVING`, else the direct sums (every input of ``x [R, K]``, as
+    marked in ``mask``); codings only for 0/1 rows of more than one step."""
+    S = R // steps
+    if binary and steps > 1 and _complement_fits(R, S, steps):
+        comp, entries = c_kernels.complement_split(mask, K, S, steps)
+        if _complement_pays(entries, nnz):
+            return Coding("complement", entries, comp)
+    if binary and steps > 1:
+        changes = c_kernels.runs_changes(mask, K, S, steps)
+        if changes <= (1 - RUNS_MIN_SAVING) * nnz:
+            return Coding("runs", changes)
+    return Coding("direct", nnz)
+
+
 @torch.library.custom_op("mdn_snntorch::spike_linear", mutates_args=())
 def spike_linear_op(
     x: Tensor, weight: Tensor, bias: Tensor | None, dense_above: float, steps: int = 1
@@ -84,17 +112,16 @@ def spike_linear_op(
     out = x.new_empty(x.shape[0], N)
     init = None if bias is None else bias.contiguous()
     S = x.shape[0] // steps
-    if binary and steps > 1 and _complement_fits(x.shape[0], S, steps):
-        comp, entries = c_kernels.complement_split(mask, K, S, steps)
-        if _complement_pays(entries, nnz):
-            info[2] = 1
-            rptr, ridx, rval, aptr, aidx = c_kernels.complement_rows(mask, comp, x.dtype, K, S, steps)
-            D = c_kernels.padded_rows(weight.t(), comp.shape[0])  # [W^T; A]: A[s], W^T summed over s's complemented inputs
-            c_kernels.gather(aptr, aidx, None, D[:K], None, D[K:], D.stride(0), 1)
-            c_kernels.gather(rptr, ridx, rval, D, init, out, N, 1)
-            return out, mask, info
+    coding = choose_coding(mask, nnz, binary, x.shape[0], K, steps)
+    if coding.name == "complement":
+        info[2] = 1
+        rptr, ridx, rval, aptr, aidx = c_kernels.complement_rows(mask, coding.comp, x.dtype, K, S, steps)
+        D = c_kernels.padded_rows(weight.t(), coding.comp.shape[0])  # [W^T; A]: A[s], W^T summed over s's complemented inputs
+        c_kernels.gather(aptr, aidx, None, D[:K], None, D[K:], D.stride(0), 1)
+        c_kernels.gather(rptr, ridx, rval, D, init, out, N, 1)
+        return out, mask, info
     wt = c_kernels.padded_rows(weight.t())
-    if binary and steps > 1 and c_kernels.runs_changes(mask, K, S, steps) <= (1 - RUNS_MIN_SAVING) * nnz:
+    if coding.name == "runs":
         carried = c_kernels.runs_split(mask, K, S, steps)
         dptr, didx, rptr, ridx, rval = c_kernels.runs_rows(mask, carried, x.dtype, K, S, steps)
         c_kernels.gather(dptr, didx, None, wt, init, out, N, 1)

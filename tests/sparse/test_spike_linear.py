@@ -231,6 +231,36 @@ def test_the_complement_coding_needs_int32_indices_for_its_rows(monkeypatch, com
     assert not complement_calls["forward"]
 
 
+@needs_c
+def test_explain_names_the_path_each_input_takes_and_it_is_the_one_taken(gather_calls, run_calls, complement_calls):
+    """``SpikeLinear.explain(x)`` scans ``x`` and says which product a call runs and why: the complement coding for
+    rate-coded spikes, the run coding for bursts, the direct sums for independent spikes, 2-D rows, one step,
+    graded values or time_coding=False, the dense product above dense_above (0.4 here), torch.nn.functional.linear for a
+    dtype the kernels do not take. Each call then runs what it said."""
+    dense, event = pair(130, 20, torch.float32, dense_above=0.4)
+    rates, burst = rate_coded(20, 30, 130, torch.float32), bursts(20, 30, 130, torch.float32)
+    cases = [
+        (rates, "complement", "the complement coding over 20 steps"),
+        (burst, "runs", "the run coding over 20 steps"),
+        (spikes((20, 30, 130), 0.13, torch.float32), "direct", "neither coding saves a quarter"),
+        (rates.reshape(600, 130), "direct", "no time dimension"),
+        (rates[:1], "direct", "one step"),
+        (rates * 0.5, "direct", "values other than 0 and 1"),
+        (spikes((20, 30, 130), 0.5, torch.float32), "dense", "above dense_above=0.4"),
+    ]
+    for x, path, why in cases:
+        route = event.explain(x)
+        assert route.path == path and why in route.reason and str(route).startswith(f"{path}: "), route
+        runs, complements, gathers = len(run_calls), len(complement_calls["forward"]), len(gather_calls)
+        assert_close(event(x), dense(x))
+        assert (len(run_calls) - runs, len(complement_calls["forward"]) - complements) == (path == "runs", path == "complement")
+        assert (len(gather_calls) > gathers) == (path != "dense")
+    event.time_coding = False
+    assert event.explain(rates) == ("direct", event.explain(rates).reason) and "time_coding=False" in event.explain(rates).reason
+    route = event.explain(rates.bfloat16())
+    assert route.path == "functional" and "float32 or float64" in route.reason
+
+
 def _bits(words, K):
     """int64 words [rows, W] as bool [rows, K]"""
     return ((words[:, :, None] >> torch.arange(64)) & 1).reshape(words.shape[0], -1)[:, :K].bool()
