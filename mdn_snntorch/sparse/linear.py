@@ -63,6 +63,11 @@ def _dense_reason(input: Tensor, weight: Tensor, bias: Tensor | None) -> str | N
     return None
 
 
+def _time_steps(input: Tensor, time_coding: bool) -> int:
+    """The steps the codings read: the first dimension of a ``[T, B, ..., K]`` input, else 1 (no coding over time)."""
+    return input.shape[0] if input.dim() >= 3 and time_coding else 1
+
+
 def _event_driven(input: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
     return _dense_reason(input, weight, bias) is None
 
@@ -95,7 +100,7 @@ def explain(
     share = f"{nnz:,} nonzeros, {nnz / x.numel():.1%} of the input"
     if ops._too_dense(nnz, x, dense_above):
         return Route("dense", f"{share}, above dense_above={dense_above:g}")
-    steps = input.shape[0] if input.dim() >= 3 and time_coding else 1
+    steps = _time_steps(input, time_coding)
     coding = ops.choose_coding(mask, nnz, binary, x.shape[0], K, steps)
     if coding.name == "complement":
         return Route(
@@ -126,7 +131,7 @@ def spike_linear(
     from mdn_snntorch.sparse import ops  # the custom ops, registered at first use
 
     K, N = weight.shape[1], weight.shape[0]
-    steps = input.shape[0] if input.dim() >= 3 and time_coding else 1  # [T, B, ..., K]: the first dimension is time
+    steps = _time_steps(input, time_coding)
     out = ops.spike_linear_op(input.reshape(-1, K).contiguous(), weight, bias, float(dense_above), steps)[0]
     return out.view(*input.shape[:-1], N)
 

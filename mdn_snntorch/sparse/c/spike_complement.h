@@ -41,7 +41,7 @@ static inline int64_t count_planes_sum(const uint64_t c[6], uint64_t sel) {
    come from bit planes, each row word added once. */
 int64_t sl_complement_split(const uint64_t *mask, int64_t K, int64_t S, int64_t T, uint64_t *comp, int threads) {
     (void)threads;
-    const int64_t W = (K + 63) / 64, nseg = (T + RUN_STEPS - 1) / RUN_STEPS;
+    const int64_t W = (K + 63) / 64, nseg = chain_segments(T);
     int64_t entries = 0;
     OMP(omp parallel for num_threads(threads) schedule(static) reduction(+ : entries) if (threads > 1))
     for (int64_t item = 0; item < S * nseg * W; item++) {
@@ -62,10 +62,10 @@ int64_t sl_complement_split(const uint64_t *mask, int64_t K, int64_t S, int64_t 
 void sl_complement_count_rows(const uint64_t *mask, const uint64_t *comp, int64_t K, int64_t S, int64_t T, int64_t *ptr,
                               int threads) {
     (void)threads;
-    const int64_t W = (K + 63) / 64, nseg = (T + RUN_STEPS - 1) / RUN_STEPS, R = S * T;
+    const int64_t W = (K + 63) / 64, nseg = chain_segments(T), R = S * T;
     OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
     for (int64_t r = 0; r < R; r++) {
-        const uint64_t *m = mask + r * W, *cm = comp + ((r % S) * nseg + (r / S) / RUN_STEPS) * W;
+        const uint64_t *m = mask + r * W, *cm = comp + step_segment(r / S, r % S, nseg) * W;
         int64_t n = 0, any = 0;
         for (int64_t w = 0; w < W; w++) {
             n += __builtin_popcountll(m[w] ^ cm[w]);

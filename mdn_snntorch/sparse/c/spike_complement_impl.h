@@ -7,11 +7,11 @@
 void SFX(sl_complement_fill_rows)(const uint64_t *mask, const uint64_t *comp, int64_t K, int64_t S, int64_t T,
                                   const int64_t *ptr, int32_t *idx, scalar_t *val, int threads) {
     (void)threads;
-    const int64_t W = (K + 63) / 64, nseg = (T + RUN_STEPS - 1) / RUN_STEPS, R = S * T;
+    const int64_t W = (K + 63) / 64, nseg = chain_segments(T), R = S * T;
     const scalar_t sign[2] = {-1, 1}; /* (a load, not a branch on the bit) */
     OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
     for (int64_t r = 0; r < R; r++) {
-        const int64_t s = (r % S) * nseg + (r / S) / RUN_STEPS;
+        const int64_t s = step_segment(r / S, r % S, nseg);
         const uint64_t *m = mask + r * W, *cm = comp + s * W;
         int64_t p = ptr[r], any = 0;
         for (int64_t w = 0; w < W; w++) {
@@ -35,13 +35,13 @@ void SFX(sl_complement_fill_rows)(const uint64_t *mask, const uint64_t *comp, in
 void SFX(sl_complement_grad_rows)(const scalar_t *dY, int64_t S, int64_t T, int64_t N, scalar_t *D, int64_t ld,
                                   int threads) {
     (void)threads;
-    const int64_t R = S * T, nseg = (T + RUN_STEPS - 1) / RUN_STEPS;
+    const int64_t R = S * T, nseg = chain_segments(T);
     OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
     for (int64_t b = 0; b < S; b++)
         for (int64_t t = 0; t < T; t++) {
             const int64_t r = t * S + b;
             const scalar_t *restrict y = dY + r * N;
-            scalar_t *restrict d = D + r * ld, *restrict tot = D + (R + b * nseg + t / RUN_STEPS) * ld;
+            scalar_t *restrict d = D + r * ld, *restrict tot = D + (R + step_segment(t, b, nseg)) * ld;
             for (int64_t j = 0; j < N; j++) d[j] = y[j];
             if (t % RUN_STEPS == 0)
                 for (int64_t j = 0; j < N; j++) tot[j] = y[j];
@@ -58,7 +58,7 @@ void SFX(sl_complement_grad_rows)(const scalar_t *dY, int64_t S, int64_t T, int6
 int SFX(sl_complement_columns)(const uint64_t *mask, const uint64_t *comp, int64_t K, int64_t S, int64_t T,
                                int64_t *cptr, int32_t *cidx, scalar_t *cval, int threads) {
     if (threads < 1) threads = 1;
-    const int64_t W = (K + 63) / 64, nseg = (T + RUN_STEPS - 1) / RUN_STEPS, R = S * T, G = S * nseg;
+    const int64_t W = (K + 63) / 64, nseg = chain_segments(T), R = S * T, G = S * nseg;
     const int64_t RW = (R + 63) / 64, GW = (G + 63) / 64; /* words per transposed column: of rows, of segments */
     const size_t row_words = (size_t)(W * 64) * (size_t)RW, seg_words = (size_t)(W * 64) * (size_t)GW;
     uint64_t *flip = (uint64_t *)malloc((row_words + seg_words) * sizeof(uint64_t));
@@ -70,7 +70,7 @@ int SFX(sl_complement_columns)(const uint64_t *mask, const uint64_t *comp, int64
     }
     uint64_t *segs = flip + row_words;
     const scalar_t sign[2] = {1, -1}; /* by whether the segment complements the input (a load, not a branch) */
-    for (int64_t r = 0; r < R; r++) seg_of[r] = (int32_t)((r % S) * nseg + (r / S) / RUN_STEPS);
+    for (int64_t r = 0; r < R; r++) seg_of[r] = (int32_t)step_segment(r / S, r % S, nseg);
     OMP(omp parallel num_threads(threads) if (threads > 1))
     {
         OMP(omp for schedule(static))

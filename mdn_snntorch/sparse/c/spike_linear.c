@@ -119,11 +119,17 @@ static inline void transpose_tile(const uint64_t *words, int64_t n, int64_t W, i
    fewer terms. */
 #define RUN_STEPS 32
 
+/* Segments per chain of T steps */
+static inline int64_t chain_segments(int64_t T) { return (T + RUN_STEPS - 1) / RUN_STEPS; }
+
+/* The segment of step t of chain b (nseg = chain_segments(T)) */
+static inline int64_t step_segment(int64_t t, int64_t b, int64_t nseg) { return b * nseg + t / RUN_STEPS; }
+
 /* The mask bits of segments 2 p and 2 p + 1 for the inputs of mask word w, transposed: bit i of bits[c] is
    input 64 w + c at step i of segment 2 p, bit 32 + i the same for segment 2 p + 1 (0 past a segment's end or
    past the last segment). */
 static void segment_pair_bits(const uint64_t *mask, int64_t W, int64_t S, int64_t T, int64_t p, int64_t w, uint64_t bits[64]) {
-    const int64_t nseg = (T + RUN_STEPS - 1) / RUN_STEPS;
+    const int64_t nseg = chain_segments(T);
     for (int h = 0; h < 2; h++) {
         const int64_t s = 2 * p + h, b = s / nseg, t0 = (s % nseg) * RUN_STEPS;
         for (int i = 0; i < RUN_STEPS; i++)
@@ -134,7 +140,7 @@ static void segment_pair_bits(const uint64_t *mask, int64_t W, int64_t S, int64_
 
 /* Steps in segment s (the last of a chain may be shorter) */
 static inline int segment_steps(int64_t s, int64_t T) {
-    const int64_t nseg = (T + RUN_STEPS - 1) / RUN_STEPS, t0 = (s % nseg) * RUN_STEPS;
+    const int64_t nseg = chain_segments(T), t0 = (s % nseg) * RUN_STEPS;
     return T - t0 < RUN_STEPS ? (int)(T - t0) : RUN_STEPS;
 }
 
@@ -148,7 +154,7 @@ static inline uint32_t segment_changes(uint32_t f, int n) {
 /* carried[s W + w], bit c: input 64 w + c of segment s is run coded (s < S nseg); tiles split by the threads */
 void sl_runs_split(const uint64_t *mask, int64_t K, int64_t S, int64_t T, uint64_t *carried, int threads) {
     (void)threads;
-    const int64_t W = (K + 63) / 64, nseg = (T + RUN_STEPS - 1) / RUN_STEPS, pairs = (S * nseg + 1) / 2;
+    const int64_t W = (K + 63) / 64, nseg = chain_segments(T), pairs = (S * nseg + 1) / 2;
     OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
     for (int64_t tile = 0; tile < pairs * W; tile++) {
         const int64_t p = tile / W, w = tile % W;
@@ -183,7 +189,7 @@ int64_t sl_runs_changes(const uint64_t *mask, int64_t K, int64_t S, int64_t T) {
 static inline uint64_t run_row_words(const uint64_t *mask, const uint64_t *carried, int64_t S, int64_t W, int64_t nseg,
                                      int64_t r, int64_t w, uint64_t *direct, uint64_t *run) {
     const int64_t t = r / S, b = r % S;
-    const uint64_t m = mask[r * W + w], cm = carried[(b * nseg + t / RUN_STEPS) * W + w];
+    const uint64_t m = mask[r * W + w], cm = carried[step_segment(t, b, nseg) * W + w];
     const uint64_t prev = t % RUN_STEPS ? mask[(r - S) * W + w] : 0;
     *direct = m & ~cm;
     *run = (m ^ prev) & cm;
@@ -195,7 +201,7 @@ static inline uint64_t run_row_words(const uint64_t *mask, const uint64_t *carri
 void sl_runs_count_rows(const uint64_t *mask, const uint64_t *carried, int64_t K, int64_t S, int64_t T, int64_t *dptr,
                         int64_t *rptr, int threads) {
     (void)threads;
-    const int64_t W = (K + 63) / 64, nseg = (T + RUN_STEPS - 1) / RUN_STEPS, R = S * T;
+    const int64_t W = (K + 63) / 64, nseg = chain_segments(T), R = S * T;
     OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
     for (int64_t r = 0; r < R; r++) {
         int64_t nd = 0, nr = 0;

@@ -14,7 +14,7 @@ void SFX(sl_runs_fill_rows)(const uint64_t *mask, const uint64_t *carried, int64
                             const int64_t *dptr, int32_t *didx, const int64_t *rptr, int32_t *ridx, scalar_t *rval,
                             int threads) {
     (void)threads;
-    const int64_t W = (K + 63) / 64, nseg = (T + RUN_STEPS - 1) / RUN_STEPS, R = S * T;
+    const int64_t W = (K + 63) / 64, nseg = chain_segments(T), R = S * T;
     const scalar_t sign[2] = {-1, 1}; /* (a load, not a branch on the bit) */
     OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
     for (int64_t r = 0; r < R; r++) {
