@@ -92,7 +92,7 @@ MDN_OPTIONS = {
 @pytest.mark.parametrize("options", list(MDN_OPTIONS.values()), ids=list(MDN_OPTIONS))
 def test_the_mdn_c_step_is_the_pytorch_node(dtype, options):
     make = lambda: mdn.MDN(**options, dtype=dtype)  # noqa: E731
-    out, grads = assert_same_step(make, drive(12, (3, 700), dtype))  # 2,100 elements: blocks that wrap mid-neuron
+    out, grads = assert_same_step(make, drive(12, (3, 700), dtype))  # 2,100 elements: rows of 700 neurons, two blocks each
     reference = run(lambda: mdn.MDN(**options, dtype=dtype, spike_grad=Reference()), drive(12, (3, 700), dtype))
     assert reference[0] == "step" and torch.equal(out, reference[1])
     assert_grads_close(grads, reference[2])
@@ -113,6 +113,23 @@ def test_per_neuron_and_per_channel_theta_in_c(dtype, shape, param_shape):
     make = lambda: mdn.MDN([torch.nn.Parameter(t.clone()) for t in theta], param_shape=param_shape, learn_theta=True, dtype=dtype)  # noqa: E731
     _, grads = assert_same_step(make, drive(10, shape, dtype))
     assert all(g.shape == param_shape and g.abs().sum() > 0 for g in grads[1:])
+
+
+@pytest.mark.parametrize("neuron", ["mdn", "first-order"])
+@pytest.mark.parametrize("detach_reset", [True, False], ids=["detached", "undetached"])
+@pytest.mark.parametrize("input_sigmoid", [True, False], ids=["sigmoid", "linear"])
+@pytest.mark.parametrize("learn", [True, False], ids=["param-grads", "no-param-grads"])
+def test_every_combination_of_reset_sigmoid_and_parameter_gradients_in_c(neuron, detach_reset, input_sigmoid, learn):
+    """The C step's backward is compiled once per combination of the undetached reset, the input sigmoid and the
+    parameter gradients: each is the PyTorch node's, the parameters' gradients included where they are learnable."""
+    opts = dict(detach_reset=detach_reset, input_sigmoid=input_sigmoid, dtype=torch.float64)
+    if neuron == "mdn":
+        make = lambda: mdn.MDN(theta="init", num_neurons=700, learn_theta=learn, learn_threshold=learn, **opts)  # noqa: E731
+    else:
+        make = lambda: mdn.FirstOrder(num_neurons=700, learn_decay=learn, learn_threshold=learn, **opts)  # noqa: E731
+    _, grads = assert_same_step(make, drive(12, (3, 700), torch.float64))
+    assert len(grads) == (1 + (5 if neuron == "mdn" else 2) if learn else 1)
+    assert all(g.abs().sum() > 0 for g in grads)
 
 
 FIRST_ORDER_OPTIONS = {

@@ -174,6 +174,45 @@ def test_fused_first_order_undetached_reset_matches_reference(kernel, dtype):
 
 
 @pytest.mark.parametrize("kernel", CPU_KERNELS)
+@pytest.mark.parametrize("neuron", ["mdn", "first-order"])
+@pytest.mark.parametrize("detach_reset", [True, False], ids=["detached", "undetached"])
+@pytest.mark.parametrize("sigmoid", [True, False], ids=["sigmoid", "linear"])
+@pytest.mark.parametrize("learn", [True, False], ids=["param-grads", "no-param-grads"])
+def test_every_combination_of_reset_sigmoid_and_parameter_gradients(kernel, neuron, detach_reset, sigmoid, learn):
+    """The C backward is compiled once per combination of the undetached reset, the input sigmoid and the parameter
+    gradients: each combination gives the reference loop's outputs bitwise and its gradients, the parameters' included
+    (and none where they are not asked for)."""
+    dtype = torch.float64
+    g = torch.Generator().manual_seed(21)
+    x = (torch.randn(30, 3, 6, generator=g, dtype=dtype) * 1.5 + (0.5 if sigmoid else 0.3)).requires_grad_()
+    current = torch.sigmoid(x) if sigmoid else x
+    v0 = torch.zeros(3, 6, dtype=dtype)
+    if neuron == "mdn":
+        theta = [(v + 0.01 * torch.randn(6, generator=g, dtype=dtype)).requires_grad_(learn) for v in (0.06, 0.219, -0.065, 0.05)]
+        u0 = torch.full((3, 6), 0.08, dtype=dtype)
+        common = dict(threshold=0.5, return_traces=True, detach_reset=detach_reset)
+        ref = F.mdn_multistep(current, F.MDNState(v0, u0), F.MDNParameters(*theta), spike_fn=window(0.5), **common)
+        with fused.use_kernel(kernel):
+            out = fused.mdn_multistep(x, F.MDNState(v0, u0), F.MDNParameters(*theta), input_sigmoid=sigmoid, **common)
+        params = theta
+    else:
+        decay = torch.full((6,), 0.3, dtype=dtype).requires_grad_(learn)
+        reset = torch.full((6,), -0.1, dtype=dtype).requires_grad_(learn)
+        common = dict(decay=decay, reset=reset, return_traces=True, detach_reset=detach_reset)
+        ref = F.first_order_multistep(current, v0, spike_fn=window(0.5), **common)
+        with fused.use_kernel(kernel):
+            out = fused.first_order_multistep(x, v0, input_sigmoid=sigmoid, **common)
+        params = [decay, reset]
+    assert torch.equal(out.spikes, ref.spikes) and torch.equal(out.v, ref.v)
+    assert ref.spikes.sum() > 0 and (ref.spikes == 0).any()
+    weights = torch.randn(ref.spikes.shape, generator=torch.Generator().manual_seed(3), dtype=dtype)
+    leaves = [x, *params] if learn else [x]
+    grads = [torch.autograd.grad((o.spikes * weights).sum() + o.v.sum(), leaves) for o in (out, ref)]
+    assert_close_grads(*grads, f"{kernel} {neuron} detach={detach_reset} sigmoid={sigmoid} learn={learn}")
+    assert all(gr.abs().sum() > 0 for gr in grads[0])
+
+
+@pytest.mark.parametrize("kernel", CPU_KERNELS)
 @pytest.mark.parametrize("traces", [False, True])
 def test_shared_scalar_theta_and_no_traces(kernel, traces):
     case = functional_case("2-RS", torch.float64, per_neuron=False, seed=3)

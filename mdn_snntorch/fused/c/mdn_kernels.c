@@ -14,8 +14,14 @@
 #define BLK 512
 #define MAX_THREADS 256
 
-/* The blocks of one call: block j covers [j BLK, min((j + 1) BLK, len)); next is the first block not yet taken. */
-typedef struct { _Atomic int64_t next; int64_t nblk, len; } sched_t;
+/* The blocks of one call over [0, len), laid out on rows of `row` elements (the neurons: element e is neuron
+   e % row), so that no block runs over the end of a row unless it holds whole rows: a row of at least BLK
+   elements is cut into per_row blocks of at most size = ceil(row / per_row) <= BLK; shorter rows go
+   size / row whole rows to a block (size = row (BLK / row)). A block within one row reads each per-neuron
+   parameter where it lies; a block of whole rows sees the same neurons from its start, so their values are
+   gathered once. Block j is [r span + i size, min(.. + size, r span + span, len)) with r = j / per_row,
+   i = j % per_row (span: the row, or the rows of one block). next is the first block not yet taken. */
+typedef struct { _Atomic int64_t next; int64_t nblk, len, span, per_row, size; } sched_t;
 
 /* Take the next block [*e0, *e1); 0 when none is left. Threads take blocks as they finish the previous one
    (dynamic scheduling), so a thread that shares its core with another process delays the call by at most the
@@ -25,8 +31,10 @@ typedef struct { _Atomic int64_t next; int64_t nblk, len; } sched_t;
 static inline int next_block(sched_t *s, int64_t *e0, int64_t *e1) {
     const int64_t j = atomic_fetch_add_explicit(&s->next, 1, memory_order_relaxed);
     if (j >= s->nblk) return 0;
-    *e0 = j * BLK;
-    *e1 = (j + 1) * BLK < s->len ? (j + 1) * BLK : s->len;
+    const int64_t r0 = (j / s->per_row) * s->span, b = r0 + (j % s->per_row) * s->size, e = b + s->size;
+    const int64_t stop = r0 + s->span < s->len ? r0 + s->span : s->len;
+    *e0 = b;
+    *e1 = e < stop ? e : stop;
     return 1;
 }
 
@@ -40,13 +48,33 @@ static inline int block_changed(int all_shared, int64_t k, int n, int64_t *k0, i
     return changed;
 }
 
+/* call(und, sig, sums) with each of the three flags a constant 0 or 1, so that the backward's element loops are
+   compiled once per combination: the undetached reset's term, the sigmoid's factor and the parameter sums cost
+   nothing where they are off (a flag read at run time inside a vector loop turns into both branches computed and
+   one selected). */
+#define WITH_FLAGS(call, und, sig, sums)                                                                      \
+    do {                                                                                                      \
+        if (und) {                                                                                            \
+            if (sig) { if (sums) call(1, 1, 1); else call(1, 1, 0); }                                         \
+            else { if (sums) call(1, 0, 1); else call(1, 0, 0); }                                             \
+        } else {                                                                                              \
+            if (sig) { if (sums) call(0, 1, 1); else call(0, 1, 0); }                                         \
+            else { if (sums) call(0, 0, 1); else call(0, 0, 0); }                                             \
+        }                                                                                                     \
+    } while (0)
+
 typedef void (*range_fn)(const void *args, sched_t *s);
 
-/* Run fn on min(nthreads, blocks) threads, each taking blocks of [0, len) with next_block until none is left.
-   With OpenMP, the threads are those of the OpenMP runtime already loaded by PyTorch (the same libgomp), so the
-   kernels share PyTorch's thread pool instead of competing with it; without, they are pthreads started here. */
-static int plan(sched_t *s, int64_t len, int nthreads) {
-    s->nblk = (len + BLK - 1) / BLK;
+/* Run fn on min(nthreads, blocks) threads, each taking blocks of [0, len) (on rows of `row` elements, see
+   sched_t) with next_block until none is left. With OpenMP, the threads are those of the OpenMP runtime already
+   loaded by PyTorch (the same libgomp), so the kernels share PyTorch's thread pool instead of competing with it;
+   without, they are pthreads started here. */
+static int plan(sched_t *s, int64_t len, int64_t row, int nthreads) {
+    if (row < 1) row = 1;
+    s->per_row = row < BLK ? 1 : (row + BLK - 1) / BLK;
+    s->span = row < BLK ? (BLK / row) * row : row;
+    s->size = row < BLK ? s->span : (row + s->per_row - 1) / s->per_row;
+    s->nblk = (len / s->span) * s->per_row + (len % s->span + s->size - 1) / s->size;
     s->len = len;
     atomic_init(&s->next, 0);
     if (nthreads > MAX_THREADS) nthreads = MAX_THREADS;
@@ -56,9 +84,9 @@ static int plan(sched_t *s, int64_t len, int nthreads) {
 
 #ifdef _OPENMP
 #include <omp.h>
-static void parallel_for(range_fn fn, const void *args, int64_t len, int nthreads) {
+static void parallel_for(range_fn fn, const void *args, int64_t len, int64_t row, int nthreads) {
     sched_t s;
-    nthreads = plan(&s, len, nthreads);
+    nthreads = plan(&s, len, row, nthreads);
     if (nthreads <= 1) { fn(args, &s); return; }
     #pragma omp parallel num_threads(nthreads)
     fn(args, &s);
@@ -68,9 +96,9 @@ typedef struct { range_fn fn; const void *args; sched_t *s; } job_t;
 
 static void *run_job(void *p) { job_t *j = (job_t *)p; j->fn(j->args, j->s); return NULL; }
 
-static void parallel_for(range_fn fn, const void *args, int64_t len, int nthreads) {
+static void parallel_for(range_fn fn, const void *args, int64_t len, int64_t row, int nthreads) {
     sched_t s;
-    nthreads = plan(&s, len, nthreads);
+    nthreads = plan(&s, len, row, nthreads);
     if (nthreads <= 1) { fn(args, &s); return; }
     job_t jobs[MAX_THREADS]; pthread_t tid[MAX_THREADS]; int started[MAX_THREADS];
     for (int i = 0; i < nthreads; i++) { jobs[i].fn = fn; jobs[i].args = args; jobs[i].s = &s; }

@@ -38,12 +38,22 @@ static inline void SFX(gather)(scalar_t *restrict dst, const scalar_t *restrict 
     }
 }
 
-/* The block's values of its P parameters, src[q] -> dst[q] by gather (bit q of shared: one value), unless they are
-   those of the block before (block_changed); returns whether they were gathered. */
-static inline int SFX(block_params)(int P, scalar_t *const *dst, const scalar_t *const *src, int shared, int64_t k,
-                                    int64_t N, int n, int64_t *k0, int *n0) {
+/* Where a block of n elements from neuron k (0 <= k < N) reads its P parameters: ptr[q] = src[q] + k when the
+   block lies within one row (k + n <= N: the values where they are), else buf[q] holding the values gathered
+   (gather); bit q of shared: parameter q is one value, read from buf[q], filled with it on the first call
+   (*k0 < 0). Returns whether the pointers or the values changed since the block of *n0 from neuron *k0
+   (block_changed), so that what is derived from them must be derived again. */
+static inline int SFX(block_params)(int P, const scalar_t **ptr, scalar_t *const *buf, const scalar_t *const *src, int shared,
+                                    int64_t k, int64_t N, int n, int64_t *k0, int *n0) {
+    if (*k0 < 0)
+        for (int q = 0; q < P; q++)
+            if (shared >> q & 1) SFX(gather)(buf[q], src[q], 1, 0, 1, BLK);
     if (!block_changed(shared == (1 << P) - 1, k, n, k0, n0)) return 0;
-    for (int q = 0; q < P; q++) SFX(gather)(dst[q], src[q], shared >> q & 1, k, N, n);
+    for (int q = 0; q < P; q++) {
+        if (shared >> q & 1) ptr[q] = buf[q];
+        else if (k + n <= N) ptr[q] = src[q] + k;
+        else SFX(gather)(buf[q], src[q], 0, k, N, n), ptr[q] = buf[q];
+    }
     return 1;
 }
 
@@ -142,8 +152,9 @@ static inline scalar_t SFX(mdn_step_adjoint)(scalar_t v, scalar_t u, scalar_t x,
 }
 
 /* Advance a block of n elements by one network step (S Euler sub-steps of dt, input I held); acc gets
-   the step's spike, the OR of the sub-steps' spikes, s <- s + s_k - s s_k. */
-static inline void SFX(mdn_advance)(int n, int S, scalar_t dt, const scalar_t *restrict I, scalar_t *restrict v,
+   the step's spike, the OR of the sub-steps' spikes, s <- s + s_k - s s_k. Not inlined: inlined into the range
+   functions, whose parameter pointers are chosen per block (block_params), GCC leaves its loop unvectorised. */
+static __attribute__((noinline)) void SFX(mdn_advance)(int n, int S, scalar_t dt, const scalar_t *restrict I, scalar_t *restrict v,
                                     scalar_t *restrict u, scalar_t *restrict acc, const scalar_t *restrict pa,
                                     const scalar_t *restrict pb, const scalar_t *restrict pc, const scalar_t *restrict pd,
                                     const scalar_t *restrict pth) {
@@ -172,20 +183,42 @@ static inline void SFX(mdn_single_step)(int n, const scalar_t *restrict v0, cons
 
 /* The backward of a single step (T = 1, one sub-step) of n elements in one pass: the step recomputed from its
    state v0, u0 (mdn_euler) and its adjoint (mdn_step_adjoint) from the gradients gs, gvT, guT of its outputs into
-   those of its input gx and state gv0, gu0; the parameter sums go to ga .. gsc. */
-static inline void SFX(mdn_single_adjoint)(
+   those of its input gx and state gv0, gu0; the parameter sums go to ga .. gsc when sums (else they are dropped).
+   und, sig, sums: constants at each call (WITH_FLAGS). */
+static inline __attribute__((always_inline)) void SFX(mdn_single_adjoint)(
     int n, const scalar_t *restrict v0, const scalar_t *restrict u0, const scalar_t *restrict I, const scalar_t *restrict gs,
     const scalar_t *restrict gvT, const scalar_t *restrict guT, scalar_t *restrict gx, scalar_t *restrict gv0,
     scalar_t *restrict gu0, const scalar_t *restrict pa, const scalar_t *restrict pb, const scalar_t *restrict pc,
     const scalar_t *restrict pd, const scalar_t *restrict pth, const scalar_t *restrict psc, const scalar_t *restrict dab,
     const scalar_t *restrict oma, scalar_t *restrict ga, scalar_t *restrict gb, scalar_t *restrict gc, scalar_t *restrict gd,
-    scalar_t *restrict gth, scalar_t *restrict gsc, scalar_t dt, scalar_t w, int und, int sig) {
+    scalar_t *restrict gth, scalar_t *restrict gsc, scalar_t dt, scalar_t w, const int und, const int sig, const int sums) {
     for (int i = 0; i < n; i++) {
-        scalar_t vn = v0[i], un = u0[i], x, gvi = gvT[i], gui = guT[i];
+        scalar_t vn = v0[i], un = u0[i], x, gvi = gvT[i], gui = guT[i], drop[6] = {0};
         SFX(mdn_euler)(&vn, &un, &x, I[i], dt, pa[i], pb[i], pc[i], pd[i], pth[i]);
         gx[i] = SFX(mdn_step_adjoint)(v0[i], u0[i], x, I[i], gs[i], psc[i], dt, w, und, sig, pb[i], pc[i], pd[i], dab[i], oma[i],
-                                      &gvi, &gui, &ga[i], &gb[i], &gc[i], &gd[i], &gth[i], &gsc[i]);
+                                      &gvi, &gui, sums ? &ga[i] : drop, sums ? &gb[i] : drop + 1, sums ? &gc[i] : drop + 2,
+                                      sums ? &gd[i] : drop + 3, sums ? &gth[i] : drop + 4, sums ? &gsc[i] : drop + 5);
         gv0[i] = gvi; gu0[i] = gui;
+    }
+}
+
+/* The adjoint of one step of n elements (one sub-step) from the pre-step state sv, su and x = V' - V_th of the
+   forward, recomputed (mdn_step_adjoint for each element): gv, gu go from the post-reset to the pre-step state's
+   gradients, gx gets the input's; the parameter sums go to ga .. gsc when sums. und, sig, sums: as for
+   mdn_single_adjoint. */
+static inline __attribute__((always_inline)) void SFX(mdn_adjoint_pass)(
+    int n, const scalar_t *restrict sv, const scalar_t *restrict su, const scalar_t *restrict sx, const scalar_t *restrict I,
+    const scalar_t *restrict gs, scalar_t *restrict gx, scalar_t *restrict gv, scalar_t *restrict gu,
+    const scalar_t *restrict pb, const scalar_t *restrict pc, const scalar_t *restrict pd, const scalar_t *restrict psc,
+    const scalar_t *restrict dab, const scalar_t *restrict oma, scalar_t *restrict ga, scalar_t *restrict gb,
+    scalar_t *restrict gc, scalar_t *restrict gd, scalar_t *restrict gth, scalar_t *restrict gsc, scalar_t dt, scalar_t w,
+    const int und, const int sig, const int sums) {
+    for (int i = 0; i < n; i++) {
+        scalar_t drop[6] = {0};
+        gx[i] = SFX(mdn_step_adjoint)(sv[i], su[i], sx[i], I[i], gs[i], psc[i], dt, w, und, sig, pb[i], pc[i], pd[i], dab[i],
+                                      oma[i], &gv[i], &gu[i], sums ? &ga[i] : drop, sums ? &gb[i] : drop + 1,
+                                      sums ? &gc[i] : drop + 2, sums ? &gd[i] : drop + 3, sums ? &gth[i] : drop + 4,
+                                      sums ? &gsc[i] : drop + 5);
     }
 }
 
@@ -206,17 +239,19 @@ static void SFX(mdn_fwd_range)(const void *p, sched_t *s) {
     const int64_t T = A->T, M = A->M, N = A->N, K = A->K;
     const int S = A->substeps;
     const scalar_t dt = A->dt;
-    scalar_t vb[BLK], ub[BLK], acc[BLK], pa[BLK], pb[BLK], pc[BLK], pd[BLK], pth[BLK], psc[BLK];
+    scalar_t vb[BLK], ub[BLK], acc[BLK], pbuf[6][BLK];
     int64_t base, end, k0 = -1;
     int n0 = 0;
-    scalar_t *const dst[6] = {pa, pb, pc, pd, pth, psc};
+    scalar_t *const buf[6] = {pbuf[0], pbuf[1], pbuf[2], pbuf[3], pbuf[4], pbuf[5]};
     const scalar_t *const src[6] = {A->a, A->b, A->c, A->d, A->th, A->sc};
+    const scalar_t *prm[6];
     while (next_block(s, &base, &end)) {
         const int n = (int)(end - base);
         /* the state as it advances: for T = 1 (a single step) in the outputs themselves, no staging copy */
         scalar_t *restrict v = T == 1 ? A->vT + base : vb, *restrict u = T == 1 ? A->uT + base : ub;
-        const int64_t k = base % N;
-        SFX(block_params)(6, dst, src, A->shared, k, N, n, &k0, &n0);
+        SFX(block_params)(6, prm, buf, src, A->shared, base % N, N, n, &k0, &n0);
+        const scalar_t *restrict pa = prm[0], *restrict pb = prm[1], *restrict pc = prm[2], *restrict pd = prm[3],
+                       *restrict pth = prm[4], *restrict psc = prm[5];
         if (A->vr) SFX(note_nonfinite)(A->bad + 1, A->vr + base, n);
         if (T == 1 && S == 1 && !A->vtr && !A->ck) {  /* a single step: one pass */
             if (A->xr) SFX(note_nonfinite)(A->bad, A->xr + base, n);
@@ -247,7 +282,7 @@ int SFX(mdn_fwd)(const scalar_t *I, const scalar_t *v0, const scalar_t *u0, cons
                  int nthreads) {
     SFX(mdn_fwd_args) A = {I, v0, u0, a, b, c, d, th, sc, xr, vr, spk, vT, uT, vtr, utr, ck, bad, T, M, N, K, (scalar_t)dt,
                            substeps, shared};
-    parallel_for(SFX(mdn_fwd_range), &A, M, nthreads);
+    parallel_for(SFX(mdn_fwd_range), &A, M, N, nthreads);
     return 0;
 }
 
@@ -270,7 +305,7 @@ static void SFX(mdn_bwd_range)(const void *p, sched_t *s) {
     const int S = A->substeps, sig = A->sigmoid, und = A->undetached;
     const scalar_t dt = A->dt, w = A->width;
     scalar_t gv[BLK], gu[BLK], gI[BLK], gS[BLK], v[BLK], u[BLK], acc[BLK], cnt[BLK], zero[BLK];
-    scalar_t pa[BLK], pb[BLK], pc[BLK], pd[BLK], pth[BLK], psc[BLK], dab[BLK], oma[BLK];
+    scalar_t pbuf[6][BLK], dab[BLK], oma[BLK];
     scalar_t ga[BLK], gb[BLK], gc[BLK], gd[BLK], gth[BLK], gsc[BLK];
     /* per step of the current segment (recomputed from its checkpoint): the pre-step state and, for
        S = 1, x = V' - V_th; for S > 1 the same for every sub-step of the current step */
@@ -282,19 +317,26 @@ static void SFX(mdn_bwd_range)(const void *p, sched_t *s) {
     for (int i = 0; i < BLK; i++) ga[i] = gb[i] = gc[i] = gd[i] = gth[i] = gsc[i] = 0;
     int64_t base, end, k0 = -1;
     int n0 = 0;
-    scalar_t *const dst[6] = {pa, pb, pc, pd, pth, psc};
+    scalar_t *const buf[6] = {pbuf[0], pbuf[1], pbuf[2], pbuf[3], pbuf[4], pbuf[5]};
     const scalar_t *const src[6] = {A->a, A->b, A->c, A->d, A->th, A->sc};
+    const scalar_t *prm[6];
     while (next_block(s, &base, &end)) {
         const int n = (int)(end - base);
-        const int64_t k = base % N;
-        if (SFX(block_params)(6, dst, src, A->shared, k, N, n, &k0, &n0))
+        const int changed = SFX(block_params)(6, prm, buf, src, A->shared, base % N, N, n, &k0, &n0);
+        const scalar_t *restrict pa = prm[0], *restrict pb = prm[1], *restrict pc = prm[2], *restrict pd = prm[3],
+                       *restrict pth = prm[4], *restrict psc = prm[5];
+        if (changed)
             for (int i = 0; i < n; i++) { dab[i] = dt * (pa[i] * pb[i]); oma[i] = 1 - dt * pa[i]; }
         if (A->want) /* (unread sums are zeroed once, above) */
             for (int i = 0; i < n; i++) ga[i] = gb[i] = gc[i] = gd[i] = gth[i] = gsc[i] = 0;
         if (T == 1 && S == 1) {  /* a single step: recompute and adjoint in one pass over its own arrays */
-            SFX(mdn_single_adjoint)(n, A->ckv + base, A->cku + base, A->I + base, A->gs ? A->gs + base : zero,
-                                    A->gvT ? A->gvT + base : zero, A->guT ? A->guT + base : zero, A->gx + base, A->gv0 + base,
-                                    A->gu0 + base, pa, pb, pc, pd, pth, psc, dab, oma, ga, gb, gc, gd, gth, gsc, dt, w, und, sig);
+#define SINGLE(und_, sig_, sums_)                                                                                         \
+    SFX(mdn_single_adjoint)(n, A->ckv + base, A->cku + base, A->I + base, A->gs ? A->gs + base : zero,                       \
+                            A->gvT ? A->gvT + base : zero, A->guT ? A->guT + base : zero, A->gx + base, A->gv0 + base,       \
+                            A->gu0 + base, pa, pb, pc, pd, pth, psc, dab, oma, ga, gb, gc, gd, gth, gsc, dt, w, und_, sig_, \
+                            sums_)
+            WITH_FLAGS(SINGLE, und, sig, A->want != 0);
+#undef SINGLE
         } else {
         if (A->gvT) memcpy(gv, A->gvT + base, n * sizeof(scalar_t)); else memset(gv, 0, n * sizeof(scalar_t));
         if (A->guT) memcpy(gu, A->guT + base, n * sizeof(scalar_t)); else memset(gu, 0, n * sizeof(scalar_t));
@@ -324,10 +366,10 @@ static void SFX(mdn_bwd_range)(const void *p, sched_t *s) {
                 if (A->gvtr) for (int i = 0; i < n; i++) gv[i] += A->gvtr[o + i];
                 if (A->gutr) for (int i = 0; i < n; i++) gu[i] += A->gutr[o + i];
                 if (S == 1) {  /* threshold, surrogate and adjoint in one pass */
-                    for (int i = 0; i < n; i++)
-                        gx[i] = SFX(mdn_step_adjoint)(sv[i], su[i], sx[i], I[i], gs[i], psc[i], dt, w, und, sig, pb[i], pc[i],
-                                                      pd[i], dab[i], oma[i], &gv[i], &gu[i], &ga[i], &gb[i], &gc[i], &gd[i],
-                                                      &gth[i], &gsc[i]);
+#define PASS(und_, sig_, sums_) \
+    SFX(mdn_adjoint_pass)(n, sv, su, sx, I, gs, gx, gv, gu, pb, pc, pd, psc, dab, oma, ga, gb, gc, gd, gth, gsc, dt, w, und_, sig_, sums_)
+                    WITH_FLAGS(PASS, und, sig, A->want != 0);
+#undef PASS
                     continue;
                 }
                 for (int i = 0; i < n; i++) { v[i] = sv[i]; u[i] = su[i]; gI[i] = 0; cnt[i] = 0; }
@@ -415,10 +457,10 @@ int SFX(mdn_bwd)(const scalar_t *I, const scalar_t *ckv, const scalar_t *cku, co
                  int shared, int nthreads) {
     SFX(mdn_bwd_args) A = {I, ckv, cku, a, b, c, d, th, sc, gs, gvtr, gutr, gvT, guT, gx, gv0, gu0, ge, gp,
                            T, M, N, K, ck_stride, (scalar_t)dt, (scalar_t)width, substeps, sigmoid, undetached, want, shared};
-    parallel_for(SFX(mdn_bwd_range), &A, M, nthreads);
+    parallel_for(SFX(mdn_bwd_range), &A, M, N, nthreads);
     if (want) {
         SFX(reduce_args) R = {ge, a, gp, M, N, 6, want, shared & 1, (scalar_t)dt};
-        parallel_for(SFX(reduce_range), &R, N, nthreads);
+        parallel_for(SFX(reduce_range), &R, N, N, nthreads);
     }
     return 0;
 }
@@ -480,18 +522,32 @@ static inline void SFX(fo_single_step)(int n, const scalar_t *restrict v0, const
     }
 }
 
-/* ... and backward (gx, gv0 from the gradients gs, gvT of its outputs; the parameter sums into gg .. gsc). */
-static inline void SFX(fo_single_adjoint)(int n, const scalar_t *restrict v0, const scalar_t *restrict I,
-                                          const scalar_t *restrict gs, const scalar_t *restrict gvT, scalar_t *restrict gx,
-                                          scalar_t *restrict gv0, const scalar_t *restrict pg, const scalar_t *restrict pth,
-                                          const scalar_t *restrict pr, const scalar_t *restrict psc, scalar_t *restrict gg,
-                                          scalar_t *restrict gth, scalar_t *restrict gr, scalar_t *restrict gsc, scalar_t w,
-                                          int und, int sig) {
+/* ... and backward (gx, gv0 from the gradients gs, gvT of its outputs; the parameter sums into gg .. gsc when sums;
+   und, sig, sums: constants at each call, WITH_FLAGS). */
+static inline __attribute__((always_inline)) void SFX(fo_single_adjoint)(
+    int n, const scalar_t *restrict v0, const scalar_t *restrict I, const scalar_t *restrict gs, const scalar_t *restrict gvT,
+    scalar_t *restrict gx, scalar_t *restrict gv0, const scalar_t *restrict pg, const scalar_t *restrict pth,
+    const scalar_t *restrict pr, const scalar_t *restrict psc, scalar_t *restrict gg, scalar_t *restrict gth,
+    scalar_t *restrict gr, scalar_t *restrict gsc, scalar_t w, const int und, const int sig, const int sums) {
     for (int i = 0; i < n; i++) {
-        scalar_t gvi = gvT[i];
-        gx[i] = SFX(fo_step_adjoint)(v0[i], I[i], gs[i], pg[i], pth[i], pr[i], psc[i], w, und, sig, &gvi, &gg[i], &gth[i], &gr[i],
-                                     &gsc[i]);
+        scalar_t gvi = gvT[i], drop[4] = {0};
+        gx[i] = SFX(fo_step_adjoint)(v0[i], I[i], gs[i], pg[i], pth[i], pr[i], psc[i], w, und, sig, &gvi, sums ? &gg[i] : drop,
+                                     sums ? &gth[i] : drop + 1, sums ? &gr[i] : drop + 2, sums ? &gsc[i] : drop + 3);
         gv0[i] = gvi;
+    }
+}
+
+/* The adjoint of one step of n elements from their pre-step V (sv) and current I (fo_step_adjoint for each): gv goes
+   from the post-reset to the pre-step state's gradient, gx gets the input's; the sums as for fo_single_adjoint. */
+static inline __attribute__((always_inline)) void SFX(fo_adjoint_pass)(
+    int n, const scalar_t *restrict sv, const scalar_t *restrict I, const scalar_t *restrict gs, scalar_t *restrict gx,
+    scalar_t *restrict gv, const scalar_t *restrict pg, const scalar_t *restrict pth, const scalar_t *restrict pr,
+    const scalar_t *restrict psc, scalar_t *restrict gg, scalar_t *restrict gth, scalar_t *restrict gr, scalar_t *restrict gsc,
+    scalar_t w, const int und, const int sig, const int sums) {
+    for (int i = 0; i < n; i++) {
+        scalar_t drop[4] = {0};
+        gx[i] = SFX(fo_step_adjoint)(sv[i], I[i], gs[i], pg[i], pth[i], pr[i], psc[i], w, und, sig, &gv[i], sums ? &gg[i] : drop,
+                                     sums ? &gth[i] : drop + 1, sums ? &gr[i] : drop + 2, sums ? &gsc[i] : drop + 3);
     }
 }
 
@@ -506,15 +562,16 @@ typedef struct {
 static void SFX(fo_fwd_range)(const void *p, sched_t *s) {
     const SFX(fo_fwd_args) *A = (const SFX(fo_fwd_args) *)p;
     const int64_t T = A->T, M = A->M, N = A->N, K = A->K;
-    scalar_t v[BLK], pg[BLK], pth[BLK], pr[BLK], psc[BLK];
+    scalar_t v[BLK], pbuf[4][BLK];
     int64_t base, end, k0 = -1;
     int n0 = 0;
-    scalar_t *const dst[4] = {pg, pth, pr, psc};
+    scalar_t *const buf[4] = {pbuf[0], pbuf[1], pbuf[2], pbuf[3]};
     const scalar_t *const src[4] = {A->g, A->th, A->r, A->sc};
+    const scalar_t *prm[4];
     while (next_block(s, &base, &end)) {
         const int n = (int)(end - base);
-        const int64_t k = base % N;
-        SFX(block_params)(4, dst, src, A->shared, k, N, n, &k0, &n0);
+        SFX(block_params)(4, prm, buf, src, A->shared, base % N, N, n, &k0, &n0);
+        const scalar_t *restrict pg = prm[0], *restrict pth = prm[1], *restrict pr = prm[2], *restrict psc = prm[3];
         if (A->vr) SFX(note_nonfinite)(A->bad + 1, A->vr + base, n);
         if (T == 1 && !A->vtr && !A->ck) {  /* a single step: one pass */
             if (A->xr) SFX(note_nonfinite)(A->bad, A->xr + base, n);
@@ -542,7 +599,7 @@ int SFX(fo_fwd)(const scalar_t *I, const scalar_t *v0, const scalar_t *g, const 
                 const scalar_t *sc, const scalar_t *xr, const scalar_t *vr, scalar_t *spk, scalar_t *vT, scalar_t *vtr,
                 scalar_t *ck, int64_t *bad, int64_t T, int64_t M, int64_t N, int64_t K, int shared, int nthreads) {
     SFX(fo_fwd_args) A = {I, v0, g, th, r, sc, xr, vr, spk, vT, vtr, ck, bad, T, M, N, K, shared};
-    parallel_for(SFX(fo_fwd_range), &A, M, nthreads);
+    parallel_for(SFX(fo_fwd_range), &A, M, N, nthreads);
     return 0;
 }
 
@@ -561,7 +618,7 @@ static void SFX(fo_bwd_range)(const void *p, sched_t *s) {
     const int64_t T = A->T, M = A->M, N = A->N, K = A->K;
     const scalar_t w = A->width;
     const int sig = A->sigmoid, und = A->undetached;
-    scalar_t v[BLK], gv[BLK], zero[BLK], pg[BLK], pth[BLK], pr[BLK], psc[BLK];
+    scalar_t v[BLK], gv[BLK], zero[BLK], pbuf[4][BLK];
     scalar_t gg[BLK], gth[BLK], gr[BLK], gsc[BLK];
     scalar_t *seg = (scalar_t *)malloc((size_t)K * BLK * sizeof(scalar_t));
     if (!seg) abort();
@@ -569,17 +626,21 @@ static void SFX(fo_bwd_range)(const void *p, sched_t *s) {
     for (int i = 0; i < BLK; i++) gg[i] = gth[i] = gr[i] = gsc[i] = 0;
     int64_t base, end, k0 = -1;
     int n0 = 0;
-    scalar_t *const dst[4] = {pg, pth, pr, psc};
+    scalar_t *const buf[4] = {pbuf[0], pbuf[1], pbuf[2], pbuf[3]};
     const scalar_t *const src[4] = {A->g, A->th, A->r, A->sc};
+    const scalar_t *prm[4];
     while (next_block(s, &base, &end)) {
         const int n = (int)(end - base);
-        const int64_t k = base % N;
-        SFX(block_params)(4, dst, src, A->shared, k, N, n, &k0, &n0);
+        SFX(block_params)(4, prm, buf, src, A->shared, base % N, N, n, &k0, &n0);
+        const scalar_t *restrict pg = prm[0], *restrict pth = prm[1], *restrict pr = prm[2], *restrict psc = prm[3];
         if (A->want) /* (unread sums are zeroed once, above) */
             for (int i = 0; i < n; i++) gg[i] = gth[i] = gr[i] = gsc[i] = 0;
         if (T == 1) {  /* a single step: one pass over its own arrays (its checkpoint is its state) */
-            SFX(fo_single_adjoint)(n, A->ck + base, A->I + base, A->gs ? A->gs + base : zero, A->gvT ? A->gvT + base : zero,
-                                   A->gx + base, A->gv0 + base, pg, pth, pr, psc, gg, gth, gr, gsc, w, und, sig);
+#define SINGLE(und_, sig_, sums_)                                                                                   \
+    SFX(fo_single_adjoint)(n, A->ck + base, A->I + base, A->gs ? A->gs + base : zero, A->gvT ? A->gvT + base : zero, \
+                           A->gx + base, A->gv0 + base, pg, pth, pr, psc, gg, gth, gr, gsc, w, und_, sig_, sums_)
+            WITH_FLAGS(SINGLE, und, sig, A->want != 0);
+#undef SINGLE
         } else {
         if (A->gvT) memcpy(gv, A->gvT + base, n * sizeof(scalar_t)); else memset(gv, 0, n * sizeof(scalar_t));
         for (int64_t t0 = ((T - 1) / K) * K; t0 >= 0; t0 -= K) {
@@ -599,9 +660,9 @@ static void SFX(fo_bwd_range)(const void *p, sched_t *s) {
                 const scalar_t *restrict gs = A->gs ? A->gs + o : zero;
                 scalar_t *restrict gx = A->gx + o;
                 if (A->gvtr) for (int i = 0; i < n; i++) gv[i] += A->gvtr[o + i];
-                for (int i = 0; i < n; i++)
-                    gx[i] = SFX(fo_step_adjoint)(sv[i], I[i], gs[i], pg[i], pth[i], pr[i], psc[i], w, und, sig, &gv[i], &gg[i],
-                                                 &gth[i], &gr[i], &gsc[i]);
+#define PASS(und_, sig_, sums_) SFX(fo_adjoint_pass)(n, sv, I, gs, gx, gv, pg, pth, pr, psc, gg, gth, gr, gsc, w, und_, sig_, sums_)
+                WITH_FLAGS(PASS, und, sig, A->want != 0);
+#undef PASS
             }
         }
         memcpy(A->gv0 + base, gv, n * sizeof(scalar_t));
@@ -620,10 +681,10 @@ int SFX(fo_bwd)(const scalar_t *I, const scalar_t *ck, const scalar_t *g, const 
                 int want, int shared, int nthreads) {
     SFX(fo_bwd_args) A = {I, ck, g, th, r, sc, gs, gvtr, gvT, gx, gv0, ge, gp, T, M, N, K, (scalar_t)width, sigmoid, undetached,
                           want, shared};
-    parallel_for(SFX(fo_bwd_range), &A, M, nthreads);
+    parallel_for(SFX(fo_bwd_range), &A, M, N, nthreads);
     if (want) {
         SFX(reduce_args) R = {ge, NULL, gp, M, N, 4, want, 0, 0};
-        parallel_for(SFX(reduce_range), &R, N, nthreads);
+        parallel_for(SFX(reduce_range), &R, N, N, nthreads);
     }
     return 0;
 }
