@@ -7,7 +7,9 @@ rounds (medians and minima; the load average printed before and after):
 2. ``long``: time per step at T = 50 and T = 1000 (B = 32, N = 512), and the bytes kept for the backward per
    step. Target: per step at T = 1000 <= 1.3x per step at T = 50; kept bytes linear in T.
 3. ``tutorial5``: snnTorch's tutorial-5 training step (784-500-10, batch 100, T = 20, the tutorial's per-step
-   loop with explicit states) with ``mdn.MDN`` and with ``snn.Leaky``, 1 thread. Target: <= 0.85x.
+   loop with explicit states) with ``mdn.MDN`` and with ``snn.Leaky``, 1 thread. Target: <= 0.85x. The same loop
+   with a stand-in neuron of one operation (``one-op``, ``bench_snntorch.OneOp``) is the lowest ratio any neuron
+   could reach on the machine: the two Linear layers' matrix products are the same in every row.
 4. ``paper``: the paper's training step (784-500-10 ``ThreeLayerSNN``, batch 100, T = 20, input density 0.13)
    against the dense floor (the two Linear layers alone), at 1 and 2 threads. Targets: <= 0.55x (1 thread),
    <= 0.6x (2 threads, quiet machine). The input: independent Bernoulli spikes (``paper-1``, ``paper-2``); with
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import sys
 import time
@@ -140,9 +143,9 @@ def section_long(rounds: int) -> dict[str, float]:
 def section_tutorial5(rounds: int) -> dict[str, float]:
     torch.set_num_threads(1)
     fns = bench_snntorch.scenarios(["fc"])["fc"]
-    times = rounds_of({k: fns[k] for k in ("leaky", "mdn", "first-order")}, rounds)
+    times = rounds_of({k: fns[k] for k in ("leaky", "mdn", "first-order", "one-op")}, rounds)
     _print("tutorial 5 training step (784-500-10, B = 100, T = 20), per-step loop, 1 thread", times, "leaky")
-    return {"tutorial5": times["mdn"][0] / times["leaky"][0]}
+    return {"tutorial5": times["mdn"][0] / times["leaky"][0], "tutorial5-one-op": times["one-op"][0] / times["leaky"][0]}
 
 
 def paper_inputs(mnist_raw: Path | None) -> dict[str, tuple[torch.Tensor, torch.Tensor, str]]:
@@ -224,6 +227,19 @@ SECTIONS = {
 }  # fmt: skip
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``) and its count of logical CPUs: the ratios differ between machines."""
+    try:
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
+    except OSError:
+        names = []
+    return f"{names[0] if names else platform.processor() or 'unknown CPU'}, {os.cpu_count()} logical CPUs"
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
@@ -231,7 +247,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--json", type=Path, help="write the ratios here")
     parser.add_argument("--mnist-raw", type=Path, help="raw MNIST (torchvision layout): the paper step on rate-coded images too")
     args = parser.parse_args(argv)
-    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; torch {torch.__version__}")
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; torch {torch.__version__}; {cpu_model()}")
     ratios: dict[str, float] = {}
     for name in args.only:
         ratios.update(SECTIONS[name](args.rounds, args.mnist_raw) if name == "paper" else SECTIONS[name](args.rounds))
@@ -240,6 +256,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for key, target in TARGETS.items():
         if key in ratios:
             print(f"  {key:<13} {ratios[key]:5.2f}  (target <= {target}: {'met' if ratios[key] <= target else 'not met'})")
+    if "tutorial5-one-op" in ratios:
+        print(f"  (tutorial5 with a one-operation neuron: {ratios['tutorial5-one-op']:.2f}, the lowest any neuron reaches here)")
     if args.json:
         args.json.write_text(json.dumps(ratios, indent=2))
     return ratios

@@ -77,6 +77,17 @@ class Tutorial5(nn.Module):
         return torch.stack(spk2_rec)
 
 
+class OneOp(nn.Module):
+    """A stand-in neuron that costs one operation per step (``clamp(x, 0, 1)``, no state): tutorial 5 with it is the
+    loop's cost with the neuron all but free, so ``OneOp / Leaky`` is the lowest ratio any neuron could reach there."""
+
+    def reset_mem(self) -> torch.Tensor:
+        return torch.zeros(())
+
+    def forward(self, x: torch.Tensor, mem: torch.Tensor):
+        return x.clamp(0, 1), mem
+
+
 # ---------------------------------------------------------------------------------------------------------
 # 2. tutorial 6: conv net as nn.Sequential
 # ---------------------------------------------------------------------------------------------------------
@@ -139,6 +150,7 @@ def scenarios(names: list[str]) -> dict[str, dict[str, Callable[[], None]]]:
             "leaky": Tutorial5(lambda: snn.Leaky(beta=0.95)),
             "mdn": Tutorial5(lambda: mdn.MDN("2-FS")),
             "first-order": Tutorial5(lambda: mdn.FirstOrder()),
+            "one-op": Tutorial5(OneOp),
         }
         out["fc"] = {k: train_step(n, lambda net, x: net(x), x, y) for k, n in nets.items()}
     if "conv" in names:
