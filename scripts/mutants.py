@@ -250,6 +250,20 @@ MUTANTS = (
         FUSED,
     ),
     Mutant(
+        "c-flags-drop-the-sums-of-an-undetached-linear-step",
+        "mdn_snntorch/fused/c/mdn_kernels.c",
+        "else { if (sums) call(1, 0, 1); else call(1, 0, 0); }",
+        "else { if (sums) call(1, 0, 0); else call(1, 0, 0); }",
+        FUSED + C_STEP,
+    ),
+    Mutant(
+        "c-step-plan-ignores-in-place-changes",
+        "mdn_snntorch/neurons/base.py",
+        "key += (id(t), t._version)",
+        "key += (id(t), 0)",
+        C_STEP,
+    ),
+    Mutant(
         "c-parameter-sums-not-restarted",
         "mdn_snntorch/fused/c/mdn_kernels_impl.h",
         "        if (A->want) /* (unread sums are zeroed once, above) */\n            for (int i = 0; i < n; i++) ga[i]",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import torch
 from snntorch import SpikingNeuron
@@ -29,6 +30,22 @@ STEP_MODES = ("single", "multi")
 #: steps after which a neuron with theta_a < 0 (2-SDS-like) leaves its stability horizon at dt = 1
 #: (docs/model.md#tolerances: the horizon of 2-SDS under the sine stimulus is step 121)
 HORIZON_STEPS = 120
+
+
+class CStepPlan(NamedTuple):
+    """The C single step as decided for one input shape and dtype, kept by the neuron so that the next steps skip the
+    decision and the packing (:meth:`MDNFamilyNeuron._known_c_step`): its ``key`` (:meth:`MDNFamilyNeuron._c_plan_key`),
+    the step ``params`` and their ``packed`` form (:class:`~mdn_snntorch.fused.c_step.StepParams`), the autograd
+    ``node`` and the ``finite`` counter class of :mod:`mdn_snntorch.fused.c_step`, and the C library it was decided
+    with (``kernels``: :mod:`~mdn_snntorch.fused.c_kernels`, whose loaded library must still be ``lib``)."""
+
+    key: tuple | None
+    params: tuple[torch.Tensor, ...]
+    packed: Any
+    node: type
+    finite: type
+    kernels: Any
+    lib: Any
 
 
 class StabilityHorizonWarning(RuntimeWarning):
@@ -231,6 +248,7 @@ class MDNFamilyNeuron(SpikingNeuron):
                     self._exact[name] = float(value)
         self._checked_shape: tuple[int, ...] | None = None
         self._unit_scale: tuple | None = None
+        self._c_plan: CStepPlan | None = None
         self._steps = 0
         self._horizon_warned = False
         self._nonfinite_warned = False
@@ -270,6 +288,7 @@ class MDNFamilyNeuron(SpikingNeuron):
             if t is not None and t.is_floating_point():
                 self._buffers[name] = torch.full_like(t, value)
         self._unit_scale = None
+        self._c_plan = None
         return self
 
     def _scale_arg(self, dtype: torch.dtype, compiling: bool) -> torch.Tensor | None:
@@ -308,16 +327,49 @@ class MDNFamilyNeuron(SpikingNeuron):
 
     #: the node of :mod:`mdn_snntorch.fused.c_step` that runs this neuron's single step in C
     _c_node: str = ""
+    #: the single step's parameters by name, in the order of :meth:`_step_params` (each as ``_param_as`` returns it)
+    _step_param_names: tuple[str, ...] = ()
 
-    def _c_step(self, x: torch.Tensor, states, params, config: tuple, check: bool):
+    def _c_plan_key(self, x: torch.Tensor) -> tuple | None:
+        """What the C step's path and packed parameters for ``x`` depend on besides the state: the input's shape and
+        dtype, the forced kernel, the surrogate's type and the inhibition (:func:`~mdn_snntorch.fused.dispatch.
+        step_rejections`), and each stored parameter's identity and version. ``None`` where a parameter is not in
+        ``x``'s dtype (its step value is then a new tensor every call) or ``x`` is not on the CPU."""
+        if not x.is_cpu:
+            return None
+        key = [x.shape, x.dtype, dispatch.config["kernel"], type(self.spike_grad), self.inhibition]
+        for name in self._step_param_names:
+            t = self._tensor(name)
+            if t.dtype != x.dtype:
+                return None
+            key += (id(t), t._version)
+        return tuple(key)
+
+    def _known_c_step(self, x: torch.Tensor, states: tuple[torch.Tensor, ...], compiling: bool) -> CStepPlan | None:
+        """The remembered C step for ``x`` from ``states`` (:class:`CStepPlan`), or ``None``: decide again (the first
+        call, a change of input shape or dtype, of a parameter or of a setting the decision reads)."""
+        plan = self.__dict__["_c_plan"]
+        if plan is None or compiling or plan.kernels._state.get("lib") is not plan.lib or plan.key != self._c_plan_key(x):
+            return None
+        shape, dtype = x.shape, x.dtype
+        for s in states:
+            if s.shape != shape or s.dtype != dtype or not s.is_cpu:
+                return None
+        return plan
+
+    def _c_step(self, x: torch.Tensor, states, params, config: tuple, check: bool, plan: CStepPlan | None = None):
         """The C single step (:attr:`_c_node`) on ``x`` from ``states`` with ``params``; ``check``: the kernel counts
-        non-finite input (``ValueError``) and membrane (the one-time warning) values as it runs."""
-        from mdn_snntorch.fused import c_step  # with the kernels, on first use
+        non-finite input (``ValueError``) and membrane (the one-time warning) values as it runs. ``plan``: the
+        remembered packing of ``params`` (:meth:`_known_c_step`); without, they are packed and remembered."""
+        if plan is None:
+            from mdn_snntorch.fused import c_kernels, c_step  # with the kernels, on first use
 
-        finite = c_step.Finite(check, check and not self.__dict__["_nonfinite_warned"])
-        packed = c_step.step_params(params, dispatch.step_feature_shape(x.shape, params))
-        node = getattr(c_step, self._c_node)
-        out = node.apply(x.contiguous(), *[s.contiguous() for s in states], *params, packed, *config, finite)
+            packed = c_step.step_params(params, dispatch.step_feature_shape(x.shape, params))
+            node = getattr(c_step, self._c_node)
+            plan = CStepPlan(self._c_plan_key(x), params, packed, node, c_step.Finite, c_kernels, c_kernels.library())
+            self._c_plan = plan if plan.key is not None else None
+        finite = plan.finite(check, check and not self.__dict__["_nonfinite_warned"])
+        out = plan.node.apply(x.contiguous(), *[s.contiguous() for s in states], *plan.params, plan.packed, *config, finite)
         if finite.input:
             raise self._nonfinite_input()
         if finite.membrane:

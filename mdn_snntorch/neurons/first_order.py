@@ -65,6 +65,7 @@ class FirstOrder(MDNFamilyNeuron):
     _path_state_names = ("mem",)
     _param_names = ("decay",)
     _c_node = "FirstOrderCStep"
+    _step_param_names = ("decay", "threshold", "reset_value", "graded_spikes_factor")
 
     def __init__(
         self,
@@ -162,12 +163,13 @@ class FirstOrder(MDNFamilyNeuron):
         :meth:`MDN._step <mdn_snntorch.MDN._step>`)."""
         dtype = input_.dtype
         mem = self._buffers["mem"]
-        params = self._step_params(dtype)
-        path = self._step_path(input_, (mem,), params, compiling)
+        plan = self._known_c_step(input_, (mem,), compiling)
+        params = plan.params if plan is not None else self._step_params(dtype)
+        path = "c" if plan is not None else self._step_path(input_, (mem,), params, compiling)
         if check and path != "c":  # the C step counts the non-finite values in its own pass
             self._check_finite(input_)
         if path == "c":
-            spk, v = self._c_step(input_, (mem,), params, self._node_config(), check)
+            spk, v = self._c_step(input_, (mem,), params, self._node_config(), check, plan)
         elif path == "node":  # functional.fused_first_order_step, its tensors prepared here
             spk, v = FirstOrderStep.apply(input_, mem, *params[:3], self._scale_arg(dtype, compiling), *self._node_config())
         else:

@@ -92,6 +92,7 @@ class MDN(MDNFamilyNeuron):
     _path_state_names = ("mem", "u")
     _param_names = THETA_NAMES
     _c_node = "MDNCStep"
+    _step_param_names = ("theta_a", "theta_b", "theta_c", "theta_d", "threshold", "graded_spikes_factor")
 
     def __init__(
         self,
@@ -210,12 +211,13 @@ class MDN(MDNFamilyNeuron):
         dtype = input_.dtype
         buffers = self._buffers
         state = MDNState(buffers["mem"], buffers["u"])
-        params = self._step_params(dtype)
-        path = self._step_path(input_, state, params, compiling)
+        plan = self._known_c_step(input_, state, compiling)
+        params = plan.params if plan is not None else self._step_params(dtype)
+        path = "c" if plan is not None else self._step_path(input_, state, params, compiling)
         if check and path != "c":  # the C step counts the non-finite values in its own pass
             self._check_finite(input_)
         if path == "c":
-            spk, v_new, u_new = self._c_step(input_, state, params, self._node_config(), check)
+            spk, v_new, u_new = self._c_step(input_, state, params, self._node_config(), check, plan)
         elif path == "node":  # functional.fused_mdn_step, its tensors prepared here
             spk, v_new, u_new = MDNStep.apply(
                 input_, *state, *params[:5], self._scale_arg(dtype, compiling), *self._node_config()

@@ -172,6 +172,69 @@ def test_the_neurons_run_the_c_step_where_explain_says(spy, cls):
         assert (len(spy) > before) == (neuron.explain(xs).path == "node:c"), kwargs
 
 
+@pytest.fixture
+def packings(monkeypatch):
+    """The calls of c_step.step_params: one each time a neuron decides (again) how its C step runs."""
+    calls = []
+    real = c_step.step_params
+    monkeypatch.setattr(c_step, "step_params", lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+@pytest.mark.parametrize("cls", [mdn.MDN, mdn.FirstOrder])
+def test_the_c_step_is_decided_once_and_again_when_what_it_depends_on_changes(spy, packings, cls):
+    """The path and the packed parameters are remembered from the first C step: the next steps of the same shape
+    and dtype skip them; another shape or dtype, a forced kernel, another surrogate or a parameter changed or
+    replaced decides again (and each such step runs what explain says)."""
+    neuron = cls()
+    for _ in range(4):
+        neuron(torch.randn(4, 5))
+    assert len(packings) == 1 and len(spy) == 4
+    neuron(torch.randn(3, 5))  # another shape
+    neuron(torch.randn(3, 5))
+    assert len(packings) == 2
+    with fused.use_kernel("torch"):
+        neuron(torch.randn(3, 5))
+        assert len(spy) == 6 and neuron.explain(torch.randn(3, 5)).path == "node"
+    neuron(torch.randn(3, 5))  # back to the remembered C step
+    assert len(packings) == 2 and len(spy) == 7
+    with torch.no_grad():
+        neuron.threshold.add_(0.1)  # in place: its version changes
+    neuron(torch.randn(3, 5))
+    assert len(packings) == 3
+    neuron.register_buffer("threshold", torch.tensor(0.3))  # replaced
+    neuron(torch.randn(3, 5))
+    assert len(packings) == 4
+    neuron.reset_mem()
+    neuron.spike_grad = Reference()  # the reference step from now on
+    neuron(torch.randn(3, 5))
+    assert len(spy) == 9 and neuron.explain(torch.randn(3, 5)).path == "step"
+    neuron.double()
+    neuron.spike_grad = mdn.window()
+    neuron.reset_mem()
+    neuron(torch.randn(3, 5, dtype=torch.float64))
+    assert len(packings) == 5 and len(spy) == 10
+
+
+def test_a_remembered_c_step_reads_parameters_changed_in_place():
+    """Per-channel theta are expanded into a copy for the kernels: a change in place (as an optimizer's) is packed
+    again before the next step, which equals the PyTorch node's step with the new values, bit for bit."""
+    theta = [torch.full((3, 1, 1), t) for t in (0.06, 0.219, -0.065, 0.05)]
+    make = lambda: mdn.MDN([torch.nn.Parameter(t.clone()) for t in theta], param_shape=(3, 1, 1), learn_theta=True)  # noqa: E731
+    x = drive(3, (2, 3, 4, 4), torch.float32)
+    outs = []
+    for kernel in ("auto", "torch"):
+        neuron = make()
+        neuron(x[0]), neuron(x[1])
+        with torch.no_grad():
+            neuron.theta_a.mul_(3.0)
+        with fused.use_kernel(kernel):
+            assert neuron.explain(x[2]).path == ("node:c" if kernel == "auto" else "node")
+            outs.append(neuron(x[2]))
+    assert all(torch.equal(a, b) for a, b in zip(*outs))
+    assert not torch.equal(outs[0][2], make()(x[0])[2])  # (the states differ from a first step's)
+
+
 @pytest.mark.parametrize(
     "setup, words",
     [
