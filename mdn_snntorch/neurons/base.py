@@ -279,6 +279,13 @@ class MDNFamilyNeuron(SpikingNeuron):
             return torch.full(t.shape, self._exact[name], dtype=dtype, device=t.device)
         return t.to(dtype)
 
+    def __getstate__(self) -> dict:
+        """The module's state for pickling and ``copy.deepcopy``, without the remembered C step (it holds the loaded
+        library; a copy decides its own on its first step)."""
+        state = super().__getstate__()
+        state["_c_plan"] = None
+        return state
+
     def _apply(self, fn, recurse=True):
         """``.double()``, ``.to(dtype)``, ``.cuda()`` ...: parameters that came from python floats (presets,
         floats) and are not learnable are re-derived from those floats in the new dtype, as ``dtype=`` does."""

@@ -235,6 +235,23 @@ def test_a_remembered_c_step_reads_parameters_changed_in_place():
     assert not torch.equal(outs[0][2], make()(x[0])[2])  # (the states differ from a first step's)
 
 
+@pytest.mark.parametrize("cls", [mdn.MDN, mdn.FirstOrder])
+def test_a_neuron_that_ran_a_c_step_can_be_copied_and_saved(cls, tmp_path):
+    """The remembered C step stays with its neuron: a deep copy, a pickle and torch.save of a neuron that ran one
+    work, and each copy's next step equals the original's."""
+    import copy
+    import pickle
+
+    neuron, x = cls(), torch.randn(2, 4, 5)
+    neuron(x[0])
+    torch.save(neuron, tmp_path / "neuron.pt")
+    copies = [copy.deepcopy(neuron), pickle.loads(pickle.dumps(neuron)), torch.load(tmp_path / "neuron.pt", weights_only=False)]
+    want = neuron(x[1])
+    for twin in copies:
+        got = twin(x[1])
+        assert twin.explain(x[1]).path == "node:c" and all(torch.equal(a, b) for a, b in zip(got, want))
+
+
 @pytest.mark.parametrize(
     "setup, words",
     [
