@@ -36,7 +36,7 @@ import torch
 
 from mdn_snntorch.equations import V_TH
 from mdn_snntorch.functional import FirstOrderTrace, MDNParameters, MDNState, MDNTrace, saved_or_stale
-from mdn_snntorch.fused import c_kernels, dispatch, memory
+from mdn_snntorch.fused import c_kernels, dispatch, eager, memory
 from mdn_snntorch.fused.dispatch import feature_shape
 
 Tensor = torch.Tensor
@@ -89,8 +89,7 @@ def _checkpoints(T: int, every: int) -> int:
 # ---------------------------------------------------------------------------------------------
 # 2nd-order MDN
 # ---------------------------------------------------------------------------------------------
-@torch.library.custom_op("mdn_snntorch::mdn_forward", mutates_args=())
-def mdn_forward_op(
+def _mdn_forward(
     x: Tensor,
     v0: Tensor,
     u0: Tensor,
@@ -130,6 +129,9 @@ def mdn_forward_op(
     )
 
 
+mdn_forward_op = torch.library.custom_op("mdn_snntorch::mdn_forward", mutates_args=())(_mdn_forward)
+
+
 @mdn_forward_op.register_fake
 def _(x, v0, u0, params, dt, substeps, width, sigmoid, traces, kernel, every, undetached=False):
     T, S = x.shape, x.shape[1:]
@@ -137,8 +139,7 @@ def _(x, v0, u0, params, dt, substeps, width, sigmoid, traces, kernel, every, un
     return _new(x, T), _new(x, S), _new(x, S), _new(x, T, traces), _new(x, T, traces), _new(x, T, sigmoid), _new(x, C)
 
 
-@torch.library.custom_op("mdn_snntorch::mdn_backward", mutates_args=())
-def mdn_backward_op(
+def _mdn_backward_impl(
     I: Tensor,
     checkpoints: Tensor,
     params: Tensor,
@@ -185,6 +186,9 @@ def mdn_backward_op(
     return gx.view(shape), gv0.view(shape[1:]), gu0.view(shape[1:]), gp
 
 
+mdn_backward_op = torch.library.custom_op("mdn_snntorch::mdn_backward", mutates_args=())(_mdn_backward_impl)
+
+
 @mdn_backward_op.register_fake
 def _(
     I,
@@ -222,13 +226,16 @@ def _mdn_backward(ctx, g_spk, g_vT, g_uT, g_vtr, g_utr, _g_I, _g_ck):
     if not traces:  # the empty placeholders' gradients (None, or empty under AOT tracing)
         g_vtr = g_utr = None
     param_grads = ctx.needs_input_grad[3]
-    gx, gv0, gu0, gp = mdn_backward_op(
+    backward = _mdn_backward_impl if getattr(ctx, "direct", False) else mdn_backward_op  # (fused/eager.py)
+    gx, gv0, gu0, gp = backward(
         I, ck, params, g_spk, g_vtr, g_utr, g_vT, g_uT, dt, substeps, width, sigmoid, kernel, every, undetached, param_grads
     )
     return gx, gv0, gu0, gp if param_grads else None, None, None, None, None, None, None, None, None
 
 
 mdn_forward_op.register_autograd(_mdn_backward, setup_context=_mdn_setup_context)
+#: the same in eager mode, without the dispatcher (mdn_snntorch/fused/eager.py)
+_MDNForward = eager.function("MDNForward", _mdn_forward, _mdn_setup_context, _mdn_backward)
 
 
 def _per_neuron(values, inputs: Tensor) -> Tensor:
@@ -286,20 +293,10 @@ def mdn_multistep(
         empty = inputs.new_zeros(inputs.shape)
         return MDNTrace(empty, MDNState(state.v, state.u), empty, empty) if return_traces else MDNTrace(empty, state)
     every = _every(kernel, inputs.shape[0])
-    spk, vT, uT, vtr, utr, *_ = mdn_forward_op(
-        inputs,
-        state.v,
-        state.u,
-        params,
-        float(dt),
-        int(substeps),
-        float(width),
-        bool(input_sigmoid),
-        bool(return_traces),
-        kernel,
-        every,
-        not detach_reset,
-    )
+    args = (inputs, state.v, state.u, params, float(dt), int(substeps), float(width), bool(input_sigmoid), bool(return_traces),
+            kernel, every, not detach_reset)  # fmt: skip
+    op = _MDNForward.apply if eager.direct(inputs, state.v, state.u, params) else mdn_forward_op
+    spk, vT, uT, vtr, utr, *_ = op(*args)
     if return_traces:
         return MDNTrace(spk, MDNState(vT, uT), utr, vtr)
     return MDNTrace(spk, MDNState(vT, uT))
@@ -308,8 +305,7 @@ def mdn_multistep(
 # ---------------------------------------------------------------------------------------------
 # 1st-order neuron
 # ---------------------------------------------------------------------------------------------
-@torch.library.custom_op("mdn_snntorch::first_order_forward", mutates_args=())
-def first_order_forward_op(
+def _first_order_forward(
     x: Tensor,
     v0: Tensor,
     params: Tensor,
@@ -330,14 +326,16 @@ def first_order_forward_op(
     return _like(spk, shape), vT.view(shape[1:]), _like(vtr, shape), I, ck.view(-1, *shape[1:])
 
 
+first_order_forward_op = torch.library.custom_op("mdn_snntorch::first_order_forward", mutates_args=())(_first_order_forward)
+
+
 @first_order_forward_op.register_fake
 def _(x, v0, params, width, sigmoid, traces, kernel, every, undetached=False):
     T, S = x.shape, x.shape[1:]
     return _new(x, T), _new(x, S), _new(x, T, traces), _new(x, T, sigmoid), _new(x, (_checkpoints(x.shape[0], every), *S))
 
 
-@torch.library.custom_op("mdn_snntorch::first_order_backward", mutates_args=())
-def first_order_backward_op(
+def _first_order_backward_impl(
     I: Tensor,
     checkpoints: Tensor,
     params: Tensor,
@@ -370,6 +368,11 @@ def first_order_backward_op(
     return gx.view(shape), gv0.view(shape[1:]), gp.to(params.dtype) if param_grads else params.new_empty(0)
 
 
+first_order_backward_op = torch.library.custom_op("mdn_snntorch::first_order_backward", mutates_args=())(
+    _first_order_backward_impl
+)
+
+
 @first_order_backward_op.register_fake
 def _(I, checkpoints, params, grad_spikes, grad_v_trace, grad_v_final, width, sigmoid, kernel, every, undetached=False,
       param_grads=True):  # fmt: skip
@@ -391,13 +394,13 @@ def _first_order_backward(ctx, g_spk, g_vT, g_vtr, _g_I, _g_ck):
     if not traces:
         g_vtr = None
     param_grads = ctx.needs_input_grad[2]
-    gx, gv0, gp = first_order_backward_op(
-        I, ck, params, g_spk, g_vtr, g_vT, width, sigmoid, kernel, every, undetached, param_grads
-    )
+    backward = _first_order_backward_impl if getattr(ctx, "direct", False) else first_order_backward_op
+    gx, gv0, gp = backward(I, ck, params, g_spk, g_vtr, g_vT, width, sigmoid, kernel, every, undetached, param_grads)
     return gx, gv0, gp if param_grads else None, None, None, None, None, None, None
 
 
 first_order_forward_op.register_autograd(_first_order_backward, setup_context=_first_order_setup_context)
+_FirstOrderForward = eager.function("FirstOrderForward", _first_order_forward, _first_order_setup_context, _first_order_backward)
 
 
 def first_order_multistep(
@@ -422,7 +425,7 @@ def first_order_multistep(
         empty = inputs.new_zeros(inputs.shape)
         return FirstOrderTrace(empty, v, empty if return_traces else None)
     every = _every(kernel, inputs.shape[0])
-    spk, vT, vtr, *_ = first_order_forward_op(
-        inputs, v, params, float(width), bool(input_sigmoid), bool(return_traces), kernel, every, not detach_reset
-    )
+    args = (inputs, v, params, float(width), bool(input_sigmoid), bool(return_traces), kernel, every, not detach_reset)
+    op = _FirstOrderForward.apply if eager.direct(inputs, v, params) else first_order_forward_op
+    spk, vT, vtr, *_ = op(*args)
     return FirstOrderTrace(spk, vT, vtr if return_traces else None)

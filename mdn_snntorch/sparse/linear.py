@@ -132,7 +132,7 @@ def spike_linear(
 
     K, N = weight.shape[1], weight.shape[0]
     steps = _time_steps(input, time_coding)
-    out = ops.spike_linear_op(input.reshape(-1, K).contiguous(), weight, bias, float(dense_above), steps)[0]
+    out = ops.spike_linear_product(input.reshape(-1, K).contiguous(), weight, bias, float(dense_above), steps)
     return out.view(*input.shape[:-1], N)
 
 

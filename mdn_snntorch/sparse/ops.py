@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 import torch
 
+from mdn_snntorch.fused import eager
 from mdn_snntorch.sparse import c_kernels
 
 Tensor = torch.Tensor
@@ -92,8 +93,7 @@ def choose_coding(mask: Tensor, nnz: int, binary: bool, R: int, K: int, steps: i
     return Coding("direct", nnz)
 
 
-@torch.library.custom_op("mdn_snntorch::spike_linear", mutates_args=())
-def spike_linear_op(
+def _spike_linear(
     x: Tensor, weight: Tensor, bias: Tensor | None, dense_above: float, steps: int = 1
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(x [R, K] W^T + b, mask, info)`` for a contiguous CPU ``x`` of W's dtype (see the module docstring): the
@@ -132,14 +132,16 @@ def spike_linear_op(
     return out, mask, info
 
 
+spike_linear_op = torch.library.custom_op("mdn_snntorch::spike_linear", mutates_args=())(_spike_linear)
+
+
 @spike_linear_op.register_fake
 def _(x, weight, bias, dense_above, steps=1):
     mask = x.new_empty(x.shape[0], -(-x.shape[1] // 64), dtype=torch.int64)
     return x.new_empty(x.shape[0], weight.shape[0]), mask, x.new_empty(3, dtype=torch.int64)
 
 
-@torch.library.custom_op("mdn_snntorch::spike_linear_weight_grad", mutates_args=())
-def weight_grad_op(x: Tensor, grad_out: Tensor, mask: Tensor, info: Tensor, dense_above: float, steps: int = 1) -> Tensor:
+def _weight_grad(x: Tensor, grad_out: Tensor, mask: Tensor, info: Tensor, dense_above: float, steps: int = 1) -> Tensor:
     """``grad_out^T x``: ``[N, K]`` from ``x [R, K]``, a contiguous ``grad_out [R, N]`` and the ``mask`` and
     ``info`` of :func:`spike_linear_op` (``steps`` as there: the complement coding, where the forward found that
     it pays)."""
@@ -160,6 +162,9 @@ def weight_grad_op(x: Tensor, grad_out: Tensor, mask: Tensor, info: Tensor, dens
     return grad
 
 
+weight_grad_op = torch.library.custom_op("mdn_snntorch::spike_linear_weight_grad", mutates_args=())(_weight_grad)
+
+
 @weight_grad_op.register_fake
 def _(x, grad_out, mask, info, dense_above, steps=1):
     return x.new_empty(grad_out.shape[1], x.shape[1])
@@ -178,9 +183,18 @@ def _backward(ctx, grad_out, *_):
     x, weight, mask, info = ctx.saved_tensors
     grad_out = grad_out.contiguous()
     gx = grad_out.mm(weight) if ctx.needs_input_grad[0] else None
-    gw = weight_grad_op(x, grad_out, mask, info, ctx.dense_above, ctx.steps) if ctx.needs_input_grad[1] else None
+    weight_grad = _weight_grad if getattr(ctx, "direct", False) else weight_grad_op  # (fused/eager.py)
+    gw = weight_grad(x, grad_out, mask, info, ctx.dense_above, ctx.steps) if ctx.needs_input_grad[1] else None
     gb = grad_out.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
     return gx, gw, gb, None, None
 
 
 spike_linear_op.register_autograd(_backward, setup_context=_setup_context)
+_SpikeLinear = eager.function("SpikeLinear", _spike_linear, _setup_context, _backward)
+
+
+def spike_linear_product(x: Tensor, weight: Tensor, bias: Tensor | None, dense_above: float, steps: int = 1) -> Tensor:
+    """The product of :func:`spike_linear_op` (all its arguments given), through the op or, in eager mode, as its
+    plain autograd Function (:mod:`mdn_snntorch.fused.eager`): the same results."""
+    args = (x, weight, bias, dense_above, steps)
+    return (_SpikeLinear.apply(*args) if eager.direct(x, weight, bias) else spike_linear_op(*args))[0]
