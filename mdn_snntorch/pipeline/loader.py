@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -85,82 +84,45 @@ def draw_spikes(rng: np.random.Generator, intensity: np.ndarray, levels: int, ti
     return (r < intensity).astype(np.float32)
 
 
-class WindowRead(NamedTuple):
-    """One window's stored data, read at once (:func:`read_window`): the samples ``window`` in batch order, the
-    position of each in the sorted ``read`` rows, what was read (``kind``: ``"packed"`` spikes, ``"intensity"``
-    to draw spikes from with ``rng``, or ``"analog"`` levels) and the number of ``levels`` of the last two."""
-
-    window: np.ndarray
-    pos: np.ndarray
-    kind: str
-    read: np.ndarray
-    levels: int
-    rng: np.random.Generator | None
-
-
-def read_window(ds: SpikeDataset, window: np.ndarray, rng: np.random.Generator | None = None, analog: bool = False) -> WindowRead:
-    """Read one window's samples (contiguous runs, sorted): packed spikes, or the intensities to draw spikes from
-    with ``rng``, or with ``analog`` the stored analog levels."""
-    if analog and rng is not None:
-        raise ValueError("analog input and resampled spikes exclude each other")
-    ordered = np.unique(window)
-    pos = np.searchsorted(ordered, window)
-    if analog:
-        return WindowRead(window, pos, "analog", ds.read_analog_levels(ordered), ds.analog_levels, None)
-    if rng is None:
-        return WindowRead(window, pos, "packed", ds.read_packed(ordered), 0, None)
-    return WindowRead(window, pos, "intensity", ds.read_intensity(ordered), ds.intensity_levels, rng)
-
-
-def batches_of(ds: SpikeDataset, read: WindowRead, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The batches ``(x [T, B, D], y)`` of a window read by :func:`read_window`, in window order: its spikes
-    unpacked, drawn (the window's ``rng``, batch after batch) or its analog input ``analog / L``."""
-    for i in range(0, len(read.window), batch_size):
-        p = read.pos[i : i + batch_size]
-        if read.kind == "analog":
-            x = analog_values(read.read[p].transpose(1, 0, 2), read.levels)
-        elif read.kind == "packed":
-            x = unpack_spikes(np.ascontiguousarray(read.read[p].transpose(1, 0, 2)), ds.n_inputs)
-        else:
-            x = draw_spikes(read.rng, read.read[p], read.levels, ds.time_steps)
-        yield torch.from_numpy(x), ds.targets(read.window[i : i + batch_size])
-
-
 def window_batches(
     ds: SpikeDataset, window: np.ndarray, batch_size: int, rng: np.random.Generator | None = None, analog: bool = False
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Read one window (contiguous runs) and yield its batches ``(x [T, B, D], y)`` in window order;
     with ``rng`` the spikes are drawn from the stored intensities instead of read, with ``analog``
     ``x`` is the stored analog input ``analog / L``."""
-    yield from batches_of(ds, read_window(ds, window, rng, analog), batch_size)
+    if analog and rng is not None:
+        raise ValueError("analog input and resampled spikes exclude each other")
+    ordered = np.unique(window)
+    pos = np.searchsorted(ordered, window)
+    if analog:
+        stored, levels = ds.read_analog_levels(ordered), ds.analog_levels
+    elif rng is None:
+        packed = ds.read_packed(ordered)
+    else:
+        intensity, levels = ds.read_intensity(ordered), ds.intensity_levels
+    for i in range(0, len(window), batch_size):
+        p = pos[i : i + batch_size]
+        if analog:
+            x = analog_values(stored[p].transpose(1, 0, 2), levels)
+        elif rng is None:
+            x = unpack_spikes(np.ascontiguousarray(packed[p].transpose(1, 0, 2)), ds.n_inputs)
+        else:
+            x = draw_spikes(rng, intensity[p], levels, ds.time_steps)
+        yield torch.from_numpy(x), ds.targets(window[i : i + batch_size])
 
 
 class _WindowStream(IterableDataset):
-    """Worker side of :class:`SpikeLoader`: worker ``w`` of ``k`` reads windows ``w, w + k, ...``. With
-    ``windows_ahead`` (in the caller's process) the next window is read by a thread while this one's batches
-    are made, so a window's read (the blocks it decodes) does not stall the batches."""
+    """Worker side of :class:`SpikeLoader`: worker ``w`` of ``k`` reads windows ``w, w + k, ...``."""
 
-    def __init__(
-        self, ds: SpikeDataset, windows: list[np.ndarray], batch_size: int, draw_seed: list[int] | None, analog: bool,
-        windows_ahead: bool = False,
-    ):  # fmt: skip
+    def __init__(self, ds: SpikeDataset, windows: list[np.ndarray], batch_size: int, draw_seed: list[int] | None, analog: bool):
         self.ds, self.windows, self.batch_size, self.draw_seed, self.analog = ds, windows, batch_size, draw_seed, analog
-        self.windows_ahead = windows_ahead
-
-    def _rng(self, k: int) -> np.random.Generator | None:
-        return None if self.draw_seed is None else np.random.default_rng([*self.draw_seed, k])
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        mine = range(worker, len(self.windows), workers)
-        if self.windows_ahead:
-            reads = (read_window(self.ds, self.windows[k], self._rng(k), self.analog) for k in mine)
-            for read in read_ahead(reads, 1):
-                yield from batches_of(self.ds, read, self.batch_size)
-            return
-        for k in mine:
-            yield from window_batches(self.ds, self.windows[k], self.batch_size, self._rng(k), self.analog)
+        for k in range(worker, len(self.windows), workers):
+            rng = None if self.draw_seed is None else np.random.default_rng([*self.draw_seed, k])
+            yield from window_batches(self.ds, self.windows[k], self.batch_size, rng, self.analog)
 
 
 class SpikeLoader:
@@ -169,8 +131,8 @@ class SpikeLoader:
     ``len`` is this rank's number of batches; :meth:`set_epoch` reshuffles (deterministically from
     ``seed + epoch``) and, with ``resample``, redraws the spikes; with ``analog`` ``x`` is the stored analog
     input in [0, 1] instead of spikes. Without worker processes (``num_workers=0``) a background thread reads
-    and unpacks up to ``prefetch`` batches ahead while the caller works, and another reads the next window
-    (0: each batch is read when asked for); the batches are the same either way. See :func:`spike_loader`.
+    and unpacks up to ``prefetch`` batches ahead while the caller works (0: each batch is read when asked for);
+    the batches are the same either way. See :func:`spike_loader`.
     """
 
     def __init__(
@@ -235,8 +197,7 @@ class SpikeLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.dataset.check_unchanged()
         draw_seed = [self.seed, self.epoch, self.rank, *([self.stream] if self.stream else [])] if self.resample else None
-        ahead = self.num_workers == 0 and self.prefetch > 0
-        stream = _WindowStream(self.dataset, self.windows(), self.batch_size, draw_seed, self.analog, windows_ahead=ahead)
+        stream = _WindowStream(self.dataset, self.windows(), self.batch_size, draw_seed, self.analog)
         if self.num_workers == 0:
             return read_ahead(stream, self.prefetch)
         return iter(DataLoader(stream, batch_size=None, num_workers=self.num_workers))
