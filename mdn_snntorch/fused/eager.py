@@ -33,14 +33,30 @@ def direct(*tensors: torch.Tensor | None) -> bool:
     return all(t is None or type(t) in _PLAIN for t in tensors)
 
 
-def function(name: str, impl: Callable, setup_context: Callable, backward: Callable) -> type[torch.autograd.Function]:
-    """An autograd Function that runs ``impl(*inputs)`` (an op's implementation), then ``setup_context(ctx, inputs,
-    output)``, and ``backward(ctx, *grads)`` for its gradients: what the op's registered autograd does, without the
-    dispatcher. ``ctx.direct`` is True in its context, so that a backward can call its own backward op's
-    implementation directly too. Its backward is not differentiable (as the ops' backward ops are not)."""
+def named(op: str, impl: Callable) -> Callable:
+    """``impl``, recorded under the op's name ``op`` (``"mdn_snntorch::mdn_backward"``) while the profiler runs, as the
+    op itself would be: a profile of the direct path names the same pieces as one through the dispatcher."""
+
+    def call(*args):
+        if not torch.autograd._profiler_enabled():
+            return impl(*args)
+        with torch.profiler.record_function(op):
+            return impl(*args)
+
+    return call
+
+
+def function(op: str, impl: Callable, setup_context: Callable, backward: Callable) -> type[torch.autograd.Function]:
+    """An autograd Function that runs ``impl(*inputs)`` (the implementation of the op named ``op``, recorded under
+    that name while the profiler runs: :func:`named`), then ``setup_context(ctx, inputs, output)``, and
+    ``backward(ctx, *grads)`` for its gradients: what the op's registered autograd does, without the dispatcher.
+    ``ctx.direct`` is True in its context, so that a backward can call its own backward op's implementation directly
+    too. Its backward is not differentiable (as the ops' backward ops are not). Its name is the op's in CamelCase
+    (``mdn_snntorch::mdn_forward``: ``MdnForward``; its autograd node ``MdnForwardBackward``)."""
+    run = named(op, impl)
 
     def forward(ctx, *inputs):
-        output = impl(*inputs)
+        output = run(*inputs)
         ctx.direct = True
         setup_context(ctx, inputs, output)
         return output
@@ -49,7 +65,7 @@ def function(name: str, impl: Callable, setup_context: Callable, backward: Calla
     def _backward(ctx, *grads):
         return backward(ctx, *grads)
 
-    doc = f"``{name}`` as a plain autograd Function (:mod:`mdn_snntorch.fused.eager`)."
-    return type(
-        name, (torch.autograd.Function,), {"forward": staticmethod(forward), "backward": staticmethod(_backward), "__doc__": doc}
-    )
+    name = "".join(part.title() for part in op.split("::")[-1].split("_"))
+    doc = f"``{op}`` as a plain autograd Function (:mod:`mdn_snntorch.fused.eager`)."
+    body = {"forward": staticmethod(forward), "backward": staticmethod(_backward), "__doc__": doc}
+    return type(name, (torch.autograd.Function,), body)

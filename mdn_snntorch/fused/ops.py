@@ -226,7 +226,7 @@ def _mdn_backward(ctx, g_spk, g_vT, g_uT, g_vtr, g_utr, _g_I, _g_ck):
     if not traces:  # the empty placeholders' gradients (None, or empty under AOT tracing)
         g_vtr = g_utr = None
     param_grads = ctx.needs_input_grad[3]
-    backward = _mdn_backward_impl if getattr(ctx, "direct", False) else mdn_backward_op  # (fused/eager.py)
+    backward = _mdn_backward_direct if getattr(ctx, "direct", False) else mdn_backward_op  # (fused/eager.py)
     gx, gv0, gu0, gp = backward(
         I, ck, params, g_spk, g_vtr, g_utr, g_vT, g_uT, dt, substeps, width, sigmoid, kernel, every, undetached, param_grads
     )
@@ -235,7 +235,8 @@ def _mdn_backward(ctx, g_spk, g_vT, g_uT, g_vtr, g_utr, _g_I, _g_ck):
 
 mdn_forward_op.register_autograd(_mdn_backward, setup_context=_mdn_setup_context)
 #: the same in eager mode, without the dispatcher (mdn_snntorch/fused/eager.py)
-_MDNForward = eager.function("MDNForward", _mdn_forward, _mdn_setup_context, _mdn_backward)
+_MDNForward = eager.function("mdn_snntorch::mdn_forward", _mdn_forward, _mdn_setup_context, _mdn_backward)
+_mdn_backward_direct = eager.named("mdn_snntorch::mdn_backward", _mdn_backward_impl)
 
 
 def _per_neuron(values, inputs: Tensor) -> Tensor:
@@ -394,13 +395,16 @@ def _first_order_backward(ctx, g_spk, g_vT, g_vtr, _g_I, _g_ck):
     if not traces:
         g_vtr = None
     param_grads = ctx.needs_input_grad[2]
-    backward = _first_order_backward_impl if getattr(ctx, "direct", False) else first_order_backward_op
+    backward = _first_order_backward_direct if getattr(ctx, "direct", False) else first_order_backward_op
     gx, gv0, gp = backward(I, ck, params, g_spk, g_vtr, g_vT, width, sigmoid, kernel, every, undetached, param_grads)
     return gx, gv0, gp if param_grads else None, None, None, None, None, None, None
 
 
 first_order_forward_op.register_autograd(_first_order_backward, setup_context=_first_order_setup_context)
-_FirstOrderForward = eager.function("FirstOrderForward", _first_order_forward, _first_order_setup_context, _first_order_backward)
+_FirstOrderForward = eager.function(
+    "mdn_snntorch::first_order_forward", _first_order_forward, _first_order_setup_context, _first_order_backward
+)
+_first_order_backward_direct = eager.named("mdn_snntorch::first_order_backward", _first_order_backward_impl)
 
 
 def first_order_multistep(

@@ -183,14 +183,15 @@ def _backward(ctx, grad_out, *_):
     x, weight, mask, info = ctx.saved_tensors
     grad_out = grad_out.contiguous()
     gx = grad_out.mm(weight) if ctx.needs_input_grad[0] else None
-    weight_grad = _weight_grad if getattr(ctx, "direct", False) else weight_grad_op  # (fused/eager.py)
+    weight_grad = _weight_grad_direct if getattr(ctx, "direct", False) else weight_grad_op  # (fused/eager.py)
     gw = weight_grad(x, grad_out, mask, info, ctx.dense_above, ctx.steps) if ctx.needs_input_grad[1] else None
     gb = grad_out.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
     return gx, gw, gb, None, None
 
 
 spike_linear_op.register_autograd(_backward, setup_context=_setup_context)
-_SpikeLinear = eager.function("SpikeLinear", _spike_linear, _setup_context, _backward)
+_SpikeLinear = eager.function("mdn_snntorch::spike_linear", _spike_linear, _setup_context, _backward)
+_weight_grad_direct = eager.named("mdn_snntorch::spike_linear_weight_grad", _weight_grad)
 
 
 def spike_linear_product(x: Tensor, weight: Tensor, bias: Tensor | None, dense_above: float, steps: int = 1) -> Tensor:

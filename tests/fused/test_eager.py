@@ -47,7 +47,7 @@ def models_and_input(neuron: str):
 def test_the_direct_path_gives_the_dispatchers_results_bit_for_bit(monkeypatch, neuron):
     model, x, y = models_and_input(neuron)
     direct = training_pass(model, x, y)
-    assert type(model(x).grad_fn).__name__.startswith(("MDNForward", "FirstOrderForward"))
+    assert type(model(x).grad_fn).__name__.startswith(("MdnForward", "FirstOrderForward"))
     monkeypatch.setattr(eager, "direct", lambda *tensors: False)
     assert "Generated" in type(model(x).grad_fn).__name__  # the op's own autograd node
     dispatched = training_pass(model, x, y)
@@ -76,4 +76,15 @@ class _Sub(torch.Tensor):
 def test_the_neurons_sequence_runs_the_direct_function_in_eager_mode():
     neuron = mdn.MDN("2-FS")
     spikes = neuron.multi_step(torch.randn(6, 3, 4, requires_grad=True))
-    assert type(spikes.grad_fn).__name__.startswith("MDNForward")
+    assert type(spikes.grad_fn).__name__.startswith("MdnForward")
+
+
+def test_a_profile_of_the_direct_path_names_the_ops():
+    """The direct path records each op's implementation under the op's name while the profiler runs, so a profile
+    reads as one through the dispatcher."""
+    model, x, y = models_and_input("2-FS")
+    with torch.profiler.profile() as prof:
+        training_pass(model, x, y)
+    names = {e.name for e in prof.events()}
+    assert {"mdn_snntorch::mdn_forward", "mdn_snntorch::mdn_backward", "mdn_snntorch::spike_linear"} <= names
+    assert "mdn_snntorch::spike_linear_weight_grad" in names
