@@ -89,7 +89,7 @@ def _checkpoints(T: int, every: int) -> int:
 # ---------------------------------------------------------------------------------------------
 # 2nd-order MDN
 # ---------------------------------------------------------------------------------------------
-def _mdn_forward(
+def _mdn_forward_impl(
     x: Tensor,
     v0: Tensor,
     u0: Tensor,
@@ -129,7 +129,7 @@ def _mdn_forward(
     )
 
 
-mdn_forward_op = torch.library.custom_op("mdn_snntorch::mdn_forward", mutates_args=())(_mdn_forward)
+mdn_forward_op = torch.library.custom_op("mdn_snntorch::mdn_forward", mutates_args=())(_mdn_forward_impl)
 
 
 @mdn_forward_op.register_fake
@@ -235,7 +235,7 @@ def _mdn_backward(ctx, g_spk, g_vT, g_uT, g_vtr, g_utr, _g_I, _g_ck):
 
 mdn_forward_op.register_autograd(_mdn_backward, setup_context=_mdn_setup_context)
 #: the same in eager mode, without the dispatcher (mdn_snntorch/fused/eager.py)
-_MDNForward = eager.function("mdn_snntorch::mdn_forward", _mdn_forward, _mdn_setup_context, _mdn_backward)
+_MDNForward = eager.function("mdn_snntorch::mdn_forward", _mdn_forward_impl, _mdn_setup_context, _mdn_backward)
 _mdn_backward_direct = eager.named("mdn_snntorch::mdn_backward", _mdn_backward_impl)
 
 
@@ -306,7 +306,7 @@ def mdn_multistep(
 # ---------------------------------------------------------------------------------------------
 # 1st-order neuron
 # ---------------------------------------------------------------------------------------------
-def _first_order_forward(
+def _first_order_forward_impl(
     x: Tensor,
     v0: Tensor,
     params: Tensor,
@@ -327,7 +327,7 @@ def _first_order_forward(
     return _like(spk, shape), vT.view(shape[1:]), _like(vtr, shape), I, ck.view(-1, *shape[1:])
 
 
-first_order_forward_op = torch.library.custom_op("mdn_snntorch::first_order_forward", mutates_args=())(_first_order_forward)
+first_order_forward_op = torch.library.custom_op("mdn_snntorch::first_order_forward", mutates_args=())(_first_order_forward_impl)
 
 
 @first_order_forward_op.register_fake
@@ -402,7 +402,7 @@ def _first_order_backward(ctx, g_spk, g_vT, g_vtr, _g_I, _g_ck):
 
 first_order_forward_op.register_autograd(_first_order_backward, setup_context=_first_order_setup_context)
 _FirstOrderForward = eager.function(
-    "mdn_snntorch::first_order_forward", _first_order_forward, _first_order_setup_context, _first_order_backward
+    "mdn_snntorch::first_order_forward", _first_order_forward_impl, _first_order_setup_context, _first_order_backward
 )
 _first_order_backward_direct = eager.named("mdn_snntorch::first_order_backward", _first_order_backward_impl)
 

@@ -93,7 +93,7 @@ def choose_coding(mask: Tensor, nnz: int, binary: bool, R: int, K: int, steps: i
     return Coding("direct", nnz)
 
 
-def _spike_linear(
+def _spike_linear_impl(
     x: Tensor, weight: Tensor, bias: Tensor | None, dense_above: float, steps: int = 1
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(x [R, K] W^T + b, mask, info)`` for a contiguous CPU ``x`` of W's dtype (see the module docstring): the
@@ -132,7 +132,7 @@ def _spike_linear(
     return out, mask, info
 
 
-spike_linear_op = torch.library.custom_op("mdn_snntorch::spike_linear", mutates_args=())(_spike_linear)
+spike_linear_op = torch.library.custom_op("mdn_snntorch::spike_linear", mutates_args=())(_spike_linear_impl)
 
 
 @spike_linear_op.register_fake
@@ -141,7 +141,7 @@ def _(x, weight, bias, dense_above, steps=1):
     return x.new_empty(x.shape[0], weight.shape[0]), mask, x.new_empty(3, dtype=torch.int64)
 
 
-def _weight_grad(x: Tensor, grad_out: Tensor, mask: Tensor, info: Tensor, dense_above: float, steps: int = 1) -> Tensor:
+def _weight_grad_impl(x: Tensor, grad_out: Tensor, mask: Tensor, info: Tensor, dense_above: float, steps: int = 1) -> Tensor:
     """``grad_out^T x``: ``[N, K]`` from ``x [R, K]``, a contiguous ``grad_out [R, N]`` and the ``mask`` and
     ``info`` of :func:`spike_linear_op` (``steps`` as there: the complement coding, where the forward found that
     it pays)."""
@@ -162,7 +162,7 @@ def _weight_grad(x: Tensor, grad_out: Tensor, mask: Tensor, info: Tensor, dense_
     return grad
 
 
-weight_grad_op = torch.library.custom_op("mdn_snntorch::spike_linear_weight_grad", mutates_args=())(_weight_grad)
+weight_grad_op = torch.library.custom_op("mdn_snntorch::spike_linear_weight_grad", mutates_args=())(_weight_grad_impl)
 
 
 @weight_grad_op.register_fake
@@ -190,8 +190,8 @@ def _backward(ctx, grad_out, *_):
 
 
 spike_linear_op.register_autograd(_backward, setup_context=_setup_context)
-_SpikeLinear = eager.function("mdn_snntorch::spike_linear", _spike_linear, _setup_context, _backward)
-_weight_grad_direct = eager.named("mdn_snntorch::spike_linear_weight_grad", _weight_grad)
+_SpikeLinear = eager.function("mdn_snntorch::spike_linear", _spike_linear_impl, _setup_context, _backward)
+_weight_grad_direct = eager.named("mdn_snntorch::spike_linear_weight_grad", _weight_grad_impl)
 
 
 def spike_linear_product(x: Tensor, weight: Tensor, bias: Tensor | None, dense_above: float, steps: int = 1) -> Tensor:
