@@ -292,8 +292,8 @@ MUTANTS = (
     Mutant(
         "op-undetached-reset-dropped",
         "mdn_snntorch/fused/ops.py",
-        "        not detach_reset,\n",
-        "        False,\n",
+        "kernel, every, not detach_reset)  # fmt: skip",
+        "kernel, every, False)  # fmt: skip",
         FUSED,
     ),
     # the path decision and the neurons around it
