@@ -187,10 +187,10 @@ MUTANTS = (
         C_STEP,
     ),
     Mutant(
-        "c-gather-ignores-offset",
+        "c-rows-fill-only-the-first",
         "mdn_snntorch/fused/c/mdn_kernels_impl.h",
-        "memcpy(dst, src + k, first * sizeof(scalar_t));",
-        "memcpy(dst, src, first * sizeof(scalar_t));",
+        "memcpy(dst + done, dst, more * sizeof(scalar_t));",
+        "memset(dst + done, 0, more * sizeof(scalar_t));",
         C_STEP,
     ),
     Mutant(

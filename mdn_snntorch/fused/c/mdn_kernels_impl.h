@@ -23,14 +23,13 @@
    (docs/model.md#surrogate-gradient-and-reset); a bitwise & of the comparisons (&& would branch). */
 static inline int SFX(in_window)(scalar_t x, scalar_t w) { return (x < w) & (-x < w); }
 
-/* dst[i] = src[(k + i) % N] for i < n (0 <= k < N): a block's values of a per-neuron parameter, by contiguous runs:
-   at most two copies fill the first period, then the filled prefix (a whole number of periods) is doubled.
-   With shared (the parameter is one value for all neurons), dst[i] = src[0]. */
-static inline void SFX(gather)(scalar_t *restrict dst, const scalar_t *restrict src, int shared, int64_t k, int64_t N, int n) {
-    if (shared) k = 0, N = 1;
-    const int64_t first = N - k < n ? N - k : n, len = N < n ? N : n;
-    memcpy(dst, src + k, first * sizeof(scalar_t));
-    memcpy(dst + first, src, (len - first) * sizeof(scalar_t));
+/* dst[i] = src[i % N] for i < n: the values of a per-neuron parameter for a block of whole rows of neurons, by
+   contiguous runs: the first row copied, then the filled prefix (a whole number of rows) doubled. With shared (the
+   parameter is one value for all neurons), dst[i] = src[0]. */
+static inline void SFX(fill_rows)(scalar_t *restrict dst, const scalar_t *restrict src, int shared, int64_t N, int n) {
+    if (shared) N = 1;
+    const int64_t len = N < n ? N : n;
+    memcpy(dst, src, len * sizeof(scalar_t));
     for (int64_t done = len; done < n;) {
         const int64_t more = done < n - done ? done : n - done;
         memcpy(dst + done, dst, more * sizeof(scalar_t));
@@ -39,20 +38,21 @@ static inline void SFX(gather)(scalar_t *restrict dst, const scalar_t *restrict 
 }
 
 /* Where a block of n elements from neuron k (0 <= k < N) reads its P parameters: ptr[q] = src[q] + k when the
-   block lies within one row (k + n <= N: the values where they are), else buf[q] holding the values gathered
-   (gather); bit q of shared: parameter q is one value, read from buf[q], filled with it on the first call
-   (*k0 < 0). Returns whether the pointers or the values changed since the block of *n0 from neuron *k0
-   (block_changed), so that what is derived from them must be derived again. */
+   block lies within one row (k + n <= N: the values where they are), else buf[q] holding them for its whole rows
+   (fill_rows; such a block starts at neuron 0, as sched_t lays the blocks); bit q of shared: parameter q is one
+   value, read from buf[q], filled with it on the first call (*k0 < 0). Returns whether the pointers or the values
+   changed since the block of *n0 from neuron *k0 (block_changed), so that what is derived from them must be
+   derived again. */
 static inline int SFX(block_params)(int P, const scalar_t **ptr, scalar_t *const *buf, const scalar_t *const *src, int shared,
                                     int64_t k, int64_t N, int n, int64_t *k0, int *n0) {
     if (*k0 < 0)
         for (int q = 0; q < P; q++)
-            if (shared >> q & 1) SFX(gather)(buf[q], src[q], 1, 0, 1, BLK);
+            if (shared >> q & 1) SFX(fill_rows)(buf[q], src[q], 1, 1, BLK);
     if (!block_changed(shared == (1 << P) - 1, k, n, k0, n0)) return 0;
     for (int q = 0; q < P; q++) {
         if (shared >> q & 1) ptr[q] = buf[q];
         else if (k + n <= N) ptr[q] = src[q] + k;
-        else SFX(gather)(buf[q], src[q], 0, k, N, n), ptr[q] = buf[q];
+        else SFX(fill_rows)(buf[q], src[q], 0, N, n), ptr[q] = buf[q];
     }
     return 1;
 }
