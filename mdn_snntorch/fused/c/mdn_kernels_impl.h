@@ -24,10 +24,9 @@
 static inline int SFX(in_window)(scalar_t x, scalar_t w) { return (x < w) & (-x < w); }
 
 /* dst[i] = src[i % N] for i < n: the values of a per-neuron parameter for a block of whole rows of neurons, by
-   contiguous runs: the first row copied, then the filled prefix (a whole number of rows) doubled. With shared (the
-   parameter is one value for all neurons), dst[i] = src[0]. */
-static inline void SFX(fill_rows)(scalar_t *restrict dst, const scalar_t *restrict src, int shared, int64_t N, int n) {
-    if (shared) N = 1;
+   contiguous runs: the first row copied, then the filled prefix (a whole number of rows) doubled; N = 1 repeats
+   one value. */
+static inline void SFX(fill_rows)(scalar_t *restrict dst, const scalar_t *restrict src, int64_t N, int n) {
     const int64_t len = N < n ? N : n;
     memcpy(dst, src, len * sizeof(scalar_t));
     for (int64_t done = len; done < n;) {
@@ -47,12 +46,12 @@ static inline int SFX(block_params)(int P, const scalar_t **ptr, scalar_t *const
                                     int64_t k, int64_t N, int n, int64_t *k0, int *n0) {
     if (*k0 < 0)
         for (int q = 0; q < P; q++)
-            if (shared >> q & 1) SFX(fill_rows)(buf[q], src[q], 1, 1, BLK);
+            if (shared >> q & 1) SFX(fill_rows)(buf[q], src[q], 1, BLK);
     if (!block_changed(shared == (1 << P) - 1, k, n, k0, n0)) return 0;
     for (int q = 0; q < P; q++) {
         if (shared >> q & 1) ptr[q] = buf[q];
         else if (k + n <= N) ptr[q] = src[q] + k;
-        else SFX(fill_rows)(buf[q], src[q], 0, N, n), ptr[q] = buf[q];
+        else SFX(fill_rows)(buf[q], src[q], N, n), ptr[q] = buf[q];
     }
     return 1;
 }
@@ -100,8 +99,8 @@ static inline scalar_t SFX(mdn_euler)(scalar_t *restrict v, scalar_t *restrict u
 
 /* The adjoint of mdn_euler for one element, from its pre-step state v, u, whether it fired, and gsh, the
    gradient of its spike s through the surrogate. On entry *gv, *gu are the gradients of the post-reset
-   state, on return those of the pre-step state; the parameter sums are updated (*ga, *gb without their
-   factors dt and dt a, applied once at the end). Returns the gradient of the current I. With dab = dt a b
+   state, on return those of the pre-step state; with sums the parameter sums are updated (*ga, *gb without their
+   factors dt and dt a, applied once at the end), without they are not touched. Returns the gradient of the current I. With dab = dt a b
    and oma = 1 - dt a (per neuron), in the pieces the other copies name (docs/performance.md#the-copies-of-the-step):
        reset_adjoint:     gV' = gV (1 - s) + gsh;   gc += gV s;   gd += gU s;   gV_th -= gsh
        u_update_adjoint:  ga += gU (b V - U);   gb += gU V;   to V: gU dab;   to U: gU oma
@@ -110,15 +109,17 @@ static inline scalar_t SFX(mdn_euler)(scalar_t *restrict v, scalar_t *restrict u
 static inline scalar_t SFX(mdn_adjoint)(scalar_t v, scalar_t u, int fire, scalar_t gsh, scalar_t dt, scalar_t b, scalar_t dab,
                                         scalar_t oma, scalar_t *restrict gv, scalar_t *restrict gu, scalar_t *restrict ga,
                                         scalar_t *restrict gb, scalar_t *restrict gc, scalar_t *restrict gd,
-                                        scalar_t *restrict gth) {
+                                        scalar_t *restrict gth, const int sums) {
     const scalar_t gvi = *gv, gui = *gu;
     const scalar_t gvp = (fire ? (scalar_t)0 : gvi) + gsh;
     const scalar_t g = gvp * dt;
-    *gc += fire ? gvi : (scalar_t)0;
-    *gd += fire ? gui : (scalar_t)0;
-    *gth -= gsh;
-    *ga += gui * (b * v - u);
-    *gb += gui * v;
+    if (sums) {
+        *gc += fire ? gvi : (scalar_t)0;
+        *gd += fire ? gui : (scalar_t)0;
+        *gth -= gsh;
+        *ga += gui * (b * v - u);
+        *gb += gui * v;
+    }
     *gv = gvp + g * (2 * v - 1) + gui * dab;
     *gu = gui * oma - g;
     return g;
@@ -135,19 +136,21 @@ static inline scalar_t SFX(mdn_reset_spike_adjoint)(scalar_t gv, scalar_t gu, sc
 
 /* The adjoint of one step of one element with a single Euler sub-step: threshold, surrogate and mdn_adjoint in
    one, from its pre-step state v, u, x = V' - V_th, the current I, the gradient gs of its output spike and the
-   graded-spikes factor sc; the state gradients and the parameter sums are updated as in mdn_adjoint (*gsc: the
-   factor's). Returns the gradient of the input (through the sigmoid when sig). */
+   graded-spikes factor sc; the state gradients and (with sums) the parameter sums are updated as in mdn_adjoint
+   (*gsc: the factor's). Returns the gradient of the input (through the sigmoid when sig). und, sig, sums: constants
+   at the element loops' calls (WITH_FLAGS), so a setting that is off costs nothing there. */
 static inline scalar_t SFX(mdn_step_adjoint)(scalar_t v, scalar_t u, scalar_t x, scalar_t I, scalar_t gs, scalar_t sc,
                                              scalar_t dt, scalar_t w, int und, int sig, scalar_t b, scalar_t c, scalar_t d,
                                              scalar_t dab, scalar_t oma, scalar_t *restrict gv, scalar_t *restrict gu,
                                              scalar_t *restrict ga, scalar_t *restrict gb, scalar_t *restrict gc,
-                                             scalar_t *restrict gd, scalar_t *restrict gth, scalar_t *restrict gsc) {
+                                             scalar_t *restrict gd, scalar_t *restrict gth, scalar_t *restrict gsc,
+                                             const int sums) {
     const int fire = x > 0;
     const int open = SFX(in_window)(x, w);
     scalar_t gsh = open ? gs * sc : (scalar_t)0;
     if (und && open) gsh += SFX(mdn_reset_spike_adjoint)(*gv, *gu, v, u, I, dt, c, d);
-    *gsc += fire ? gs : (scalar_t)0;
-    const scalar_t g = SFX(mdn_adjoint)(v, u, fire, gsh, dt, b, dab, oma, gv, gu, ga, gb, gc, gd, gth);
+    if (sums) *gsc += fire ? gs : (scalar_t)0;
+    const scalar_t g = SFX(mdn_adjoint)(v, u, fire, gsh, dt, b, dab, oma, gv, gu, ga, gb, gc, gd, gth, sums);
     return SFX(through_sigmoid)(g, I, sig);
 }
 
@@ -183,7 +186,7 @@ static inline void SFX(mdn_single_step)(int n, const scalar_t *restrict v0, cons
 
 /* The backward of a single step (T = 1, one sub-step) of n elements in one pass: the step recomputed from its
    state v0, u0 (mdn_euler) and its adjoint (mdn_step_adjoint) from the gradients gs, gvT, guT of its outputs into
-   those of its input gx and state gv0, gu0; the parameter sums go to ga .. gsc when sums (else they are dropped).
+   those of its input gx and state gv0, gu0; the parameter sums go to ga .. gsc when sums (else they are left untouched).
    und, sig, sums: constants at each call (WITH_FLAGS). */
 static inline __attribute__((always_inline)) void SFX(mdn_single_adjoint)(
     int n, const scalar_t *restrict v0, const scalar_t *restrict u0, const scalar_t *restrict I, const scalar_t *restrict gs,
@@ -193,11 +196,10 @@ static inline __attribute__((always_inline)) void SFX(mdn_single_adjoint)(
     const scalar_t *restrict oma, scalar_t *restrict ga, scalar_t *restrict gb, scalar_t *restrict gc, scalar_t *restrict gd,
     scalar_t *restrict gth, scalar_t *restrict gsc, scalar_t dt, scalar_t w, const int und, const int sig, const int sums) {
     for (int i = 0; i < n; i++) {
-        scalar_t vn = v0[i], un = u0[i], x, gvi = gvT[i], gui = guT[i], drop[6] = {0};
+        scalar_t vn = v0[i], un = u0[i], x, gvi = gvT[i], gui = guT[i];
         SFX(mdn_euler)(&vn, &un, &x, I[i], dt, pa[i], pb[i], pc[i], pd[i], pth[i]);
         gx[i] = SFX(mdn_step_adjoint)(v0[i], u0[i], x, I[i], gs[i], psc[i], dt, w, und, sig, pb[i], pc[i], pd[i], dab[i], oma[i],
-                                      &gvi, &gui, sums ? &ga[i] : drop, sums ? &gb[i] : drop + 1, sums ? &gc[i] : drop + 2,
-                                      sums ? &gd[i] : drop + 3, sums ? &gth[i] : drop + 4, sums ? &gsc[i] : drop + 5);
+                                      &gvi, &gui, &ga[i], &gb[i], &gc[i], &gd[i], &gth[i], &gsc[i], sums);
         gv0[i] = gvi; gu0[i] = gui;
     }
 }
@@ -213,13 +215,9 @@ static inline __attribute__((always_inline)) void SFX(mdn_adjoint_pass)(
     const scalar_t *restrict dab, const scalar_t *restrict oma, scalar_t *restrict ga, scalar_t *restrict gb,
     scalar_t *restrict gc, scalar_t *restrict gd, scalar_t *restrict gth, scalar_t *restrict gsc, scalar_t dt, scalar_t w,
     const int und, const int sig, const int sums) {
-    for (int i = 0; i < n; i++) {
-        scalar_t drop[6] = {0};
+    for (int i = 0; i < n; i++)
         gx[i] = SFX(mdn_step_adjoint)(sv[i], su[i], sx[i], I[i], gs[i], psc[i], dt, w, und, sig, pb[i], pc[i], pd[i], dab[i],
-                                      oma[i], &gv[i], &gu[i], sums ? &ga[i] : drop, sums ? &gb[i] : drop + 1,
-                                      sums ? &gc[i] : drop + 2, sums ? &gd[i] : drop + 3, sums ? &gth[i] : drop + 4,
-                                      sums ? &gsc[i] : drop + 5);
-    }
+                                      oma[i], &gv[i], &gu[i], &ga[i], &gb[i], &gc[i], &gd[i], &gth[i], &gsc[i], sums);
 }
 
 /* ck: NULL keeps no checkpoints (the single step: its backward reads v0, u0 themselves). xr, vr: NULL, or the
@@ -395,7 +393,7 @@ static void SFX(mdn_bwd_range)(const void *p, sched_t *s) {
                         scalar_t gsh = (alone & open) ? gS[i] : (scalar_t)0;
                         if (und && open) gsh += SFX(mdn_reset_spike_adjoint)(gv[i], gu[i], vj[i], uj[i], I[i], dt, pc[i], pd[i]);
                         gI[i] += SFX(mdn_adjoint)(vj[i], uj[i], fire, gsh, dt, pb[i], dab[i], oma[i], &gv[i], &gu[i], &ga[i],
-                                                  &gb[i], &gc[i], &gd[i], &gth[i]);
+                                                  &gb[i], &gc[i], &gd[i], &gth[i], 1);
                     }
                 }
                 for (int i = 0; i < n; i++) gx[i] = SFX(through_sigmoid)(gI[i], I[i], sig);
@@ -482,14 +480,16 @@ static inline scalar_t SFX(fo_step)(scalar_t *restrict v, scalar_t *restrict x, 
 /* The adjoint of fo_step for one element, from its pre-step V, its spike s and gsh, the gradient of s
    through the surrogate; *gv goes from the post-reset to the pre-step state's gradient:
        gV' = gV (1 - s) + gsh;   gr += gV s;   gV_th -= gsh;   gg += gV' V;   gV <- gV' g
-   Returns gV', the gradient of the current I. */
+   (the sums gr, gV_th, gg only with sums). Returns gV', the gradient of the current I. */
 static inline scalar_t SFX(fo_adjoint)(scalar_t v, scalar_t s, scalar_t gsh, scalar_t g, scalar_t *restrict gv,
-                                       scalar_t *restrict gg, scalar_t *restrict gth, scalar_t *restrict gr) {
+                                       scalar_t *restrict gg, scalar_t *restrict gth, scalar_t *restrict gr, const int sums) {
     const scalar_t gvi = *gv;
     const scalar_t gvp = gvi * (1 - s) + gsh;
-    *gr += gvi * s;
-    *gth -= gsh;
-    *gg += gvp * v;
+    if (sums) {
+        *gr += gvi * s;
+        *gth -= gsh;
+        *gg += gvp * v;
+    }
     *gv = gvp * g;
     return gvp;
 }
@@ -497,18 +497,19 @@ static inline scalar_t SFX(fo_adjoint)(scalar_t v, scalar_t s, scalar_t gsh, sca
 /* ck, xr, vr, bad, shared (bits of g, th, r, sc): as for mdn_fwd_args */
 /* The adjoint of one step of one element from its pre-step V (v), the current I and the gradient gs of its
    output spike (sc: the graded-spikes factor): the step once more for x and s, the surrogate, the undetached
-   reset's term gV (r - V') when und, and fo_adjoint; *gsc gets the factor's sum. Returns the input's gradient. */
+   reset's term gV (r - V') when und, and fo_adjoint; *gsc gets the factor's sum (with sums, as the others). Returns
+   the input's gradient. und, sig, sums: as for mdn_step_adjoint. */
 static inline scalar_t SFX(fo_step_adjoint)(scalar_t v, scalar_t I, scalar_t gs, scalar_t g, scalar_t th, scalar_t r,
                                             scalar_t sc, scalar_t w, int und, int sig, scalar_t *restrict gv,
                                             scalar_t *restrict gg, scalar_t *restrict gth, scalar_t *restrict gr,
-                                            scalar_t *restrict gsc) {
+                                            scalar_t *restrict gsc, const int sums) {
     scalar_t vn = v, x;
     const scalar_t s = SFX(fo_step)(&vn, &x, I, g, th, r);
     const int open = SFX(in_window)(x, w);
     scalar_t gsh = (gs * sc) * (scalar_t)open;
     if (und && open) gsh += *gv * (r - (g * v + I));
-    *gsc += gs * s;
-    return SFX(through_sigmoid)(SFX(fo_adjoint)(v, s, gsh, g, gv, gg, gth, gr), I, sig);
+    if (sums) *gsc += gs * s;
+    return SFX(through_sigmoid)(SFX(fo_adjoint)(v, s, gsh, g, gv, gg, gth, gr, sums), I, sig);
 }
 
 /* A single step (T = 1) of n elements in one pass, forward (spk, vT from v0) ... */
@@ -530,9 +531,9 @@ static inline __attribute__((always_inline)) void SFX(fo_single_adjoint)(
     const scalar_t *restrict pr, const scalar_t *restrict psc, scalar_t *restrict gg, scalar_t *restrict gth,
     scalar_t *restrict gr, scalar_t *restrict gsc, scalar_t w, const int und, const int sig, const int sums) {
     for (int i = 0; i < n; i++) {
-        scalar_t gvi = gvT[i], drop[4] = {0};
-        gx[i] = SFX(fo_step_adjoint)(v0[i], I[i], gs[i], pg[i], pth[i], pr[i], psc[i], w, und, sig, &gvi, sums ? &gg[i] : drop,
-                                     sums ? &gth[i] : drop + 1, sums ? &gr[i] : drop + 2, sums ? &gsc[i] : drop + 3);
+        scalar_t gvi = gvT[i];
+        gx[i] = SFX(fo_step_adjoint)(v0[i], I[i], gs[i], pg[i], pth[i], pr[i], psc[i], w, und, sig, &gvi, &gg[i], &gth[i], &gr[i],
+                                     &gsc[i], sums);
         gv0[i] = gvi;
     }
 }
@@ -544,11 +545,9 @@ static inline __attribute__((always_inline)) void SFX(fo_adjoint_pass)(
     scalar_t *restrict gv, const scalar_t *restrict pg, const scalar_t *restrict pth, const scalar_t *restrict pr,
     const scalar_t *restrict psc, scalar_t *restrict gg, scalar_t *restrict gth, scalar_t *restrict gr, scalar_t *restrict gsc,
     scalar_t w, const int und, const int sig, const int sums) {
-    for (int i = 0; i < n; i++) {
-        scalar_t drop[4] = {0};
-        gx[i] = SFX(fo_step_adjoint)(sv[i], I[i], gs[i], pg[i], pth[i], pr[i], psc[i], w, und, sig, &gv[i], sums ? &gg[i] : drop,
-                                     sums ? &gth[i] : drop + 1, sums ? &gr[i] : drop + 2, sums ? &gsc[i] : drop + 3);
-    }
+    for (int i = 0; i < n; i++)
+        gx[i] = SFX(fo_step_adjoint)(sv[i], I[i], gs[i], pg[i], pth[i], pr[i], psc[i], w, und, sig, &gv[i], &gg[i], &gth[i], &gr[i],
+                                     &gsc[i], sums);
 }
 
 typedef struct {
