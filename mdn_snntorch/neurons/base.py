@@ -324,6 +324,15 @@ class MDNFamilyNeuron(SpikingNeuron):
             return "step"
         return "node" if compiling or dispatch.c_step_rejection(self, x, states, params) is not None else "c"
 
+    def _decide_step(self, x: torch.Tensor, states: tuple[torch.Tensor, ...], compiling: bool):
+        """``(params, path, plan)`` of a single step on ``x`` from ``states``: the remembered C step where it still holds
+        (:meth:`_known_c_step`, path ``"c"``), else the step parameters and the path decided afresh (plan ``None``)."""
+        plan = self._known_c_step(x, states, compiling)
+        if plan is not None:
+            return plan.params, "c", plan
+        params = self._step_params(x.dtype)
+        return params, self._step_path(x, states, params, compiling), None
+
     def _step_params(self, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         """Every parameter of one step in ``dtype``, in the kernels' order (the graded-spikes factor last)."""
         raise NotImplementedError

@@ -163,9 +163,7 @@ class FirstOrder(MDNFamilyNeuron):
         :meth:`MDN._step <mdn_snntorch.MDN._step>`)."""
         dtype = input_.dtype
         mem = self._buffers["mem"]
-        plan = self._known_c_step(input_, (mem,), compiling)
-        params = plan.params if plan is not None else self._step_params(dtype)
-        path = "c" if plan is not None else self._step_path(input_, (mem,), params, compiling)
+        params, path, plan = self._decide_step(input_, (mem,), compiling)
         if check and path != "c":  # the C step counts the non-finite values in its own pass
             self._check_finite(input_)
         if path == "c":

@@ -211,9 +211,7 @@ class MDN(MDNFamilyNeuron):
         dtype = input_.dtype
         buffers = self._buffers
         state = MDNState(buffers["mem"], buffers["u"])
-        plan = self._known_c_step(input_, state, compiling)
-        params = plan.params if plan is not None else self._step_params(dtype)
-        path = "c" if plan is not None else self._step_path(input_, state, params, compiling)
+        params, path, plan = self._decide_step(input_, state, compiling)
         if check and path != "c":  # the C step counts the non-finite values in its own pass
             self._check_finite(input_)
         if path == "c":
