@@ -27,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_neuron  # noqa: E402  (the paper-shape models and training step)
+from machine import cpu_model  # noqa: E402
 
 import mdn_snntorch as mdn  # noqa: E402
 from mdn_snntorch.fused import eager, memory  # noqa: E402
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args(argv)
     memory.ensure_default()
-    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; torch {torch.__version__}")
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; torch {torch.__version__}; {cpu_model()}")
+    print(f"{args.rounds} rounds")
     torch.set_num_threads(1)
     report("1. a 10-neuron layer, [20, 100, 10], forward + backward, 1 thread", ab(small_layer(), args.rounds), 1e6, "us")
     for threads in args.threads:

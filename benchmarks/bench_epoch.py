@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -40,9 +41,12 @@ from unittest import mock
 import numpy as np
 import torch
 
-from mdn_snntorch.pipeline import epochs, loader, run_data, run_files, trainer
-from mdn_snntorch.pipeline.config import TrainConfig
-from mdn_snntorch.pipeline.model import ThreeLayerSNN
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_model  # noqa: E402
+
+from mdn_snntorch.pipeline import epochs, loader, run_data, run_files, trainer  # noqa: E402
+from mdn_snntorch.pipeline.config import TrainConfig  # noqa: E402
+from mdn_snntorch.pipeline.model import ThreeLayerSNN  # noqa: E402
 
 TARGET = 1.15
 PARTS = ("loading", "host copies", "metrics", "evaluation", "checkpoint")
@@ -242,7 +246,8 @@ def main(argv: list[str] | None = None) -> dict[int, list[list[dict[str, float]]
     parser.add_argument("--repeats", type=int, default=1, help="rounds of the runs of --prefetch")
     parser.add_argument("--interleaved", type=int, metavar="ROUNDS", help="also the interleaved comparison of --prefetch")
     args = parser.parse_args(argv)
-    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; torch {torch.__version__}, 1 thread")
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"load average before: {load}; torch {torch.__version__}, 1 thread; {cpu_model()}")
     if args.train_samples:
         print(f"a subset: the first {args.train_samples} training samples (a full epoch is longer)")
     runs: dict[int, list[list[dict[str, float]]]] = {p: [] for p in args.prefetch}

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -48,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_neuron  # noqa: E402  (the paper-shape models and the saved-bytes meter)
 import bench_snntorch  # noqa: E402  (tutorial 5)
 import bench_sparse  # noqa: E402  (rate-coded real MNIST)
+from machine import cpu_model  # noqa: E402
 
 import mdn_snntorch as mdn  # noqa: E402
 
@@ -225,19 +225,6 @@ SECTIONS = {
     "neuron": section_neuron, "long": section_long, "tutorial5": section_tutorial5, "paper": section_paper,
     "memory": section_memory,
 }  # fmt: skip
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``) and its count of logical CPUs: the ratios differ between machines."""
-    try:
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ]
-    except OSError:
-        names = []
-    return f"{names[0] if names else platform.processor() or 'unknown CPU'}, {os.cpu_count()} logical CPUs"
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
