@@ -194,6 +194,13 @@ MUTANTS = (
         C_STEP,
     ),
     Mutant(
+        "c-step-counts-the-current-for-the-membrane",
+        "mdn_snntorch/fused/c/mdn_kernels_impl.h",
+        "if (cv) bv += !(v0[i] - v0[i] == 0);",
+        "if (cv) bv += !(I[i] - I[i] == 0);",
+        C_STEP,
+    ),
+    Mutant(
         "sparse-tiles-skip-a-row",
         "mdn_snntorch/sparse/c/spike_linear_impl.h",
         "for (int64_t t0 = lo; t0 < hi; t0 += tile)",

@@ -360,6 +360,46 @@ def test_a_non_finite_input_raises_in_c(cls, bad):
     cls(check_input=False)(x)  # unchecked: runs
 
 
+def _counted_step(neuron: str, dtype, shape, check_x: bool, check_v: bool, threads: int):
+    """One C forward step on ``shape`` with NaN and inf planted in the input (7 values) and in the membrane it
+    starts from (5), spread over the blocks: the two counts, and the outputs."""
+    g = torch.Generator().manual_seed(5)
+    x, v = torch.randn(*shape, generator=g, dtype=dtype), torch.randn(*shape, generator=g, dtype=dtype) * 0.1
+    M, N = x.numel(), shape[-1]
+    bad = torch.tensor([float("nan"), float("inf"), -float("inf")] * 3, dtype=dtype)
+    x.view(-1)[[0, N - 1, N, 511, 512, M // 2, M - 1]] = bad[:7]
+    v.view(-1)[[3, N + 1, M // 3, M - 2, 2 * M // 3]] = bad[:5]
+    I, u = torch.sigmoid(x), torch.zeros_like(v)
+    counts = c_step.Finite(check_x, check_v).counts
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        if neuron == "mdn":
+            p = c_step.step_params([torch.tensor(q, dtype=dtype) for q in (0.06, 0.219, -0.065, 0.05, 0.5, 1.0)], (N,))
+            out = c_kernels.mdn_step_forward(x, I, v, u, p.rows, p.N, p.shared, 1.0, 1, check_x, check_v, counts)
+        else:
+            p = c_step.step_params([torch.tensor(q, dtype=dtype) for q in (0.9, 0.5, 0.0, 1.0)], (N,))
+            out = c_kernels.first_order_step_forward(x, I, v, p.rows, p.N, p.shared, check_x, check_v, counts)
+    finally:
+        torch.set_num_threads(before)
+    return (counts[0], counts[1]), out
+
+
+@pytest.mark.parametrize("neuron", ["mdn", "first-order"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", [(64, 700), (400, 60)])  # blocks within a row; blocks of whole rows
+def test_the_c_step_counts_each_non_finite_value_in_its_own_loop(neuron, dtype, shape):
+    """The forward counts the input's and the membrane's non-finite values within the step's loop, each only where
+    asked for, the same on one thread and on two; the outputs do not depend on what was counted."""
+    _, want = _counted_step(neuron, dtype, shape, False, False, 1)
+    for check_x, check_v in ((True, True), (True, False), (False, True), (False, False)):
+        for threads in (1, 2):
+            counts, out = _counted_step(neuron, dtype, shape, check_x, check_v, threads)
+            assert counts == (7 if check_x else 0, 5 if check_v else 0), (check_x, check_v, threads)
+            for a, b in zip(out, want):
+                torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+
+
 def test_a_non_finite_membrane_warns_once_in_c():
     neuron = mdn.MDN("2-FS")
     x = torch.randn(4, 5)

@@ -63,6 +63,14 @@ static inline int block_changed(int all_shared, int64_t k, int n, int64_t *k0, i
         }                                                                                                     \
     } while (0)
 
+/* call(cx, cv) with each flag a constant 0 or 1: the single step's forward loop compiled once per pair of counts
+   asked for (the input's non-finite values, the membrane's), as WITH_FLAGS does for the backward. */
+#define WITH_COUNTS(call, cx, cv)                                                                             \
+    do {                                                                                                      \
+        if (cx) { if (cv) call(1, 1); else call(1, 0); }                                                      \
+        else { if (cv) call(0, 1); else call(0, 0); }                                                         \
+    } while (0)
+
 typedef void (*range_fn)(const void *args, sched_t *s);
 
 /* Run fn on min(nthreads, blocks) threads, each taking blocks of [0, len) (on rows of `row` elements, see

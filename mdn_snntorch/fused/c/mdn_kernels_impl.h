@@ -63,11 +63,14 @@ static inline int64_t SFX(count_nonfinite)(const scalar_t *restrict x, int64_t n
     return bad;
 }
 
-/* Adds the non-finite values of x[0..n) to *bad (shared by the threads; NULL: not counted). */
-static inline void SFX(note_nonfinite)(int64_t *bad, const scalar_t *restrict x, int64_t n) {
-    if (!bad) return;
-    const int64_t c = SFX(count_nonfinite)(x, n);
+/* Adds c to the count *bad shared by the threads. */
+static inline void SFX(add_count)(int64_t *bad, int64_t c) {
     if (c) __atomic_fetch_add(bad, c, __ATOMIC_RELAXED);
+}
+
+/* Adds the non-finite values of x[0..n) to *bad (NULL: not counted). */
+static inline void SFX(note_nonfinite)(int64_t *bad, const scalar_t *restrict x, int64_t n) {
+    if (bad) SFX(add_count)(bad, SFX(count_nonfinite)(x, n));
 }
 
 /* The gradient g of the current I carried back to the input x when I = sigmoid(x): g (1 - I) I. */
@@ -171,17 +174,24 @@ static __attribute__((noinline)) void SFX(mdn_advance)(int n, int S, scalar_t dt
 }
 
 /* A single step (T = 1, one sub-step) of n elements in one pass: mdn_euler from v0, u0 into vT, uT, the spike
-   times the graded-spikes factor psc into spk (what mdn_advance and the forward's scaling do for one sub-step). */
-static inline void SFX(mdn_single_step)(int n, const scalar_t *restrict v0, const scalar_t *restrict u0,
-                                        const scalar_t *restrict I, scalar_t *restrict spk, scalar_t *restrict vT,
-                                        scalar_t *restrict uT, const scalar_t *restrict pa, const scalar_t *restrict pb,
-                                        const scalar_t *restrict pc, const scalar_t *restrict pd, const scalar_t *restrict pth,
-                                        const scalar_t *restrict psc, scalar_t dt) {
+   times the graded-spikes factor psc into spk (what mdn_advance and the forward's scaling do for one sub-step);
+   with cx, cv (constants at each call, WITH_COUNTS) the non-finite values of xr and of v0 are counted in the same
+   loop, into bad[0] and bad[1] (note_nonfinite's counts, without a pass of their own). */
+static inline __attribute__((always_inline)) void SFX(mdn_single_step)(
+    int n, const scalar_t *restrict v0, const scalar_t *restrict u0, const scalar_t *restrict I, scalar_t *restrict spk,
+    scalar_t *restrict vT, scalar_t *restrict uT, const scalar_t *restrict pa, const scalar_t *restrict pb,
+    const scalar_t *restrict pc, const scalar_t *restrict pd, const scalar_t *restrict pth, const scalar_t *restrict psc,
+    scalar_t dt, const scalar_t *restrict xr, int64_t *bad, const int cx, const int cv) {
+    int bx = 0, bv = 0;
     for (int i = 0; i < n; i++) {
         scalar_t vn = v0[i], un = u0[i], x;
+        if (cx) bx += !(xr[i] - xr[i] == 0);
+        if (cv) bv += !(v0[i] - v0[i] == 0);
         spk[i] = SFX(mdn_euler)(&vn, &un, &x, I[i], dt, pa[i], pb[i], pc[i], pd[i], pth[i]) * psc[i];
         vT[i] = vn; uT[i] = un;
     }
+    SFX(add_count)(bad, bx);
+    SFX(add_count)(bad + 1, bv);
 }
 
 /* The backward of a single step (T = 1, one sub-step) of n elements in one pass: the step recomputed from its
@@ -250,12 +260,15 @@ static void SFX(mdn_fwd_range)(const void *p, sched_t *s) {
         SFX(block_params)(6, prm, buf, src, A->shared, base % N, N, n, &k0, &n0);
         const scalar_t *restrict pa = prm[0], *restrict pb = prm[1], *restrict pc = prm[2], *restrict pd = prm[3],
                        *restrict pth = prm[4], *restrict psc = prm[5];
-        if (A->vr) SFX(note_nonfinite)(A->bad + 1, A->vr + base, n);
-        if (T == 1 && S == 1 && !A->vtr && !A->ck) {  /* a single step: one pass */
-            if (A->xr) SFX(note_nonfinite)(A->bad, A->xr + base, n);
-            SFX(mdn_single_step)(n, A->v0 + base, A->u0 + base, A->I + base, A->spk + base, v, u, pa, pb, pc, pd, pth, psc, dt);
+        if (T == 1 && S == 1 && !A->vtr && !A->ck) {  /* a single step: one pass, its checks included */
+#define SINGLE(cx, cv) \
+    SFX(mdn_single_step)(n, A->v0 + base, A->u0 + base, A->I + base, A->spk + base, v, u, pa, pb, pc, pd, pth, psc, dt, \
+                         A->xr ? A->xr + base : NULL, A->bad, cx, cv)
+            WITH_COUNTS(SINGLE, A->xr != NULL, A->vr != NULL);
+#undef SINGLE
             continue;
         }
+        if (A->vr) SFX(note_nonfinite)(A->bad + 1, A->vr + base, n);
         memcpy(v, A->v0 + base, n * sizeof(scalar_t)); memcpy(u, A->u0 + base, n * sizeof(scalar_t));
         for (int64_t t = 0; t < T; t++) {
             const int64_t o = t * M + base;
@@ -512,15 +525,21 @@ static inline scalar_t SFX(fo_step_adjoint)(scalar_t v, scalar_t I, scalar_t gs,
     return SFX(through_sigmoid)(SFX(fo_adjoint)(v, s, gsh, g, gv, gg, gth, gr, sums), I, sig);
 }
 
-/* A single step (T = 1) of n elements in one pass, forward (spk, vT from v0) ... */
-static inline void SFX(fo_single_step)(int n, const scalar_t *restrict v0, const scalar_t *restrict I, scalar_t *restrict spk,
-                                       scalar_t *restrict vT, const scalar_t *restrict pg, const scalar_t *restrict pth,
-                                       const scalar_t *restrict pr, const scalar_t *restrict psc) {
+/* A single step (T = 1) of n elements in one pass, forward (spk, vT from v0; cx, cv: the counts of mdn_single_step) ... */
+static inline __attribute__((always_inline)) void SFX(fo_single_step)(
+    int n, const scalar_t *restrict v0, const scalar_t *restrict I, scalar_t *restrict spk, scalar_t *restrict vT,
+    const scalar_t *restrict pg, const scalar_t *restrict pth, const scalar_t *restrict pr, const scalar_t *restrict psc,
+    const scalar_t *restrict xr, int64_t *bad, const int cx, const int cv) {
+    int bx = 0, bv = 0;
     for (int i = 0; i < n; i++) {
         scalar_t vn = v0[i], x;
+        if (cx) bx += !(xr[i] - xr[i] == 0);
+        if (cv) bv += !(vn - vn == 0);
         spk[i] = SFX(fo_step)(&vn, &x, I[i], pg[i], pth[i], pr[i]) * psc[i];
         vT[i] = vn;
     }
+    SFX(add_count)(bad, bx);
+    SFX(add_count)(bad + 1, bv);
 }
 
 /* ... and backward (gx, gv0 from the gradients gs, gvT of its outputs; the parameter sums into gg .. gsc when sums;
@@ -571,12 +590,15 @@ static void SFX(fo_fwd_range)(const void *p, sched_t *s) {
         const int n = (int)(end - base);
         SFX(block_params)(4, prm, buf, src, A->shared, base % N, N, n, &k0, &n0);
         const scalar_t *restrict pg = prm[0], *restrict pth = prm[1], *restrict pr = prm[2], *restrict psc = prm[3];
-        if (A->vr) SFX(note_nonfinite)(A->bad + 1, A->vr + base, n);
-        if (T == 1 && !A->vtr && !A->ck) {  /* a single step: one pass */
-            if (A->xr) SFX(note_nonfinite)(A->bad, A->xr + base, n);
-            SFX(fo_single_step)(n, A->v0 + base, A->I + base, A->spk + base, A->vT + base, pg, pth, pr, psc);
+        if (T == 1 && !A->vtr && !A->ck) {  /* a single step: one pass, its checks included */
+#define SINGLE(cx, cv) \
+    SFX(fo_single_step)(n, A->v0 + base, A->I + base, A->spk + base, A->vT + base, pg, pth, pr, psc, \
+                        A->xr ? A->xr + base : NULL, A->bad, cx, cv)
+            WITH_COUNTS(SINGLE, A->xr != NULL, A->vr != NULL);
+#undef SINGLE
             continue;
         }
+        if (A->vr) SFX(note_nonfinite)(A->bad + 1, A->vr + base, n);
         memcpy(v, A->v0 + base, n * sizeof(scalar_t));
         for (int64_t t = 0; t < T; t++) {
             const int64_t o = t * M + base;
