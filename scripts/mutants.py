@@ -201,6 +201,13 @@ MUTANTS = (
         C_STEP,
     ),
     Mutant(
+        "param-stack-ignores-in-place-changes",
+        "mdn_snntorch/fused/ops.py",
+        "*[(id(v), v._version) for v in values]",
+        "*[(id(v), 0) for v in values]",
+        ("tests/fused/test_fused_ops.py",),
+    ),
+    Mutant(
         "sparse-tiles-skip-a-row",
         "mdn_snntorch/sparse/c/spike_linear_impl.h",
         "for (int64_t t0 = lo; t0 < hi; t0 += tile)",

@@ -198,6 +198,11 @@ def library() -> ctypes.CDLL | None:
         return lib
 
 
+def loaded() -> ctypes.CDLL | None:
+    """The kernels if :func:`library` has built and loaded them already, else ``None`` (it builds nothing)."""
+    return _state.get("lib")
+
+
 def _ptr(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 

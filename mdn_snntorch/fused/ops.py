@@ -36,7 +36,7 @@ import torch
 
 from mdn_snntorch.equations import V_TH
 from mdn_snntorch.functional import FirstOrderTrace, MDNParameters, MDNState, MDNTrace, saved_or_stale
-from mdn_snntorch.fused import c_kernels, dispatch, eager, memory
+from mdn_snntorch.fused import c_kernels, dispatch, eager, memory, selfcheck
 from mdn_snntorch.fused.dispatch import feature_shape
 
 Tensor = torch.Tensor
@@ -49,6 +49,9 @@ def resolve_kernel(device_type: str, dtype: torch.dtype, neuron: str | None = No
     """The kernel that runs the ops for tensors of this device type and dtype: the choice of
     :func:`~mdn_snntorch.fused.dispatch.kernel_route` (the self-check of a checked kernel included). Under
     ``torch.compile`` it is decided once, when the graph is traced."""
+    if device_type == "cpu" and dispatch.config["kernel"] == "auto" and dtype in dispatch.KERNEL_DTYPES:
+        if c_kernels.loaded() is not None and "c" not in selfcheck.CHECKED:  # the route's answer, without its reasons
+            return "c"
     return dispatch.kernel_route(device_type, dtype, neuron)[0]
 
 
@@ -262,6 +265,29 @@ def _per_neuron(values, inputs: Tensor) -> Tensor:
     return torch.stack([flat(v) for v in values])
 
 
+class ParamStack:
+    """A neuron's :func:`_per_neuron` stack, kept between calls: the same parameter tensors, unchanged (identity and
+    version counter), stacked for steps of the same shape, dtype and device give the same stack, so it is made
+    once. Made afresh (and not kept) where autograd must see the stacking (a parameter that requires grad, outside
+    ``torch.no_grad``) and under ``torch.compile``. It holds the tensors it was made from, so that their identities
+    stay theirs (a freed tensor's id could be a new one's)."""
+
+    __slots__ = ("key", "values", "stack")
+
+    def __init__(self):
+        self.key, self.values, self.stack = None, (), None
+
+    def of(self, values: tuple[Tensor, ...], inputs: Tensor) -> Tensor:
+        """The stack of ``values`` (tensors) for steps of ``inputs [T, ...]``."""
+        if torch.compiler.is_compiling() or (torch.is_grad_enabled() and any(v.requires_grad for v in values)):
+            return _per_neuron(values, inputs)
+        key = (inputs.shape[1:], inputs.dtype, inputs.device, *[(id(v), v._version) for v in values])
+        if key != self.key:
+            self.stack = _per_neuron(values, inputs)
+            self.key, self.values = key, values
+        return self.stack
+
+
 def mdn_multistep(
     inputs: Tensor,
     state: MDNState,
@@ -289,6 +315,19 @@ def mdn_multistep(
     reference loop.
     """
     params = _per_neuron((*theta, threshold, graded_spikes_factor), inputs)
+    return mdn_sequence(
+        inputs, state, params, dt=dt, substeps=substeps, width=width, input_sigmoid=input_sigmoid, return_traces=return_traces,
+        detach_reset=detach_reset,
+    )  # fmt: skip
+
+
+def mdn_sequence(
+    inputs: Tensor, state: MDNState, params: Tensor, *, dt: float, substeps: int, width: float, input_sigmoid: bool,
+    return_traces: bool, detach_reset: bool,
+) -> MDNTrace:  # fmt: skip
+    """:func:`mdn_multistep` with its parameters already stacked: ``params [6, N]`` holds ``(a, b, c, d, V_th,
+    graded-spikes factor)``, one row each, for the ``N`` neurons of a flattened step (neuron ``e % N`` of element
+    ``e``, as :func:`_per_neuron` stacks them). What the neurons call, with the stack they keep (:class:`ParamStack`)."""
     kernel = resolve_kernel(inputs.device.type, inputs.dtype)
     if inputs.numel() == 0:  # T = 0 or an empty batch: nothing to run, the state stays as it is
         empty = inputs.new_zeros(inputs.shape)
@@ -424,6 +463,15 @@ def first_order_multistep(
     with ``I = sigmoid(inputs)`` when ``input_sigmoid`` and the spikes times ``graded_spikes_factor``.
     Same return value; the parameters' shapes as for :func:`mdn_multistep`."""
     params = _per_neuron((decay, threshold, reset, graded_spikes_factor), inputs)
+    return first_order_sequence(
+        inputs, v, params, width=width, input_sigmoid=input_sigmoid, return_traces=return_traces, detach_reset=detach_reset
+    )
+
+
+def first_order_sequence(
+    inputs: Tensor, v: Tensor, params: Tensor, *, width: float, input_sigmoid: bool, return_traces: bool, detach_reset: bool
+) -> FirstOrderTrace:
+    """:func:`first_order_multistep` with its parameters already stacked (``params [4, N]``), as :func:`mdn_sequence`."""
     kernel = resolve_kernel(inputs.device.type, inputs.dtype)
     if inputs.numel() == 0:  # as in mdn_multistep
         empty = inputs.new_zeros(inputs.shape)

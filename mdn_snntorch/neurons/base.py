@@ -249,6 +249,7 @@ class MDNFamilyNeuron(SpikingNeuron):
         self._checked_shape: tuple[int, ...] | None = None
         self._unit_scale: tuple | None = None
         self._c_plan: CStepPlan | None = None
+        self._param_stack = None  # the fused op's stacked parameters, made on first use (_stacked_params)
         self._steps = 0
         self._horizon_warned = False
         self._nonfinite_warned = False
@@ -283,7 +284,7 @@ class MDNFamilyNeuron(SpikingNeuron):
         """The module's state for pickling and ``copy.deepcopy``, without the remembered C step (it holds the loaded
         library; a copy decides its own on its first step)."""
         state = super().__getstate__()
-        state["_c_plan"] = None
+        state["_c_plan"] = state["_param_stack"] = None
         return state
 
     def _apply(self, fn, recurse=True):
@@ -295,8 +296,18 @@ class MDNFamilyNeuron(SpikingNeuron):
             if t is not None and t.is_floating_point():
                 self._buffers[name] = torch.full_like(t, value)
         self._unit_scale = None
-        self._c_plan = None
+        self._c_plan = self._param_stack = None
         return self
+
+    def _stacked_params(self, values: tuple[torch.Tensor, ...], x: torch.Tensor) -> torch.Tensor:
+        """The fused op's ``[P, N]`` parameters (``values`` in the kernels' order) for the steps of ``x [T, ...]``, kept
+        between calls while they hold (:class:`~mdn_snntorch.fused.ops.ParamStack`)."""
+        stack = self.__dict__["_param_stack"]
+        if stack is None:
+            from mdn_snntorch.fused.ops import ParamStack  # with the ops, on first use
+
+            stack = self.__dict__["_param_stack"] = ParamStack()
+        return stack.of(values, x)
 
     def _scale_arg(self, dtype: torch.dtype, compiling: bool) -> torch.Tensor | None:
         """The graded-spikes factor for the fast steps in ``dtype``: ``None`` when it is a fixed 1 (one
@@ -520,6 +531,16 @@ class MDNFamilyNeuron(SpikingNeuron):
                 raise TypeError(f"{names} should not be passed as an argument while `init_hidden=True`")
             if type(value) is torch.Tensor and name in buffers:
                 buffers[name] = value  # what setattr does for a buffer, without nn.Module.__setattr__'s microseconds
+            else:
+                setattr(self, name, value)
+
+    def _keep_states(self, **states: torch.Tensor) -> None:
+        """Keep the state a call ends with: ``self.<name> = tensor`` for these buffers, without the microseconds of
+        ``nn.Module.__setattr__``."""
+        buffers = self._buffers
+        for name, value in states.items():
+            if type(value) is torch.Tensor and name in buffers:
+                buffers[name] = value
             else:
                 setattr(self, name, value)
 

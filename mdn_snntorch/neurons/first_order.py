@@ -218,15 +218,15 @@ class FirstOrder(MDNFamilyNeuron):
         current, in_op = self._loop_input(x, path)
         kwargs = self._step_kwargs(current.dtype)
         if path == "fused":  # the op applies the factor (and the sigmoid, when in_op)
-            trace = fused.first_order_multistep(
+            params = self._stacked_params(self._step_params(current.dtype), current)
+            trace = fused.first_order_sequence(
                 current,
                 v0,
+                params,
                 width=self.spike_grad.width,
-                graded_spikes_factor=self._param_as("graded_spikes_factor", current.dtype),
                 input_sigmoid=in_op,
                 return_traces=return_traces,
                 detach_reset=self.detach_reset,
-                **kwargs,
             )
             spikes = trace.spikes
         else:
@@ -234,7 +234,7 @@ class FirstOrder(MDNFamilyNeuron):
                 current, v0, return_traces=return_traces, spike_fn=self._spike_fn, detach_reset=self.detach_reset, **kwargs
             )
             spikes = trace.spikes * self._param_as("graded_spikes_factor", current.dtype)
-        self.mem = trace.state
+        self._keep_states(mem=trace.state)
         self._advance(x.shape[0], torch.compiler.is_compiling())
         self._watch_membrane(before, lambda: trace.v if return_traces else self._v_trace(self._current(x), v0, kwargs))
         return (spikes, trace.v) if return_traces else spikes

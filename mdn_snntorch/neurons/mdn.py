@@ -284,16 +284,16 @@ class MDN(MDNFamilyNeuron):
         common = dict(threshold=threshold, dt=self.dt, substeps=self.substeps, return_traces=return_traces)
         current, in_op = self._loop_input(x, path)
         if path == "fused":  # the op applies the graded-spikes factor itself (and the sigmoid, when in_op)
-            scale = self._param_as("graded_spikes_factor", dtype)
-            trace = fused.mdn_multistep(
-                current, state, theta, width=self.spike_grad.width, graded_spikes_factor=scale, detach_reset=self.detach_reset,
-                input_sigmoid=in_op, **common,
+            params = self._stacked_params((*theta, threshold, self._param_as("graded_spikes_factor", dtype)), current)
+            trace = fused.mdn_sequence(
+                current, state, params, dt=self.dt, substeps=self.substeps, width=self.spike_grad.width, input_sigmoid=in_op,
+                return_traces=return_traces, detach_reset=self.detach_reset,
             )  # fmt: skip
             spikes = trace.spikes
         else:
             trace = mdn_multistep(current, state, theta, spike_fn=self._spike_fn, detach_reset=self.detach_reset, **common)
             spikes = trace.spikes * self._param_as("graded_spikes_factor", current.dtype)
-        self.mem, self.u = trace.state
+        self._keep_states(mem=trace.state.v, u=trace.state.u)
         self._advance(x.shape[0], torch.compiler.is_compiling())
         self._watch_membrane(
             before, lambda: trace.v if return_traces else self._v_trace(self._current(x), state, theta, threshold)

@@ -417,8 +417,8 @@ def spy(monkeypatch):
 
         return counted
 
-    monkeypatch.setattr(fused, "mdn_multistep", wrap("mdn", fused.mdn_multistep))
-    monkeypatch.setattr(fused, "first_order_multistep", wrap("first_order", fused.first_order_multistep))
+    monkeypatch.setattr(fused, "mdn_sequence", wrap("mdn", fused.mdn_sequence))
+    monkeypatch.setattr(fused, "first_order_sequence", wrap("first_order", fused.first_order_sequence))
     return calls
 
 
@@ -427,6 +427,65 @@ def test_auto_backend_takes_the_fused_op(spy):
     mdn.MDN("2-FS").multi_step(x)
     mdn.FirstOrder().multi_step(x)
     assert spy == {"mdn": 1, "first_order": 1}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_resolve_kernel_gives_the_routes_answer(dtype, monkeypatch):
+    """The op's kernel is the one kernel_route decides, whatever the forced kernel, also where the C kernels are
+    not loaded yet or are self-checked (its shortcut for the common case takes none of those)."""
+    for choice in ("auto", "torch", "c"):
+        with fused.use_kernel(choice):
+            if choice == "c" and dtype not in (torch.float32, torch.float64):
+                continue
+            assert ops.resolve_kernel("cpu", dtype) == fused.dispatch.kernel_route("cpu", dtype)[0]
+    assert ops.resolve_kernel("cpu", dtype) == ("c" if dtype in (torch.float32, torch.float64) else "torch")
+    monkeypatch.setattr(c_kernels, "_state", {})  # not built yet: built by the route
+    assert ops.resolve_kernel("cpu", dtype) == fused.dispatch.kernel_route("cpu", dtype)[0]
+
+
+@pytest.fixture
+def stackings(monkeypatch):
+    """The parameter stacks the fused op gets made (calls of ``ops._per_neuron``)."""
+    made = []
+    real = ops._per_neuron
+    monkeypatch.setattr(ops, "_per_neuron", lambda values, x: made.append(1) or real(values, x))
+    return made
+
+
+@pytest.mark.parametrize("cls", [mdn.MDN, mdn.FirstOrder])
+def test_a_neuron_stacks_its_parameters_once_while_they_hold(cls, stackings):
+    """The stack is made on the first call and kept while the same parameters, unchanged, run steps of one shape
+    and dtype; a change in place (an optimizer's step), a new parameter, another step shape or dtype make it again,
+    and each call then equals a fresh neuron's with the same values, bit for bit."""
+    kw = dict(num_neurons=6, learn_threshold=True)
+    neuron, x = cls(**kw), torch.rand(4, 3, 6) * 2
+    with torch.no_grad():
+        neuron.multi_step(x), neuron.multi_step(x)
+        assert len(stackings) == 1
+        neuron.threshold.add_(0.25)  # in place: the version counter moves
+        twin = cls(**kw)
+        twin.threshold.copy_(neuron.threshold)
+        neuron.reset_mem()
+        assert torch.equal(neuron.multi_step(x), twin.multi_step(x)) and len(stackings) == 3
+        neuron.threshold = torch.nn.Parameter(torch.full((6,), 0.2))  # a new tensor
+        twin.threshold.fill_(0.2)
+        neuron.reset_mem(), twin.reset_mem()
+        assert torch.equal(neuron.multi_step(x), twin.multi_step(x)) and len(stackings) == 5
+        neuron.reset_mem()
+        neuron.multi_step(x[:, :2]), neuron.multi_step(x[:, :2].clone())
+        assert len(stackings) == 6  # another step shape: stacked again, then kept for other tensors of that shape
+        neuron.double().multi_step(x[:, :2].double())
+        assert len(stackings) == 7
+
+
+def test_parameters_that_require_grad_are_stacked_on_every_call(stackings):
+    """Where autograd must see the stacking (a learnable parameter), the stack is made afresh each call and the
+    gradient reaches the parameter."""
+    neuron, x = mdn.MDN("2-FS", num_neurons=5, learn_theta=True), torch.rand(4, 2, 5) * 2
+    for _ in range(2):
+        neuron.reset_mem()
+        neuron.multi_step(x).sum().backward()
+    assert len(stackings) == 2 and neuron.theta_a.grad is not None and neuron.theta_a.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize(
