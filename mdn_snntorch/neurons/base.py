@@ -282,7 +282,7 @@ class MDNFamilyNeuron(SpikingNeuron):
 
     def __getstate__(self) -> dict:
         """The module's state for pickling and ``copy.deepcopy``, without the remembered C step (it holds the loaded
-        library; a copy decides its own on its first step)."""
+        library; a copy decides its own on its first step) and the kept parameter stack (made again on first use)."""
         state = super().__getstate__()
         state["_c_plan"] = state["_param_stack"] = None
         return state
@@ -302,7 +302,7 @@ class MDNFamilyNeuron(SpikingNeuron):
     def _stacked_params(self, values: tuple[torch.Tensor, ...], x: torch.Tensor) -> torch.Tensor:
         """The fused op's ``[P, N]`` parameters (``values`` in the kernels' order) for the steps of ``x [T, ...]``, kept
         between calls while they hold (:class:`~mdn_snntorch.fused.ops.ParamStack`)."""
-        stack = self.__dict__["_param_stack"]
+        stack = self.__dict__.get("_param_stack")  # (absent from a neuron pickled before it existed)
         if stack is None:
             from mdn_snntorch.fused.ops import ParamStack  # with the ops, on first use
 
@@ -375,7 +375,7 @@ class MDNFamilyNeuron(SpikingNeuron):
     def _known_c_step(self, x: torch.Tensor, states: tuple[torch.Tensor, ...], compiling: bool) -> CStepPlan | None:
         """The remembered C step for ``x`` from ``states`` (:class:`CStepPlan`), or ``None``: decide again (the first
         call, a change of input shape or dtype, of a parameter or of a setting the decision reads)."""
-        plan = self.__dict__["_c_plan"]
+        plan = self.__dict__.get("_c_plan")  # (absent from a neuron pickled before it existed)
         if plan is None or compiling or plan.kernels._state.get("lib") is not plan.lib or plan.key != self._c_plan_key(x):
             return None
         shape, dtype = x.shape, x.dtype
