@@ -201,10 +201,17 @@ MUTANTS = (
         C_STEP,
     ),
     Mutant(
-        "param-stack-ignores-in-place-changes",
-        "mdn_snntorch/fused/ops.py",
-        "*[(id(v), v._version) for v in values]",
-        "*[(id(v), 0) for v in values]",
+        "c-step-plan-ignores-a-new-storage",
+        "mdn_snntorch/neurons/base.py",
+        "key += (id(t), t._version, t.data_ptr())",
+        "key += (id(t), t._version)",
+        ("tests/fused/test_fused_ops.py",),
+    ),
+    Mutant(
+        "c-step-plan-keeps-its-copies",
+        "mdn_snntorch/neurons/base.py",
+        "elif plan.copies:",
+        "elif False:",
         ("tests/fused/test_fused_ops.py",),
     ),
     Mutant(

@@ -17,7 +17,7 @@ from typing import Any
 from mdn_snntorch.fused.dispatch import BACKENDS, KERNELS, Route, route, use_kernel, use_reference
 
 #: names served lazily from the ops module, so that importing the neurons stays light
-_FROM_OPS = ("mdn_multistep", "first_order_multistep", "mdn_sequence", "first_order_sequence", "resolve_kernel")
+_FROM_OPS = ("mdn_multistep", "first_order_multistep", "resolve_kernel")
 
 __all__ = ["BACKENDS", "KERNELS", "Route", "route", "use_kernel", "use_reference", *_FROM_OPS]
 

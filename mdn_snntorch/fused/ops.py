@@ -247,6 +247,9 @@ def _per_neuron(values, inputs: Tensor) -> Tensor:
     to the per-sample feature shape of one step of ``inputs [T, B, ...]`` (:func:`~mdn_snntorch.fused.dispatch.feature_shape`)
     and flattened, so element ``e`` of a flattened step is neuron ``e % N``. Autograd sums the parameters'
     gradients back over the expanded dimensions."""
+    if _one_or_per_neuron(values, inputs):  # [T, B, N] with each value () or (N,): what the general path gives
+        N = inputs.shape[2]
+        return torch.stack([v.expand(N) for v in values])
     shape = feature_shape(tuple(inputs.shape[1:]), values)
     if shape is None:
         raise ValueError(
@@ -265,27 +268,19 @@ def _per_neuron(values, inputs: Tensor) -> Tensor:
     return torch.stack([flat(v) for v in values])
 
 
-class ParamStack:
-    """A neuron's :func:`_per_neuron` stack, kept between calls: the same parameter tensors, unchanged (identity and
-    version counter), stacked for steps of the same shape, dtype and device give the same stack, so it is made
-    once. Made afresh (and not kept) where autograd must see the stacking (a parameter that requires grad, outside
-    ``torch.no_grad``) and under ``torch.compile``. It holds the tensors it was made from, so that their identities
-    stay theirs (a freed tensor's id could be a new one's)."""
-
-    __slots__ = ("key", "values", "stack")
-
-    def __init__(self):
-        self.key, self.values, self.stack = None, (), None
-
-    def of(self, values: tuple[Tensor, ...], inputs: Tensor) -> Tensor:
-        """The stack of ``values`` (tensors) for steps of ``inputs [T, ...]``."""
-        if torch.compiler.is_compiling() or (torch.is_grad_enabled() and any(v.requires_grad for v in values)):
-            return _per_neuron(values, inputs)
-        key = (inputs.shape[1:], inputs.dtype, inputs.device, *[(id(v), v._version) for v in values])
-        if key != self.key:
-            self.stack = _per_neuron(values, inputs)
-            self.key, self.values = key, values
-        return self.stack
+def _one_or_per_neuron(values, inputs: Tensor) -> bool:
+    """Whether ``inputs`` is ``[T, B, N]`` and every value a tensor of its dtype and device holding one value or one
+    per neuron (shape ``()``, ``(1,)`` or ``(N,)``): the neurons' usual case, stacked without the general path's
+    shape analysis."""
+    if inputs.dim() != 3:
+        return False
+    N, dtype, device = inputs.shape[2], inputs.dtype, inputs.device
+    for v in values:
+        if type(v) is not torch.Tensor and not isinstance(v, torch.nn.Parameter):
+            return False
+        if v.dim() > 1 or (v.dim() == 1 and v.shape[0] not in (1, N)) or v.dtype != dtype or v.device != device:
+            return False
+    return True
 
 
 def mdn_multistep(
@@ -315,19 +310,6 @@ def mdn_multistep(
     reference loop.
     """
     params = _per_neuron((*theta, threshold, graded_spikes_factor), inputs)
-    return mdn_sequence(
-        inputs, state, params, dt=dt, substeps=substeps, width=width, input_sigmoid=input_sigmoid, return_traces=return_traces,
-        detach_reset=detach_reset,
-    )  # fmt: skip
-
-
-def mdn_sequence(
-    inputs: Tensor, state: MDNState, params: Tensor, *, dt: float, substeps: int, width: float, input_sigmoid: bool,
-    return_traces: bool, detach_reset: bool,
-) -> MDNTrace:  # fmt: skip
-    """:func:`mdn_multistep` with its parameters already stacked: ``params [6, N]`` holds ``(a, b, c, d, V_th,
-    graded-spikes factor)``, one row each, for the ``N`` neurons of a flattened step (neuron ``e % N`` of element
-    ``e``, as :func:`_per_neuron` stacks them). What the neurons call, with the stack they keep (:class:`ParamStack`)."""
     kernel = resolve_kernel(inputs.device.type, inputs.dtype)
     if inputs.numel() == 0:  # T = 0 or an empty batch: nothing to run, the state stays as it is
         empty = inputs.new_zeros(inputs.shape)
@@ -463,15 +445,6 @@ def first_order_multistep(
     with ``I = sigmoid(inputs)`` when ``input_sigmoid`` and the spikes times ``graded_spikes_factor``.
     Same return value; the parameters' shapes as for :func:`mdn_multistep`."""
     params = _per_neuron((decay, threshold, reset, graded_spikes_factor), inputs)
-    return first_order_sequence(
-        inputs, v, params, width=width, input_sigmoid=input_sigmoid, return_traces=return_traces, detach_reset=detach_reset
-    )
-
-
-def first_order_sequence(
-    inputs: Tensor, v: Tensor, params: Tensor, *, width: float, input_sigmoid: bool, return_traces: bool, detach_reset: bool
-) -> FirstOrderTrace:
-    """:func:`first_order_multistep` with its parameters already stacked (``params [4, N]``), as :func:`mdn_sequence`."""
     kernel = resolve_kernel(inputs.device.type, inputs.dtype)
     if inputs.numel() == 0:  # as in mdn_multistep
         empty = inputs.new_zeros(inputs.shape)

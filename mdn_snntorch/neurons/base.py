@@ -37,7 +37,10 @@ class CStepPlan(NamedTuple):
     decision and the packing (:meth:`MDNFamilyNeuron._known_c_step`): its ``key`` (:meth:`MDNFamilyNeuron._c_plan_key`),
     the step ``params`` and their ``packed`` form (:class:`~mdn_snntorch.fused.c_step.StepParams`), the autograd
     ``node`` and the ``finite`` counter class of :mod:`mdn_snntorch.fused.c_step`, and the C library it was decided
-    with (``kernels``: :mod:`~mdn_snntorch.fused.c_kernels`, whose loaded library must still be ``lib``)."""
+    with (``kernels``: :mod:`~mdn_snntorch.fused.c_kernels`, whose loaded library must still be ``lib``). ``copies``:
+    the packing copied a parameter (expanded to the feature shape, or made contiguous), so it is packed again at every
+    step: a copy would miss a change made through ``.data``, which no version counter sees, while the kernels read
+    every other parameter where it lies."""
 
     key: tuple | None
     params: tuple[torch.Tensor, ...]
@@ -46,6 +49,7 @@ class CStepPlan(NamedTuple):
     finite: type
     kernels: Any
     lib: Any
+    copies: bool
 
 
 class StabilityHorizonWarning(RuntimeWarning):
@@ -249,7 +253,6 @@ class MDNFamilyNeuron(SpikingNeuron):
         self._checked_shape: tuple[int, ...] | None = None
         self._unit_scale: tuple | None = None
         self._c_plan: CStepPlan | None = None
-        self._param_stack = None  # the fused op's stacked parameters, made on first use (_stacked_params)
         self._steps = 0
         self._horizon_warned = False
         self._nonfinite_warned = False
@@ -282,9 +285,9 @@ class MDNFamilyNeuron(SpikingNeuron):
 
     def __getstate__(self) -> dict:
         """The module's state for pickling and ``copy.deepcopy``, without the remembered C step (it holds the loaded
-        library; a copy decides its own on its first step) and the kept parameter stack (made again on first use)."""
+        library; a copy decides its own on its first step)."""
         state = super().__getstate__()
-        state["_c_plan"] = state["_param_stack"] = None
+        state["_c_plan"] = None
         return state
 
     def _apply(self, fn, recurse=True):
@@ -296,18 +299,8 @@ class MDNFamilyNeuron(SpikingNeuron):
             if t is not None and t.is_floating_point():
                 self._buffers[name] = torch.full_like(t, value)
         self._unit_scale = None
-        self._c_plan = self._param_stack = None
+        self._c_plan = None
         return self
-
-    def _stacked_params(self, values: tuple[torch.Tensor, ...], x: torch.Tensor) -> torch.Tensor:
-        """The fused op's ``[P, N]`` parameters (``values`` in the kernels' order) for the steps of ``x [T, ...]``, kept
-        between calls while they hold (:class:`~mdn_snntorch.fused.ops.ParamStack`)."""
-        stack = self.__dict__.get("_param_stack")  # (absent from a neuron pickled before it existed)
-        if stack is None:
-            from mdn_snntorch.fused.ops import ParamStack  # with the ops, on first use
-
-            stack = self.__dict__["_param_stack"] = ParamStack()
-        return stack.of(values, x)
 
     def _scale_arg(self, dtype: torch.dtype, compiling: bool) -> torch.Tensor | None:
         """The graded-spikes factor for the fast steps in ``dtype``: ``None`` when it is a fixed 1 (one
@@ -369,7 +362,7 @@ class MDNFamilyNeuron(SpikingNeuron):
             t = self._tensor(name)
             if t.dtype != x.dtype:
                 return None
-            key += (id(t), t._version)
+            key += (id(t), t._version, t.data_ptr())  # (``p.data = other`` keeps the version, not the memory)
         return tuple(key)
 
     def _known_c_step(self, x: torch.Tensor, states: tuple[torch.Tensor, ...], compiling: bool) -> CStepPlan | None:
@@ -392,9 +385,13 @@ class MDNFamilyNeuron(SpikingNeuron):
             from mdn_snntorch.fused import c_kernels, c_step  # with the kernels, on first use
 
             packed = c_step.step_params(params, dispatch.step_feature_shape(x.shape, params))
-            node = getattr(c_step, self._c_node)
-            plan = CStepPlan(self._c_plan_key(x), params, packed, node, c_step.Finite, c_kernels, c_kernels.library())
+            node, copies = getattr(c_step, self._c_node), any(k is not p for k, p in zip(packed.tensors, params))
+            plan = CStepPlan(self._c_plan_key(x), params, packed, node, c_step.Finite, c_kernels, c_kernels.library(), copies)
             self._c_plan = plan if plan.key is not None else None
+        elif plan.copies:
+            from mdn_snntorch.fused import c_step
+
+            plan = plan._replace(packed=c_step.step_params(plan.params, plan.packed.shape))
         finite = plan.finite(check, check and not self.__dict__["_nonfinite_warned"])
         out = plan.node.apply(x.contiguous(), *[s.contiguous() for s in states], *plan.params, plan.packed, *config, finite)
         if finite.input:

@@ -218,15 +218,15 @@ class FirstOrder(MDNFamilyNeuron):
         current, in_op = self._loop_input(x, path)
         kwargs = self._step_kwargs(current.dtype)
         if path == "fused":  # the op applies the factor (and the sigmoid, when in_op)
-            params = self._stacked_params(self._step_params(current.dtype), current)
-            trace = fused.first_order_sequence(
+            trace = fused.first_order_multistep(
                 current,
                 v0,
-                params,
                 width=self.spike_grad.width,
+                graded_spikes_factor=self._param_as("graded_spikes_factor", current.dtype),
                 input_sigmoid=in_op,
                 return_traces=return_traces,
                 detach_reset=self.detach_reset,
+                **kwargs,
             )
             spikes = trace.spikes
         else:

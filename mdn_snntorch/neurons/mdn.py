@@ -284,10 +284,10 @@ class MDN(MDNFamilyNeuron):
         common = dict(threshold=threshold, dt=self.dt, substeps=self.substeps, return_traces=return_traces)
         current, in_op = self._loop_input(x, path)
         if path == "fused":  # the op applies the graded-spikes factor itself (and the sigmoid, when in_op)
-            params = self._stacked_params((*theta, threshold, self._param_as("graded_spikes_factor", dtype)), current)
-            trace = fused.mdn_sequence(
-                current, state, params, dt=self.dt, substeps=self.substeps, width=self.spike_grad.width, input_sigmoid=in_op,
-                return_traces=return_traces, detach_reset=self.detach_reset,
+            scale = self._param_as("graded_spikes_factor", dtype)
+            trace = fused.mdn_multistep(
+                current, state, theta, width=self.spike_grad.width, graded_spikes_factor=scale, detach_reset=self.detach_reset,
+                input_sigmoid=in_op, **common,
             )  # fmt: skip
             spikes = trace.spikes
         else:

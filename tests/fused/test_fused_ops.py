@@ -417,8 +417,8 @@ def spy(monkeypatch):
 
         return counted
 
-    monkeypatch.setattr(fused, "mdn_sequence", wrap("mdn", fused.mdn_sequence))
-    monkeypatch.setattr(fused, "first_order_sequence", wrap("first_order", fused.first_order_sequence))
+    monkeypatch.setattr(fused, "mdn_multistep", wrap("mdn", fused.mdn_multistep))
+    monkeypatch.setattr(fused, "first_order_multistep", wrap("first_order", fused.first_order_multistep))
     return calls
 
 
@@ -443,49 +443,62 @@ def test_resolve_kernel_gives_the_routes_answer(dtype, monkeypatch):
     assert ops.resolve_kernel("cpu", dtype) == fused.dispatch.kernel_route("cpu", dtype)[0]
 
 
-@pytest.fixture
-def stackings(monkeypatch):
-    """The parameter stacks the fused op gets made (calls of ``ops._per_neuron``)."""
-    made = []
-    real = ops._per_neuron
-    monkeypatch.setattr(ops, "_per_neuron", lambda values, x: made.append(1) or real(values, x))
-    return made
+@pytest.mark.parametrize("shapes", [[(), (), (6,), (1,), (6,), ()], [()] * 6, [(6,)] * 6])
+def test_the_usual_parameters_are_stacked_as_the_general_path_stacks_them(shapes, monkeypatch):
+    """One value or one per neuron on [T, B, N] takes a short path to the stack: the same values and the same
+    gradients as the general path's shape analysis gives."""
+    x = torch.rand(3, 2, 6, dtype=torch.float64)
+    w = torch.rand(6, 6, dtype=torch.float64)
+    results = []
+    for short in (True, False):
+        monkeypatch.setattr(ops, "_one_or_per_neuron", lambda values, inputs, _s=short: _s)
+        g = torch.Generator().manual_seed(4)
+        values = [torch.rand(s, generator=g, dtype=torch.float64).requires_grad_() for s in shapes]
+        stack = ops._per_neuron(values, x)
+        results.append((stack.detach(), torch.autograd.grad((stack * w).sum(), values)))
+    (s1, g1), (s2, g2) = results
+    assert s1.shape == (6, 6) and torch.equal(s1, s2)
+    assert all(torch.equal(a, b) and a.shape == b.shape for a, b in zip(g1, g2))
+    monkeypatch.undo()
+    zeros = lambda *shape, dtype=torch.float64: torch.zeros(shape, dtype=dtype)  # noqa: E731
+    assert ops._one_or_per_neuron([zeros(), zeros(1), zeros(6)], x)
+    assert not ops._one_or_per_neuron([zeros(2, 6)], x)  # varies over the batch: the general path refuses it
+    assert not ops._one_or_per_neuron([zeros(6, dtype=torch.float32)], x)  # another dtype: converted there
+    assert not ops._one_or_per_neuron([zeros(6)], x[..., None])  # not [T, B, N]
+    assert not ops._one_or_per_neuron([0.5], x)  # a python float
+
+
+def _change(param: torch.Tensor, how: str, value: float) -> None:
+    """A parameter changed without autograd's knowledge: through ``.data``, in place or by a new tensor."""
+    if how == "data-in-place":
+        param.data.fill_(value)
+    else:
+        param.data = torch.full_like(param, value)
 
 
 @pytest.mark.parametrize("cls", [mdn.MDN, mdn.FirstOrder])
-def test_a_neuron_stacks_its_parameters_once_while_they_hold(cls, stackings):
-    """The stack is made on the first call and kept while the same parameters, unchanged, run steps of one shape
-    and dtype; a change in place (an optimizer's step), a new parameter, another step shape or dtype make it again,
-    and each call then equals a fresh neuron's with the same values, bit for bit."""
-    kw = dict(num_neurons=6, learn_threshold=True)
-    neuron, x = cls(**kw), torch.rand(4, 3, 6) * 2
+@pytest.mark.parametrize("how", ["data-in-place", "data-replaced"])
+@pytest.mark.parametrize("param_shape", [(6,), (3, 1, 1)], ids=["per-neuron", "per-channel"])
+def test_a_parameter_changed_through_data_is_seen_by_the_next_call(cls, how, param_shape):
+    """A change no version counter sees (``p.data.fill_(...)``, ``p.data = other``, as weight constraints do) reaches
+    the next single step (the remembered C step) and the next sequence, which equal a fresh neuron's with the new
+    value, bit for bit."""
+    shape = (2, 6) if param_shape == (6,) else (2, 3, 2, 2)
+    x = torch.rand(4, *shape) * 2
+    neuron = cls(param_shape=param_shape, learn_threshold=True)
+    twin = cls(param_shape=param_shape, learn_threshold=True)
+    for _ in range(3):  # the C step remembered
+        neuron.reset_mem()
+        neuron(x[0])
     with torch.no_grad():
-        neuron.multi_step(x), neuron.multi_step(x)
-        assert len(stackings) == 1
-        neuron.threshold.add_(0.25)  # in place: the version counter moves
-        twin = cls(**kw)
-        twin.threshold.copy_(neuron.threshold)
-        neuron.reset_mem()
-        assert torch.equal(neuron.multi_step(x), twin.multi_step(x)) and len(stackings) == 3
-        neuron.threshold = torch.nn.Parameter(torch.full((6,), 0.2))  # a new tensor
-        twin.threshold.fill_(0.2)
-        neuron.reset_mem(), twin.reset_mem()
-        assert torch.equal(neuron.multi_step(x), twin.multi_step(x)) and len(stackings) == 5
-        neuron.reset_mem()
-        neuron.multi_step(x[:, :2]), neuron.multi_step(x[:, :2].clone())
-        assert len(stackings) == 6  # another step shape: stacked again, then kept for other tensors of that shape
-        neuron.double().multi_step(x[:, :2].double())
-        assert len(stackings) == 7
-
-
-def test_parameters_that_require_grad_are_stacked_on_every_call(stackings):
-    """Where autograd must see the stacking (a learnable parameter), the stack is made afresh each call and the
-    gradient reaches the parameter."""
-    neuron, x = mdn.MDN("2-FS", num_neurons=5, learn_theta=True), torch.rand(4, 2, 5) * 2
-    for _ in range(2):
-        neuron.reset_mem()
-        neuron.multi_step(x).sum().backward()
-    assert len(stackings) == 2 and neuron.theta_a.grad is not None and neuron.theta_a.grad.abs().sum() > 0
+        _change(neuron.threshold, how, 0.3)
+        twin.threshold.fill_(0.3)
+    assert neuron.explain(x[0]).path == "node:c"
+    neuron.reset_mem(), twin.reset_mem()
+    got, want = neuron(x[0]), twin(x[0])
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    neuron.reset_mem(), twin.reset_mem()
+    assert torch.equal(neuron.multi_step(x), twin.multi_step(x))
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,7 @@ def test_the_ops_current_has_the_bits_of_torch_sigmoid(kernel, dtype):
 @pytest.mark.parametrize("name", NEURONS)
 def test_the_neuron_hands_the_sigmoid_to_the_op_on_cpu(name, monkeypatch):
     seen = []
-    op = {"mdn": "mdn_sequence", "first-order": "first_order_sequence"}[name]
+    op = {"mdn": "mdn_multistep", "first-order": "first_order_multistep"}[name]
     real = getattr(fused, op)
 
     def spy(*args, **kwargs):

@@ -56,8 +56,8 @@ def test_learnable_per_channel_theta_fused_equals_reference(dtype, param_shape):
 
 def test_per_channel_theta_takes_the_fused_op(monkeypatch):
     calls = []
-    original = fused.mdn_sequence
-    monkeypatch.setattr(fused, "mdn_sequence", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = fused.mdn_multistep
+    monkeypatch.setattr(fused, "mdn_multistep", lambda *a, **k: calls.append(1) or original(*a, **k))
     mdn.MDN("2-FS", param_shape=(4, 1, 1)).multi_step(conv_drive(dtype=torch.float32))
     assert calls == [1]
 
@@ -65,8 +65,8 @@ def test_per_channel_theta_takes_the_fused_op(monkeypatch):
 def test_theta_varying_over_the_batch_falls_back_to_the_reference_loop(monkeypatch):
     """A shape (B, N) broadcasts against [B, N] but varies along the batch: the reference loop runs it."""
     calls = []
-    original = fused.mdn_sequence
-    monkeypatch.setattr(fused, "mdn_sequence", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = fused.mdn_multistep
+    monkeypatch.setattr(fused, "mdn_multistep", lambda *a, **k: calls.append(1) or original(*a, **k))
     neuron = mdn.MDN("2-FS", param_shape=(3, 4), dtype=F64)
     x = torch.randn(6, 3, 4, dtype=F64)
     out = neuron.multi_step(x)

@@ -173,7 +173,7 @@ def test_backend_fused_refuses_naming_every_reason():
 @pytest.fixture
 def spy(monkeypatch):
     calls = []
-    for name in ("mdn_sequence", "first_order_sequence"):
+    for name in ("mdn_multistep", "first_order_multistep"):
         real = getattr(fused, name)
         monkeypatch.setattr(
             fused, name, lambda *a, _real=real, **k: calls.append(ops.resolve_kernel("cpu", a[0].dtype)) or _real(*a, **k)

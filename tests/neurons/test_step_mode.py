@@ -66,7 +66,7 @@ def tutorial6(neuron, multi: bool, dtype=F64):
 @pytest.mark.parametrize("cls", [mdn.MDN, mdn.FirstOrder])
 def test_tutorial6_conv_net_whole_sequence_equals_the_per_step_loop(cls, monkeypatch):
     calls = []
-    for name in ("mdn_sequence", "first_order_sequence"):
+    for name in ("mdn_multistep", "first_order_multistep"):
         original = getattr(fused, name)
         monkeypatch.setattr(fused, name, lambda *a, _f=original, **k: calls.append(1) or _f(*a, **k))
     x = torch.rand(6, 4, 1, 28, 28, dtype=F64)
