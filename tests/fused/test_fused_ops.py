@@ -490,12 +490,14 @@ def test_a_parameter_changed_through_data_is_seen_by_the_next_call(cls, how, par
     for _ in range(3):  # the C step remembered
         neuron.reset_mem()
         neuron(x[0])
+    before = neuron(x[0])
     with torch.no_grad():
-        _change(neuron.threshold, how, 0.3)
-        twin.threshold.fill_(0.3)
+        _change(neuron.threshold, how, 5.0)  # far above the membrane: no neuron fires
+        twin.threshold.fill_(5.0)
     assert neuron.explain(x[0]).path == "node:c"
     neuron.reset_mem(), twin.reset_mem()
     got, want = neuron(x[0]), twin(x[0])
+    assert before[0].any() and not want[0].any()  # the change matters
     assert all(torch.equal(a, b) for a, b in zip(got, want))
     neuron.reset_mem(), twin.reset_mem()
     assert torch.equal(neuron.multi_step(x), twin.multi_step(x))
