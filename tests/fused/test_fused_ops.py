@@ -482,11 +482,12 @@ def _change(param: torch.Tensor, how: str, value: float) -> None:
 def test_a_parameter_changed_through_data_is_seen_by_the_next_call(cls, how, param_shape):
     """A change no version counter sees (``p.data.fill_(...)``, ``p.data = other``, as weight constraints do) reaches
     the next single step (the remembered C step) and the next sequence, which equal a fresh neuron's with the new
-    value, bit for bit."""
+    value, bit for bit. The kernels read a per-neuron threshold where it lies and a per-channel one from a copy
+    expanded to the feature shape."""
     shape = (2, 6) if param_shape == (6,) else (2, 3, 2, 2)
     x = torch.rand(4, *shape) * 2
-    neuron = cls(param_shape=param_shape, learn_threshold=True)
-    twin = cls(param_shape=param_shape, learn_threshold=True)
+    make = lambda: cls(threshold=torch.full(param_shape, 0.5), learn_threshold=True)  # noqa: E731
+    neuron, twin = make(), make()
     for _ in range(3):  # the C step remembered
         neuron.reset_mem()
         neuron(x[0])
