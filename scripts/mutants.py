@@ -204,7 +204,7 @@ MUTANTS = (
         "c-step-plan-ignores-a-new-storage",
         "mdn_snntorch/neurons/base.py",
         "key += (id(t), t._version, t.data_ptr())",
-        "key += (id(t), t._version)",
+        "key += (id(t), t._version, 0)",
         ("tests/fused/test_fused_ops.py",),
     ),
     Mutant(
@@ -280,8 +280,8 @@ MUTANTS = (
     Mutant(
         "c-step-plan-ignores-in-place-changes",
         "mdn_snntorch/neurons/base.py",
-        "key += (id(t), t._version)",
-        "key += (id(t), 0)",
+        "key += (id(t), t._version, t.data_ptr())",
+        "key += (id(t), 0, t.data_ptr())",
         C_STEP,
     ),
     Mutant(
