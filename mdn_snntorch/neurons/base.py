@@ -304,11 +304,15 @@ class MDNFamilyNeuron(SpikingNeuron):
 
     def _scale_arg(self, dtype: torch.dtype, compiling: bool) -> torch.Tensor | None:
         """The graded-spikes factor for the fast steps in ``dtype``: ``None`` when it is a fixed 1 (one
-        multiplication less), else the tensor. The check is cached on the buffer's identity and version counter."""
+        multiplication less), else the tensor. On the CPU its value is read at every call (a change through ``.data``
+        moves no version counter); on a GPU, where reading it waits for the device, the answer is kept while the
+        buffer's identity, version counter and memory stay the same."""
         g = self._tensor("graded_spikes_factor")
         if g.requires_grad or compiling:
             return self._param_as("graded_spikes_factor", dtype)
-        key = (id(g), g._version)
+        if g.is_cpu:
+            return None if g.numel() == 1 and float(g) == 1.0 else self._param_as("graded_spikes_factor", dtype)
+        key = (id(g), g._version, g.data_ptr())
         cached = self.__dict__["_unit_scale"]
         if cached is None or cached[0] != key:
             cached = self.__dict__["_unit_scale"] = (key, g.numel() == 1 and float(g) == 1.0)

@@ -504,6 +504,21 @@ def test_a_parameter_changed_through_data_is_seen_by_the_next_call(cls, how, par
     assert torch.equal(neuron.multi_step(x), twin.multi_step(x))
 
 
+@pytest.mark.parametrize("cls", [mdn.MDN, mdn.FirstOrder])
+def test_a_graded_spikes_factor_changed_through_data_reaches_the_pytorch_node(cls):
+    """The PyTorch node leaves the factor's multiplication out while the factor is 1: a factor changed to 2 through
+    ``.data`` scales the next step's spikes, as a fresh neuron's factor of 2 does."""
+    x = torch.rand(2, 6) + 1.5  # a drive every neuron fires on
+    with fused.use_kernel("torch"):
+        neuron = cls()
+        assert neuron.explain(x).path == "node"
+        neuron(x)
+        neuron.graded_spikes_factor.data.fill_(2.0)
+        neuron.reset_mem()
+        got, want = neuron(x), cls(graded_spikes_factor=2.0)(x)
+    assert got[0].max() == 2.0 and all(torch.equal(a, b) for a, b in zip(got, want))
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
