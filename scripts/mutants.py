@@ -215,6 +215,13 @@ MUTANTS = (
         ("tests/fused/test_fused_ops.py",),
     ),
     Mutant(
+        "node-scale-cached-on-cpu",
+        "mdn_snntorch/neurons/base.py",
+        "if g.is_cpu:",
+        "if False:",
+        ("tests/fused/test_fused_ops.py",),
+    ),
+    Mutant(
         "sparse-tiles-skip-a-row",
         "mdn_snntorch/sparse/c/spike_linear_impl.h",
         "for (int64_t t0 = lo; t0 < hi; t0 += tile)",
