@@ -523,23 +523,19 @@ class MDNFamilyNeuron(SpikingNeuron):
             self._steps = 0
 
     def _take_states(self, **given) -> None:
-        buffers = self._buffers
-        for name, value in given.items():
-            if value is None:
-                continue
-            if self.init_hidden:
-                names = ", ".join(f"`{k}`" for k in given)
-                raise TypeError(f"{names} should not be passed as an argument while `init_hidden=True`")
-            if type(value) is torch.Tensor and name in buffers:
-                buffers[name] = value  # what setattr does for a buffer, without nn.Module.__setattr__'s microseconds
-            else:
-                setattr(self, name, value)
+        """The states passed to a call (``None``: not passed), kept as the ones it starts from."""
+        if self.init_hidden and any(value is not None for value in given.values()):
+            names = ", ".join(f"`{k}`" for k in given)
+            raise TypeError(f"{names} should not be passed as an argument while `init_hidden=True`")
+        self._keep_states(**given)
 
-    def _keep_states(self, **states: torch.Tensor) -> None:
-        """Keep the state a call ends with: ``self.<name> = tensor`` for these buffers, without the microseconds of
-        ``nn.Module.__setattr__``."""
+    def _keep_states(self, **states: torch.Tensor | None) -> None:
+        """Keep these states (``None``: left as it is): ``self.<name> = tensor`` for these buffers, without the
+        microseconds of ``nn.Module.__setattr__``."""
         buffers = self._buffers
         for name, value in states.items():
+            if value is None:
+                continue
             if type(value) is torch.Tensor and name in buffers:
                 buffers[name] = value
             else:
