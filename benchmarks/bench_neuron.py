@@ -55,6 +55,16 @@ TARGET_MEMORY = 0.5
 TARGET_GPU_SPEEDUP = 5.0
 
 
+def median_ms(fn: Callable[[], None], n: int) -> float:
+    """The median wall time of ``n`` calls of ``fn``, in milliseconds."""
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
 def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()

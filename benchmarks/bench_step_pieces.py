@@ -46,22 +46,13 @@ def paper_step(threads: int) -> Callable[[], None]:
     return bench_neuron.training_step(bench_neuron.paper_models("cpu")["mdn-fused"][0], x, y)
 
 
-def _median_ms(fn: Callable[[], None], n: int) -> float:
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
-
-
 def pieces(threads: int, steps: int) -> dict[str, float]:
     """Milliseconds per step: ``step`` (no profiler), then each C pass (``pass <name> <shape>``) and each operator's
     self time under the profiler (``op <name> <shapes>``)."""
     step = paper_step(threads)
     for _ in range(3):
         step()
-    out = {"step": _median_ms(step, steps)}
+    out = {"step": bench_neuron.median_ms(step, steps)}
     spent: dict[str, float] = collections.defaultdict(float)
     real = {name: getattr(c_kernels, name) for name in PASSES}
 

@@ -19,7 +19,6 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,15 +26,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_neuron  # noqa: E402  (the paper-shape models and training step)
 from machine import cpu_model  # noqa: E402
-
-
-def median_ms(fn: Callable[[], None], steps: int) -> float:
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def quantiles(values: list[float]) -> str:
@@ -67,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
                 torch.set_num_threads(threads)
                 for name, fn in steps.items():
                     key = f"{name.split('-')[0]}-{threads}"
-                    samples[key].append(median_ms(fn, args.steps))
+                    samples[key].append(bench_neuron.median_ms(fn, args.steps))
                 ratio = samples[f"mdn-{threads}"][-1] / samples[f"floor-{threads}"][-1]
                 line.append(f"{threads} thread(s): mdn {samples[f'mdn-{threads}'][-1]:6.2f} ms  floor "
                             f"{samples[f'floor-{threads}'][-1]:6.2f} ms  ratio {ratio:.2f}")  # fmt: skip
